@@ -1,0 +1,397 @@
+//! `Array<T>`: a fixed-length shared array of plain data, with a lock.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::raw::header::Kind;
+use crate::raw::{RawLock, RawLockGuard};
+use crate::segment::{Options, Segment, Spec};
+use crate::value::{check_align, data_offset};
+
+/// A fixed-length array of `T: Pod` shared by processes, with a lock (Python's
+/// `multiprocessing.Array`).
+///
+/// Every access goes through the lock: [`get`](Array::get),
+/// [`set`](Array::set) and [`to_vec`](Array::to_vec) take it for one call,
+/// [`lock`](Array::lock) holds it for as long as the guard lives and gives
+/// `&mut [T]`. The length is recorded in the header and checked against the
+/// segment's real length when the array is opened.
+///
+/// ```
+/// use shmkit::Array;
+///
+/// let a = Array::from_slice_unique(&[5i32, 6, 7])?;
+/// let b = Array::<i32>::open(a.name())?; // as another process would
+/// b.set(0, 50)?;
+/// b.lock()?[2] += 1;
+/// assert_eq!(a.to_vec(), [50, 6, 8]);
+/// assert_eq!(a.get(3), None);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Array<T: Pod> {
+    seg: Segment,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("name", &self.name())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// `data_offset + len * size_of::<T>()`, or `None` on overflow.
+fn payload_len<T>(len: usize) -> Option<usize> {
+    len.checked_mul(std::mem::size_of::<T>())?
+        .checked_add(data_offset::<T>())
+}
+
+impl<T: Pod> Array<T> {
+    fn create_inner(name: Option<&str>, len: usize, opts: &Options, fill: impl Fn(&mut [T])) -> Result<Array<T>> {
+        check_align::<T>(name.unwrap_or(""))?;
+        let payload = payload_len::<T>(len)
+            .ok_or_else(|| Error::InvalidArgument(format!("an Array of {len} elements is too large")))?;
+        let spec = Spec::typed::<T>(Kind::Array, len as u64);
+        let init = |p: *mut u8, plen: usize| {
+            // SAFETY: `p` is the fresh, unpublished payload of `plen` bytes,
+            // 64-aligned; nobody else can use it until the header is
+            // published, and it holds the lock and `len` elements.
+            unsafe {
+                RawLock::init_in(p, plen)?;
+                let data = p.add(data_offset::<T>()).cast::<T>();
+                fill(std::slice::from_raw_parts_mut(data, len));
+            }
+            Ok(())
+        };
+        let seg = match name {
+            Some(n) => Segment::create_kind(n, spec, payload, opts, init)?,
+            None => Segment::create_unique_kind(spec, payload, opts, init)?,
+        };
+        Ok(Array {
+            seg,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// Creates an array named `name` of `len` copies of `fill`.
+    ///
+    /// # Errors
+    /// As [`Segment::create`]; [`Error::InvalidArgument`] if the array
+    /// would be too large.
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-array-{}", std::process::id());
+    /// let a = shmkit::Array::create(&name, 3, 0u8)?;
+    /// assert_eq!(a.to_vec(), [0, 0, 0]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(name: &str, len: usize, fill: T) -> Result<Array<T>> {
+        Array::create_with(name, len, fill, &Options::new())
+    }
+
+    /// [`create`](Array::create) with [`Options`].
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-arrayw-{}", std::process::id());
+    /// let a = shmkit::Array::create_with(&name, 3, 1u16, &shmkit::Options::new())?;
+    /// # let _ = a;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_with(name: &str, len: usize, fill: T, opts: &Options) -> Result<Array<T>> {
+        Array::create_inner(Some(name), len, opts, |s| s.fill(fill))
+    }
+
+    /// Creates an array under a fresh unique name.
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(2, 9u32)?;
+    /// assert_eq!(a.to_vec(), [9, 9]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique(len: usize, fill: T) -> Result<Array<T>> {
+        Array::create_inner(None, len, &Options::new(), |s| s.fill(fill))
+    }
+
+    /// Creates an array named `name` holding a copy of `values`.
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-arrayfs-{}", std::process::id());
+    /// let a = shmkit::Array::from_slice(&name, &[1.5f64, 2.5])?;
+    /// assert_eq!(a.get(1), Some(2.5));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn from_slice(name: &str, values: &[T]) -> Result<Array<T>> {
+        Array::create_inner(Some(name), values.len(), &Options::new(), |s| {
+            s.copy_from_slice(values)
+        })
+    }
+
+    /// Creates an array under a fresh unique name holding a copy of `values`.
+    ///
+    /// ```
+    /// let a = shmkit::Array::from_slice_unique(&[1u8, 2])?;
+    /// assert_eq!(a.len(), 2);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn from_slice_unique(values: &[T]) -> Result<Array<T>> {
+        Array::create_inner(None, values.len(), &Options::new(), |s| {
+            s.copy_from_slice(values)
+        })
+    }
+
+    /// Opens the array named `name`, which must hold `T`s. Its length is
+    /// taken from the header and checked against the segment's length.
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`], [`Error::WrongKind`],
+    /// [`Error::Corrupted`] if the recorded length does not fit, and the
+    /// errors of [`Segment::open`].
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(4, 0i64)?;
+    /// assert_eq!(shmkit::Array::<i64>::open(a.name())?.len(), 4);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Array<T>> {
+        Array::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Array::open) with [`Options`].
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(4, 0i64)?;
+    /// let b = shmkit::Array::<i64>::open_with(a.name(), &shmkit::Options::new())?;
+    /// # let _ = b;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, opts: &Options) -> Result<Array<T>> {
+        check_align::<T>(name)?;
+        let (seg, aux) = Segment::open_kind(name, Spec::typed::<T>(Kind::Array, 0), opts)?;
+        let len = usize::try_from(aux)
+            .ok()
+            .filter(|&len| payload_len::<T>(len) == Some(seg.len()))
+            .ok_or_else(|| {
+                Error::corrupted(
+                    name,
+                    format!(
+                        "the header records {aux} elements, which do not fill its {} payload bytes",
+                        seg.len()
+                    ),
+                )
+            })?;
+        Ok(Array {
+            seg,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// The number of elements.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Array::create_unique(3, 0u8)?.len(), 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the array has no elements.
+    ///
+    /// ```
+    /// assert!(shmkit::Array::<u8>::from_slice_unique(&[])?.is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn raw_lock(&self) -> &RawLock {
+        // SAFETY: the payload starts with a RawLock initialised before the
+        // header was published, 64-aligned, at least data_offset long (the
+        // payload length was checked in create/open), mapped while `seg` lives.
+        unsafe { RawLock::attach(self.seg.as_ptr(), self.seg.len()) }
+            .expect("payload checked at create/open")
+    }
+
+    fn data(&self) -> *mut T {
+        // SAFETY: the payload is data_offset + len * size_of::<T>() bytes
+        // (checked at create/open), so the offset stays inside it; it is a
+        // multiple of T's alignment.
+        unsafe { self.seg.as_ptr().add(data_offset::<T>()).cast::<T>() }
+    }
+
+    fn lock_raw(&self) -> RawLockGuard<'_> {
+        match self.raw_lock().lock() {
+            Ok(g) => g,
+            Err(e) => panic!("Array {:?}: {e} (use the guard you hold)", self.name()),
+        }
+    }
+
+    /// Element `index`, or `None` past the end. Takes the lock.
+    ///
+    /// # Panics
+    /// If the calling thread holds this array's lock (index the guard).
+    ///
+    /// ```
+    /// let a = shmkit::Array::from_slice_unique(&[1u8, 2])?;
+    /// assert_eq!(a.get(1), Some(2));
+    /// assert_eq!(a.get(2), None);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get(&self, index: usize) -> Option<T> {
+        if index >= self.len {
+            return None;
+        }
+        let _g = self.lock_raw();
+        // SAFETY: index < len, so the element is inside the payload; we hold
+        // the lock that every writer holds.
+        Some(unsafe { self.data().add(index).read() })
+    }
+
+    /// Sets element `index`. Takes the lock.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `index >= len()`;
+    /// [`Error::Deadlock`] if this thread holds the lock.
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(2, 0u8)?;
+    /// a.set(1, 7)?;
+    /// assert!(a.set(2, 7).is_err());
+    /// assert_eq!(a.to_vec(), [0, 7]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        if index >= self.len {
+            return Err(Error::InvalidArgument(format!(
+                "index {index} out of range for Array {:?} of length {}",
+                self.name(),
+                self.len
+            )));
+        }
+        let _g = self.raw_lock().lock()?;
+        // SAFETY: index < len; we hold the lock.
+        unsafe { self.data().add(index).write(value) };
+        Ok(())
+    }
+
+    /// A copy of every element, taken under the lock.
+    ///
+    /// # Panics
+    /// If the calling thread holds this array's lock (copy the guard).
+    ///
+    /// ```
+    /// let a = shmkit::Array::from_slice_unique(&[3u32, 4])?;
+    /// assert_eq!(a.to_vec(), vec![3, 4]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn to_vec(&self) -> Vec<T> {
+        let _g = self.lock_raw();
+        // SAFETY: `len` elements start at data(); we hold the lock.
+        unsafe { std::slice::from_raw_parts(self.data(), self.len) }.to_vec()
+    }
+
+    /// Takes the lock and gives the elements as a slice until the guard drops.
+    ///
+    /// # Errors
+    /// [`Error::Deadlock`] if this thread already holds it.
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(3, 1i32)?;
+    /// {
+    ///     let mut g = a.lock()?;
+    ///     for (i, x) in g.iter_mut().enumerate() {
+    ///         *x += i as i32;
+    ///     }
+    /// }
+    /// assert_eq!(a.to_vec(), [1, 2, 3]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
+        let inner = self.raw_lock().lock()?;
+        Ok(ArrayGuard {
+            data: self.data(),
+            len: self.len,
+            inner,
+        })
+    }
+
+    /// The name other processes open this array by.
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(1, 0u8)?;
+    /// assert!(a.name().starts_with("shmkit-"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Keeps the name after this (creating) handle drops.
+    ///
+    /// ```
+    /// let mut a = shmkit::Array::create_unique(1, 0u8)?;
+    /// a.keep();
+    /// let name = a.name().to_owned();
+    /// drop(a);
+    /// shmkit::unlink(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn keep(&mut self) {
+        self.seg.keep();
+    }
+}
+
+/// The elements of an [`Array`], locked until dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ArrayGuard<'a, T: Pod> {
+    data: *mut T,
+    len: usize,
+    inner: RawLockGuard<'a>,
+}
+
+impl<T: Pod> ArrayGuard<'_, T> {
+    /// True when this acquisition took the lock over from a holder that died
+    /// (possibly half way through an update).
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(1, 0u8)?;
+    /// assert!(!a.lock()?.owner_died());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.inner.owner_died()
+    }
+}
+
+impl<T: Pod> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` elements at `data` lie in the segment `inner`
+        // borrows; we hold the lock, so no other thread or well-behaved
+        // process accesses them until the guard drops.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only slice.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}

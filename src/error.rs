@@ -1,0 +1,220 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in shmkit, as variants a caller can act on.
+///
+/// Where a segment is involved its name is carried, so that the message says
+/// which segment and what was expected.
+///
+/// ```
+/// use shmkit::{Error, Segment};
+///
+/// match Segment::open("shmkit-doc-no-such-segment") {
+///     Err(Error::NotFound { name }) => assert_eq!(name, "shmkit-doc-no-such-segment"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name is not 1..=200 bytes of `[A-Za-z0-9._-]`, or is `.` or `..`.
+    InvalidName {
+        /// The name as given (lossily, if it was not UTF-8).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An argument is out of range (a zero length, an index past the end, …).
+    InvalidArgument(String),
+    /// A segment of this name already exists.
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+    },
+    /// No segment of this name exists.
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// The OS refused access, or the segment belongs to another user and the
+    /// caller did not allow that.
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The segment holds another kind of object (a `Lock` opened as a `Queue`).
+    WrongKind {
+        /// The segment's name.
+        name: String,
+        /// The kind the caller asked for.
+        expected: &'static str,
+        /// The kind the segment holds (or its raw code if unknown).
+        found: String,
+    },
+    /// The segment holds the right kind but of another payload type
+    /// (a `Value<u64>` opened as `Value<u32>`).
+    TypeMismatch {
+        /// The segment's name.
+        name: String,
+        /// The type the caller asked for.
+        expected: &'static str,
+    },
+    /// The segment was made by an incompatible version of shmkit.
+    VersionMismatch {
+        /// The segment's name.
+        name: String,
+        /// The format version this build understands.
+        expected: u32,
+        /// The format version found.
+        found: u32,
+    },
+    /// Shared memory holds something impossible: a bad magic number, a length
+    /// that does not fit, an index out of range. Another process wrote it, or
+    /// the segment is not shmkit's.
+    Corrupted {
+        /// The segment's name (empty for memory the caller manages).
+        name: String,
+        /// What was found wrong.
+        detail: String,
+    },
+    /// The operation did not complete before its deadline.
+    Timeout,
+    /// A non-blocking put found no room.
+    Full,
+    /// A non-blocking get found nothing.
+    Empty,
+    /// The message is larger than the largest the object was made for.
+    MessageTooLarge {
+        /// The message's length.
+        len: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// The buffer cannot hold the next message; the message stays queued.
+    BufferTooSmall {
+        /// The length of the message.
+        needed: usize,
+    },
+    /// The other end is gone (dropped, or its process died) and nothing
+    /// more will arrive.
+    Disconnected,
+    /// The object was closed.
+    Closed,
+    /// The object is already in use by a live process (a second `Pipe::open`).
+    InUse {
+        /// The segment's name.
+        name: String,
+    },
+    /// The calling thread already holds this lock; waiting would never end.
+    Deadlock,
+    /// The segment's creator died before it finished initialising it.
+    CreatorDied {
+        /// The segment's name.
+        name: String,
+        /// The creator's process id.
+        pid: u32,
+    },
+    /// An OS call failed in a way not covered above.
+    Io(io::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::AlreadyExists { name } => write!(f, "segment {name:?} already exists"),
+            Error::NotFound { name } => write!(f, "segment {name:?} does not exist"),
+            Error::PermissionDenied { name, reason } => {
+                write!(f, "permission denied on segment {name:?}: {reason}")
+            }
+            Error::WrongKind {
+                name,
+                expected,
+                found,
+            } => write!(f, "segment {name:?} holds a {found}, expected a {expected}"),
+            Error::TypeMismatch { name, expected } => write!(
+                f,
+                "segment {name:?} holds another payload type, expected {expected}"
+            ),
+            Error::VersionMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "segment {name:?} has format version {found}, this build reads version {expected}"
+            ),
+            Error::Corrupted { name, detail } => {
+                write!(f, "segment {name:?} is corrupted: {detail}")
+            }
+            Error::Timeout => f.write_str("timed out"),
+            Error::Full => f.write_str("full"),
+            Error::Empty => f.write_str("empty"),
+            Error::MessageTooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds the maximum of {max} bytes")
+            }
+            Error::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: the message needs {needed} bytes")
+            }
+            Error::Disconnected => f.write_str("the other end is disconnected"),
+            Error::Closed => f.write_str("closed"),
+            Error::InUse { name } => write!(f, "segment {name:?} is in use by a live process"),
+            Error::Deadlock => f.write_str("the calling thread already holds this lock"),
+            Error::CreatorDied { name, pid } => write!(
+                f,
+                "segment {name:?} was never initialised: its creator (pid {pid}) died"
+            ),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl Error {
+    /// Maps an OS error on segment `name` to the matching variant.
+    pub(crate) fn from_os(e: io::Error, name: &str) -> Error {
+        match e.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists { name: name.into() },
+            Some(libc::ENOENT) => Error::NotFound { name: name.into() },
+            Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
+                name: name.into(),
+                reason: e.to_string(),
+            },
+            Some(libc::EINVAL) | Some(libc::EFBIG) | Some(libc::ENOMEM) | Some(libc::ENOSPC) => {
+                Error::InvalidArgument(format!("segment {name:?}: {e}"))
+            }
+            _ => Error::Io(e),
+        }
+    }
+
+    pub(crate) fn corrupted(name: &str, detail: impl Into<String>) -> Error {
+        Error::Corrupted {
+            name: name.into(),
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! `Event`: a named manual-reset event shared by processes.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::raw::header::Kind;
+use crate::raw::RawEvent;
+use crate::segment::{Options, Segment, Spec};
+
+/// A manual-reset event shared by every process that opens its name
+/// (Python's `multiprocessing.Event`), built on [`RawEvent`].
+///
+/// [`set`](Event::set) raises the flag and wakes every waiter (with nobody
+/// waiting it makes no syscall); [`clear`](Event::clear) lowers it;
+/// [`wait`](Event::wait) returns at once while it is up.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmkit::Event;
+///
+/// let ev = Event::create_unique()?;
+/// let same = Event::open(ev.name())?; // as another process would
+/// assert!(!same.wait_timeout(Duration::from_millis(1))?);
+/// ev.set();
+/// same.wait()?;
+/// assert!(same.is_set());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Event {
+    seg: Segment,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name())
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
+
+fn init(p: *mut u8, len: usize) -> Result<()> {
+    // SAFETY: `p` is the fresh segment's payload of `len` bytes, 64-aligned,
+    // not yet published, so nobody else uses it.
+    unsafe { RawEvent::init_in(p, len) }.map(drop)
+}
+
+impl Event {
+    /// Creates a cleared event named `name`.
+    ///
+    /// # Errors
+    /// As [`Segment::create`].
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-event-{}", std::process::id());
+    /// let ev = shmkit::Event::create(&name)?;
+    /// assert!(!ev.is_set());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(name: &str) -> Result<Event> {
+        Event::create_with(name, &Options::new())
+    }
+
+    /// [`create`](Event::create) with [`Options`].
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-eventw-{}", std::process::id());
+    /// let ev = shmkit::Event::create_with(&name, &shmkit::Options::new().mode(0o600))?;
+    /// # let _ = ev;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_with(name: &str, opts: &Options) -> Result<Event> {
+        let seg = Segment::create_kind(name, Spec::of(Kind::Event), RawEvent::required_size(), opts, init)?;
+        Ok(Event { seg })
+    }
+
+    /// Creates a cleared event under a fresh unique name.
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// assert!(ev.name().starts_with("shmkit-"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique() -> Result<Event> {
+        let seg = Segment::create_unique_kind(Spec::of(Kind::Event), RawEvent::required_size(), &Options::new(), init)?;
+        Ok(Event { seg })
+    }
+
+    /// Opens the event named `name`.
+    ///
+    /// # Errors
+    /// [`Error::WrongKind`](crate::Error::WrongKind) and the errors of
+    /// [`Segment::open`].
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// let again = shmkit::Event::open(ev.name())?;
+    /// # let _ = again;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Event> {
+        Event::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Event::open) with [`Options`].
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// let again = shmkit::Event::open_with(ev.name(), &shmkit::Options::new())?;
+    /// # let _ = again;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, opts: &Options) -> Result<Event> {
+        let seg = Segment::open_kind(name, Spec::of(Kind::Event), opts)?.0;
+        Ok(Event { seg })
+    }
+
+    fn raw(&self) -> &RawEvent {
+        // SAFETY: the payload was initialised as a RawEvent before the header
+        // was published; it is 64-aligned, long enough (length checked at
+        // open), and mapped while `self.seg` lives.
+        unsafe { RawEvent::attach(self.seg.as_ptr(), self.seg.len()) }
+            .expect("segment payload was checked at create/open")
+    }
+
+    /// Raises the flag and wakes every waiter.
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// ev.set();
+    /// assert!(ev.is_set());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set(&self) {
+        self.raw().set();
+    }
+
+    /// Lowers the flag.
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// ev.set();
+    /// ev.clear();
+    /// assert!(!ev.is_set());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn clear(&self) {
+        self.raw().clear();
+    }
+
+    /// Whether the flag is up.
+    ///
+    /// ```
+    /// assert!(!shmkit::Event::create_unique()?.is_set());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_set(&self) -> bool {
+        self.raw().is_set()
+    }
+
+    /// Waits until the flag is up; returns at once if it is.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for a corrupted event.
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// ev.set();
+    /// ev.wait()?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn wait(&self) -> Result<()> {
+        self.raw().wait();
+        Ok(())
+    }
+
+    /// Waits until the flag is up or `timeout` passed; `Ok(false)` on
+    /// timeout, which never comes early.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ev = shmkit::Event::create_unique()?;
+    /// assert!(!ev.wait_timeout(Duration::from_millis(2))?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        Ok(self.raw().wait_timeout(timeout))
+    }
+
+    /// The name other processes open this event by.
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// assert!(!ev.name().is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Keeps the name after this (creating) handle drops.
+    ///
+    /// ```
+    /// let mut ev = shmkit::Event::create_unique()?;
+    /// ev.keep();
+    /// let name = ev.name().to_owned();
+    /// drop(ev);
+    /// shmkit::unlink(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn keep(&mut self) {
+        self.seg.keep();
+    }
+}

@@ -1,0 +1,61 @@
+//! Cross-process primitives in named POSIX shared memory: what Python's
+//! `multiprocessing` gives a Python programmer, for Rust programs that run as
+//! several processes.
+//!
+//! | type                 | what it is                                        | Python            |
+//! |----------------------|---------------------------------------------------|-------------------|
+//! | [`Segment`]          | a named segment of bytes with a checked header    | `SharedMemory`    |
+//! | [`Lock`]             | a lock that survives its holder's death           | `Lock`            |
+//! | [`Event`]            | a manual-reset event                              | `Event`           |
+//! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
+//! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
+//! | [`raw`]              | the cores, to place in memory you manage          | —                 |
+//!
+//! Every object is created under a name (or [`create_unique`](Lock::create_unique))
+//! and opened by that name from other processes. The creating handle removes
+//! the name when it drops, unless told to [`keep`](Lock::keep) it; open
+//! mappings stay valid.
+//!
+//! ```
+//! use shmkit::{Lock, Value};
+//!
+//! let counter = Value::<u64>::create_unique(0)?;
+//! // In another process: Value::<u64>::open(name)?
+//! let other = Value::<u64>::open(counter.name())?;
+//! other.fetch_add(5);
+//! *counter.lock()? += 1;
+//! assert_eq!(counter.load(), 6);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Safety model
+//!
+//! Shared memory is written by other processes, which may be buggy, hostile
+//! or killed at any instruction. shmkit keeps only plain data there
+//! (`repr(C)` integers and atomics, offsets instead of pointers), checks every
+//! length, index and header field it reads before using it, and reports a bad
+//! one as [`Error::Corrupted`] — never undefined behaviour. A lock whose
+//! holder died is taken over and the new holder is told
+//! ([`LockGuard::owner_died`]). Segments are created with mode 0600 unless
+//! asked otherwise, and `open` refuses another user's segment by default.
+//! Linux only (futex(2) and `/proc`); every process must share one PID
+//! namespace so that liveness checks see each other.
+#![warn(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod array;
+mod error;
+mod event;
+mod lock;
+pub mod raw;
+mod segment;
+#[doc(hidden)]
+pub mod sync;
+mod sys;
+mod value;
+
+pub use array::{Array, ArrayGuard};
+pub use error::{Error, Result};
+pub use event::Event;
+pub use lock::{Lock, LockGuard};
+pub use segment::{unlink, Options, Segment, DEFAULT_INIT_TIMEOUT, MAX_LEN};
+pub use value::{AtomicValue, Value, ValueGuard};

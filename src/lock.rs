@@ -1,0 +1,251 @@
+//! `Lock`: a named lock shared by processes, robust to a dead holder.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::raw::header::Kind;
+use crate::raw::{RawLock, RawLockGuard};
+use crate::segment::{Options, Segment, Spec};
+
+/// A lock shared by every process that opens its name (Python's
+/// `multiprocessing.Lock`), built on [`RawLock`].
+///
+/// If a holder dies (even by SIGKILL), the next locker gets the lock within
+/// about 20 ms of the death, and its guard's
+/// [`owner_died`](LockGuard::owner_died) is true. A live holder, however
+/// slow, is never robbed. The lock is not recursive: locking it again from
+/// the thread that holds it is [`Error::Deadlock`](crate::Error::Deadlock).
+///
+/// ```
+/// use shmkit::Lock;
+///
+/// let lock = Lock::create_unique()?;
+/// let same = Lock::open(lock.name())?; // as another process would
+/// {
+///     let guard = lock.lock()?;
+///     assert!(!guard.owner_died());
+///     assert!(same.try_lock()?.is_none());
+/// }
+/// assert!(same.try_lock()?.is_some());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Lock {
+    seg: Segment,
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    inner: RawLockGuard<'a>,
+}
+
+impl LockGuard<'_> {
+    /// True when this acquisition took the lock over from a thread or
+    /// process that died holding it; the data it protects may need repair.
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// assert!(!lock.lock()?.owner_died());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.inner.owner_died()
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("owner_died", &self.owner_died())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("name", &self.name())
+            .field("owner_tid", &self.raw().owner_tid())
+            .finish()
+    }
+}
+
+fn init(p: *mut u8, len: usize) -> Result<()> {
+    // SAFETY: `p` is the fresh segment's payload of `len` bytes, 64-aligned,
+    // not yet published, so nobody else uses it.
+    unsafe { RawLock::init_in(p, len) }.map(drop)
+}
+
+impl Lock {
+    /// Creates an unlocked lock named `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`](crate::Error::InvalidName),
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists), or an OS error.
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-lock-{}", std::process::id());
+    /// let lock = shmkit::Lock::create(&name)?;
+    /// assert_eq!(lock.name(), name);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(name: &str) -> Result<Lock> {
+        Lock::create_with(name, &Options::new())
+    }
+
+    /// [`create`](Lock::create) with [`Options`] (mode, …).
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-lockw-{}", std::process::id());
+    /// let lock = shmkit::Lock::create_with(&name, &shmkit::Options::new().mode(0o660))?;
+    /// # let _ = lock;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_with(name: &str, opts: &Options) -> Result<Lock> {
+        let seg = Segment::create_kind(
+            name,
+            Spec::of(Kind::Lock),
+            RawLock::required_size(),
+            opts,
+            init,
+        )?;
+        Ok(Lock { seg })
+    }
+
+    /// Creates an unlocked lock under a fresh unique name.
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// assert!(lock.name().starts_with("shmkit-"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique() -> Result<Lock> {
+        let seg = Segment::create_unique_kind(
+            Spec::of(Kind::Lock),
+            RawLock::required_size(),
+            &Options::new(),
+            init,
+        )?;
+        Ok(Lock { seg })
+    }
+
+    /// Opens the lock named `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`](crate::Error::NotFound),
+    /// [`Error::WrongKind`](crate::Error::WrongKind) if the name holds
+    /// something else, and the header errors of [`Segment::open`].
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// let again = shmkit::Lock::open(lock.name())?;
+    /// # let _ = again;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Lock> {
+        Lock::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Lock::open) with [`Options`].
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// let again = shmkit::Lock::open_with(lock.name(), &shmkit::Options::new())?;
+    /// # let _ = again;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, opts: &Options) -> Result<Lock> {
+        let seg = Segment::open_kind(name, Spec::of(Kind::Lock), opts)?.0;
+        Ok(Lock { seg })
+    }
+
+    fn raw(&self) -> &RawLock {
+        // SAFETY: the payload was initialised as a RawLock before the header
+        // was published (create) or seen published (open); it is 64-aligned
+        // and at least required_size() long (the header's length was checked
+        // against the object's), and it stays mapped while `self.seg` lives.
+        unsafe { RawLock::attach(self.seg.as_ptr(), self.seg.len()) }
+            .expect("segment payload was checked at create/open")
+    }
+
+    /// Takes the lock, waiting as long as it takes (but taking it over from
+    /// a dead holder).
+    ///
+    /// # Errors
+    /// [`Error::Deadlock`](crate::Error::Deadlock) if this thread holds it.
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// let guard = lock.lock()?;
+    /// drop(guard);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[inline]
+    pub fn lock(&self) -> Result<LockGuard<'_>> {
+        self.raw().lock().map(|inner| LockGuard { inner })
+    }
+
+    /// Takes the lock if that needs no waiting.
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// let g = lock.try_lock()?.expect("free");
+    /// assert!(lock.try_lock()?.is_none());
+    /// # drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>> {
+        Ok(self.raw().try_lock()?.map(|inner| LockGuard { inner }))
+    }
+
+    /// Takes the lock, or fails with [`Error::Timeout`](crate::Error::Timeout)
+    /// after `timeout` (never earlier).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// let g = lock.lock_timeout(Duration::from_millis(5))?;
+    /// # drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
+        self.raw().lock_timeout(timeout).map(|inner| LockGuard { inner })
+    }
+
+    /// Whether someone holds the lock now (a snapshot).
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+
+    /// The name other processes open this lock by.
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// assert!(!lock.name().is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Keeps the name after this (creating) handle drops.
+    ///
+    /// ```
+    /// let mut lock = shmkit::Lock::create_unique()?;
+    /// lock.keep();
+    /// let name = lock.name().to_owned();
+    /// drop(lock);
+    /// shmkit::unlink(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn keep(&mut self) {
+        self.seg.keep();
+    }
+}

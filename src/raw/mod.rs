@@ -1,0 +1,51 @@
+//! The raw cores: `#[repr(C)]`, pointer-free state machines that work in any
+//! memory — a segment of their own, a region a runtime manages, the heap
+//! under loom, or a fuzzer's bytes.
+//!
+//! Each core offers `required_size()`, `unsafe init_in(ptr, len)` and
+//! `unsafe attach(ptr, len)`; the public handles ([`Lock`](crate::Lock),
+//! [`Event`](crate::Event), …) are a [`Segment`](crate::Segment) plus one
+//! core. Runtime builders can place many cores in one region:
+//!
+//! ```
+//! use shmkit::raw::{RawEvent, RawLock};
+//! use shmkit::Segment;
+//!
+//! let seg = Segment::create_unique(RawLock::required_size() + RawEvent::required_size())?;
+//! // SAFETY: the segment stays mapped while `lock` and `event` are used, and
+//! // these bytes are used only through these cores.
+//! let lock = unsafe { RawLock::init_in(seg.as_ptr(), RawLock::required_size())? };
+//! // SAFETY: as above, for the bytes after the lock.
+//! let event = unsafe { RawEvent::init_in(seg.as_ptr().add(RawLock::required_size()), RawEvent::required_size())? };
+//! let held = lock.lock()?;
+//! event.set();
+//! drop(held);
+//! assert!(event.is_set());
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+pub mod header;
+mod event;
+mod lock;
+
+pub use event::RawEvent;
+pub use lock::{RawLock, RawLockGuard};
+
+use crate::error::{Error, Result};
+
+/// Checks that `len` bytes at `ptr` can hold a `T`: aligned and long enough.
+pub(crate) fn check_region<T>(ptr: *mut u8, len: usize, what: &str) -> Result<()> {
+    let need = std::mem::size_of::<T>();
+    if ptr.is_null() || (ptr as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: region at {ptr:p} is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )));
+    }
+    if len < need {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: region of {len} bytes is smaller than the {need} it needs"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,605 @@
+//! Named shared-memory segments: create, open, validate, unlink.
+
+use std::ffi::CString;
+use std::fmt;
+use std::time::Duration;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::raw::header::{Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN};
+use crate::sync::{self, TaskStamp};
+use crate::sys;
+
+/// The largest segment shmkit will try to create: 64 TiB, well inside the
+/// 47-bit user address space of x86_64 and aarch64 Linux.
+pub const MAX_LEN: usize = 1 << 46;
+
+/// How long `open` waits, by default, for a creator to finish initialising.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Checks a segment name: 1..=200 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
+/// Returns the name the OS sees (with a leading '/').
+pub(crate) fn os_name(name: &str) -> Result<CString> {
+    let bad = |reason| Error::InvalidName {
+        name: name.into(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > sys::NAME_MAX {
+        return Err(bad("longer than 200 bytes"));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("'.' and '..' are not names"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(bad(match c {
+            '/' => "contains '/'",
+            '\0' => "contains NUL",
+            _ => "contains a character outside [A-Za-z0-9._-]",
+        }));
+    }
+    // Cannot fail: the name was just checked to hold no NUL.
+    CString::new(format!("/{name}")).map_err(|_| bad("contains NUL"))
+}
+
+/// Options for creating and opening segments, and every object built on one.
+///
+/// ```
+/// use shmkit::{Options, Segment};
+///
+/// let opts = Options::new().mode(0o640);
+/// let seg = Segment::create_unique_with(4096, &opts)?;
+/// assert_eq!(seg.mode()?, 0o640);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    mode: u32,
+    allow_other_owner: bool,
+    init_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+impl Options {
+    /// Mode 0600, same owner only, a 2 s wait for initialisation.
+    pub fn new() -> Options {
+        Options {
+            mode: 0o600,
+            allow_other_owner: false,
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+        }
+    }
+
+    /// The permission bits of a created segment, exactly (the umask does not
+    /// apply). Only the low 9 bits are used.
+    ///
+    /// ```
+    /// let opts = shmkit::Options::new().mode(0o660);
+    /// # let _ = opts;
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Options {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Whether `open` accepts a segment owned by another user (default: no,
+    /// it fails with [`Error::PermissionDenied`]).
+    ///
+    /// ```
+    /// let opts = shmkit::Options::new().allow_other_owner(true);
+    /// # let _ = opts;
+    /// ```
+    pub fn allow_other_owner(mut self, allow: bool) -> Options {
+        self.allow_other_owner = allow;
+        self
+    }
+
+    /// How long `open` waits for a creator that has not finished
+    /// initialising the segment.
+    ///
+    /// ```
+    /// let opts = shmkit::Options::new().init_timeout(std::time::Duration::from_millis(500));
+    /// # let _ = opts;
+    /// ```
+    pub fn init_timeout(mut self, timeout: Duration) -> Options {
+        self.init_timeout = timeout;
+        self
+    }
+}
+
+/// A named POSIX shared-memory segment with a shmkit header.
+///
+/// The creating handle removes the name when it is dropped, unless told to
+/// [`keep`](Segment::keep) it; every mapping, in this process or another,
+/// stays valid after that. Segments are created with mode 0600 unless the
+/// [`Options`] say otherwise.
+///
+/// The bytes after the header (`len()` of them, at [`as_ptr`](Segment::as_ptr))
+/// are shared with every process that opens the segment, so Rust references
+/// to them are only as sound as the protocol the processes follow. The typed
+/// objects ([`Value`](crate::Value), [`Lock`](crate::Lock), …) are built on
+/// this and need none of that care.
+///
+/// ```
+/// use shmkit::Segment;
+///
+/// let seg = Segment::create_unique(4096)?;
+/// let other = Segment::open(seg.name())?;
+/// // SAFETY: nothing else touches these bytes while this runs.
+/// unsafe { seg.as_ptr().write(42) };
+/// // SAFETY: as above; `other` maps the same object.
+/// assert_eq!(unsafe { other.as_ptr().read() }, 42);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Segment {
+    name: String,
+    map: MmapRaw,
+    owner: bool,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("len", &self.len())
+            .field("unlink_on_drop", &self.owner)
+            .finish()
+    }
+}
+
+/// Unlinks a name unless disarmed: a create that fails half way leaves nothing.
+struct UnlinkGuard<'a>(Option<&'a CString>);
+
+impl Drop for UnlinkGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.0 {
+            let _ = sys::shm_unlink(n);
+        }
+    }
+}
+
+fn unique_name() -> String {
+    format!("shmkit-{:016x}", sys::random_u64())
+}
+
+impl Segment {
+    /// Creates a segment of `len` payload bytes (zeroed) named `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] before any syscall; [`Error::InvalidArgument`]
+    /// for a length of 0 or over [`MAX_LEN`]; [`Error::AlreadyExists`].
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create("shmkit-doc-create", 100)?;
+    /// assert_eq!(seg.len(), 100);
+    /// assert_eq!(seg.name(), "shmkit-doc-create");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(name: &str, len: usize) -> Result<Segment> {
+        Segment::create_with(name, len, &Options::new())
+    }
+
+    /// [`create`](Segment::create) with [`Options`].
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_with("shmkit-doc-cw", 8, &shmkit::Options::new().mode(0o640))?;
+    /// assert_eq!(seg.mode()?, 0o640);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_with(name: &str, len: usize, opts: &Options) -> Result<Segment> {
+        Segment::create_kind(name, Spec::RAW, len, opts, |_, _| Ok(()))
+    }
+
+    /// Creates a segment under a fresh random name (`shmkit-` and 16 hex
+    /// digits); pass [`name`](Segment::name) to other processes.
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_unique(64)?;
+    /// assert!(seg.name().starts_with("shmkit-"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique(len: usize) -> Result<Segment> {
+        Segment::create_unique_with(len, &Options::new())
+    }
+
+    /// [`create_unique`](Segment::create_unique) with [`Options`].
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_unique_with(64, &shmkit::Options::new())?;
+    /// # let _ = seg;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique_with(len: usize, opts: &Options) -> Result<Segment> {
+        Segment::create_unique_kind(Spec::RAW, len, opts, |_, _| Ok(()))
+    }
+
+    /// Creates a segment and lets `init` fill its payload before any other
+    /// process can open it: `open` waits (up to its
+    /// [`init_timeout`](Options::init_timeout)) until `init` has returned.
+    /// If `init` fails, the segment is removed and the error returned.
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_init(&format!("shmkit-doc-init-{}", std::process::id()), 4, &shmkit::Options::new(), |bytes| {
+    ///     bytes.copy_from_slice(b"abcd");
+    ///     Ok(())
+    /// })?;
+    /// let other = shmkit::Segment::open(seg.name())?;
+    /// // SAFETY: nobody writes the segment while we read it.
+    /// assert_eq!(unsafe { std::slice::from_raw_parts(other.as_ptr(), 4) }, b"abcd");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_init(
+        name: &str,
+        len: usize,
+        opts: &Options,
+        init: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<Segment> {
+        Segment::create_kind(name, Spec::RAW, len, opts, |p, len| {
+            // SAFETY: `p` is the payload of `len` bytes of a segment whose
+            // header is not yet published: no opener touches it until then.
+            init(unsafe { std::slice::from_raw_parts_mut(p, len) })
+        })
+    }
+
+    /// Opens an existing plain segment.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::WrongKind`] if it holds a typed object;
+    /// [`Error::Corrupted`], [`Error::VersionMismatch`] for a bad header;
+    /// [`Error::PermissionDenied`] if another user owns it;
+    /// [`Error::CreatorDied`] if its creator died before finishing it.
+    ///
+    /// ```
+    /// let a = shmkit::Segment::create_unique(10)?;
+    /// let b = shmkit::Segment::open(a.name())?;
+    /// assert_eq!(b.len(), 10);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Segment> {
+        Segment::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Segment::open) with [`Options`].
+    ///
+    /// ```
+    /// let a = shmkit::Segment::create_unique(10)?;
+    /// let b = shmkit::Segment::open_with(a.name(), &shmkit::Options::new().allow_other_owner(true))?;
+    /// # let _ = b;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, opts: &Options) -> Result<Segment> {
+        Segment::open_kind(name, Spec::RAW, opts).map(|(seg, _)| seg)
+    }
+
+    /// The name, as passed to `open` (no leading '/').
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create("shmkit-doc-name", 1)?;
+    /// assert_eq!(seg.name(), "shmkit-doc-name");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of payload bytes (the header is not counted).
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Segment::create_unique(5)?.len(), 5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.map.len() - HEADER_LEN
+    }
+
+    /// Always false: a segment has at least one payload byte.
+    ///
+    /// ```
+    /// assert!(!shmkit::Segment::create_unique(1)?.is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first payload byte, 64-byte aligned. Valid for [`len`](Segment::len)
+    /// bytes while `self` lives. Other processes may read and write these
+    /// bytes at any time; what is sound to do with them is up to the protocol
+    /// the processes follow.
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_unique(8)?;
+    /// assert_eq!(seg.as_ptr() as usize % 64, 0);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: the mapping is at least HEADER_LEN + 1 bytes long (checked at
+        // create and open), so the offset stays inside it.
+        unsafe { self.map.as_mut_ptr().add(HEADER_LEN) }
+    }
+
+    /// Keeps the name after this handle drops (by default the creating
+    /// handle unlinks it). Remove it later with [`unlink`](crate::unlink).
+    ///
+    /// ```
+    /// let mut seg = shmkit::Segment::create("shmkit-doc-keep", 8)?;
+    /// seg.keep();
+    /// drop(seg);
+    /// shmkit::unlink("shmkit-doc-keep")?; // still there
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn keep(&mut self) {
+        self.owner = false;
+    }
+
+    /// Whether dropping this handle unlinks the name.
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_unique(8)?;
+    /// assert!(seg.unlinks_on_drop());
+    /// assert!(!shmkit::Segment::open(seg.name())?.unlinks_on_drop());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn unlinks_on_drop(&self) -> bool {
+        self.owner
+    }
+
+    /// The pid of the process that created the segment.
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_unique(8)?;
+    /// assert_eq!(seg.creator_pid(), std::process::id());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn creator_pid(&self) -> u32 {
+        self.header().creator().0
+    }
+
+    /// Whether the process that created the segment still runs (a reused
+    /// pid does not count: its start time must match too).
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_unique(8)?;
+    /// assert!(seg.creator_alive());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn creator_alive(&self) -> bool {
+        let (pid, start) = self.header().creator();
+        creator_alive(pid, start)
+    }
+
+    /// The segment's permission bits, as the OS reports them now.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Segment::create_unique(8)?.mode()?, 0o600);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn mode(&self) -> Result<u32> {
+        let cname = os_name(&self.name)?;
+        let file = sys::shm_open(&cname, false).map_err(|e| Error::from_os(e, &self.name))?;
+        Ok(sys::fstat(&file)?.mode & 0o777)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping starts page-aligned with at least HEADER_LEN
+        // bytes; `Header` is all atomics, so any bytes are a valid value and
+        // concurrent writes by other processes are atomic accesses.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    /// Creates a segment of `kind` with `payload_len` bytes, lets `init` fill
+    /// the payload, then publishes the header.
+    pub(crate) fn create_kind(
+        name: &str,
+        spec: Spec,
+        payload_len: usize,
+        opts: &Options,
+        init: impl FnOnce(*mut u8, usize) -> Result<()>,
+    ) -> Result<Segment> {
+        let cname = os_name(name)?;
+        if payload_len == 0 || payload_len > MAX_LEN - HEADER_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "segment {name:?}: length {payload_len} is not in 1..={}",
+                MAX_LEN - HEADER_LEN
+            )));
+        }
+        let total = HEADER_LEN + payload_len;
+        let file = sys::shm_create(&cname, total as u64, opts.mode)
+            .map_err(|e| Error::from_os(e, name))?;
+        let mut guard = UnlinkGuard(Some(&cname));
+        let map = MmapOptions::new()
+            .len(total)
+            .map_raw(&file)
+            .map_err(|e| Error::from_os(e, name))?;
+        let seg = Segment {
+            name: name.into(),
+            map,
+            owner: true,
+        };
+        let header = seg.header();
+        let me = sys::getpid();
+        header.claim(me, sync::task_start_time(me).unwrap_or(0));
+        header.write(&HeaderFields::new(spec.kind, spec.fingerprint, total as u64, spec.aux));
+        init(seg.as_ptr(), payload_len)?;
+        header.publish();
+        guard.0 = None;
+        Ok(seg)
+    }
+
+    pub(crate) fn create_unique_kind(
+        spec: Spec,
+        payload_len: usize,
+        opts: &Options,
+        init: impl Fn(*mut u8, usize) -> Result<()>,
+    ) -> Result<Segment> {
+        loop {
+            match Segment::create_kind(&unique_name(), spec, payload_len, opts, &init) {
+                Err(Error::AlreadyExists { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Opens a segment that must hold `spec.kind` with payload type
+    /// `spec.fingerprint`; returns it with the header's `aux` field, which
+    /// the caller must validate.
+    pub(crate) fn open_kind(name: &str, spec: Spec, opts: &Options) -> Result<(Segment, u64)> {
+        let (kind, fp) = (spec.kind, spec.fingerprint);
+        let cname = os_name(name)?;
+        let file = sys::shm_open(&cname, true).map_err(|e| Error::from_os(e, name))?;
+        let deadline = sync::Deadline::after(opts.init_timeout);
+        let mut pause = Duration::from_micros(50);
+        let mut wait = || {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        };
+        // Wait until the creator has given the object its length.
+        let st = loop {
+            let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
+            if st.uid != sys::uid() && !opts.allow_other_owner {
+                return Err(Error::PermissionDenied {
+                    name: name.into(),
+                    reason: format!(
+                        "owned by uid {}, not {} (see Options::allow_other_owner)",
+                        st.uid,
+                        sys::uid()
+                    ),
+                });
+            }
+            if st.len != 0 {
+                break st;
+            }
+            if deadline.expired() {
+                return Err(Error::corrupted(name, "the segment is empty and nobody initialised it"));
+            }
+            wait();
+        };
+        let len = usize::try_from(st.len)
+            .ok()
+            .filter(|&l| l > HEADER_LEN && l <= MAX_LEN)
+            .ok_or_else(|| Error::corrupted(name, format!("length {} cannot hold a header and a payload", st.len)))?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(|e| Error::from_os(e, name))?;
+        let seg = Segment {
+            name: name.into(),
+            map,
+            owner: false,
+        };
+        let header = seg.header();
+        let fields = loop {
+            if let Some(f) = header.read() {
+                break f;
+            }
+            let (pid, start) = header.creator();
+            if pid != 0 && !creator_alive(pid, start) {
+                return Err(Error::CreatorDied { name: name.into(), pid });
+            }
+            if deadline.expired() {
+                return Err(if pid == 0 {
+                    Error::corrupted(name, "not initialised, and no creator recorded")
+                } else {
+                    Error::Timeout
+                });
+            }
+            wait();
+        };
+        Header::check(&fields, kind, fp, len as u64).map_err(|e| match e {
+            HeaderError::BadMagic => Error::corrupted(name, "bad magic: not a shmkit segment"),
+            HeaderError::Version(v) => Error::VersionMismatch {
+                name: name.into(),
+                expected: crate::raw::header::FORMAT_VERSION,
+                found: v,
+            },
+            HeaderError::Kind(k) => Error::WrongKind {
+                name: name.into(),
+                expected: kind.name(),
+                found: Header::kind_name(k),
+            },
+            HeaderError::Type => Error::TypeMismatch {
+                name: name.into(),
+                expected: "the payload type this handle was opened with",
+            },
+            HeaderError::Length(l) => Error::corrupted(
+                name,
+                format!("the header says {l} bytes, the segment has {len}"),
+            ),
+        })?;
+        Ok((seg, fields.aux))
+    }
+}
+
+/// What a typed object asks of its segment's header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spec {
+    pub(crate) kind: Kind,
+    pub(crate) fingerprint: Fingerprint,
+    /// Written at create; ignored by `open_kind`, which returns it.
+    pub(crate) aux: u64,
+}
+
+impl Spec {
+    const RAW: Spec = Spec::of(Kind::Raw);
+
+    pub(crate) const fn of(kind: Kind) -> Spec {
+        Spec {
+            kind,
+            fingerprint: Fingerprint::NONE,
+            aux: 0,
+        }
+    }
+
+    pub(crate) fn typed<T>(kind: Kind, aux: u64) -> Spec {
+        Spec {
+            kind,
+            fingerprint: Fingerprint::of::<T>(),
+            aux,
+        }
+    }
+}
+
+fn creator_alive(pid: u32, start: u64) -> bool {
+    let stamp = (start != 0).then(|| TaskStamp::new(pid, start));
+    sync::task_alive(pid, stamp)
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.owner {
+            if let Ok(n) = os_name(&self.name) {
+                let _ = sys::shm_unlink(&n);
+            }
+        }
+    }
+}
+
+/// Removes the segment `name`. Processes that have it mapped keep using it;
+/// the name is free for a new segment at once.
+///
+/// # Errors
+/// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such segment
+/// (also when it was already removed).
+///
+/// ```
+/// let mut seg = shmkit::Segment::create("shmkit-doc-unlink", 8)?;
+/// seg.keep();
+/// shmkit::unlink("shmkit-doc-unlink")?;
+/// assert!(matches!(shmkit::unlink("shmkit-doc-unlink"), Err(shmkit::Error::NotFound { .. })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn unlink(name: &str) -> Result<()> {
+    let cname = os_name(name)?;
+    sys::shm_unlink(&cname).map_err(|e| Error::from_os(e, name))
+}

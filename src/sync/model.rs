@@ -1,0 +1,132 @@
+//! The shim under `--cfg loom`: loom's atomics, a futex modelled by a loom
+//! `Mutex` + `Condvar`, model thread ids, and a liveness table that a model
+//! can mark a thread dead in.
+//!
+//! Timed waits: loom has no clock. A model chooses, with
+//! [`support::set_timeouts_fire`], whether a wait with a deadline returns at
+//! once as timed out (to drive the "the owner died" paths) or blocks like an
+//! untimed wait (so that a lost wake-up deadlocks the model).
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+pub(crate) use loom::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+
+use super::TaskStamp;
+
+std::thread_local! {
+    static TIMEOUTS_FIRE: Cell<bool> = const { Cell::new(false) };
+    static NEXT_TID: Cell<u32> = const { Cell::new(1) };
+    static DEAD: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+loom::thread_local! {
+    static TID: u32 = NEXT_TID.with(|n| {
+        let t = n.get();
+        n.set(t + 1);
+        t
+    });
+}
+
+/// The futex model: the word plus a mutex and a condition variable. `wait`
+/// checks the word under the mutex and `wake_*` notifies under it, which is
+/// exactly the atomicity a real futex gives.
+#[derive(Debug)]
+pub(crate) struct Futex {
+    word: AtomicU32,
+    lock: loom::sync::Mutex<()>,
+    cv: loom::sync::Condvar,
+}
+
+impl Default for Futex {
+    fn default() -> Self {
+        Futex::new(0)
+    }
+}
+
+impl Futex {
+    pub(crate) fn new(v: u32) -> Futex {
+        Futex {
+            word: AtomicU32::new(v),
+            lock: loom::sync::Mutex::new(()),
+            cv: loom::sync::Condvar::new(),
+        }
+    }
+
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    pub(crate) fn wait(&self, expected: u32, until: Option<Duration>) -> bool {
+        if until.is_some() && TIMEOUTS_FIRE.with(Cell::get) {
+            loom::thread::yield_now();
+            return false;
+        }
+        let guard = self.lock.lock().unwrap();
+        if self.word.load(super::Ordering::SeqCst) != expected {
+            return true;
+        }
+        drop(self.cv.wait(guard).unwrap());
+        true
+    }
+
+    pub(crate) fn wake_one(&self) {
+        let _g = self.lock.lock().unwrap();
+        self.cv.notify_one();
+    }
+
+    pub(crate) fn wake_all(&self) {
+        let _g = self.lock.lock().unwrap();
+        self.cv.notify_all();
+    }
+}
+
+pub(crate) fn now() -> Duration {
+    Duration::ZERO
+}
+
+pub(crate) fn current_stamp() -> TaskStamp {
+    TaskStamp::new(TID.with(|t| *t), 1)
+}
+
+pub(crate) fn task_start_time(tid: u32) -> Option<u64> {
+    let dead = DEAD.with(|d| d.borrow().contains(&tid));
+    if dead || tid == 0 || tid >= NEXT_TID.with(Cell::get) {
+        None
+    } else {
+        Some(1)
+    }
+}
+
+pub(crate) fn spin_loop() {
+    loom::thread::yield_now();
+}
+
+pub(crate) fn yield_now() {
+    loom::thread::yield_now();
+}
+
+pub(crate) const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Helpers for loom models (only under `--cfg loom`).
+pub mod support {
+    use super::*;
+
+    /// Runs `f` as a loom model, resetting the model's thread ids and
+    /// liveness table for every execution.
+    pub fn model<F: Fn() + Sync + Send + 'static>(timeouts_fire: bool, f: F) {
+        TIMEOUTS_FIRE.with(|t| t.set(timeouts_fire));
+        loom::model(move || {
+            NEXT_TID.with(|n| n.set(1));
+            DEAD.with(|d| d.borrow_mut().clear());
+            f();
+        });
+    }
+
+    /// Marks the calling model thread dead, as if SIGKILLed: whatever it
+    /// holds stays held, and liveness checks now say it is gone.
+    pub fn die() {
+        let tid = TID.with(|t| *t);
+        DEAD.with(|d| d.borrow_mut().push(tid));
+    }
+}

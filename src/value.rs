@@ -1,0 +1,547 @@
+//! `Value<T>`: one shared plain-data value with a lock.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::raw::header::Kind;
+use crate::raw::{RawLock, RawLockGuard};
+use crate::segment::{Options, Segment, Spec};
+use crate::sync::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// Payload layout shared by `Value` and `Array`: a `RawLock` at offset 0,
+/// the data at the first multiple of `align_of::<T>()` (at least 8) past it.
+pub(crate) fn data_offset<T>() -> usize {
+    let align = std::mem::align_of::<T>().max(8);
+    RawLock::required_size().div_ceil(align) * align
+}
+
+/// The largest alignment a payload type may have: segments put the payload
+/// 64 bytes into a page.
+pub(crate) const MAX_ALIGN: usize = 64;
+
+pub(crate) fn check_align<T>(name: &str) -> Result<()> {
+    if std::mem::align_of::<T>() > MAX_ALIGN {
+        return Err(Error::InvalidArgument(format!(
+            "segment {name:?}: {} needs {}-byte alignment; shmkit supports up to {MAX_ALIGN}",
+            std::any::type_name::<T>(),
+            std::mem::align_of::<T>()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a `T` at `p` atomically when it is 1, 2, 4 or 8 bytes with matching
+/// alignment; returns `None` for other types.
+///
+/// # Safety
+/// `p` must be valid for reads of `T`, aligned, and only accessed atomically
+/// by concurrent writers when `T` has one of those sizes.
+unsafe fn atomic_read<T: Pod>(p: *const T) -> Option<T> {
+    macro_rules! read {
+        ($a:ty, $u:ty) => {{
+            // SAFETY: `T` has the size and alignment of `$u` (checked by the
+            // match below), `p` is valid and aligned (caller), and concurrent
+            // writers use atomics of the same width.
+            let bits = unsafe { &*(p as *const $a) }.load(Ordering::Acquire);
+            Some(bytemuck::cast::<$u, T>(bits))
+        }};
+    }
+    match (std::mem::size_of::<T>(), std::mem::align_of::<T>()) {
+        (1, 1) => read!(AtomicU8, u8),
+        (2, 2) => read!(AtomicU16, u16),
+        (4, 4) => read!(AtomicU32, u32),
+        (8, 8) => read!(AtomicU64, u64),
+        _ => None,
+    }
+}
+
+/// Writes `v` at `p`: atomically for 1/2/4/8-byte types, else by a plain copy.
+///
+/// # Safety
+/// `p` must be valid for writes of `T` and aligned; for other sizes the
+/// caller must hold the lock that excludes every other reader and writer.
+unsafe fn write<T: Pod>(p: *mut T, v: T) {
+    macro_rules! store {
+        ($a:ty, $u:ty) => {{
+            // SAFETY: as in `atomic_read`.
+            unsafe { &*(p as *const $a) }.store(bytemuck::cast::<T, $u>(v), Ordering::Release)
+        }};
+    }
+    match (std::mem::size_of::<T>(), std::mem::align_of::<T>()) {
+        (1, 1) => store!(AtomicU8, u8),
+        (2, 2) => store!(AtomicU16, u16),
+        (4, 4) => store!(AtomicU32, u32),
+        (8, 8) => store!(AtomicU64, u64),
+        // SAFETY: valid, aligned, and exclusively ours under the lock (caller).
+        _ => unsafe { p.write(v) },
+    }
+}
+
+/// One shared value of a plain-data type `T`, with a lock (Python's
+/// `multiprocessing.Value`).
+///
+/// - [`load`](Value::load) is lock-free for 1-, 2-, 4- and 8-byte types and
+///   takes the lock for larger ones, so it never sees a torn value;
+/// - [`store`](Value::store) takes the lock;
+/// - [`lock`](Value::lock) gives a guard to read-modify-write under the lock;
+///   it works on a copy and writes it back when dropped, so a holder that
+///   dies mid-update leaves the old value, and the next locker is told
+///   ([`ValueGuard::owner_died`]);
+/// - for the primitive integers, [`fetch_add`](Value::fetch_add),
+///   [`fetch_sub`](Value::fetch_sub), [`swap`](Value::swap) and
+///   [`compare_exchange`](Value::compare_exchange) are lock-free atomics.
+///   They do not take the lock: mixing them with guard updates on the same
+///   value can lose updates, as it would with any lock.
+///
+/// `open` checks the payload type: a `Value<u64>` opened as `Value<u32>` is
+/// [`Error::TypeMismatch`].
+///
+/// ```
+/// use shmkit::Value;
+///
+/// let v = Value::<i64>::create_unique(10)?;
+/// let w = Value::<i64>::open(v.name())?; // as another process would
+/// w.fetch_add(5);
+/// {
+///     let mut g = v.lock()?;
+///     *g *= 2;
+/// }
+/// assert_eq!(w.load(), 30);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Value<T: Pod> {
+    seg: Segment,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("name", &self.name())
+            .field("value", &self.load())
+            .finish()
+    }
+}
+
+impl<T: Pod> Value<T> {
+    fn payload_len() -> usize {
+        data_offset::<T>() + std::mem::size_of::<T>().max(1)
+    }
+
+    fn from_segment(seg: Segment) -> Result<Value<T>> {
+        if seg.len() < Self::payload_len() {
+            return Err(Error::corrupted(seg.name(), "too short for its value"));
+        }
+        Ok(Value {
+            seg,
+            _t: PhantomData,
+        })
+    }
+
+    fn init(init: T) -> impl Fn(*mut u8, usize) -> Result<()> {
+        move |p, len| {
+            // SAFETY: `p` is the fresh, unpublished payload of `len` >=
+            // payload_len() bytes, 64-aligned; nobody else uses it yet.
+            unsafe {
+                RawLock::init_in(p, len)?;
+                p.add(data_offset::<T>()).cast::<T>().write(init);
+            }
+            Ok(())
+        }
+    }
+
+    /// Creates a value named `name` holding `init`.
+    ///
+    /// # Errors
+    /// As [`Segment::create`]; [`Error::InvalidArgument`] if `T` needs more
+    /// than 64-byte alignment.
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-value-{}", std::process::id());
+    /// let v = shmkit::Value::create(&name, 3.5f64)?;
+    /// assert_eq!(v.load(), 3.5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(name: &str, init: T) -> Result<Value<T>> {
+        Value::create_with(name, init, &Options::new())
+    }
+
+    /// [`create`](Value::create) with [`Options`].
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-valuew-{}", std::process::id());
+    /// let v = shmkit::Value::create_with(&name, 1u8, &shmkit::Options::new().mode(0o640))?;
+    /// # let _ = v;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_with(name: &str, init: T, opts: &Options) -> Result<Value<T>> {
+        check_align::<T>(name)?;
+        let seg = Segment::create_kind(
+            name,
+            Spec::typed::<T>(Kind::Value, 0),
+            Self::payload_len(),
+            opts,
+            Self::init(init),
+        )?;
+        Value::from_segment(seg)
+    }
+
+    /// Creates a value under a fresh unique name.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(7u32)?;
+    /// assert_eq!(v.load(), 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique(init: T) -> Result<Value<T>> {
+        check_align::<T>("")?;
+        let seg = Segment::create_unique_kind(
+            Spec::typed::<T>(Kind::Value, 0),
+            Self::payload_len(),
+            &Options::new(),
+            Self::init(init),
+        )?;
+        Value::from_segment(seg)
+    }
+
+    /// Opens the value named `name`, which must hold a `T`.
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] for another payload type,
+    /// [`Error::WrongKind`], and the errors of [`Segment::open`].
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(7u64)?;
+    /// assert!(matches!(shmkit::Value::<u32>::open(v.name()), Err(shmkit::Error::TypeMismatch { .. })));
+    /// assert_eq!(shmkit::Value::<u64>::open(v.name())?.load(), 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Value<T>> {
+        Value::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Value::open) with [`Options`].
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(7u64)?;
+    /// let w = shmkit::Value::<u64>::open_with(v.name(), &shmkit::Options::new())?;
+    /// # let _ = w;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, opts: &Options) -> Result<Value<T>> {
+        check_align::<T>(name)?;
+        let seg = Segment::open_kind(name, Spec::typed::<T>(Kind::Value, 0), opts)?.0;
+        Value::from_segment(seg)
+    }
+
+    fn raw_lock(&self) -> &RawLock {
+        // SAFETY: the payload starts with a RawLock initialised before the
+        // header was published; it is 64-aligned, long enough (checked in
+        // from_segment), and mapped while `self.seg` lives.
+        unsafe { RawLock::attach(self.seg.as_ptr(), self.seg.len()) }
+            .expect("payload checked in from_segment")
+    }
+
+    fn data(&self) -> *mut T {
+        // SAFETY: from_segment checked that the payload holds data_offset +
+        // size_of::<T>() bytes; the offset is a multiple of T's alignment
+        // (at most 64, the payload's alignment).
+        unsafe { self.seg.as_ptr().add(data_offset::<T>()).cast::<T>() }
+    }
+
+    /// The current value. Lock-free for 1-, 2-, 4- and 8-byte types; larger
+    /// ones are read under the lock.
+    ///
+    /// # Panics
+    /// For a type larger than 8 bytes, if the calling thread holds this
+    /// value's lock (read the guard instead).
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique([1u32, 2, 3])?;
+    /// assert_eq!(v.load(), [1, 2, 3]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn load(&self) -> T {
+        // SAFETY: `data()` is valid and aligned; every writer of a small T
+        // writes it atomically (`write`).
+        if let Some(v) = unsafe { atomic_read(self.data()) } {
+            return v;
+        }
+        let _g = self.lock_raw();
+        // SAFETY: we hold the lock, which every writer of a large T holds.
+        unsafe { self.data().read() }
+    }
+
+    /// Replaces the value, under the lock.
+    ///
+    /// # Panics
+    /// If the calling thread holds this value's lock (write through the
+    /// guard instead).
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(1u16)?;
+    /// v.store(9);
+    /// assert_eq!(v.load(), 9);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn store(&self, value: T) {
+        let _g = self.lock_raw();
+        // SAFETY: valid and aligned; we hold the lock that every guard and
+        // store holds; readers of small T read atomically.
+        unsafe { write(self.data(), value) };
+    }
+
+    fn lock_raw(&self) -> RawLockGuard<'_> {
+        match self.raw_lock().lock() {
+            Ok(g) => g,
+            Err(e) => panic!("Value {:?}: {e} (use the guard you hold)", self.name()),
+        }
+    }
+
+    /// Takes the lock and returns a guard that derefs to a copy of the value;
+    /// the copy is written back when the guard drops.
+    ///
+    /// # Errors
+    /// [`Error::Deadlock`] if this thread already holds the lock.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(0u64)?;
+    /// {
+    ///     let mut g = v.lock()?;
+    ///     *g += 41;
+    ///     *g += 1;
+    /// }
+    /// assert_eq!(v.load(), 42);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
+        let inner = self.raw_lock().lock()?;
+        // SAFETY: we hold the lock: no guard or store writes concurrently,
+        // and small types are read atomically.
+        let value = unsafe { atomic_read(self.data()) }.unwrap_or_else(|| {
+            // SAFETY: as above; large types are only written under the lock.
+            unsafe { self.data().read() }
+        });
+        Ok(ValueGuard {
+            value,
+            target: self.data(),
+            inner,
+        })
+    }
+
+    /// The name other processes open this value by.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(0u8)?;
+    /// assert!(v.name().starts_with("shmkit-"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Keeps the name after this (creating) handle drops.
+    ///
+    /// ```
+    /// let mut v = shmkit::Value::create_unique(0u8)?;
+    /// v.keep();
+    /// let name = v.name().to_owned();
+    /// drop(v);
+    /// assert_eq!(shmkit::Value::<u8>::open(&name)?.load(), 0);
+    /// shmkit::unlink(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn keep(&mut self) {
+        self.seg.keep();
+    }
+}
+
+/// A copy of a [`Value`] taken under its lock; written back and unlocked
+/// when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ValueGuard<'a, T: Pod> {
+    value: T,
+    target: *mut T,
+    inner: RawLockGuard<'a>,
+}
+
+impl<T: Pod> ValueGuard<'_, T> {
+    /// True when this acquisition took the lock over from a holder that
+    /// died; the value is the last one written back before that.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(0u8)?;
+    /// assert!(!v.lock()?.owner_died());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.inner.owner_died()
+    }
+}
+
+impl<T: Pod> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Pod> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: Pod> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: `target` points into the segment that `inner` borrows, so it
+        // is mapped; we still hold the lock (`inner` drops after this body).
+        unsafe { write(self.target, self.value) };
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValueGuard")
+            .field("value", &self.value)
+            .field("owner_died", &self.owner_died())
+            .finish()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The primitive integers, which [`Value`] updates with lock-free atomics.
+///
+/// Sealed: implemented for `u8`–`u64`, `i8`–`i64`, `usize` and `isize`.
+///
+/// The methods are the plumbing behind [`Value::fetch_add`] and friends.
+pub trait AtomicValue: Pod + sealed::Sealed {
+    /// Atomic fetch-add at `p`.
+    ///
+    /// # Safety
+    /// `p` must be valid, aligned, and accessed only atomically by others.
+    #[doc(hidden)]
+    unsafe fn fetch_add_at(p: *mut Self, v: Self) -> Self;
+    /// Atomic fetch-sub at `p`.
+    ///
+    /// # Safety
+    /// As for `fetch_add_at`.
+    #[doc(hidden)]
+    unsafe fn fetch_sub_at(p: *mut Self, v: Self) -> Self;
+    /// Atomic swap at `p`.
+    ///
+    /// # Safety
+    /// As for `fetch_add_at`.
+    #[doc(hidden)]
+    unsafe fn swap_at(p: *mut Self, v: Self) -> Self;
+    /// Atomic compare-exchange at `p`.
+    ///
+    /// # Safety
+    /// As for `fetch_add_at`.
+    #[doc(hidden)]
+    unsafe fn compare_exchange_at(p: *mut Self, current: Self, new: Self) -> std::result::Result<Self, Self>;
+}
+
+macro_rules! atomic_value {
+    ($($t:ty => $a:ty, $u:ty);* $(;)?) => {$(
+        impl sealed::Sealed for $t {}
+        impl AtomicValue for $t {
+            unsafe fn fetch_add_at(p: *mut Self, v: Self) -> Self {
+                // SAFETY: `p` is valid and aligned (the caller's contract), and
+                // `$t` and `$a` have the same size and alignment.
+                let a = unsafe { &*(p as *const $a) };
+                a.fetch_add(v as $u, Ordering::AcqRel) as $t
+            }
+            unsafe fn fetch_sub_at(p: *mut Self, v: Self) -> Self {
+                // SAFETY: as in fetch_add_at.
+                let a = unsafe { &*(p as *const $a) };
+                a.fetch_sub(v as $u, Ordering::AcqRel) as $t
+            }
+            unsafe fn swap_at(p: *mut Self, v: Self) -> Self {
+                // SAFETY: as in fetch_add_at.
+                let a = unsafe { &*(p as *const $a) };
+                a.swap(v as $u, Ordering::AcqRel) as $t
+            }
+            unsafe fn compare_exchange_at(p: *mut Self, current: Self, new: Self) -> std::result::Result<Self, Self> {
+                // SAFETY: as in fetch_add_at.
+                let a = unsafe { &*(p as *const $a) };
+                a.compare_exchange(current as $u, new as $u, Ordering::AcqRel, Ordering::Acquire)
+                    .map(|v| v as $t)
+                    .map_err(|v| v as $t)
+            }
+        }
+    )*};
+}
+
+atomic_value! {
+    u8 => AtomicU8, u8; i8 => AtomicU8, u8;
+    u16 => AtomicU16, u16; i16 => AtomicU16, u16;
+    u32 => AtomicU32, u32; i32 => AtomicU32, u32;
+    u64 => AtomicU64, u64; i64 => AtomicU64, u64;
+}
+#[cfg(target_pointer_width = "64")]
+atomic_value! { usize => AtomicU64, u64; isize => AtomicU64, u64; }
+
+impl<T: AtomicValue> Value<T> {
+    /// Adds `v` (wrapping) and returns the previous value, lock-free.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(1i32)?;
+    /// assert_eq!(v.fetch_add(2), 1);
+    /// assert_eq!(v.load(), 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn fetch_add(&self, v: T) -> T {
+        // SAFETY: `data()` is valid and aligned for T while `self` lives;
+        // every access to a small T is atomic.
+        unsafe { T::fetch_add_at(self.data(), v) }
+    }
+
+    /// Subtracts `v` (wrapping) and returns the previous value, lock-free.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(5u8)?;
+    /// assert_eq!(v.fetch_sub(2), 5);
+    /// assert_eq!(v.load(), 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn fetch_sub(&self, v: T) -> T {
+        // SAFETY: `data()` is valid and aligned for T while `self` lives;
+        // every access to a small T is atomic.
+        unsafe { T::fetch_sub_at(self.data(), v) }
+    }
+
+    /// Stores `v` and returns the previous value, lock-free.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(5u64)?;
+    /// assert_eq!(v.swap(6), 5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn swap(&self, v: T) -> T {
+        // SAFETY: `data()` is valid and aligned for T while `self` lives;
+        // every access to a small T is atomic.
+        unsafe { T::swap_at(self.data(), v) }
+    }
+
+    /// Stores `new` if the value is `current`; returns the previous value,
+    /// `Ok` if it was `current`, `Err` otherwise. Lock-free.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(5u64)?;
+    /// assert_eq!(v.compare_exchange(5, 6), Ok(5));
+    /// assert_eq!(v.compare_exchange(5, 7), Err(6));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn compare_exchange(&self, current: T, new: T) -> std::result::Result<T, T> {
+        // SAFETY: as in `fetch_add`.
+        unsafe { T::compare_exchange_at(self.data(), current, new) }
+    }
+}

@@ -1,0 +1,193 @@
+//! Test support: unique names, child processes that re-execute this test
+//! binary with a role, and watchdogs so that no test can hang CI.
+//!
+//! A test file that starts children defines one `#[test] fn child()` that
+//! calls [`dispatch`]: in the parent it returns at once; in a child started
+//! by [`spawn`] it runs the named role and exits the process.
+#![allow(dead_code, clippy::disallowed_types)]
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const ROLE_ENV: &str = "SHMKIT_TEST_ROLE";
+const ARGS_ENV: &str = "SHMKIT_TEST_ARGS";
+const SEP: char = '\u{1f}';
+
+/// How long any single child may run before the test kills it and fails.
+pub const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+/// A segment name no other test, run or process will use.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "shmkit-t-{tag}-{}-{}-{t:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes the named segments when dropped, pass or fail (names that are
+/// already gone are fine).
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = shmkit::unlink(n);
+        }
+    }
+}
+
+/// A child process running a role; killed if dropped while running.
+pub struct Proc {
+    child: Option<Child>,
+    role: String,
+}
+
+impl Proc {
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits for the child to exit (killing it after [`CHILD_LIMIT`]) and
+    /// returns its exit code; panics if it was killed by a signal.
+    pub fn wait(mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + CHILD_LIMIT;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st
+                    .code()
+                    .unwrap_or_else(|| panic!("child {} died by a signal: {st:?}", self.role));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child {} ran past {CHILD_LIMIT:?}: killed", self.role);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits and asserts a zero exit code.
+    pub fn join(self) {
+        let role = self.role.clone();
+        let code = self.wait();
+        assert_eq!(code, 0, "child {role} failed with exit code {code}");
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts this test binary again as a child running `role` with `args`.
+/// The child dies with its parent thread (PR_SET_PDEATHSIG), so a failed or
+/// killed test leaves no process behind.
+pub fn spawn(role: &str, args: &[&str]) -> Proc {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE_ENV, role)
+        .env(ARGS_ENV, args.join(&SEP.to_string()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe syscalls (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() == 1 {
+                // The parent died before prctl took effect.
+                libc::_exit(99);
+            }
+            Ok(())
+        })
+    };
+    Proc {
+        child: Some(cmd.spawn().expect("spawn child")),
+        role: role.into(),
+    }
+}
+
+/// In a child: runs the role named in the environment with its arguments,
+/// then exits the process (0 on return, 101 on panic). In the parent: returns.
+pub fn dispatch(roles: &[(&str, fn(&[String]))]) {
+    let Ok(role) = std::env::var(ROLE_ENV) else {
+        return;
+    };
+    let args: Vec<String> = std::env::var(ARGS_ENV)
+        .unwrap_or_default()
+        .split(SEP)
+        .map(str::to_owned)
+        .collect();
+    let f = roles
+        .iter()
+        .find(|(r, _)| *r == role)
+        .unwrap_or_else(|| panic!("unknown role {role}"))
+        .1;
+    let code = match std::panic::catch_unwind(|| f(&args)) {
+        Ok(()) => 0,
+        Err(_) => 101,
+    };
+    std::process::exit(code);
+}
+
+/// Aborts the whole test process if the returned guard is not dropped
+/// within `limit`, so a hang fails CI instead of stalling it.
+pub fn watchdog(limit: Duration) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!("watchdog: test {name} ran past {limit:?}; aborting");
+            std::process::abort();
+        }
+    });
+    Watchdog(Some(tx))
+}
+
+/// See [`watchdog`].
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+/// For waiting on another process's progress, never for hiding a race.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    cond()
+}
