@@ -50,6 +50,10 @@ pub enum Kind {
     Lock = 4,
     /// An [`Event`](crate::Event).
     Event = 5,
+    /// A pipe (two one-way rings).
+    Pipe = 6,
+    /// A bounded multi-producer, multi-consumer queue.
+    Queue = 7,
 }
 
 impl Kind {
@@ -61,6 +65,8 @@ impl Kind {
             Kind::Array => "Array",
             Kind::Lock => "Lock",
             Kind::Event => "Event",
+            Kind::Pipe => "Pipe",
+            Kind::Queue => "Queue",
         }
     }
 
@@ -71,6 +77,8 @@ impl Kind {
             3 => Kind::Array,
             4 => Kind::Lock,
             5 => Kind::Event,
+            6 => Kind::Pipe,
+            7 => Kind::Queue,
             _ => return None,
         })
     }
