@@ -9,6 +9,7 @@
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
+//! | [`Queue`]            | a bounded MPMC queue of byte messages             | `Queue`           |
 //! | [`raw`]              | the cores, to place in memory you manage          | —                 |
 //!
 //! Every object is created under a name (or [`create_unique`](Lock::create_unique))
@@ -46,6 +47,7 @@ mod array;
 mod error;
 mod event;
 mod lock;
+mod queue;
 pub mod raw;
 mod segment;
 #[doc(hidden)]
@@ -57,5 +59,6 @@ pub use array::{Array, ArrayGuard};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use queue::{GetGrant, PutGrant, Queue};
 pub use segment::{unlink, Options, Segment, DEFAULT_INIT_TIMEOUT, MAX_LEN};
 pub use value::{AtomicValue, Value, ValueGuard};

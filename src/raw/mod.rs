@@ -27,9 +27,14 @@
 pub mod header;
 mod event;
 mod lock;
+pub(crate) mod notify;
+mod queue;
 
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
+#[cfg(loom)]
+pub use queue::model as queue_model;
+pub use queue::{QueueLayout, RawQueue};
 
 use crate::error::{Error, Result};
 

@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-pub(crate) use loom::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+pub(crate) use loom::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
 
 use super::TaskStamp;
 
@@ -87,6 +87,11 @@ pub(crate) fn now() -> Duration {
 
 pub(crate) fn current_stamp() -> TaskStamp {
     TaskStamp::new(TID.with(|t| *t), 1)
+}
+
+/// Under loom each model thread plays a process too.
+pub(crate) fn current_process() -> TaskStamp {
+    current_stamp()
 }
 
 pub(crate) fn task_start_time(tid: u32) -> Option<u64> {

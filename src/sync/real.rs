@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-pub(crate) use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+pub(crate) use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
 
-use super::TaskStamp;
+use super::{Ordering, TaskStamp};
 use crate::sys;
 
 /// A 32-bit word that threads of any process can sleep on.
@@ -57,17 +57,53 @@ pub(crate) fn now() -> Duration {
     sys::monotonic_now()
 }
 
-thread_local! {
-    static STAMP: TaskStamp = {
-        let tid = sys::gettid();
-        TaskStamp::new(tid, sys::task_start_time(tid).unwrap_or(0))
-    };
+/// Bumped in every child created by fork(2), so that cached identities
+/// (which a forked child inherits from its parent's thread) are recomputed.
+static FORK_GEN: AtomicU32 = AtomicU32::new(0);
+static ATFORK: std::sync::Once = std::sync::Once::new();
+
+extern "C" fn after_fork_in_child() {
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The calling thread's id and start time, computed once per thread.
+thread_local! {
+    static STAMPS: std::cell::Cell<Option<(u32, TaskStamp, TaskStamp)>> = const { std::cell::Cell::new(None) };
+}
+
+#[cold]
+fn compute_stamps(gen: u32) -> (u32, TaskStamp, TaskStamp) {
+    ATFORK.call_once(|| sys::on_fork_child(after_fork_in_child));
+    let tid = sys::gettid();
+    let pid = sys::getpid();
+    let thread = TaskStamp::new(tid, sys::task_start_time(tid).unwrap_or(0));
+    let process = TaskStamp::new(pid, sys::task_start_time(pid).unwrap_or(0));
+    let v = (gen, thread, process);
+    STAMPS.with(|s| s.set(Some(v)));
+    v
+}
+
+#[inline]
+fn stamps() -> (TaskStamp, TaskStamp) {
+    let gen = FORK_GEN.load(Ordering::Relaxed);
+    let (g, t, p) = STAMPS
+        .with(|s| s.get())
+        .filter(|v| v.0 == gen)
+        .unwrap_or_else(|| compute_stamps(gen));
+    debug_assert_eq!(g, gen);
+    (t, p)
+}
+
+/// The calling thread's id and start time (cached per thread, and
+/// recomputed after fork).
 #[inline]
 pub(crate) fn current_stamp() -> TaskStamp {
-    STAMP.with(|s| *s)
+    stamps().0
+}
+
+/// The calling process's id and start time (cached, recomputed after fork).
+#[inline]
+pub(crate) fn current_process() -> TaskStamp {
+    stamps().1
 }
 
 /// The start time of task `tid`, or `None` if it no longer runs.

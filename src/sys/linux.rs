@@ -106,6 +106,13 @@ pub(crate) fn getpid() -> u32 {
     std::process::id()
 }
 
+/// Registers `f` to run in the child after every fork(2).
+pub(crate) fn on_fork_child(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function that stays valid for the process's
+    // life; pthread_atfork only records it.
+    unsafe { libc::pthread_atfork(None, None, Some(f)) };
+}
+
 /// Microseconds since the last boot, or any base shared by every process on
 /// this machine: `CLOCK_MONOTONIC`.
 pub(crate) fn monotonic_now() -> Duration {

@@ -1,0 +1,658 @@
+//! `Queue`: a named, bounded, multi-producer multi-consumer message queue.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::raw::header::Kind;
+use crate::raw::{QueueLayout, RawQueue};
+use crate::segment::{Options, Segment, Spec};
+use crate::sync::Deadline;
+
+/// A bounded queue of byte messages shared by every process that opens its
+/// name (Python's `multiprocessing.Queue`, with Boost's fixed maximum message
+/// size), built on [`RawQueue`].
+///
+/// Any number of processes put and get; each message is delivered exactly
+/// once, in order per producer. A process killed at any instruction leaves
+/// no torn message and no hole: a put that had not returned is dropped, a
+/// message handed to a consumer that died goes with it, and everything else
+/// keeps flowing. An empty message is a message.
+///
+/// | call                       | when full / empty                      |
+/// |----------------------------|----------------------------------------|
+/// | `put`, `get`               | wait as long as it takes               |
+/// | `try_put`, `try_get`       | [`Error::Full`] / [`Error::Empty`] now |
+/// | `put_timeout`, `get_timeout` | [`Error::Timeout`] after the duration  |
+///
+/// After [`close`](Queue::close), puts fail with [`Error::Closed`], gets
+/// drain what is left and then fail with `Closed`, and blocked callers wake.
+///
+/// ```
+/// use shmkit::Queue;
+///
+/// let q = Queue::create_unique(16, 64)?;
+/// let other = Queue::open(q.name())?; // as another process would
+/// q.put(b"hello")?;
+/// q.put(b"")?;
+/// assert_eq!(other.get()?, b"hello");
+/// assert_eq!(other.len(), 1);
+/// assert_eq!(other.try_get()?, b"");
+/// assert!(matches!(other.try_get(), Err(shmkit::Error::Empty)));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Queue {
+    // Declared before `seg`: dropped first, while the mapping lives.
+    raw: RawQueue<'static>,
+    seg: Segment,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("max_message", &self.max_message())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Queue {
+    fn from_segment(seg: Segment, init: Option<&QueueLayout>) -> Result<Queue> {
+        let (p, len) = (seg.as_ptr(), seg.len());
+        // SAFETY: the payload is `len` bytes, 64-aligned, mapped for as long
+        // as `seg` lives, which is as long as `raw` (they are dropped
+        // together, `raw` first); it is used only through RawQueue handles.
+        // When `init` is given, the segment is not yet published.
+        let raw = unsafe {
+            match init {
+                Some(layout) => RawQueue::init_in(p, len, layout)?,
+                None => RawQueue::attach(p, len)?,
+            }
+        };
+        Ok(Queue { raw, seg })
+    }
+
+    fn create_inner(name: Option<&str>, capacity: usize, max_message: usize, opts: &Options) -> Result<Queue> {
+        let layout = QueueLayout {
+            capacity,
+            max_message,
+        };
+        let size = RawQueue::required_size(&layout)?;
+        let init = |p: *mut u8, len: usize| {
+            // SAFETY: `p` is the fresh, unpublished payload of `len` bytes.
+            unsafe { RawQueue::init_in(p, len, &layout) }.map(drop)
+        };
+        let spec = Spec::of(Kind::Queue);
+        let seg = match name {
+            Some(n) => Segment::create_kind(n, spec, size, opts, init)?,
+            None => Segment::create_unique_kind(spec, size, opts, init)?,
+        };
+        Queue::from_segment(seg, None)
+    }
+
+    /// Creates an empty queue named `name` that holds up to `capacity`
+    /// messages of up to `max_message` bytes each.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero capacity or a queue too large
+    /// to map; the errors of [`Segment::create`].
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-queue-{}", std::process::id());
+    /// let q = shmkit::Queue::create(&name, 8, 128)?;
+    /// assert_eq!((q.capacity(), q.max_message()), (8, 128));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Queue> {
+        Queue::create_inner(Some(name), capacity, max_message, &Options::new())
+    }
+
+    /// [`create`](Queue::create) with [`Options`].
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-queuew-{}", std::process::id());
+    /// let q = shmkit::Queue::create_with(&name, 8, 128, &shmkit::Options::new().mode(0o660))?;
+    /// # let _ = q;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_with(name: &str, capacity: usize, max_message: usize, opts: &Options) -> Result<Queue> {
+        Queue::create_inner(Some(name), capacity, max_message, opts)
+    }
+
+    /// Creates a queue under a fresh unique name.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// assert!(q.name().starts_with("shmkit-"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique(capacity: usize, max_message: usize) -> Result<Queue> {
+        Queue::create_inner(None, capacity, max_message, &Options::new())
+    }
+
+    /// Opens the queue named `name`; capacity and message size come from it.
+    ///
+    /// # Errors
+    /// [`Error::WrongKind`], [`Error::Corrupted`] for an impossible
+    /// configuration, and the errors of [`Segment::open`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let r = shmkit::Queue::open(q.name())?;
+    /// assert_eq!(r.capacity(), 4);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Queue> {
+        Queue::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Queue::open) with [`Options`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let r = shmkit::Queue::open_with(q.name(), &shmkit::Options::new())?;
+    /// # let _ = r;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, opts: &Options) -> Result<Queue> {
+        let seg = Segment::open_kind(name, Spec::of(Kind::Queue), opts)?.0;
+        Queue::from_segment(seg, None).map_err(|e| match e {
+            Error::Corrupted { detail, .. } => Error::corrupted(name, detail),
+            e => e,
+        })
+    }
+
+    /// Puts a copy of `msg`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] (nothing is put), [`Error::Closed`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"abc")?;
+    /// assert!(matches!(q.put(&[0; 17]), Err(shmkit::Error::MessageTooLarge { len: 17, max: 16 })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put(&self, msg: &[u8]) -> Result<()> {
+        self.raw.put_until(msg, Some(Deadline::NEVER))
+    }
+
+    /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.try_put(b"a")?;
+    /// assert!(matches!(q.try_put(b"b"), Err(shmkit::Error::Full)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_put(&self, msg: &[u8]) -> Result<()> {
+        self.raw.put_until(msg, None)
+    }
+
+    /// Puts a copy of `msg`, waiting for room at most `timeout`, else
+    /// [`Error::Timeout`] (never earlier).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put_timeout(b"a", Duration::from_millis(5))?;
+    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.raw.put_until(msg, Some(Deadline::after(timeout)))
+    }
+
+    /// Takes the next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once closed and drained; [`Error::Corrupted`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"x")?;
+    /// assert_eq!(q.get()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<Vec<u8>> {
+        self.raw.get_until(Some(Deadline::NEVER))
+    }
+
+    /// Takes the next message if there is one now, else [`Error::Empty`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Empty)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get(&self) -> Result<Vec<u8>> {
+        self.raw.get_until(None)
+    }
+
+    /// Takes the next message, waiting at most `timeout`, else
+    /// [`Error::Timeout`] (never earlier).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.raw.get_until(Some(Deadline::after(timeout)))
+    }
+
+    /// Takes the next message into `buf`, waiting as long as it takes;
+    /// returns its length. A message longer than `buf` stays queued and the
+    /// call fails with [`Error::BufferTooSmall`] saying how long it is.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"hello")?;
+    /// let mut small = [0u8; 2];
+    /// assert!(matches!(q.get_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// let mut buf = [0u8; 16];
+    /// let n = q.get_into(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"hello");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.raw.get_into_until(buf, Some(Deadline::NEVER))
+    }
+
+    /// [`get_into`](Queue::get_into) without waiting: [`Error::Empty`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let mut buf = [0u8; 16];
+    /// assert!(matches!(q.try_get_into(&mut buf), Err(shmkit::Error::Empty)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.raw.get_into_until(buf, None)
+    }
+
+    /// [`get_into`](Queue::get_into) waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let mut buf = [0u8; 16];
+    /// assert!(matches!(q.get_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.raw.get_into_until(buf, Some(Deadline::after(timeout)))
+    }
+
+    /// Reserves room for a message of `len` bytes, waiting as long as it
+    /// takes, and gives it to be written in place (zero-copy). The message is
+    /// sent by [`PutGrant::commit`]; a grant dropped without commit sends
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`], [`Error::Closed`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let mut grant = q.reserve(3)?;
+    /// grant.copy_from_slice(b"abc");
+    /// grant.commit();
+    /// assert_eq!(q.get()?, b"abc");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve(&self, len: usize) -> Result<PutGrant<'_>> {
+        self.reserve_until(len, Some(Deadline::NEVER))
+    }
+
+    /// [`reserve`](Queue::reserve) if there is room now, else [`Error::Full`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.try_reserve(1)?.commit();
+    /// assert!(matches!(q.try_reserve(1), Err(shmkit::Error::Full)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
+        self.reserve_until(len, None)
+    }
+
+    fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
+        if len > self.max_message() {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.max_message(),
+            });
+        }
+        let pos = self.raw.claim_put_until(deadline)?;
+        Ok(PutGrant {
+            queue: &self.raw,
+            pos,
+            len,
+            done: false,
+        })
+    }
+
+    /// Takes the next message in place (zero-copy), waiting as long as it
+    /// takes; its slot is freed when the grant drops.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once closed and drained; [`Error::Corrupted`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"in place")?;
+    /// let msg = q.get_ref()?;
+    /// assert_eq!(&*msg, b"in place");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref(&self) -> Result<GetGrant<'_>> {
+        self.get_ref_until(Some(Deadline::NEVER))
+    }
+
+    /// [`get_ref`](Queue::get_ref) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
+        self.get_ref_until(None)
+    }
+
+    fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
+        let (pos, len) = self.raw.claim_get_until(None, deadline)?;
+        Ok(GetGrant {
+            queue: &self.raw,
+            pos,
+            len,
+        })
+    }
+
+    /// Puts the bytes of a plain-data value.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put_value(&[1u32, 2])?;
+    /// assert_eq!(q.get_value::<[u32; 2]>()?, [1, 2]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_value<T: Pod>(&self, value: &T) -> Result<()> {
+        self.put(bytemuck::bytes_of(value))
+    }
+
+    /// Takes the next message as a plain-data value, waiting as long as it
+    /// takes. A message longer than `T` stays queued
+    /// ([`Error::BufferTooSmall`]); a shorter one is consumed and reported as
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put_value(&7u64)?;
+    /// assert_eq!(q.get_value::<u64>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_value<T: Pod>(&self) -> Result<T> {
+        let mut v = T::zeroed();
+        let n = self.get_into(bytemuck::bytes_of_mut(&mut v))?;
+        if n != std::mem::size_of::<T>() {
+            return Err(Error::InvalidArgument(format!(
+                "a message of {n} bytes is not a {} ({} bytes)",
+                std::any::type_name::<T>(),
+                std::mem::size_of::<T>()
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Messages in the queue now (a snapshot, as Python's `qsize`).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"a")?;
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the queue is empty now.
+    ///
+    /// ```
+    /// assert!(shmkit::Queue::create_unique(4, 16)?.is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Whether the queue is full now.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put(b"a")?;
+    /// assert!(q.is_full());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.raw.is_full()
+    }
+
+    /// How many messages fit.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Queue::create_unique(5, 16)?.capacity(), 5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity()
+    }
+
+    /// The largest message, in bytes.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Queue::create_unique(5, 16)?.max_message(), 16);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn max_message(&self) -> usize {
+        self.raw.max_message()
+    }
+
+    /// Closes the queue for every process: puts fail with [`Error::Closed`],
+    /// gets drain what is left and then fail with `Closed`, blocked callers
+    /// wake.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"last")?;
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// assert!(matches!(q.put(b"x"), Err(shmkit::Error::Closed)));
+    /// assert_eq!(q.get()?, b"last");
+    /// assert!(matches!(q.get(), Err(shmkit::Error::Closed)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.raw.close();
+    }
+
+    /// Whether the queue was closed.
+    ///
+    /// ```
+    /// assert!(!shmkit::Queue::create_unique(4, 16)?.is_closed());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.raw.is_closed()
+    }
+
+    /// The name other processes open this queue by.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// assert!(!q.name().is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Keeps the name after this (creating) handle drops.
+    ///
+    /// ```
+    /// let mut q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.keep();
+    /// let name = q.name().to_owned();
+    /// drop(q);
+    /// shmkit::unlink(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn keep(&mut self) {
+        self.seg.keep();
+    }
+}
+
+#[cfg(feature = "serde")]
+impl Queue {
+    /// Puts any serialisable value (encoded with bincode). Encoding happens
+    /// before anything is reserved, so a value that fails to encode, or is
+    /// too large, leaves the queue as it was.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// q.put_serde(&("job", 42u32))?;
+    /// let (what, n): (String, u32) = q.get_serde()?;
+    /// assert_eq!((what.as_str(), n), ("job", 42));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let bytes = bincode::serialize(value).map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
+        self.put(&bytes)
+    }
+
+    /// Takes the next message and decodes it, waiting as long as it takes.
+    /// A message that does not decode is consumed and reported as
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// q.put_serde(&vec![1u8, 2, 3])?;
+    /// assert_eq!(q.get_serde::<Vec<u8>>()?, [1, 2, 3]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let msg = self.get_ref()?;
+        bincode::deserialize(&msg).map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+    }
+}
+
+/// Room for one message, written in place; see [`Queue::reserve`].
+pub struct PutGrant<'a> {
+    queue: &'a RawQueue<'static>,
+    pos: u64,
+    len: usize,
+    done: bool,
+}
+
+impl PutGrant<'_> {
+    /// Sends the message (all `len` bytes, as written).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let mut g = q.reserve(2)?;
+    /// g[0] = 1;
+    /// g[1] = 2;
+    /// g.commit();
+    /// assert_eq!(q.get()?, [1, 2]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit(mut self) {
+        self.done = true;
+        self.queue.publish_claimed(self.pos, self.len);
+    }
+
+    /// Sends only the first `len` bytes (at most the reserved length).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let mut g = q.reserve(16)?;
+    /// g[..2].copy_from_slice(b"hi");
+    /// g.commit_len(2);
+    /// assert_eq!(q.get()?, b"hi");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit_len(mut self, len: usize) {
+        self.len = len.min(self.len);
+        self.commit();
+    }
+}
+
+impl Deref for PutGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: we hold the WRITING claim on `pos` until commit or drop.
+        let all = unsafe { self.queue.slot_mut(self.pos) };
+        &all[..self.len]
+    }
+}
+
+impl DerefMut for PutGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: we hold the WRITING claim on `pos`; `&mut self` makes this
+        // the only slice.
+        let all = unsafe { self.queue.slot_mut(self.pos) };
+        &mut all[..self.len]
+    }
+}
+
+impl Drop for PutGrant<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.queue.abandon_claimed(self.pos);
+        }
+    }
+}
+
+impl fmt::Debug for PutGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutGrant").field("len", &self.len).finish()
+    }
+}
+
+/// A message read in place; its slot is freed when this drops. See
+/// [`Queue::get_ref`].
+pub struct GetGrant<'a> {
+    queue: &'a RawQueue<'static>,
+    pos: u64,
+    len: usize,
+}
+
+impl Deref for GetGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: we hold the READING claim on `pos` until drop; `len` is
+        // what the claim returned.
+        unsafe { self.queue.peek(self.pos, self.len) }
+    }
+}
+
+impl Drop for GetGrant<'_> {
+    fn drop(&mut self) {
+        self.queue.release_claimed(self.pos);
+    }
+}
+
+impl fmt::Debug for GetGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetGrant").field("len", &self.len).finish()
+    }
+}
