@@ -9,6 +9,7 @@
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
+//! | [`Pipe`]/[`PipeEnd`] | a two-ended message channel                       | `Pipe`            |
 //! | [`Queue`]            | a bounded MPMC queue of byte messages             | `Queue`           |
 //! | [`raw`]              | the cores, to place in memory you manage          | —                 |
 //!
@@ -47,6 +48,7 @@ mod array;
 mod error;
 mod event;
 mod lock;
+mod pipe;
 mod queue;
 pub mod raw;
 mod segment;
@@ -59,6 +61,7 @@ pub use array::{Array, ArrayGuard};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use pipe::{Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY};
 pub use queue::{GetGrant, PutGrant, Queue};
 pub use segment::{unlink, Options, Segment, DEFAULT_INIT_TIMEOUT, MAX_LEN};
 pub use value::{AtomicValue, Value, ValueGuard};

@@ -28,12 +28,14 @@ pub mod header;
 mod event;
 mod lock;
 pub(crate) mod notify;
+mod pipe;
 mod queue;
 
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
 #[cfg(loom)]
 pub use queue::model as queue_model;
+pub use pipe::{Direction, PipeLayout, RawPipe};
 pub use queue::{QueueLayout, RawQueue};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,688 @@
+//! `Pipe`: a named two-ended message channel between two processes.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Result};
+use crate::raw::header::Kind;
+use crate::raw::{Direction, PipeLayout, RawPipe};
+use crate::segment::{Options, Segment, Spec};
+use crate::sync::Deadline;
+
+/// Bytes in each direction's ring, by default.
+pub const DEFAULT_PIPE_CAPACITY: usize = 64 * 1024;
+/// The largest message, by default.
+pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Creates and opens pipes (Python's `multiprocessing.Pipe`, across
+/// unrelated processes): [`Pipe::create`] makes one end, [`Pipe::open`]
+/// the other.
+///
+/// ```
+/// use shmkit::Pipe;
+///
+/// let mut parent = Pipe::create_unique()?;
+/// let mut child = Pipe::open(parent.name())?; // in the other process
+/// parent.send(b"ping")?;
+/// assert_eq!(child.recv()?, b"ping");
+/// child.send(b"pong")?;
+/// assert_eq!(parent.recv()?, b"pong");
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Pipe;
+
+impl Pipe {
+    /// Creates a duplex pipe named `name` with default settings and returns
+    /// the creating end.
+    ///
+    /// # Errors
+    /// As [`Segment::create`].
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-pipe-{}", std::process::id());
+    /// let end = shmkit::Pipe::create(&name)?;
+    /// assert_eq!(end.name(), name);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(name: &str) -> Result<PipeEnd> {
+        Pipe::builder().create(name)
+    }
+
+    /// Creates a duplex pipe under a fresh unique name.
+    ///
+    /// ```
+    /// let end = shmkit::Pipe::create_unique()?;
+    /// assert!(end.name().starts_with("shmkit-"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique() -> Result<PipeEnd> {
+        Pipe::builder().create_unique()
+    }
+
+    /// Opens the other end of the pipe named `name`.
+    ///
+    /// # Errors
+    /// [`Error::InUse`] if that end is held by a live process;
+    /// [`Error::Disconnected`] if it was held and its holder is gone (a pipe
+    /// end is opened once); the errors of [`Segment::open`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(shmkit::Pipe::open(a.name()), Err(shmkit::Error::InUse { .. })));
+    /// # drop(b);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<PipeEnd> {
+        Pipe::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Pipe::open) with [`Options`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let b = shmkit::Pipe::open_with(a.name(), &shmkit::Options::new())?;
+    /// # drop(b);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_with(name: &str, opts: &Options) -> Result<PipeEnd> {
+        let seg = Segment::open_kind(name, Spec::of(Kind::Pipe), opts)?.0;
+        PipeEnd::from_segment(seg).map_err(|e| match e {
+            Error::InUse { .. } => Error::InUse { name: name.into() },
+            Error::Corrupted { detail, .. } => Error::corrupted(name, detail),
+            e => e,
+        })
+    }
+
+    /// A builder for the ring capacity, the largest message, the direction
+    /// and the mode.
+    ///
+    /// ```
+    /// let end = shmkit::Pipe::builder().capacity(4096).max_message(1 << 20).create_unique()?;
+    /// assert_eq!(end.capacity(), 4096);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn builder() -> PipeBuilder {
+        PipeBuilder {
+            layout: PipeLayout {
+                capacity: DEFAULT_PIPE_CAPACITY,
+                max_message: DEFAULT_MAX_MESSAGE,
+                direction: Direction::Duplex,
+            },
+            opts: Options::new(),
+        }
+    }
+}
+
+/// Settings for a new pipe; see [`Pipe::builder`].
+#[derive(Debug, Clone)]
+pub struct PipeBuilder {
+    layout: PipeLayout,
+    opts: Options,
+}
+
+impl PipeBuilder {
+    /// Bytes in each direction's ring (rounded up to a power of two, at
+    /// least 64; default 64 KiB). Messages larger than this still pass,
+    /// streamed through in pieces.
+    ///
+    /// ```
+    /// let b = shmkit::Pipe::builder().capacity(1000);
+    /// assert_eq!(b.create_unique()?.capacity(), 1024);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn capacity(mut self, bytes: usize) -> PipeBuilder {
+        self.layout.capacity = bytes;
+        self
+    }
+
+    /// The largest message (default 64 MiB, at most `u32::MAX`).
+    ///
+    /// ```
+    /// let end = shmkit::Pipe::builder().max_message(10).create_unique()?;
+    /// assert_eq!(end.max_message(), 10);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn max_message(mut self, bytes: usize) -> PipeBuilder {
+        self.layout.max_message = bytes;
+        self
+    }
+
+    /// Which way messages go (default [`Direction::Duplex`]).
+    ///
+    /// ```
+    /// use shmkit::raw::Direction;
+    /// let mut w = shmkit::Pipe::builder().direction(Direction::CreatorSends).create_unique()?;
+    /// let mut r = shmkit::Pipe::open(w.name())?;
+    /// w.send(b"one way")?;
+    /// assert!(r.send(b"no").is_err());
+    /// assert_eq!(r.recv()?, b"one way");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn direction(mut self, direction: Direction) -> PipeBuilder {
+        self.layout.direction = direction;
+        self
+    }
+
+    /// Segment options (mode, …).
+    ///
+    /// ```
+    /// let end = shmkit::Pipe::builder().options(shmkit::Options::new().mode(0o640)).create_unique()?;
+    /// # drop(end);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn options(mut self, opts: Options) -> PipeBuilder {
+        self.opts = opts;
+        self
+    }
+
+    fn create_inner(&self, name: Option<&str>) -> Result<PipeEnd> {
+        let layout = self.layout;
+        let size = RawPipe::required_size(&layout)?;
+        let init = |p: *mut u8, len: usize| {
+            // SAFETY: `p` is the fresh, unpublished payload of `len` bytes.
+            unsafe { RawPipe::init_only(p, len, &layout) }
+        };
+        let spec = Spec::of(Kind::Pipe);
+        let seg = match name {
+            Some(n) => Segment::create_kind(n, spec, size, &self.opts, init)?,
+            None => Segment::create_unique_kind(spec, size, &self.opts, init)?,
+        };
+        PipeEnd::from_created(seg)
+    }
+
+    /// Creates the pipe named `name`; returns the creating end.
+    ///
+    /// ```
+    /// # let name = format!("shmkit-doc-pipeb-{}", std::process::id());
+    /// let end = shmkit::Pipe::builder().create(&name)?;
+    /// # drop(end);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create(&self, name: &str) -> Result<PipeEnd> {
+        self.create_inner(Some(name))
+    }
+
+    /// Creates the pipe under a fresh unique name.
+    ///
+    /// ```
+    /// let end = shmkit::Pipe::builder().create_unique()?;
+    /// # drop(end);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_unique(&self) -> Result<PipeEnd> {
+        self.create_inner(None)
+    }
+}
+
+/// One end of a [`Pipe`].
+///
+/// Messages keep their boundaries, arrive in order, and may be empty. A
+/// message larger than the ring is streamed through it and arrives whole.
+/// When the other end is dropped or its process dies, this end still gets
+/// every message already sent, then [`Error::Disconnected`]; sending fails
+/// with `Disconnected`. Blocking calls look now and then whether the peer
+/// lives, so none waits forever on a dead process.
+///
+/// Transfers take `&mut self`: one end is used by one thread at a time.
+pub struct PipeEnd {
+    // Declared before `seg`: dropped (and marked closed) first.
+    raw: RawPipe<'static>,
+    seg: Segment,
+}
+
+impl fmt::Debug for PipeEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipeEnd")
+            .field("name", &self.name())
+            .field("capacity", &self.capacity())
+            .field("direction", &self.raw.direction())
+            .finish()
+    }
+}
+
+impl PipeEnd {
+    fn from_created(seg: Segment) -> Result<PipeEnd> {
+        // SAFETY: the payload was initialised as a pipe before the header
+        // was published; it is mapped while `seg` lives, as long as `raw`
+        // (dropped first); it is used only through RawPipe ends. The creator
+        // holds end 0, which init_in set up and which only the creator uses.
+        let raw = unsafe { RawPipe::attach_creator(seg.as_ptr(), seg.len())? };
+        Ok(PipeEnd { raw, seg })
+    }
+
+    fn from_segment(seg: Segment) -> Result<PipeEnd> {
+        // SAFETY: as in `from_created`, for end 1.
+        let raw = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+        Ok(PipeEnd { raw, seg })
+    }
+
+    /// Sends a copy of `msg`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] (nothing is sent); [`Error::Disconnected`];
+    /// [`Error::InvalidArgument`] on a receive-only end.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send(b"")?;
+    /// assert_eq!(b.recv()?, b"");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.raw.send_until(msg, Deadline::NEVER)
+    }
+
+    /// Sends a copy of `msg`, waiting for room at most `timeout`
+    /// ([`Error::Timeout`], never earlier). A message larger than the ring,
+    /// once started, is finished whatever the timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// a.send(&[0; 40])?;
+    /// assert!(matches!(a.send_timeout(&[0; 40], Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.raw.send_until(msg, Deadline::after(timeout))
+    }
+
+    /// Receives the next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] after the last message of a peer that is gone;
+    /// [`Error::Corrupted`]; [`Error::InvalidArgument`] on a send-only end.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// b.send(b"hi")?;
+    /// drop(b);
+    /// assert_eq!(a.recv()?, b"hi");
+    /// assert!(matches!(a.recv(), Err(shmkit::Error::Disconnected)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        self.raw.recv_until(Deadline::NEVER)
+    }
+
+    /// Receives the next message, waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(a.recv_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.raw.recv_until(Deadline::after(timeout))
+    }
+
+    /// Receives the next message into `buf`, waiting as long as it takes;
+    /// returns its length. If `buf` is too small, the message stays queued
+    /// and the call fails with [`Error::BufferTooSmall`] saying how long it is.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send(b"hello")?;
+    /// let mut small = [0u8; 3];
+    /// assert!(matches!(b.recv_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// let mut buf = [0u8; 8];
+    /// let n = b.recv_into(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"hello");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.raw.recv_into_until(buf, Deadline::NEVER)
+    }
+
+    /// [`recv_into`](PipeEnd::recv_into) waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let mut buf = [0u8; 8];
+    /// assert!(matches!(a.recv_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.raw.recv_into_until(buf, Deadline::after(timeout))
+    }
+
+    /// Waits up to `timeout` for a message to be readable; never consumes
+    /// one. `Ok(false)` on timeout (never earlier); [`Error::Disconnected`]
+    /// when the peer is gone and nothing is left.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(!b.poll(Duration::ZERO)?);
+    /// a.send(b"")?;
+    /// assert!(b.poll(Duration::ZERO)?);
+    /// assert!(b.poll(Duration::ZERO)?);
+    /// assert_eq!(b.recv()?, b"");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
+        self.raw.poll_until(Deadline::after(timeout))
+    }
+
+    /// Reserves room for a message of `len` bytes and gives it to be written
+    /// in place (zero-copy), waiting for room as long as it takes. Sent by
+    /// [`SendGrant::commit`]; dropping the grant sends nothing. The message
+    /// must fit in the ring.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`]; [`Error::InvalidArgument`] for a message
+    /// larger than the ring; [`Error::Disconnected`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let mut g = a.reserve(3)?;
+    /// g.copy_from_slice(b"abc");
+    /// g.commit();
+    /// assert_eq!(&*b.recv_ref()?, b"abc");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        let pos = self.raw.reserve_until(len, Deadline::NEVER)?;
+        Ok(SendGrant {
+            end: &mut self.raw,
+            pos,
+            len,
+        })
+    }
+
+    /// Receives the next message in place (zero-copy when it lies whole and
+    /// contiguous in the ring; a streamed or wrapped message is copied out).
+    /// It is consumed when the returned value drops.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send(b"look")?;
+    /// let msg = b.recv_ref()?;
+    /// assert_eq!(&*msg, b"look");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        let r = self.raw.recv_ref_until(Deadline::NEVER)?;
+        Ok(match r {
+            Ok((pos, len)) => RecvRef {
+                inner: RefInner::Ring {
+                    end: &mut self.raw,
+                    pos,
+                    len,
+                },
+            },
+            Err(v) => RecvRef {
+                inner: RefInner::Owned(v),
+            },
+        })
+    }
+
+    /// Sends the bytes of a plain-data value.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value(&(3.5f64))?;
+    /// assert_eq!(b.recv_value::<f64>()?, 3.5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Receives the next message as a plain-data value. A longer message
+    /// stays queued ([`Error::BufferTooSmall`]); a shorter one is consumed
+    /// and reported as [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value(&[1u16, 2, 3])?;
+    /// assert_eq!(b.recv_value::<[u16; 3]>()?, [1, 2, 3]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value<T: Pod>(&mut self) -> Result<T> {
+        let mut v = T::zeroed();
+        let n = self.recv_into(bytemuck::bytes_of_mut(&mut v))?;
+        if n != std::mem::size_of::<T>() {
+            return Err(Error::InvalidArgument(format!(
+                "a message of {n} bytes is not a {} ({} bytes)",
+                std::any::type_name::<T>(),
+                std::mem::size_of::<T>()
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Whether the other end is gone (dropped, or its process died).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let b = shmkit::Pipe::open(a.name())?;
+    /// assert!(!a.is_disconnected());
+    /// drop(b);
+    /// assert!(a.is_disconnected());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_disconnected(&mut self) -> bool {
+        self.raw.is_disconnected()
+    }
+
+    /// Whether this end can send.
+    ///
+    /// ```
+    /// assert!(shmkit::Pipe::create_unique()?.can_send());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn can_send(&self) -> bool {
+        self.raw.can_send()
+    }
+
+    /// Whether this end can receive.
+    ///
+    /// ```
+    /// assert!(shmkit::Pipe::create_unique()?.can_recv());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn can_recv(&self) -> bool {
+        self.raw.can_recv()
+    }
+
+    /// Bytes in each direction's ring.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Pipe::create_unique()?.capacity(), shmkit::DEFAULT_PIPE_CAPACITY);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity()
+    }
+
+    /// The largest message, in bytes.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Pipe::create_unique()?.max_message(), shmkit::DEFAULT_MAX_MESSAGE);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn max_message(&self) -> usize {
+        self.raw.max_message()
+    }
+
+    /// The pipe's name.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// assert!(!a.name().is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Keeps the name after this (creating) end drops.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// a.keep();
+    /// let name = a.name().to_owned();
+    /// drop(a);
+    /// shmkit::unlink(&name)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn keep(&mut self) {
+        self.seg.keep();
+    }
+}
+
+#[cfg(feature = "serde")]
+impl PipeEnd {
+    /// Sends any serialisable value (encoded with bincode).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_serde(&vec![Some(1u8), None])?;
+    /// assert_eq!(b.recv_serde::<Vec<Option<u8>>>()?, [Some(1), None]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let bytes = bincode::serialize(value).map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
+        self.send(&bytes)
+    }
+
+    /// Receives the next message and decodes it; one that does not decode
+    /// is consumed and reported as [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_serde("text")?;
+    /// assert_eq!(b.recv_serde::<String>()?, "text");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let msg = self.recv_ref()?;
+        bincode::deserialize(&msg).map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+    }
+}
+
+/// Room for one message in a pipe's ring, written in place; see
+/// [`PipeEnd::reserve`].
+pub struct SendGrant<'a> {
+    end: &'a mut RawPipe<'static>,
+    pos: u64,
+    len: usize,
+}
+
+impl SendGrant<'_> {
+    /// Sends the message.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.reserve(0)?.commit();
+    /// assert_eq!(b.recv()?, b"");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit(self) {
+        self.end.commit(self.pos, self.len);
+    }
+
+    /// Sends only the first `len` bytes (at most the reserved length).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let mut g = a.reserve(100)?;
+    /// g[..2].copy_from_slice(b"ok");
+    /// g.commit_len(2);
+    /// assert_eq!(b.recv()?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit_len(self, len: usize) {
+        self.end.commit(self.pos, len.min(self.len));
+    }
+}
+
+impl Deref for SendGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let (pos, len) = (self.pos, self.len);
+        // SAFETY: (pos, len) came from reserve_until on this end, and the
+        // grant borrows the end mutably, so nothing was sent since.
+        let s: &[u8] = unsafe { self.end.reserved_ptr(pos, len) };
+        s
+    }
+}
+
+impl DerefMut for SendGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let (pos, len) = (self.pos, self.len);
+        // SAFETY: as in `deref`.
+        unsafe { self.end.reserved_mut(pos, len) }
+    }
+}
+
+impl fmt::Debug for SendGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendGrant").field("len", &self.len).finish()
+    }
+}
+
+/// A received message, in place in the ring when possible; consumed when
+/// dropped. See [`PipeEnd::recv_ref`].
+pub struct RecvRef<'a> {
+    inner: RefInner<'a>,
+}
+
+enum RefInner<'a> {
+    Ring {
+        end: &'a mut RawPipe<'static>,
+        pos: u64,
+        len: usize,
+    },
+    Owned(Vec<u8>),
+}
+
+impl Deref for RecvRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            // SAFETY: (pos, len) came from recv_ref_until on this end, which
+            // we borrow mutably until we release it in drop.
+            RefInner::Ring { end, pos, len } => unsafe { end.in_ring(*pos, *len) },
+            RefInner::Owned(v) => v,
+        }
+    }
+}
+
+impl Drop for RecvRef<'_> {
+    fn drop(&mut self) {
+        if let RefInner::Ring { end, pos, len } = &mut self.inner {
+            end.release_in_ring(*pos, *len);
+        }
+    }
+}
+
+impl fmt::Debug for RecvRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvRef").field("len", &self.len()).finish()
+    }
+}
