@@ -229,9 +229,14 @@ impl<T: Pod> Array<T> {
         unsafe { self.seg.as_ptr().add(data_offset::<T>()).cast::<T>() }
     }
 
+    /// Locks for one call: panics on a relock by this thread, and leaves a
+    /// dead holder's mark for the next guard, which can repair.
     fn lock_raw(&self) -> RawLockGuard<'_> {
         match self.raw_lock().lock() {
-            Ok(g) => g,
+            Ok(mut g) => {
+                g.defer_owner_died();
+                g
+            }
             Err(e) => panic!("Array {:?}: {e} (use the guard you hold)", self.name()),
         }
     }
@@ -278,7 +283,8 @@ impl<T: Pod> Array<T> {
                 self.len
             )));
         }
-        let _g = self.raw_lock().lock()?;
+        let mut g = self.raw_lock().lock()?;
+        g.defer_owner_died();
         // SAFETY: index < len; we hold the lock.
         unsafe { self.data().add(index).write(value) };
         Ok(())

@@ -295,9 +295,14 @@ impl<T: Pod> Value<T> {
         unsafe { write(self.data(), value) };
     }
 
+    /// Locks for one read or write: panics on a relock by this thread, and
+    /// leaves a dead holder's mark for the next guard.
     fn lock_raw(&self) -> RawLockGuard<'_> {
         match self.raw_lock().lock() {
-            Ok(g) => g,
+            Ok(mut g) => {
+                g.defer_owner_died();
+                g
+            }
             Err(e) => panic!("Value {:?}: {e} (use the guard you hold)", self.name()),
         }
     }

@@ -37,6 +37,11 @@
 //!   that has slept may take, so a thread that relocks in a tight loop cannot
 //!   starve the others (parking_lot's "eventual fairness", by count instead
 //!   of by time).
+//! - the takeover sets a sticky `DIED` bit in `aux`; every guard taken
+//!   while it is set reports `owner_died`, and the first such guard to drop
+//!   clears it (as `EOWNERDEAD` stays until `pthread_mutex_consistent`).
+//!   Crate-internal one-shot users (`Array::get`, `Value::store`, …) leave
+//!   it for the next guard, since they cannot repair anything.
 //! - a live owner is never robbed: the takeover needs the owner's thread to
 //!   be gone (or a zombie), and the CAS needs the word unchanged since.
 
@@ -47,6 +52,9 @@ use crate::error::{Error, Result};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, Ordering, TaskStamp};
 
 const TID_MASK: u32 = (1 << 22) - 1;
+/// In `aux`: a holder died, and no guard that reported it has dropped yet.
+const DIED: u32 = 1 << 31;
+const COUNT_MASK: u32 = DIED - 1;
 const HANDOFF: u32 = 1 << 29;
 const WAITERS: u32 = 1 << 31;
 
@@ -78,7 +86,9 @@ const SPIN_LIMIT: u32 = 100;
 #[repr(C)]
 pub struct RawLock {
     word: Futex,
-    contended_unlocks: AtomicU32,
+    /// Bit 31: `DIED`, sticky until a guard that reported it drops; bits
+    /// 0..31: contended unlocks, counted for the fair hand-off.
+    aux: AtomicU32,
     owner: AtomicU64,
 }
 
@@ -112,7 +122,7 @@ impl RawLock {
     pub fn new() -> RawLock {
         RawLock {
             word: Futex::new(0),
-            contended_unlocks: AtomicU32::new(0),
+            aux: AtomicU32::new(0),
             owner: AtomicU64::new(0),
         }
     }
@@ -311,13 +321,18 @@ impl RawLock {
         }
         let mut slept = false;
         let mut check_owner = false;
+        let mut owner_checked = false;
         let mut deadline_hit = false;
         loop {
             let w = word.load(Ordering::Relaxed);
             let take = match self.may_take(w, me, slept)? {
                 Some(died) => Some(died),
-                // After a timed-out sleep: is the holder still there?
-                None if check_owner && w & HANDOFF == 0 && !self.owner_alive(w) => Some(true),
+                // After a timed-out sleep, or before giving up: is the
+                // holder still there?
+                None if check_owner && w & HANDOFF == 0 => {
+                    owner_checked = true;
+                    (!self.owner_alive(w)).then_some(true)
+                }
                 None => None,
             };
             if let Some(died) = take {
@@ -331,6 +346,13 @@ impl RawLock {
                 continue;
             }
             if deadline_hit || deadline.expired() {
+                if !owner_checked {
+                    // A dead holder is taken over even by a call that has
+                    // no time left to wait, as by `try_lock`.
+                    check_owner = true;
+                    owner_checked = true;
+                    continue;
+                }
                 return Err(Error::Timeout);
             }
             if w & WAITERS == 0
@@ -373,11 +395,19 @@ impl RawLock {
     }
 
     #[inline]
-    fn acquired(&self, me: TaskStamp, owner_died: bool) -> RawLockGuard<'_> {
+    fn acquired(&self, me: TaskStamp, took_over: bool) -> RawLockGuard<'_> {
         self.owner.store(me.0, Ordering::Relaxed);
+        // `aux` is only written by holders, so the lock orders these.
+        let owner_died = if took_over {
+            self.aux.fetch_or(DIED, Ordering::Relaxed);
+            true
+        } else {
+            self.aux.load(Ordering::Relaxed) & DIED != 0
+        };
         RawLockGuard {
             lock: self,
             owner_died,
+            defer: false,
             _not_send: PhantomData,
         }
     }
@@ -400,15 +430,12 @@ impl RawLock {
     #[cold]
     fn unlock_slow(&self, me: u32) {
         let word = self.word.word();
-        let n = self
-            .contended_unlocks
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1);
-        let new = if n % FAIR_EVERY == 0 {
-            HANDOFF | WAITERS
-        } else {
-            0
-        };
+        // Count contended unlocks (we hold the lock: no other writer of aux).
+        let a = self.aux.load(Ordering::Relaxed);
+        let n = (a.wrapping_add(1)) & COUNT_MASK;
+        self.aux.store((a & DIED) | n, Ordering::Relaxed);
+        let fair = n % FAIR_EVERY == 0;
+        let new = if fair { HANDOFF | WAITERS } else { 0 };
         let mut w = word.load(Ordering::Relaxed);
         loop {
             if w & TID_MASK != me || w & HANDOFF != 0 {
@@ -421,7 +448,22 @@ impl RawLock {
             }
         }
         if w & WAITERS != 0 {
-            self.word.wake_one();
+            let woke = self.word.wake_one();
+            if fair && woke == 0 {
+                // Nobody was asleep after all (WAITERS is kept set
+                // conservatively): do not keep the lock reserved for no one.
+                if word
+                    .compare_exchange(new, 0, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    // Someone may have gone to sleep on the reserved word
+                    // meanwhile; let it look again.
+                    self.word.wake_one();
+                }
+            }
+        } else if fair {
+            // Only a waiter sets WAITERS, and none had: release for real.
+            let _ = word.compare_exchange(new, 0, Ordering::Release, Ordering::Relaxed);
         }
     }
 }
@@ -433,13 +475,18 @@ impl RawLock {
 pub struct RawLockGuard<'a> {
     lock: &'a RawLock,
     owner_died: bool,
+    /// Leave the "a holder died" mark for the next guard: set by crate
+    /// internals that lock for one read or write and cannot repair.
+    defer: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 impl RawLockGuard<'_> {
     /// True when this acquisition took the lock over from a thread or
-    /// process that died holding it: the data it protects may be half
-    /// updated, and this holder should repair it.
+    /// process that died holding it — or when an earlier acquisition did and
+    /// no guard that reported it has been dropped since (the mark stays
+    /// until a holder that was told lets go). The data the lock protects may
+    /// be half updated; this holder should repair it.
     ///
     /// ```
     /// let lock = shmkit::raw::RawLock::new();
@@ -449,11 +496,21 @@ impl RawLockGuard<'_> {
     pub fn owner_died(&self) -> bool {
         self.owner_died
     }
+
+    /// Keeps the "a holder died" mark for the next guard, for callers that
+    /// take the lock for one read or write and cannot repair the data.
+    pub(crate) fn defer_owner_died(&mut self) {
+        self.defer = true;
+    }
 }
 
 impl Drop for RawLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        if self.owner_died && !self.defer {
+            // The holder that was told has had its chance to repair.
+            self.lock.aux.fetch_and(!DIED, Ordering::Relaxed);
+        }
         self.lock.unlock();
     }
 }

@@ -34,7 +34,8 @@ loom::thread_local! {
 #[derive(Debug)]
 pub(crate) struct Futex {
     word: AtomicU32,
-    lock: loom::sync::Mutex<()>,
+    /// The number of threads asleep in `wait`.
+    lock: loom::sync::Mutex<usize>,
     cv: loom::sync::Condvar,
 }
 
@@ -48,7 +49,7 @@ impl Futex {
     pub(crate) fn new(v: u32) -> Futex {
         Futex {
             word: AtomicU32::new(v),
-            lock: loom::sync::Mutex::new(()),
+            lock: loom::sync::Mutex::new(0),
             cv: loom::sync::Condvar::new(),
         }
     }
@@ -62,17 +63,20 @@ impl Futex {
             loom::thread::yield_now();
             return false;
         }
-        let guard = self.lock.lock().unwrap();
+        let mut guard = self.lock.lock().unwrap();
         if self.word.load(super::Ordering::SeqCst) != expected {
             return true;
         }
-        drop(self.cv.wait(guard).unwrap());
+        *guard += 1;
+        let mut guard = self.cv.wait(guard).unwrap();
+        *guard -= 1;
         true
     }
 
-    pub(crate) fn wake_one(&self) {
-        let _g = self.lock.lock().unwrap();
+    pub(crate) fn wake_one(&self) -> usize {
+        let g = self.lock.lock().unwrap();
         self.cv.notify_one();
+        (*g).min(1)
     }
 
     pub(crate) fn wake_all(&self) {

@@ -36,11 +36,11 @@ impl Futex {
         unsafe { sys::futex_wait(self.0.as_ptr(), expected, until) }
     }
 
-    /// Wakes one sleeper.
+    /// Wakes one sleeper; returns how many woke (0 or 1).
     #[inline]
-    pub(crate) fn wake_one(&self) {
+    pub(crate) fn wake_one(&self) -> usize {
         // SAFETY: as in `wait`; FUTEX_WAKE does not touch the word.
-        unsafe { sys::futex_wake(self.0.as_ptr(), 1) };
+        unsafe { sys::futex_wake(self.0.as_ptr(), 1) }
     }
 
     /// Wakes every sleeper.
