@@ -54,10 +54,16 @@ fn payload_len<T>(len: usize) -> Option<usize> {
 }
 
 impl<T: Pod> Array<T> {
-    fn create_inner(name: Option<&str>, len: usize, opts: &Options, fill: impl Fn(&mut [T])) -> Result<Array<T>> {
+    fn create_inner(
+        name: Option<&str>,
+        len: usize,
+        opts: &Options,
+        fill: impl Fn(&mut [T]),
+    ) -> Result<Array<T>> {
         check_align::<T>(name.unwrap_or(""))?;
-        let payload = payload_len::<T>(len)
-            .ok_or_else(|| Error::InvalidArgument(format!("an Array of {len} elements is too large")))?;
+        let payload = payload_len::<T>(len).ok_or_else(|| {
+            Error::InvalidArgument(format!("an Array of {len} elements is too large"))
+        })?;
         let spec = Spec::typed::<T>(Kind::Array, len as u64);
         let init = |p: *mut u8, plen: usize| {
             // SAFETY: `p` is the fresh, unpublished payload of `plen` bytes,

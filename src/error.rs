@@ -161,7 +161,10 @@ impl fmt::Display for Error {
             Error::Full => f.write_str("full"),
             Error::Empty => f.write_str("empty"),
             Error::MessageTooLarge { len, max } => {
-                write!(f, "message of {len} bytes exceeds the maximum of {max} bytes")
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the maximum of {max} bytes"
+                )
             }
             Error::BufferTooSmall { needed } => {
                 write!(f, "buffer too small: the message needs {needed} bytes")

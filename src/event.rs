@@ -71,7 +71,13 @@ impl Event {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with(name: &str, opts: &Options) -> Result<Event> {
-        let seg = Segment::create_kind(name, Spec::of(Kind::Event), RawEvent::required_size(), opts, init)?;
+        let seg = Segment::create_kind(
+            name,
+            Spec::of(Kind::Event),
+            RawEvent::required_size(),
+            opts,
+            init,
+        )?;
         Ok(Event { seg })
     }
 
@@ -83,7 +89,12 @@ impl Event {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_unique() -> Result<Event> {
-        let seg = Segment::create_unique_kind(Spec::of(Kind::Event), RawEvent::required_size(), &Options::new(), init)?;
+        let seg = Segment::create_unique_kind(
+            Spec::of(Kind::Event),
+            RawEvent::required_size(),
+            &Options::new(),
+            init,
+        )?;
         Ok(Event { seg })
     }
 

@@ -42,7 +42,11 @@
 //! asked otherwise, and `open` refuses another user's segment by default.
 //! Linux only (futex(2) and `/proc`); every process must share one PID
 //! namespace so that liveness checks see each other.
-#![warn(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 mod array;
 mod error;
@@ -61,7 +65,9 @@ pub use array::{Array, ArrayGuard};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
-pub use pipe::{Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY};
+pub use pipe::{
+    Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
+};
 pub use queue::{GetGrant, PutGrant, Queue};
 pub use segment::{unlink, Options, Segment, DEFAULT_INIT_TIMEOUT, MAX_LEN};
 pub use value::{AtomicValue, Value, ValueGuard};

@@ -210,7 +210,9 @@ impl Lock {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
-        self.raw().lock_timeout(timeout).map(|inner| LockGuard { inner })
+        self.raw()
+            .lock_timeout(timeout)
+            .map(|inner| LockGuard { inner })
     }
 
     /// Whether someone holds the lock now (a snapshot).

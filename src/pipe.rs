@@ -563,7 +563,8 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let bytes = bincode::serialize(value).map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
+        let bytes = bincode::serialize(value)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
         self.send(&bytes)
     }
 
@@ -579,7 +580,8 @@ impl PipeEnd {
     /// ```
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let msg = self.recv_ref()?;
-        bincode::deserialize(&msg).map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+        bincode::deserialize(&msg)
+            .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
     }
 }
 

@@ -78,7 +78,12 @@ impl Queue {
         Ok(Queue { raw, seg })
     }
 
-    fn create_inner(name: Option<&str>, capacity: usize, max_message: usize, opts: &Options) -> Result<Queue> {
+    fn create_inner(
+        name: Option<&str>,
+        capacity: usize,
+        max_message: usize,
+        opts: &Options,
+    ) -> Result<Queue> {
         let layout = QueueLayout {
             capacity,
             max_message,
@@ -121,7 +126,12 @@ impl Queue {
     /// # let _ = q;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn create_with(name: &str, capacity: usize, max_message: usize, opts: &Options) -> Result<Queue> {
+    pub fn create_with(
+        name: &str,
+        capacity: usize,
+        max_message: usize,
+        opts: &Options,
+    ) -> Result<Queue> {
         Queue::create_inner(Some(name), capacity, max_message, opts)
     }
 
@@ -535,7 +545,8 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = bincode::serialize(value).map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
+        let bytes = bincode::serialize(value)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
         self.put(&bytes)
     }
 
@@ -551,7 +562,8 @@ impl Queue {
     /// ```
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         let msg = self.get_ref()?;
-        bincode::deserialize(&msg).map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+        bincode::deserialize(&msg)
+            .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
     }
 }
 
@@ -599,18 +611,17 @@ impl PutGrant<'_> {
 impl Deref for PutGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the WRITING claim on `pos` until commit or drop.
-        let all = unsafe { self.queue.slot_mut(self.pos) };
-        &all[..self.len]
+        // SAFETY: we hold the WRITING claim on `pos` until commit or drop, so
+        // nobody else touches the slot; len <= max_message (checked in
+        // reserve), the slot's size.
+        unsafe { std::slice::from_raw_parts(self.queue.slot_ptr(self.pos), self.len) }
     }
 }
 
 impl DerefMut for PutGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: we hold the WRITING claim on `pos`; `&mut self` makes this
-        // the only slice.
-        let all = unsafe { self.queue.slot_mut(self.pos) };
-        &mut all[..self.len]
+        // SAFETY: as in `deref`; `&mut self` makes this the only slice.
+        unsafe { std::slice::from_raw_parts_mut(self.queue.slot_ptr(self.pos), self.len) }
     }
 }
 

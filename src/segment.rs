@@ -430,7 +430,12 @@ impl Segment {
         let header = seg.header();
         let me = sys::getpid();
         header.claim(me, sync::task_start_time(me).unwrap_or(0));
-        header.write(&HeaderFields::new(spec.kind, spec.fingerprint, total as u64, spec.aux));
+        header.write(&HeaderFields::new(
+            spec.kind,
+            spec.fingerprint,
+            total as u64,
+            spec.aux,
+        ));
         init(seg.as_ptr(), payload_len)?;
         header.publish();
         guard.0 = None;
@@ -481,14 +486,22 @@ impl Segment {
                 break st;
             }
             if deadline.expired() {
-                return Err(Error::corrupted(name, "the segment is empty and nobody initialised it"));
+                return Err(Error::corrupted(
+                    name,
+                    "the segment is empty and nobody initialised it",
+                ));
             }
             wait();
         };
         let len = usize::try_from(st.len)
             .ok()
             .filter(|&l| l > HEADER_LEN && l <= MAX_LEN)
-            .ok_or_else(|| Error::corrupted(name, format!("length {} cannot hold a header and a payload", st.len)))?;
+            .ok_or_else(|| {
+                Error::corrupted(
+                    name,
+                    format!("length {} cannot hold a header and a payload", st.len),
+                )
+            })?;
         let map = MmapOptions::new()
             .len(len)
             .map_raw(&file)
@@ -505,7 +518,10 @@ impl Segment {
             }
             let (pid, start) = header.creator();
             if pid != 0 && !creator_alive(pid, start) {
-                return Err(Error::CreatorDied { name: name.into(), pid });
+                return Err(Error::CreatorDied {
+                    name: name.into(),
+                    pid,
+                });
             }
             if deadline.expired() {
                 return Err(if pid == 0 {

@@ -451,7 +451,11 @@ pub trait AtomicValue: Pod + sealed::Sealed {
     /// # Safety
     /// As for `fetch_add_at`.
     #[doc(hidden)]
-    unsafe fn compare_exchange_at(p: *mut Self, current: Self, new: Self) -> std::result::Result<Self, Self>;
+    unsafe fn compare_exchange_at(
+        p: *mut Self,
+        current: Self,
+        new: Self,
+    ) -> std::result::Result<Self, Self>;
 }
 
 macro_rules! atomic_value {

@@ -10,10 +10,7 @@ use shmkit::{Error, Event, Pipe};
 
 #[test]
 fn child() {
-    dispatch(&[
-        ("echo", echo),
-        ("send_then_hang", send_then_hang),
-    ]);
+    dispatch(&[("echo", echo), ("send_then_hang", send_then_hang)]);
 }
 
 /// Echoes every message back until the peer disconnects.
@@ -42,7 +39,9 @@ fn send_then_hang(args: &[String]) {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -55,7 +54,10 @@ fn sixteen_mib_round_trip_through_a_64_kib_pipe() {
     let back = end.recv().unwrap();
     assert!(back == big, "16 MiB message changed on the way");
     // Sizes around the ring's size, and a few small ones in between.
-    for (i, len) in [0, 1, 3, 65_531, 65_532, 65_533, 65_536, 65_537, 200_000, 5].into_iter().enumerate() {
+    for (i, len) in [0, 1, 3, 65_531, 65_532, 65_533, 65_536, 65_537, 200_000, 5]
+        .into_iter()
+        .enumerate()
+    {
         let m = pattern(len, i as u8);
         end.send(&m).unwrap();
         assert_eq!(end.recv().unwrap(), m, "length {len}");
@@ -96,7 +98,10 @@ fn recv_into_small_buffer_keeps_the_message_and_poll_never_consumes() {
     }
     let mut small = [0u8; 4];
     for _ in 0..2 {
-        assert!(matches!(b.recv_into(&mut small), Err(Error::BufferTooSmall { needed: 10 })));
+        assert!(matches!(
+            b.recv_into(&mut small),
+            Err(Error::BufferTooSmall { needed: 10 })
+        ));
     }
     assert!(b.poll(Duration::ZERO).unwrap());
     let mut buf = [0u8; 10];
@@ -117,7 +122,10 @@ fn recv_into_small_buffer_keeps_the_message_and_poll_never_consumes() {
     });
     assert!(d.poll(Duration::from_secs(30)).unwrap());
     let mut small = [0u8; 999];
-    assert!(matches!(d.recv_into(&mut small), Err(Error::BufferTooSmall { needed: 1000 })));
+    assert!(matches!(
+        d.recv_into(&mut small),
+        Err(Error::BufferTooSmall { needed: 1000 })
+    ));
     let mut buf = vec![0u8; 1000];
     assert_eq!(d.recv_into(&mut buf).unwrap(), 1000);
     assert_eq!(buf, pattern(1000, 1));
@@ -130,15 +138,24 @@ fn timeouts_never_return_early() {
     let mut a = Pipe::builder().capacity(64).create_unique().unwrap();
     let _b = Pipe::open(a.name()).unwrap();
     let t = Instant::now();
-    assert!(matches!(a.recv_timeout(Duration::from_millis(100)), Err(Error::Timeout)));
+    assert!(matches!(
+        a.recv_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     a.send(&[1; 56]).unwrap();
     let t = Instant::now();
-    assert!(matches!(a.send_timeout(&[2; 56], Duration::from_millis(100)), Err(Error::Timeout)));
+    assert!(matches!(
+        a.send_timeout(&[2; 56], Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let mut buf = [0u8; 8];
     let t = Instant::now();
-    assert!(matches!(a.recv_into_timeout(&mut buf, Duration::from_millis(50)), Err(Error::Timeout)));
+    assert!(matches!(
+        a.recv_into_timeout(&mut buf, Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(50));
 }
 
@@ -147,8 +164,14 @@ fn limits_and_directions() {
     let _w = watchdog(Duration::from_secs(60));
     let mut a = Pipe::builder().max_message(8).create_unique().unwrap();
     let mut b = Pipe::open(a.name()).unwrap();
-    assert!(matches!(a.send(&[0; 9]), Err(Error::MessageTooLarge { len: 9, max: 8 })));
-    assert!(!b.poll(Duration::ZERO).unwrap(), "nothing is sent when too large");
+    assert!(matches!(
+        a.send(&[0; 9]),
+        Err(Error::MessageTooLarge { len: 9, max: 8 })
+    ));
+    assert!(
+        !b.poll(Duration::ZERO).unwrap(),
+        "nothing is sent when too large"
+    );
     assert!(matches!(Pipe::open(a.name()), Err(Error::InUse { .. })));
     drop(b);
     assert!(matches!(Pipe::open(a.name()), Err(Error::Disconnected)));
@@ -156,19 +179,31 @@ fn limits_and_directions() {
     assert!(matches!(a.send(b"x"), Err(Error::Disconnected)));
     assert!(matches!(a.recv(), Err(Error::Disconnected)));
 
-    let mut w = Pipe::builder().direction(Direction::CreatorSends).create_unique().unwrap();
+    let mut w = Pipe::builder()
+        .direction(Direction::CreatorSends)
+        .create_unique()
+        .unwrap();
     let mut r = Pipe::open(w.name()).unwrap();
     assert!(w.can_send() && !w.can_recv() && r.can_recv() && !r.can_send());
     assert!(matches!(w.recv(), Err(Error::InvalidArgument(_))));
-    assert!(matches!(w.poll(Duration::ZERO), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        w.poll(Duration::ZERO),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(r.send(b"x"), Err(Error::InvalidArgument(_))));
     w.send(b"down").unwrap();
     assert_eq!(r.recv().unwrap(), b"down");
-    let mut w2 = Pipe::builder().direction(Direction::OpenerSends).create_unique().unwrap();
+    let mut w2 = Pipe::builder()
+        .direction(Direction::OpenerSends)
+        .create_unique()
+        .unwrap();
     let mut r2 = Pipe::open(w2.name()).unwrap();
     r2.send(b"up").unwrap();
     assert_eq!(w2.recv().unwrap(), b"up");
-    assert!(matches!(Pipe::builder().capacity(0).create_unique(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Pipe::builder().capacity(0).create_unique(),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -184,7 +219,10 @@ fn peer_killed_gives_buffered_messages_then_disconnected() {
     assert_eq!(end.recv().unwrap(), b"");
     assert_eq!(end.recv().unwrap(), b"three");
     assert!(matches!(end.recv(), Err(Error::Disconnected)));
-    assert!(matches!(end.poll(Duration::from_secs(1)), Err(Error::Disconnected)));
+    assert!(matches!(
+        end.poll(Duration::from_secs(1)),
+        Err(Error::Disconnected)
+    ));
     assert!(matches!(end.send(b"anyone?"), Err(Error::Disconnected)));
 }
 
@@ -235,7 +273,9 @@ fn zero_copy_both_sides_across_the_wrap() {
     }
     let mut a = writer.join().unwrap();
     // A grant dropped without commit sends nothing.
-    drop(a.reserve(10).unwrap());
+    {
+        let _g = a.reserve(10).unwrap();
+    }
     assert!(!b.poll(Duration::ZERO).unwrap());
     assert!(matches!(a.reserve(300), Err(Error::InvalidArgument(_))));
     let mut g = a.reserve(100).unwrap();

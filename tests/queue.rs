@@ -55,10 +55,16 @@ fn full_empty_timeout_in_every_form() {
     assert!(matches!(q.try_get_into(&mut buf), Err(Error::Empty)));
     assert!(matches!(q.try_get_ref(), Err(Error::Empty)));
     let t = Instant::now();
-    assert!(matches!(q.get_timeout(Duration::from_millis(100)), Err(Error::Timeout)));
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let t = Instant::now();
-    assert!(matches!(q.get_into_timeout(&mut buf, Duration::from_millis(50)), Err(Error::Timeout)));
+    assert!(matches!(
+        q.get_into_timeout(&mut buf, Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(50));
 
     q.put(b"a").unwrap();
@@ -68,7 +74,10 @@ fn full_empty_timeout_in_every_form() {
     assert!(matches!(q.try_put(b"c"), Err(Error::Full)));
     assert!(matches!(q.try_reserve(1), Err(Error::Full)));
     let t = Instant::now();
-    assert!(matches!(q.put_timeout(b"c", Duration::from_millis(100)), Err(Error::Timeout)));
+    assert!(matches!(
+        q.put_timeout(b"c", Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     assert_eq!(q.get().unwrap(), b"a");
     assert_eq!(q.get().unwrap(), b"b");
@@ -78,19 +87,31 @@ fn full_empty_timeout_in_every_form() {
 #[test]
 fn sizes_and_empty_messages() {
     let q = Queue::create_unique(3, 5).unwrap();
-    assert!(matches!(q.put(b"123456"), Err(Error::MessageTooLarge { len: 6, max: 5 })));
+    assert!(matches!(
+        q.put(b"123456"),
+        Err(Error::MessageTooLarge { len: 6, max: 5 })
+    ));
     assert!(q.is_empty(), "nothing is put when too large");
     q.put(b"").unwrap();
     q.put(b"12345").unwrap();
     assert_eq!(q.get().unwrap(), b"");
     let mut small = [0u8; 4];
-    assert!(matches!(q.get_into(&mut small), Err(Error::BufferTooSmall { needed: 5 })));
+    assert!(matches!(
+        q.get_into(&mut small),
+        Err(Error::BufferTooSmall { needed: 5 })
+    ));
     assert_eq!(q.len(), 1, "the message stays queued");
     let mut buf = [0u8; 5];
     assert_eq!(q.get_into(&mut buf).unwrap(), 5);
     assert_eq!(&buf, b"12345");
-    assert!(matches!(Queue::create_unique(0, 5), Err(Error::InvalidArgument(_))));
-    assert!(matches!(Queue::create_unique(usize::MAX, 5), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Queue::create_unique(0, 5),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Queue::create_unique(usize::MAX, 5),
+        Err(Error::InvalidArgument(_))
+    ));
     let zero = Queue::create_unique(1, 0).unwrap();
     zero.put(b"").unwrap();
     assert_eq!(zero.get().unwrap(), b"");
@@ -116,10 +137,16 @@ fn zero_copy_and_typed() {
     }
     assert_eq!(q.get().unwrap().len(), 2);
     q.put_value(&[7u32, 8]).unwrap();
-    assert!(matches!(q.get_value::<u32>(), Err(Error::BufferTooSmall { needed: 8 })));
+    assert!(matches!(
+        q.get_value::<u32>(),
+        Err(Error::BufferTooSmall { needed: 8 })
+    ));
     assert_eq!(q.get_value::<[u32; 2]>().unwrap(), [7, 8]);
     q.put(b"1").unwrap();
-    assert!(matches!(q.get_value::<u32>(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        q.get_value::<u32>(),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -192,7 +219,10 @@ fn threads_in_one_process_exactly_once() {
         p.join().unwrap();
     }
     q.close();
-    let mut all: Vec<(usize, u32)> = consumers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let mut all: Vec<(usize, u32)> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
     all.sort_unstable();
     let want: Vec<(usize, u32)> = (0..3).flat_map(|p| (0..per).map(move |i| (p, i))).collect();
     assert_eq!(all, want);
@@ -259,10 +289,13 @@ fn four_producer_processes_two_consumer_processes() {
     for p in 0..4 {
         assert_eq!(r[p] + r[12 + p], n, "count of producer {p}");
         assert_eq!(r[4 + p] + r[16 + p], n * (n - 1) / 2, "sum of producer {p}");
-        assert_eq!(r[8 + p] + r[20 + p], (n - 1) * n * (2 * n - 1) / 6, "squares of producer {p}");
+        assert_eq!(
+            r[8 + p] + r[20 + p],
+            (n - 1) * n * (2 * n - 1) / 6,
+            "squares of producer {p}"
+        );
     }
 }
-
 
 // ---- crash torture ------------------------------------------------------
 
@@ -278,7 +311,11 @@ fn message(seq: u64) -> Vec<u8> {
 
 fn check_message(m: &[u8]) -> u64 {
     let seq = u64::from_le_bytes(m[..8].try_into().expect("torn: shorter than 8 bytes"));
-    assert_eq!(m, message(seq).as_slice(), "torn or mixed message for seq {seq}");
+    assert_eq!(
+        m,
+        message(seq).as_slice(),
+        "torn or mixed message for seq {seq}"
+    );
     seq
 }
 
@@ -340,18 +377,28 @@ fn crash_torture_acknowledged_puts_arrive_exactly_once() {
     for trial in 0..trials {
         let cap = 1 + (rng.next() % 8) as usize;
         let q = Queue::create_unique(cap, 64).unwrap();
-        let acked: Vec<_> = (0..2).map(|_| Value::<u64>::create_unique(0).unwrap()).collect();
+        let acked: Vec<_> = (0..2)
+            .map(|_| Value::<u64>::create_unique(0).unwrap())
+            .collect();
         let received: Vec<_> = (0..2)
             .map(|_| shmkit::Array::<u8>::create_unique(2 * T_PER as usize, 0).unwrap())
             .collect();
         let started: Vec<_> = (0..2).map(|_| Event::create_unique().unwrap()).collect();
         let mut consumers: Vec<_> = (0..2)
-            .map(|c| Some(spawn("torture_consumer", &[q.name(), received[c].name(), started[c].name()])))
+            .map(|c| {
+                Some(spawn(
+                    "torture_consumer",
+                    &[q.name(), received[c].name(), started[c].name()],
+                ))
+            })
             .collect();
         let mut producers: Vec<_> = (0..2)
             .map(|p| {
                 let first = (p as u64 * T_PER).to_string();
-                Some(spawn("torture_producer", &[q.name(), acked[p].name(), &first]))
+                Some(spawn(
+                    "torture_producer",
+                    &[q.name(), acked[p].name(), &first],
+                ))
             })
             .collect();
         for s in &started {
@@ -359,7 +406,9 @@ fn crash_torture_acknowledged_puts_arrive_exactly_once() {
         }
         // Once messages flow, let them run a random while, then kill one
         // producer and/or one consumer.
-        assert!(common::wait_for(Duration::from_secs(30), || acked.iter().all(|a| a.load() > 0)));
+        assert!(common::wait_for(Duration::from_secs(30), || acked
+            .iter()
+            .all(|a| a.load() > 0)));
         std::thread::sleep(Duration::from_micros(rng.next() % 2_000));
         let what = rng.next() % 3;
         let mut dead_consumers = 0;
@@ -387,11 +436,14 @@ fn crash_torture_acknowledged_puts_arrive_exactly_once() {
         }
         let rec: Vec<Vec<u8>> = received.iter().map(|r| r.to_vec()).collect();
         let mut missing = 0;
-        for p in 0..2 {
-            let acks = acked[p].load();
+        for (p, acked) in acked.iter().enumerate() {
+            let acks = acked.load();
             for seq in p as u64 * T_PER..(p as u64 * T_PER + T_PER) {
                 let n = rec[0][seq as usize] as u32 + rec[1][seq as usize] as u32;
-                assert!(n <= 1, "trial {trial} (seed {seed}): seq {seq} delivered {n} times");
+                assert!(
+                    n <= 1,
+                    "trial {trial} (seed {seed}): seq {seq} delivered {n} times"
+                );
                 if seq - p as u64 * T_PER < acks && n == 0 {
                     missing += 1;
                 }

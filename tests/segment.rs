@@ -35,15 +35,36 @@ fn scribble(name: &str, offset: u64, bytes: &[u8]) {
 #[test]
 fn bad_names_are_refused_before_any_syscall() {
     let long = "a".repeat(201);
-    for name in ["", "a/b", "/x", "nul\0x", ".", "..", long.as_str(), "sp ace", "é"] {
+    for name in [
+        "",
+        "a/b",
+        "/x",
+        "nul\0x",
+        ".",
+        "..",
+        long.as_str(),
+        "sp ace",
+        "é",
+    ] {
         match Segment::create(name, 8) {
             Err(Error::InvalidName { .. }) => {}
             other => panic!("{name:?}: {other:?}"),
         }
-        assert!(matches!(Segment::open(name), Err(Error::InvalidName { .. })), "{name:?}");
-        assert!(matches!(shmkit::unlink(name), Err(Error::InvalidName { .. })), "{name:?}");
+        assert!(
+            matches!(Segment::open(name), Err(Error::InvalidName { .. })),
+            "{name:?}"
+        );
+        assert!(
+            matches!(shmkit::unlink(name), Err(Error::InvalidName { .. })),
+            "{name:?}"
+        );
         // Nothing reached the file system.
-        if !name.is_empty() && !name.contains('\0') && !name.contains('/') && name != "." && name != ".." {
+        if !name.is_empty()
+            && !name.contains('\0')
+            && !name.contains('/')
+            && name != "."
+            && name != ".."
+        {
             assert!(!std::path::Path::new(&shm_path(name)).exists());
         }
     }
@@ -57,7 +78,10 @@ fn create_twice_open_missing_and_bad_lengths() {
     let name = unique_name("twice");
     let _c = Cleanup(vec![name.clone()]);
     let seg = Segment::create(&name, 16).unwrap();
-    assert!(matches!(Segment::create(&name, 16), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        Segment::create(&name, 16),
+        Err(Error::AlreadyExists { .. })
+    ));
     assert_eq!(Segment::open(&name).unwrap().len(), 16);
     drop(seg);
     assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
@@ -68,7 +92,10 @@ fn create_twice_open_missing_and_bad_lengths() {
             Err(Error::InvalidArgument(_)) => {}
             r => panic!("len {len}: {r:?}"),
         }
-        assert!(!std::path::Path::new(&shm_path(&other)).exists(), "len {len} left a file");
+        assert!(
+            !std::path::Path::new(&shm_path(&other)).exists(),
+            "len {len} left a file"
+        );
     }
 }
 
@@ -90,42 +117,85 @@ fn opened_as_lock(name: &str) -> Error {
 fn bad_headers_give_typed_errors() {
     // Truncated: the object is shorter than its header says.
     let lock = Lock::create_unique().unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(shm_path(lock.name())).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(lock.name()))
+        .unwrap();
     f.set_len(64 + 8).unwrap();
-    assert!(matches!(opened_as_lock(lock.name()), Error::Corrupted { .. }));
+    assert!(matches!(
+        opened_as_lock(lock.name()),
+        Error::Corrupted { .. }
+    ));
     f.set_len(10).unwrap();
-    assert!(matches!(opened_as_lock(lock.name()), Error::Corrupted { .. }));
+    assert!(matches!(
+        opened_as_lock(lock.name()),
+        Error::Corrupted { .. }
+    ));
 
     let lock = Lock::create_unique().unwrap();
     scribble(lock.name(), 0, b"NOTSHMKT");
-    assert!(matches!(opened_as_lock(lock.name()), Error::Corrupted { .. }));
+    assert!(matches!(
+        opened_as_lock(lock.name()),
+        Error::Corrupted { .. }
+    ));
 
     let lock = Lock::create_unique().unwrap();
     scribble(lock.name(), 8, &7u32.to_ne_bytes());
     match opened_as_lock(lock.name()) {
-        Error::VersionMismatch { expected: 1, found: 7, .. } => {}
+        Error::VersionMismatch {
+            expected: 1,
+            found: 7,
+            ..
+        } => {}
         e => panic!("{e:?}"),
     }
 
     let lock = Lock::create_unique().unwrap();
     scribble(lock.name(), 12, &99u32.to_ne_bytes());
-    assert!(matches!(opened_as_lock(lock.name()), Error::WrongKind { .. }));
+    assert!(matches!(
+        opened_as_lock(lock.name()),
+        Error::WrongKind { .. }
+    ));
     let ev = Event::create_unique().unwrap();
-    assert!(matches!(opened_as_lock(ev.name()), Error::WrongKind { expected: "Lock", .. }));
+    assert!(matches!(
+        opened_as_lock(ev.name()),
+        Error::WrongKind {
+            expected: "Lock",
+            ..
+        }
+    ));
 
     let v = Value::<u64>::create_unique(1).unwrap();
-    assert!(matches!(Value::<u32>::open(v.name()), Err(Error::TypeMismatch { .. })));
-    assert!(matches!(Value::<i64>::open(v.name()), Err(Error::TypeMismatch { .. })));
-    assert!(matches!(Array::<u64>::open(v.name()), Err(Error::WrongKind { .. })));
+    assert!(matches!(
+        Value::<u32>::open(v.name()),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        Value::<i64>::open(v.name()),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        Array::<u64>::open(v.name()),
+        Err(Error::WrongKind { .. })
+    ));
     scribble(v.name(), 24, &0xdead_beefu64.to_ne_bytes());
-    assert!(matches!(Value::<u64>::open(v.name()), Err(Error::TypeMismatch { .. })));
+    assert!(matches!(
+        Value::<u64>::open(v.name()),
+        Err(Error::TypeMismatch { .. })
+    ));
 
     // An Array whose recorded length does not match its bytes.
     let a = Array::<u32>::create_unique(4, 0).unwrap();
     scribble(a.name(), 56, &1_000_000u64.to_ne_bytes());
-    assert!(matches!(Array::<u32>::open(a.name()), Err(Error::Corrupted { .. })));
+    assert!(matches!(
+        Array::<u32>::open(a.name()),
+        Err(Error::Corrupted { .. })
+    ));
     scribble(a.name(), 56, &u64::MAX.to_ne_bytes());
-    assert!(matches!(Array::<u32>::open(a.name()), Err(Error::Corrupted { .. })));
+    assert!(matches!(
+        Array::<u32>::open(a.name()),
+        Err(Error::Corrupted { .. })
+    ));
 
     // Not a shmkit object at all, and never initialised: an error within the bound.
     let name = unique_name("foreign");
@@ -133,7 +203,10 @@ fn bad_headers_give_typed_errors() {
     std::fs::write(shm_path(&name), vec![0u8; 4096]).unwrap();
     let opts = Options::new().init_timeout(Duration::from_millis(100));
     let t = Instant::now();
-    assert!(matches!(Segment::open_with(&name, &opts), Err(Error::Corrupted { .. })));
+    assert!(matches!(
+        Segment::open_with(&name, &opts),
+        Err(Error::Corrupted { .. })
+    ));
     assert!(t.elapsed() >= Duration::from_millis(100));
 }
 
@@ -154,10 +227,16 @@ fn creator_killed_before_ready_is_reported() {
     let _c = Cleanup(vec![name.clone()]);
     let ready = Event::create_unique().unwrap();
     let child = spawn("hang_in_init", &[&name, ready.name()]);
-    assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap(), "child never reached init");
+    assert!(
+        ready.wait_timeout(Duration::from_secs(30)).unwrap(),
+        "child never reached init"
+    );
     // While it lives, an opener waits out its bound and reports a timeout.
     let opts = Options::new().init_timeout(Duration::from_millis(50));
-    assert!(matches!(Segment::open_with(&name, &opts), Err(Error::Timeout)));
+    assert!(matches!(
+        Segment::open_with(&name, &opts),
+        Err(Error::Timeout)
+    ));
     let pid = child.pid();
     child.kill();
     let opts = Options::new().init_timeout(Duration::from_secs(5));
@@ -211,19 +290,29 @@ fn two_processes_race_create_or_open() {
     let results = Array::<u8>::create_unique(100, 0).unwrap();
     let child = spawn("race_create_or_open", &[&prefix, go.name(), results.name()]);
     go.set();
-    let mine: Vec<bool> = (0..100).map(|i| create_or_open(&format!("{prefix}-{i}"))).collect();
+    let mine: Vec<bool> = (0..100)
+        .map(|i| create_or_open(&format!("{prefix}-{i}")))
+        .collect();
     child.join();
     let theirs = results.to_vec();
     for i in 0..100 {
         assert!(theirs[i] != 0, "child skipped {i}");
         let child_created = theirs[i] == 2;
-        assert!(mine[i] != child_created, "name {i}: exactly one must create (parent {}, child {child_created})", mine[i]);
+        assert!(
+            mine[i] != child_created,
+            "name {i}: exactly one must create (parent {}, child {child_created})",
+            mine[i]
+        );
     }
 }
 
 fn mode_of(name: &str) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(shm_path(name)).unwrap().permissions().mode() & 0o777
+    std::fs::metadata(shm_path(name))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[test]
@@ -255,7 +344,10 @@ fn another_users_segment_is_refused_unless_allowed() {
     let path = std::ffi::CString::new(shm_path(seg.name())).unwrap();
     // SAFETY: `path` is a valid C string.
     assert_eq!(unsafe { libc::chown(path.as_ptr(), 12345, 12345) }, 0);
-    assert!(matches!(Segment::open(seg.name()), Err(Error::PermissionDenied { .. })));
+    assert!(matches!(
+        Segment::open(seg.name()),
+        Err(Error::PermissionDenied { .. })
+    ));
     Segment::open_with(seg.name(), &Options::new().allow_other_owner(true)).unwrap();
 }
 
@@ -268,7 +360,10 @@ fn write_after_unlink(args: &[String]) {
     v.store(1);
     go.wait().unwrap();
     // The creator has dropped its handle: the name is gone, the mapping lives.
-    assert!(matches!(Value::<u64>::open(&args[0]), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Value::<u64>::open(&args[0]),
+        Err(Error::NotFound { .. })
+    ));
     assert_eq!(v.load(), 2);
     v.store(3);
     assert_eq!(v.fetch_add(1), 3);
@@ -312,7 +407,9 @@ fn creator_info_and_keep() {
 #[test]
 fn failed_init_leaves_nothing() {
     let name = unique_name("initfail");
-    let r = Segment::create_init(&name, 8, &Options::new(), |_| Err(Error::InvalidArgument("no".into())));
+    let r = Segment::create_init(&name, 8, &Options::new(), |_| {
+        Err(Error::InvalidArgument("no".into()))
+    });
     assert!(matches!(r, Err(Error::InvalidArgument(_))));
     assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
 }

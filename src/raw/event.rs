@@ -67,7 +67,9 @@ impl RawEvent {
     /// assert!(!shmkit::raw::RawEvent::new().is_set());
     /// ```
     pub fn new() -> RawEvent {
-        RawEvent { word: Futex::new(0) }
+        RawEvent {
+            word: Futex::new(0),
+        }
     }
 
     /// The bytes a `RawEvent` needs (4); align the region to 4.

@@ -227,7 +227,8 @@ impl Header {
         self.version.store(f.version, Ordering::Relaxed);
         self.kind.store(f.kind, Ordering::Relaxed);
         self.type_size.store(f.fingerprint.size, Ordering::Relaxed);
-        self.type_align.store(f.fingerprint.align, Ordering::Relaxed);
+        self.type_align
+            .store(f.fingerprint.align, Ordering::Relaxed);
         self.type_hash.store(f.fingerprint.hash, Ordering::Relaxed);
         self.total_len.store(f.total_len, Ordering::Relaxed);
         self.aux.store(f.aux, Ordering::Relaxed);

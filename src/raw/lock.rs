@@ -27,7 +27,7 @@
 //!
 //! - lock: one CAS `0 → tid` (fast path), then a short spin, then sleep on
 //!   the futex with `WAITERS` set. Sleeps last at most
-//!   [`LIVENESS_INTERVAL`]; after each timed-out sleep the waiter looks whether
+//!   20 ms (the liveness interval); after each timed-out sleep the waiter looks whether
 //!   the owner still runs (`/proc/<tid>/stat`, start time compared), and if
 //!   not, takes the lock over with a CAS from the exact word it saw, and is
 //!   told so (`owner_died`).
@@ -217,7 +217,7 @@ impl RawLock {
     }
 
     /// Takes the lock, waiting as long as it takes. If the holder died, the
-    /// lock is taken over within about [`LIVENESS_INTERVAL`] and the guard's
+    /// lock is taken over within about 20 ms (the liveness interval) and the guard's
     /// [`owner_died`](RawLockGuard::owner_died) is true.
     ///
     /// # Errors

@@ -24,8 +24,8 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
-pub mod header;
 mod event;
+pub mod header;
 mod lock;
 pub(crate) mod notify;
 mod pipe;
@@ -33,9 +33,9 @@ mod queue;
 
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
+pub use pipe::{Direction, PipeLayout, RawPipe};
 #[cfg(loom)]
 pub use queue::model as queue_model;
-pub use pipe::{Direction, PipeLayout, RawPipe};
 pub use queue::{QueueLayout, RawQueue};
 
 use crate::error::{Error, Result};

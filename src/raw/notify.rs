@@ -32,7 +32,9 @@ pub(crate) struct Notify {
 
 impl Notify {
     pub(crate) fn new() -> Notify {
-        Notify { word: Futex::new(0) }
+        Notify {
+            word: Futex::new(0),
+        }
     }
 
     /// Call after publishing a change (with at least Release ordering).

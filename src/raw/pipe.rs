@@ -31,7 +31,7 @@
 //! within `0..=capacity` and a length within `max_message`, else the read
 //! is [`Error::Corrupted`]. Each end records its process (pid and start
 //! time) and a `closed` flag; a blocked call wakes every
-//! [`LIVENESS_INTERVAL`](crate::sync) to look whether its peer still lives.
+//! `LIVENESS_INTERVAL` (20 ms) to look whether its peer still lives.
 //! A peer that closed or died leaves its sent messages readable; after the
 //! last one, reads fail with [`Error::Disconnected`], and so do writes.
 
@@ -182,7 +182,12 @@ impl PipeLayout {
             .checked_mul(l.rings())
             .and_then(|b| b.checked_add(std::mem::size_of::<PipeCtl>()))
             .filter(|&b| b <= crate::segment::MAX_LEN)
-            .ok_or_else(|| Error::InvalidArgument(format!("a pipe of {} bytes per ring is too large", l.capacity)))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a pipe of {} bytes per ring is too large",
+                    l.capacity
+                ))
+            })
     }
 }
 
@@ -231,7 +236,6 @@ pub struct RawPipe<'a> {
 // thread changes nothing about the protocol.
 unsafe impl Send for RawPipe<'_> {}
 
-const SPIN_MIN_NS: u64 = 0;
 const SPIN_MAX_NS: u64 = 50_000;
 const SPIN_START_NS: u64 = 20_000;
 
@@ -368,14 +372,18 @@ impl<'a> RawPipe<'a> {
         let end = &ctl.ends[side];
         if side == 0 {
             end.stamp.store(me.0, Ordering::Release);
-        } else if let Err(cur) = end
-            .stamp
-            .compare_exchange(0, me.0, Ordering::AcqRel, Ordering::Acquire)
+        } else if let Err(cur) =
+            end.stamp
+                .compare_exchange(0, me.0, Ordering::AcqRel, Ordering::Acquire)
         {
             let holder = TaskStamp(cur);
             return Err(
-                if end.closed.load(Ordering::Acquire) == 0 && sync::task_alive(holder.tid(), Some(holder)) {
-                    Error::InUse { name: String::new() }
+                if end.closed.load(Ordering::Acquire) == 0
+                    && sync::task_alive(holder.tid(), Some(holder))
+                {
+                    Error::InUse {
+                        name: String::new(),
+                    }
                 } else {
                     Error::Disconnected
                 },
@@ -490,7 +498,9 @@ impl<'a> RawPipe<'a> {
             return false;
         }
         let now = sync::now().as_nanos() as u64;
-        if !force && now.saturating_sub(self.last_check) < (sync::LIVENESS_INTERVAL / 4).as_nanos() as u64 {
+        if !force
+            && now.saturating_sub(self.last_check) < (sync::LIVENESS_INTERVAL / 4).as_nanos() as u64
+        {
             return false;
         }
         self.last_check = now;
@@ -524,7 +534,7 @@ impl<'a> RawPipe<'a> {
                 sync::spin_loop();
             }
             // Spinning did not pay: spin less next time.
-            self.spin_ns = (self.spin_ns / 2).max(SPIN_MIN_NS);
+            self.spin_ns /= 2;
             if self.spin_ns < 500 {
                 self.spin_ns = 0;
             }
@@ -547,7 +557,11 @@ impl<'a> RawPipe<'a> {
             let ring = if readable { 1 - self.side } else { self.side };
             let ctl = self.ctl;
             let rc = &ctl.rings[ring];
-            let notify = if readable { &rc.readable.0 } else { &rc.writable.0 };
+            let notify = if readable {
+                &rc.readable.0
+            } else {
+                &rc.writable.0
+            };
             let mut r = Ok(false);
             let woken = notify.sleep(until, || {
                 r = ready(self);
@@ -578,7 +592,10 @@ impl<'a> RawPipe<'a> {
         if tx.tail.wrapping_sub(head) > self.capacity {
             return Err(Error::corrupted(
                 "",
-                format!("pipe ring head {head} is not within a ring of tail {}", tx.tail),
+                format!(
+                    "pipe ring head {head} is not within a ring of tail {}",
+                    tx.tail
+                ),
             ));
         }
         tx.head_cache = head;
@@ -764,7 +781,10 @@ impl<'a> RawPipe<'a> {
         if tail.wrapping_sub(rx.head) > self.capacity {
             return Err(Error::corrupted(
                 "",
-                format!("pipe ring tail {tail} is not within a ring of head {}", rx.head),
+                format!(
+                    "pipe ring tail {tail} is not within a ring of head {}",
+                    rx.head
+                ),
             ));
         }
         rx.tail_cache = tail;
@@ -838,7 +858,10 @@ impl<'a> RawPipe<'a> {
             if len > self.max_message {
                 return Err(Error::corrupted(
                     "",
-                    format!("pipe message length {len} exceeds the maximum {}", self.max_message),
+                    format!(
+                        "pipe message length {len} exceeds the maximum {}",
+                        self.max_message
+                    ),
                 ));
             }
             return Ok(Some(len));
@@ -921,7 +944,12 @@ impl<'a> RawPipe<'a> {
 
     /// Waits for the next whole message; checks `need` (the caller's buffer)
     /// before anything is consumed.
-    fn complete_until(&mut self, rx: &mut Rx, need: Option<usize>, deadline: Deadline) -> Result<usize> {
+    fn complete_until(
+        &mut self,
+        rx: &mut Rx,
+        need: Option<usize>,
+        deadline: Deadline,
+    ) -> Result<usize> {
         let check = |len: usize| match need {
             Some(cap) if len > cap => Err(Error::BufferTooSmall { needed: len }),
             _ => Ok(()),
@@ -945,19 +973,21 @@ impl<'a> RawPipe<'a> {
 
     pub(crate) fn recv_until(&mut self, deadline: Deadline) -> Result<Vec<u8>> {
         let mut rx = self.take_rx()?;
-        let r = self
-            .complete_until(&mut rx, None, deadline)
-            .map(|len| self.take(&mut rx, len, Out::Vec).expect("Out::Vec gives a Vec"));
+        let r = self.complete_until(&mut rx, None, deadline).map(|len| {
+            self.take(&mut rx, len, Out::Vec)
+                .expect("Out::Vec gives a Vec")
+        });
         self.rx = Some(rx);
         r
     }
 
     pub(crate) fn recv_into_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
         let mut rx = self.take_rx()?;
-        let r = self.complete_until(&mut rx, Some(buf.len()), deadline).map(|len| {
-            self.take(&mut rx, len, Out::Buf(buf));
-            len
-        });
+        let r = self
+            .complete_until(&mut rx, Some(buf.len()), deadline)
+            .inspect(|&len| {
+                self.take(&mut rx, len, Out::Buf(buf));
+            });
         self.rx = Some(rx);
         r
     }
@@ -966,14 +996,19 @@ impl<'a> RawPipe<'a> {
     /// `Ok((pos, len))` for a message contiguous in the ring (read it with
     /// `in_ring`, then `release_in_ring`), or the message itself when it is
     /// not contiguous (wrapped or streamed), already consumed.
-    pub(crate) fn recv_ref_until(&mut self, deadline: Deadline) -> Result<std::result::Result<(u64, usize), Vec<u8>>> {
+    pub(crate) fn recv_ref_until(
+        &mut self,
+        deadline: Deadline,
+    ) -> Result<std::result::Result<(u64, usize), Vec<u8>>> {
         let mut rx = self.take_rx()?;
         let r = self.complete_until(&mut rx, None, deadline).map(|len| {
             let at = rx.head + LEN_BYTES as u64;
             if rx.partial.is_none() && (at % self.capacity) + len as u64 <= self.capacity {
                 Ok((at, len))
             } else {
-                Err(self.take(&mut rx, len, Out::Vec).expect("Out::Vec gives a Vec"))
+                Err(self
+                    .take(&mut rx, len, Out::Vec)
+                    .expect("Out::Vec gives a Vec"))
             }
         });
         self.rx = Some(rx);

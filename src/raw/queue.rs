@@ -350,14 +350,19 @@ impl<'a> RawQueue<'a> {
         if capacity == 0 || capacity > slots {
             return bad(format!("capacity {capacity} for {slots} slots"));
         }
-        if max_message > u64::from(u32::MAX) || stride < HDR as u64 + max_message || stride % 64 != 0 {
+        if max_message > u64::from(u32::MAX)
+            || stride < HDR as u64 + max_message
+            || stride % 64 != 0
+        {
             return bad(format!("stride {stride} for messages of {max_message}"));
         }
         let total = slots
             .checked_mul(stride)
             .and_then(|b| b.checked_add(std::mem::size_of::<QueueCtl>() as u64));
         if total.map_or(true, |t| t > len as u64) {
-            return bad(format!("{slots} slots of {stride} bytes do not fit in {len}"));
+            return bad(format!(
+                "{slots} slots of {stride} bytes do not fit in {len}"
+            ));
         }
         // SAFETY: the slots lie inside the region (checked just above).
         let base = unsafe { ptr.add(std::mem::size_of::<QueueCtl>()) };
@@ -384,7 +389,11 @@ impl<'a> RawQueue<'a> {
     /// # Safety
     /// `ctl`, `hdrs` and `data` must outlive the handle, with the sizes above.
     #[cfg(loom)]
-    pub unsafe fn from_parts(ctl: &'a QueueCtl, hdrs: &'a [SlotHdr], data: *mut u8) -> RawQueue<'a> {
+    pub unsafe fn from_parts(
+        ctl: &'a QueueCtl,
+        hdrs: &'a [SlotHdr],
+        data: *mut u8,
+    ) -> RawQueue<'a> {
         let slots = ctl.slots.0.load(Ordering::Relaxed);
         let max_message = ctl.max_message.load(Ordering::Relaxed) as usize;
         assert_eq!(hdrs.len() as u64, slots);
@@ -415,7 +424,11 @@ impl<'a> RawQueue<'a> {
     #[inline]
     fn data_of(&self, pos: u64) -> *mut u8 {
         let i = (pos & (self.slots - 1)) as usize;
-        let step = if self.stride == 0 { self.max_message } else { self.stride };
+        let step = if self.stride == 0 {
+            self.max_message
+        } else {
+            self.stride
+        };
         // SAFETY: as in `hdr`: `max_message` bytes at this offset lie in the
         // region.
         unsafe { self.data.add(i * step) }
@@ -554,8 +567,7 @@ impl<'a> RawQueue<'a> {
             }
             let old = TaskStamp(cur);
             if (cur == 0 || old.tid() == me.tid() || !sync::task_alive(old.tid(), Some(old)))
-                && e
-                    .compare_exchange(cur, me.0, Ordering::Relaxed, Ordering::Relaxed)
+                && e.compare_exchange(cur, me.0, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
                 return;
@@ -590,7 +602,9 @@ impl<'a> RawQueue<'a> {
                 if !STUCK.is_zero() {
                     return false;
                 }
-            } else if t.saturating_sub(self.stuck.1.load(Ordering::Relaxed)) < STUCK.as_nanos() as u64 {
+            } else if t.saturating_sub(self.stuck.1.load(Ordering::Relaxed))
+                < STUCK.as_nanos() as u64
+            {
                 return false;
             }
         }
@@ -634,17 +648,28 @@ impl<'a> RawQueue<'a> {
                         .compare_exchange(s, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
-                        let _ = ctl.tail.0.compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = ctl.tail.0.compare_exchange(
+                            t,
+                            t + 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                         return Ok(Try::Done(t));
                     }
                 }
                 // Position t is taken (being written, or already written):
                 // help the tail on.
                 0 if d == 1 => {
-                    let _ = ctl.tail.0.compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        ctl.tail
+                            .0
+                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 WRITING if d == 0 => {
-                    let _ = ctl.tail.0.compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        ctl.tail
+                            .0
+                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 // The message of t - slots is still there: full.
                 0 if d == 1 - slots => {
@@ -656,19 +681,28 @@ impl<'a> RawQueue<'a> {
                 // Position t was put and is being read, or read (or skipped)
                 // already: the tail lags.
                 READING if d == 0 => {
-                    let _ = ctl.tail.0.compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        ctl.tail
+                            .0
+                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 0 if d == slots => {
-                    let _ = ctl.tail.0.compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        ctl.tail
+                            .0
+                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 // Someone is reading or writing position t - slots.
                 READING | WRITING if d == -slots => {
                     if self.claimant_dead(s, check_dead) {
                         // Free the slot for position t: an abandoned put is
                         // skipped by consumers, an abandoned get is lost.
-                        let _ = hdr
-                            .state
-                            .compare_exchange(s, p40(t), Ordering::AcqRel, Ordering::Relaxed);
+                        let _ = hdr.state.compare_exchange(
+                            s,
+                            p40(t),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
                     } else {
                         let t2 = ctl.tail.0.load(Ordering::Relaxed);
                         if t2 == t {
@@ -807,7 +841,8 @@ impl<'a> RawQueue<'a> {
         let s = self.hdr(t).state.load(Ordering::Acquire);
         !(s & FLAGS == 0 && diff40(s, t) == 1 - self.slots as i64)
             && (self.capacity == self.slots
-                || (t.wrapping_sub(self.ctl.head.0.load(Ordering::Acquire)) as i64) < self.capacity as i64)
+                || (t.wrapping_sub(self.ctl.head.0.load(Ordering::Acquire)) as i64)
+                    < self.capacity as i64)
     }
 
     // ---- get ------------------------------------------------------------
@@ -846,14 +881,22 @@ impl<'a> RawQueue<'a> {
                         .compare_exchange(s, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
-                        let _ = ctl.head.0.compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = ctl.head.0.compare_exchange(
+                            h,
+                            h + 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                         // Re-read the length under our claim.
                         let len = hdr.len.load(Ordering::Relaxed) as usize;
                         if len > self.max_message {
                             self.release(h);
                             return Err(Error::corrupted(
                                 "",
-                                format!("message length {len} exceeds the maximum {}", self.max_message),
+                                format!(
+                                    "message length {len} exceeds the maximum {}",
+                                    self.max_message
+                                ),
                             ));
                         }
                         return Ok(Try::Done((h, len)));
@@ -874,46 +917,69 @@ impl<'a> RawQueue<'a> {
                         // An abandoned put: skip position h.
                         if hdr
                             .state
-                            .compare_exchange(s, p40(h + self.slots), Ordering::AcqRel, Ordering::Relaxed)
+                            .compare_exchange(
+                                s,
+                                p40(h + self.slots),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
                             .is_ok()
                         {
                             self.ctl.not_full.0.notify();
                         }
-                        let _ = ctl.head.0.compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
+                        let _ = ctl.head.0.compare_exchange(
+                            h,
+                            h + 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     } else if ctl.head.0.load(Ordering::Relaxed) == h {
                         // Being written by a live producer: not there yet.
                         return Ok(Try::Empty);
                     }
                 }
                 READING if d == 0 => {
-                    if self.claimant_dead(s, true) {
-                        if hdr
+                    // Usually the reader has just claimed and is about to move
+                    // the head; only a claim stuck for long is looked into.
+                    if self.claimant_dead(s, check_dead)
+                        && hdr
                             .state
-                            .compare_exchange(s, p40(h + self.slots), Ordering::AcqRel, Ordering::Relaxed)
+                            .compare_exchange(
+                                s,
+                                p40(h + self.slots),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
                             .is_ok()
-                        {
-                            self.ctl.not_full.0.notify();
-                        }
+                    {
+                        self.ctl.not_full.0.notify();
                     }
-                    let _ = ctl.head.0.compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        ctl.head
+                            .0
+                            .compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 // The consumer of h - slots has not freed the slot yet, so
                 // nothing can have been put at h.
-                READING if d == -slots => {
-                    if ctl.head.0.load(Ordering::Relaxed) == h {
-                        return if self.is_closed() && self.closed_and_drained(h) {
-                            Err(Error::Closed)
-                        } else {
-                            Ok(Try::Empty)
-                        };
-                    }
+                READING if d == -slots && ctl.head.0.load(Ordering::Relaxed) == h => {
+                    return if self.is_closed() && self.closed_and_drained(h) {
+                        Err(Error::Closed)
+                    } else {
+                        Ok(Try::Empty)
+                    };
                 }
                 // The slot has moved past h (read, or skipped): head lags.
                 0 if d == slots || d == slots + 1 => {
-                    let _ = ctl.head.0.compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        ctl.head
+                            .0
+                            .compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 READING | WRITING if d == slots => {
-                    let _ = ctl.head.0.compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ =
+                        ctl.head
+                            .0
+                            .compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 _ => {}
             }
@@ -1017,14 +1083,10 @@ impl<'a> RawQueue<'a> {
         unsafe { std::slice::from_raw_parts(self.data_of(h), len) }
     }
 
-    /// The writable bytes of the claimed position `t`.
-    ///
-    /// # Safety
-    /// The caller holds the WRITING claim on `t` and publishes or abandons it
-    /// only after the slice is gone.
-    pub(crate) unsafe fn slot_mut(&self, t: u64) -> &mut [u8] {
-        // SAFETY: the caller's contract; the slot has max_message bytes.
-        unsafe { std::slice::from_raw_parts_mut(self.data_of(t), self.max_message) }
+    /// The first byte of the claimed position `t`'s slot (`max_message`
+    /// bytes), to be written by the holder of the WRITING claim only.
+    pub(crate) fn slot_ptr(&self, t: u64) -> *mut u8 {
+        self.data_of(t)
     }
 
     pub(crate) fn publish_claimed(&self, t: u64, len: usize) {
@@ -1067,7 +1129,11 @@ impl<'a> RawQueue<'a> {
         Ok(v)
     }
 
-    pub(crate) fn get_into_until(&self, buf: &mut [u8], deadline: Option<Deadline>) -> Result<usize> {
+    pub(crate) fn get_into_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Deadline>,
+    ) -> Result<usize> {
         let (h, len) = self.claim_get_until(Some(buf.len()), deadline)?;
         self.take(h, len, buf);
         Ok(len)
@@ -1093,7 +1159,12 @@ pub mod model {
     impl HeapQueue {
         /// A queue of `capacity` messages of up to `max_message` bytes.
         pub fn new(capacity: usize, max_message: usize) -> HeapQueue {
-            let (slots, _) = QueueLayout { capacity, max_message }.derive().unwrap();
+            let (slots, _) = QueueLayout {
+                capacity,
+                max_message,
+            }
+            .derive()
+            .unwrap();
             HeapQueue {
                 ctl: QueueCtl::new(slots, capacity as u64, max_message as u64, 0),
                 hdrs: (0..slots).map(SlotHdr::new).collect(),

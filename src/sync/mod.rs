@@ -20,9 +20,9 @@ pub(crate) use real::*;
 #[cfg(loom)]
 mod model;
 #[cfg(loom)]
-pub(crate) use model::*;
-#[cfg(loom)]
 pub use model::support as loom_support;
+#[cfg(loom)]
+pub(crate) use model::*;
 
 pub(crate) use std::sync::atomic::Ordering;
 

@@ -2,7 +2,73 @@
 
 use std::time::Duration;
 
-pub(crate) use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+pub(crate) use std::sync::atomic::fence;
+
+/// Atomics as newtypes, so that `clippy::disallowed_types` (which sees
+/// through re-exports) can forbid the std types everywhere but here.
+macro_rules! atomic {
+    ($($name:ident($t:ty));* $(;)?) => {$(
+        #[doc = concat!("`std::sync::atomic::", stringify!($name), "`, through the shim.")]
+        #[repr(transparent)]
+        #[derive(Debug, Default)]
+        pub(crate) struct $name(std::sync::atomic::$name);
+
+        #[allow(dead_code)]
+        impl $name {
+            #[inline]
+            pub(crate) const fn new(v: $t) -> Self {
+                $name(std::sync::atomic::$name::new(v))
+            }
+            #[inline]
+            pub(crate) fn load(&self, o: Ordering) -> $t {
+                self.0.load(o)
+            }
+            #[inline]
+            pub(crate) fn store(&self, v: $t, o: Ordering) {
+                self.0.store(v, o)
+            }
+            #[inline]
+            pub(crate) fn swap(&self, v: $t, o: Ordering) -> $t {
+                self.0.swap(v, o)
+            }
+            #[inline]
+            pub(crate) fn compare_exchange(&self, c: $t, n: $t, s: Ordering, f: Ordering) -> Result<$t, $t> {
+                self.0.compare_exchange(c, n, s, f)
+            }
+            #[inline]
+            pub(crate) fn compare_exchange_weak(&self, c: $t, n: $t, s: Ordering, f: Ordering) -> Result<$t, $t> {
+                self.0.compare_exchange_weak(c, n, s, f)
+            }
+            #[inline]
+            pub(crate) fn fetch_add(&self, v: $t, o: Ordering) -> $t {
+                self.0.fetch_add(v, o)
+            }
+            #[inline]
+            pub(crate) fn fetch_sub(&self, v: $t, o: Ordering) -> $t {
+                self.0.fetch_sub(v, o)
+            }
+            #[inline]
+            pub(crate) fn fetch_or(&self, v: $t, o: Ordering) -> $t {
+                self.0.fetch_or(v, o)
+            }
+            #[inline]
+            pub(crate) fn fetch_and(&self, v: $t, o: Ordering) -> $t {
+                self.0.fetch_and(v, o)
+            }
+            #[inline]
+            pub(crate) fn as_ptr(&self) -> *mut $t {
+                self.0.as_ptr()
+            }
+        }
+    )*};
+}
+
+atomic! {
+    AtomicU8(u8);
+    AtomicU16(u16);
+    AtomicU32(u32);
+    AtomicU64(u64);
+}
 
 use super::{Ordering, TaskStamp};
 use crate::sys;

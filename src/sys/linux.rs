@@ -39,8 +39,8 @@ pub(crate) fn shm_create(name: &CStr, len: u64, mode: u32) -> io::Result<File> {
     let setup = (|| {
         // SAFETY: `fd` is an open descriptor owned by this function.
         cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
-        let len = libc::off_t::try_from(len)
-            .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let len =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
         // SAFETY: as above; ftruncate only changes the object's length.
         cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
         Ok(())
@@ -56,7 +56,11 @@ pub(crate) fn shm_create(name: &CStr, len: u64, mode: u32) -> io::Result<File> {
 
 /// Opens an existing shared-memory object, read-write or read-only.
 pub(crate) fn shm_open(name: &CStr, writable: bool) -> io::Result<File> {
-    let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_CLOEXEC;
+    let flags = if writable {
+        libc::O_RDWR
+    } else {
+        libc::O_RDONLY
+    } | libc::O_CLOEXEC;
     // SAFETY: `name` is a valid NUL-terminated string.
     let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags, 0) })?;
     // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
@@ -135,7 +139,11 @@ pub(crate) fn monotonic_now() -> Duration {
 /// # Safety
 /// `addr` must point to a live, 4-byte-aligned `u32` that is only accessed
 /// atomically, for the whole call.
-pub(crate) unsafe fn futex_wait(addr: *const u32, expected: u32, deadline: Option<Duration>) -> bool {
+pub(crate) unsafe fn futex_wait(
+    addr: *const u32,
+    expected: u32,
+    deadline: Option<Duration>,
+) -> bool {
     let ts = deadline.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,

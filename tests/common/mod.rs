@@ -131,9 +131,12 @@ pub fn spawn(role: &str, args: &[&str]) -> Proc {
     }
 }
 
+/// A role a child can play: its name and what it does with its arguments.
+pub type Role<'a> = (&'a str, fn(&[String]));
+
 /// In a child: runs the role named in the environment with its arguments,
 /// then exits the process (0 on return, 101 on panic). In the parent: returns.
-pub fn dispatch(roles: &[(&str, fn(&[String]))]) {
+pub fn dispatch(roles: &[Role]) {
     let Ok(role) = std::env::var(ROLE_ENV) else {
         return;
     };
