@@ -71,3 +71,8 @@ pub use pipe::{
 pub use queue::{GetGrant, PutGrant, Queue};
 pub use segment::{unlink, Options, Segment, DEFAULT_INIT_TIMEOUT, MAX_LEN};
 pub use value::{AtomicValue, Value, ValueGuard};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
