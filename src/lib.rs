@@ -68,7 +68,8 @@ pub use lock::{Lock, LockGuard};
 pub use pipe::{
     Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
-pub use queue::{GetGrant, PutGrant, Queue};
+pub use queue::Queue;
+pub use raw::{GetGrant, PutGrant};
 pub use segment::{unlink, Options, Segment, DEFAULT_INIT_TIMEOUT, MAX_LEN};
 pub use value::{AtomicValue, Value, ValueGuard};
 

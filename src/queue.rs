@@ -1,14 +1,13 @@
 //! `Queue`: a named, bounded, multi-producer multi-consumer message queue.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
-use crate::raw::{QueueLayout, RawQueue};
+use crate::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
 
@@ -334,19 +333,7 @@ impl Queue {
     }
 
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
-        if len > self.max_message() {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.max_message(),
-            });
-        }
-        let pos = self.raw.claim_put_until(deadline)?;
-        Ok(PutGrant {
-            queue: &self.raw,
-            pos,
-            len,
-            done: false,
-        })
+        self.raw.reserve_until(len, deadline)
     }
 
     /// Takes the next message in place (zero-copy), waiting as long as it
@@ -379,12 +366,7 @@ impl Queue {
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
-        let (pos, len) = self.raw.claim_get_until(None, deadline)?;
-        Ok(GetGrant {
-            queue: &self.raw,
-            pos,
-            len,
-        })
+        self.raw.get_ref_until(deadline)
     }
 
     /// Puts the bytes of a plain-data value.
@@ -564,106 +546,5 @@ impl Queue {
         let msg = self.get_ref()?;
         bincode::deserialize(&msg)
             .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
-    }
-}
-
-/// Room for one message, written in place; see [`Queue::reserve`].
-pub struct PutGrant<'a> {
-    queue: &'a RawQueue<'static>,
-    pos: u64,
-    len: usize,
-    done: bool,
-}
-
-impl PutGrant<'_> {
-    /// Sends the message (all `len` bytes, as written).
-    ///
-    /// ```
-    /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// let mut g = q.reserve(2)?;
-    /// g[0] = 1;
-    /// g[1] = 2;
-    /// g.commit();
-    /// assert_eq!(q.get()?, [1, 2]);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn commit(mut self) {
-        self.done = true;
-        self.queue.publish_claimed(self.pos, self.len);
-    }
-
-    /// Sends only the first `len` bytes (at most the reserved length).
-    ///
-    /// ```
-    /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// let mut g = q.reserve(16)?;
-    /// g[..2].copy_from_slice(b"hi");
-    /// g.commit_len(2);
-    /// assert_eq!(q.get()?, b"hi");
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn commit_len(mut self, len: usize) {
-        self.len = len.min(self.len);
-        self.commit();
-    }
-}
-
-impl Deref for PutGrant<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the WRITING claim on `pos` until commit or drop, so
-        // nobody else touches the slot; len <= max_message (checked in
-        // reserve), the slot's size.
-        unsafe { std::slice::from_raw_parts(self.queue.slot_ptr(self.pos), self.len) }
-    }
-}
-
-impl DerefMut for PutGrant<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only slice.
-        unsafe { std::slice::from_raw_parts_mut(self.queue.slot_ptr(self.pos), self.len) }
-    }
-}
-
-impl Drop for PutGrant<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.queue.abandon_claimed(self.pos);
-        }
-    }
-}
-
-impl fmt::Debug for PutGrant<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PutGrant").field("len", &self.len).finish()
-    }
-}
-
-/// A message read in place; its slot is freed when this drops. See
-/// [`Queue::get_ref`].
-pub struct GetGrant<'a> {
-    queue: &'a RawQueue<'static>,
-    pos: u64,
-    len: usize,
-}
-
-impl Deref for GetGrant<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the READING claim on `pos` until drop; `len` is
-        // what the claim returned.
-        unsafe { self.queue.peek(self.pos, self.len) }
-    }
-}
-
-impl Drop for GetGrant<'_> {
-    fn drop(&mut self) {
-        self.queue.release_claimed(self.pos);
-    }
-}
-
-impl fmt::Debug for GetGrant<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GetGrant").field("len", &self.len).finish()
     }
 }

@@ -36,7 +36,7 @@ pub use lock::{RawLock, RawLockGuard};
 pub use pipe::{Direction, PipeLayout, RawPipe};
 #[cfg(loom)]
 pub use queue::model as queue_model;
-pub use queue::{QueueLayout, RawQueue};
+pub use queue::{GetGrant, PutGrant, QueueLayout, RawQueue};
 
 use crate::error::{Error, Result};
 

@@ -6,12 +6,12 @@
 //! | 0     | `SLEEPERS`: someone may be asleep; the next notify must wake   |
 //! | 1..32 | generation, bumped by every notify that wakes                  |
 //!
-//! A sleeper: reads the word, sets `SLEEPERS` (one RMW, SeqCst), re-checks
-//! its condition, and sleeps only if the word is unchanged. A notifier,
-//! after publishing its change: a SeqCst fence, then a load; only if
-//! `SLEEPERS` is set does it bump the generation (clearing the bit) and wake
-//! everyone. Either the notifier sees the bit, or the sleeper's re-check sees
-//! the change (the two SeqCst operations are ordered one way or the other).
+//! A sleeper: sets `SLEEPERS` (one RMW), a SeqCst fence, re-checks its
+//! condition, and sleeps only if the word is unchanged. A notifier, after
+//! publishing its change: a SeqCst fence, then a load; only if `SLEEPERS` is
+//! set does it bump the generation (clearing the bit) and wake everyone.
+//! The two fences are ordered one way or the other, so either the notifier
+//! sees the bit, or the sleeper's re-check sees the change.
 //! A sleeper that dies leaves at most one spurious wake behind: the bit is
 //! cleared by the next notify, so deaths do not leave a syscall on every
 //! later notify. Waking all is deliberate: a woken sleeper that dies before
@@ -75,6 +75,11 @@ impl Notify {
     /// Callers loop: a return says only "look again".
     pub(crate) fn sleep(&self, until: Option<Duration>, ready: impl FnOnce() -> bool) -> bool {
         let w = self.word.word().fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS;
+        // SYNC POINT: pairs with the fence in `notify`. Without it the
+        // condition's loads may be ordered before the bit is visible, and
+        // both sides miss each other (store buffering; the loom model of
+        // the queue finds this lost wake-up).
+        sync::fence(Ordering::SeqCst);
         if ready() {
             return true;
         }

@@ -58,6 +58,8 @@
 //! looked at again; if neither it nor the index moves while we look, the
 //! queue is reported [`Error::Corrupted`] rather than looped on.
 
+use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -72,10 +74,11 @@ const READING: u64 = 1 << 63;
 const FLAGS: u64 = WRITING | READING;
 
 /// Entries in the table of participating processes (for start times).
-const PROCS: usize = 64;
+/// Open addressing from `pid % PROCS`; entries are replaced, never cleared.
+const PROCS: usize = if cfg!(loom) { 4 } else { 64 };
 
 /// Spins before a blocking call sleeps.
-const SPINS: u32 = 64;
+const SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
 
 /// How long a claim must look stuck before its claimant's liveness is read.
 const STUCK: Duration = if cfg!(loom) {
@@ -389,7 +392,7 @@ impl<'a> RawQueue<'a> {
     /// # Safety
     /// `ctl`, `hdrs` and `data` must outlive the handle, with the sizes above.
     #[cfg(loom)]
-    pub unsafe fn from_parts(
+    pub(crate) unsafe fn from_parts(
         ctl: &'a QueueCtl,
         hdrs: &'a [SlotHdr],
         data: *mut u8,
@@ -577,11 +580,10 @@ impl<'a> RawQueue<'a> {
     }
 
     fn process_alive(&self, pid: u32) -> bool {
-        let stamp = self
-            .ctl
-            .procs
-            .iter()
-            .map(|e| TaskStamp(e.load(Ordering::Relaxed)))
+        let start = pid as usize % PROCS;
+        let stamp = (0..PROCS)
+            .map(|k| TaskStamp(self.ctl.procs[(start + k) % PROCS].load(Ordering::Relaxed)))
+            .take_while(|s| s.0 != 0)
             .find(|s| s.tid() == pid && pid != 0);
         sync::task_alive(pid, stamp)
     }
@@ -833,13 +835,21 @@ impl<'a> RawQueue<'a> {
     }
 
     /// A cheap look: might a put succeed now (or should a sleeper wake)?
+    /// Not while the slot at the tail still holds, or is being read or
+    /// written for, the previous lap: its owner notifies when it is done
+    /// (or is found dead at the next liveness check).
     fn room_maybe(&self) -> bool {
         if self.is_closed() {
             return true;
         }
         let t = self.ctl.tail.0.load(Ordering::Relaxed);
         let s = self.hdr(t).state.load(Ordering::Acquire);
-        !(s & FLAGS == 0 && diff40(s, t) == 1 - self.slots as i64)
+        let d = diff40(s, t);
+        let busy = match s & FLAGS {
+            0 => d == 1 - self.slots as i64,
+            _ => d == -(self.slots as i64),
+        };
+        !busy
             && (self.capacity == self.slots
                 || (t.wrapping_sub(self.ctl.head.0.load(Ordering::Acquire)) as i64)
                     < self.capacity as i64)
@@ -1053,13 +1063,23 @@ impl<'a> RawQueue<'a> {
         }
     }
 
+    /// A cheap look: might a get succeed now (or should a sleeper wake)?
+    /// Not while the slot at the head is free or being written: the
+    /// producer notifies when it publishes (or is found dead at the next
+    /// liveness check).
     fn message_maybe(&self) -> bool {
         if self.is_closed() {
             return true;
         }
         let h = self.ctl.head.0.load(Ordering::Relaxed);
         let s = self.hdr(h).state.load(Ordering::Acquire);
-        !(s & FLAGS == 0 && diff40(s, h) == 0)
+        let d = diff40(s, h);
+        let waiting = match s & FLAGS {
+            0 => d == 0,
+            WRITING => d == 0,
+            _ => d == -(self.slots as i64),
+        };
+        !waiting
     }
 
     /// Copies out the message of the claimed position `h` and frees its slot.
@@ -1101,6 +1121,111 @@ impl<'a> RawQueue<'a> {
         self.release(h);
     }
 
+    pub(crate) fn reserve_until(
+        &self,
+        len: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<PutGrant<'_>> {
+        self.check_len(len)?;
+        let pos = self.claim_put_until(deadline)?;
+        Ok(PutGrant {
+            queue: self,
+            pos,
+            len,
+            done: false,
+        })
+    }
+
+    pub(crate) fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
+        let (pos, len) = self.claim_get_until(None, deadline)?;
+        Ok(GetGrant {
+            queue: self,
+            pos,
+            len,
+        })
+    }
+
+    /// Reserves room for a message of `len` bytes if there is room now, to
+    /// be written in place; see [`Queue::reserve`](crate::Queue::reserve).
+    ///
+    /// # Errors
+    /// [`Error::Full`], [`Error::Closed`], [`Error::MessageTooLarge`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// let mut g = q.try_reserve(2)?;
+    /// g.copy_from_slice(b"ok");
+    /// g.commit();
+    /// assert_eq!(&*q.try_get_ref()?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
+        self.reserve_until(len, None)
+    }
+
+    /// Takes the next message in place if there is one now; see
+    /// [`Queue::get_ref`](crate::Queue::get_ref).
+    ///
+    /// # Errors
+    /// [`Error::Empty`]; [`Error::Closed`] once closed and drained.
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
+        self.get_ref_until(None)
+    }
+
+    /// Puts a copy of `msg`, waiting for room as long as it takes (see
+    /// [`Queue::put`](crate::Queue::put)).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::MessageTooLarge`], [`Error::Corrupted`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// q.put(b"a")?;
+    /// assert_eq!(q.get()?, b"a");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put(&self, msg: &[u8]) -> Result<()> {
+        self.put_until(msg, Some(Deadline::NEVER))
+    }
+
+    /// Takes the next message, waiting as long as it takes (see
+    /// [`Queue::get`](crate::Queue::get)).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once closed and drained; [`Error::Corrupted`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// q.put(b"b")?;
+    /// assert_eq!(q.get()?, b"b");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<Vec<u8>> {
+        self.get_until(Some(Deadline::NEVER))
+    }
+
     /// Takes the next message if there is one now.
     ///
     /// # Errors
@@ -1137,6 +1262,107 @@ impl<'a> RawQueue<'a> {
         let (h, len) = self.claim_get_until(Some(buf.len()), deadline)?;
         self.take(h, len, buf);
         Ok(len)
+    }
+}
+
+/// Room for one message, written in place; see [`Queue::reserve`](crate::Queue::reserve).
+pub struct PutGrant<'a> {
+    queue: &'a RawQueue<'a>,
+    pos: u64,
+    len: usize,
+    done: bool,
+}
+
+impl PutGrant<'_> {
+    /// Sends the message (all `len` bytes, as written).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let mut g = q.reserve(2)?;
+    /// g[0] = 1;
+    /// g[1] = 2;
+    /// g.commit();
+    /// assert_eq!(q.get()?, [1, 2]);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit(mut self) {
+        self.done = true;
+        self.queue.publish_claimed(self.pos, self.len);
+    }
+
+    /// Sends only the first `len` bytes (at most the reserved length).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let mut g = q.reserve(16)?;
+    /// g[..2].copy_from_slice(b"hi");
+    /// g.commit_len(2);
+    /// assert_eq!(q.get()?, b"hi");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit_len(mut self, len: usize) {
+        self.len = len.min(self.len);
+        self.commit();
+    }
+}
+
+impl Deref for PutGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: we hold the WRITING claim on `pos` until commit or drop, so
+        // nobody else touches the slot; len <= max_message (checked in
+        // reserve), the slot's size.
+        unsafe { std::slice::from_raw_parts(self.queue.slot_ptr(self.pos), self.len) }
+    }
+}
+
+impl DerefMut for PutGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only slice.
+        unsafe { std::slice::from_raw_parts_mut(self.queue.slot_ptr(self.pos), self.len) }
+    }
+}
+
+impl Drop for PutGrant<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.queue.abandon_claimed(self.pos);
+        }
+    }
+}
+
+impl fmt::Debug for PutGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutGrant").field("len", &self.len).finish()
+    }
+}
+
+/// A message read in place; its slot is freed when this drops. See
+/// [`Queue::get_ref`](crate::Queue::get_ref).
+pub struct GetGrant<'a> {
+    queue: &'a RawQueue<'a>,
+    pos: u64,
+    len: usize,
+}
+
+impl Deref for GetGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: we hold the READING claim on `pos` until drop; `len` is
+        // what the claim returned.
+        unsafe { self.queue.peek(self.pos, self.len) }
+    }
+}
+
+impl Drop for GetGrant<'_> {
+    fn drop(&mut self) {
+        self.queue.release_claimed(self.pos);
+    }
+}
+
+impl fmt::Debug for GetGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetGrant").field("len", &self.len).finish()
     }
 }
 

@@ -111,6 +111,7 @@ pub(crate) fn spin_loop() {
     loom::thread::yield_now();
 }
 
+#[allow(dead_code)]
 pub(crate) fn yield_now() {
     loom::thread::yield_now();
 }

@@ -3,6 +3,8 @@
 //! elsewhere the crate refuses to compile rather than pretend (see
 //! ARCHITECTURE.md).
 
+#![cfg_attr(loom, allow(dead_code))]
+
 #[cfg(target_os = "linux")]
 #[path = "linux.rs"]
 mod imp;
