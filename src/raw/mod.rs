@@ -33,6 +33,8 @@ mod queue;
 
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
+#[cfg(loom)]
+pub use pipe::model as pipe_model;
 pub use pipe::{Direction, PipeLayout, RawPipe};
 #[cfg(loom)]
 pub use queue::model as queue_model;

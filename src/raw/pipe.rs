@@ -237,7 +237,8 @@ pub struct RawPipe<'a> {
 unsafe impl Send for RawPipe<'_> {}
 
 const SPIN_MAX_NS: u64 = 50_000;
-const SPIN_START_NS: u64 = 20_000;
+/// Loom has no clock to bound a spin by, and cannot explore spin loops.
+const SPIN_START_NS: u64 = if cfg!(loom) { 0 } else { 20_000 };
 
 impl<'a> RawPipe<'a> {
     /// The bytes a pipe of `layout` needs (align the region to 64).
@@ -540,7 +541,9 @@ impl<'a> RawPipe<'a> {
             }
         } else if ready(self)? {
             // Recover slowly: let spinning be tried again now and then.
-            self.spin_ns = 1_000;
+            if !cfg!(loom) {
+                self.spin_ns = 1_000;
+            }
             return Ok(());
         }
         let mut force_check = false;
@@ -563,9 +566,12 @@ impl<'a> RawPipe<'a> {
                 &rc.writable.0
             };
             let mut r = Ok(false);
+            let peer = &ctl.ends[1 - self.side];
             let woken = notify.sleep(until, || {
                 r = ready(self);
-                !matches!(r, Ok(false))
+                // A close that came before we set the sleepers bit must not
+                // be slept through (its wake-all is already spent).
+                !matches!(r, Ok(false)) || peer.closed.load(Ordering::Acquire) != 0
             });
             if r? {
                 return Ok(());
@@ -1097,4 +1103,67 @@ impl Drop for RawPipe<'_> {
 enum Out<'b> {
     Vec,
     Buf(&'b mut [u8]),
+}
+
+/// Builds a pipe on the heap for loom models.
+#[cfg(loom)]
+pub mod model {
+    use super::*;
+
+    /// A pipe's region on the heap, 64-byte aligned.
+    pub struct HeapPipe {
+        ptr: *mut u8,
+        layout: std::alloc::Layout,
+    }
+
+    // SAFETY: the region is used only through RawPipe ends, whose shared
+    // state is loom atomics and whose ring bytes are guarded by the protocol
+    // the model checks.
+    unsafe impl Sync for HeapPipe {}
+    // SAFETY: as above.
+    unsafe impl Send for HeapPipe {}
+
+    impl HeapPipe {
+        /// A duplex pipe of `capacity` bytes per ring and messages up to
+        /// `max_message`.
+        pub fn new(capacity: usize, max_message: usize) -> HeapPipe {
+            let pl = PipeLayout {
+                capacity,
+                max_message,
+                direction: Direction::Duplex,
+            };
+            let size = pl.size().unwrap();
+            let layout = std::alloc::Layout::from_size_align(size, 64).unwrap();
+            // SAFETY: the layout has a non-zero size.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            assert!(!ptr.is_null());
+            // SAFETY: fresh, aligned, large enough, and exclusively ours.
+            unsafe { RawPipe::init_only(ptr, size, &pl).unwrap() };
+            HeapPipe { ptr, layout }
+        }
+
+        /// End 0 (the creator's), for the calling model thread.
+        pub fn end0(&self) -> RawPipe<'_> {
+            // SAFETY: the region lives as long as `self`; end 0 is taken once
+            // per model by its caller's contract.
+            unsafe { RawPipe::attach_creator(self.ptr, self.layout.size()).unwrap() }
+        }
+
+        /// End 1, for the calling model thread.
+        pub fn end1(&self) -> RawPipe<'_> {
+            // SAFETY: the region lives as long as `self`.
+            unsafe { RawPipe::attach(self.ptr, self.layout.size()).unwrap() }
+        }
+    }
+
+    impl Drop for HeapPipe {
+        fn drop(&mut self) {
+            // SAFETY: `ptr` holds the PipeCtl written by init_only, and was
+            // allocated with `layout`; no end outlives `self`.
+            unsafe {
+                std::ptr::drop_in_place(self.ptr.cast::<PipeCtl>());
+                std::alloc::dealloc(self.ptr, self.layout);
+            }
+        }
+    }
 }
