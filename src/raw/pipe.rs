@@ -226,6 +226,8 @@ pub struct RawPipe<'a> {
     peer_gone: bool,
     /// Adaptive spin budget, in nanoseconds, before a wait sleeps.
     spin_ns: u64,
+    /// Waits since spinning was last tried, while `spin_ns` is 0.
+    waits_since_probe: u32,
     /// When the peer's liveness was last read (monotonic nanoseconds).
     last_check: u64,
 }
@@ -236,7 +238,9 @@ pub struct RawPipe<'a> {
 // thread changes nothing about the protocol.
 unsafe impl Send for RawPipe<'_> {}
 
-const SPIN_MAX_NS: u64 = 50_000;
+/// In sleep mode, every this many waits spin once for `PROBE_NS`.
+const PROBE_EVERY: u32 = 64;
+const PROBE_NS: u64 = 5_000;
 /// Loom has no clock to bound a spin by, and cannot explore spin loops.
 const SPIN_START_NS: u64 = if cfg!(loom) { 0 } else { 20_000 };
 
@@ -431,6 +435,7 @@ impl<'a> RawPipe<'a> {
             rx,
             peer_gone: false,
             spin_ns: SPIN_START_NS,
+            waits_since_probe: 0,
             last_check: 0,
         })
     }
@@ -519,31 +524,41 @@ impl<'a> RawPipe<'a> {
         deadline: Deadline,
         mut ready: impl FnMut(&mut Self) -> Result<bool>,
     ) -> Result<()> {
-        // Spin first: a reply often comes within a microsecond or two.
-        if self.spin_ns > 0 {
+        // Spin first: a reply often comes within a microsecond or two. The
+        // budget halves with every spin that does not pay, down to none;
+        // then every PROBE_EVERY-th wait spins briefly to find out whether
+        // spinning pays again (two processes sharing one CPU never gain from
+        // it: the spinner only burns the time its peer needs).
+        let budget = if self.spin_ns > 0 {
+            self.spin_ns
+        } else {
+            self.waits_since_probe += 1;
+            if self.waits_since_probe >= PROBE_EVERY && !cfg!(loom) {
+                self.waits_since_probe = 0;
+                PROBE_NS
+            } else {
+                0
+            }
+        };
+        if budget > 0 {
             let start = sync::now();
             let mut i = 0u32;
             loop {
                 if ready(self)? {
-                    self.spin_ns = (self.spin_ns * 2).clamp(1_000, SPIN_MAX_NS);
+                    self.spin_ns = SPIN_START_NS.max(budget);
                     return Ok(());
                 }
                 i = i.wrapping_add(1);
-                if i % 32 == 0 && (sync::now() - start).as_nanos() as u64 >= self.spin_ns {
+                if i % 32 == 0 && (sync::now() - start).as_nanos() as u64 >= budget {
                     break;
                 }
                 sync::spin_loop();
             }
-            // Spinning did not pay: spin less next time.
             self.spin_ns /= 2;
-            if self.spin_ns < 500 {
+            if self.spin_ns < 1_000 {
                 self.spin_ns = 0;
             }
         } else if ready(self)? {
-            // Recover slowly: let spinning be tried again now and then.
-            if !cfg!(loom) {
-                self.spin_ns = 1_000;
-            }
             return Ok(());
         }
         let mut force_check = false;
