@@ -406,6 +406,7 @@ impl RawLock {
         };
         RawLockGuard {
             lock: self,
+            tid: me.tid(),
             owner_died,
             defer: false,
             _not_send: PhantomData,
@@ -413,8 +414,7 @@ impl RawLock {
     }
 
     #[inline]
-    fn unlock(&self) {
-        let me = sync::current_stamp().tid();
+    fn unlock(&self, me: u32) {
         self.owner.store(0, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire of the next locker.
         if self
@@ -474,6 +474,8 @@ impl RawLock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RawLockGuard<'a> {
     lock: &'a RawLock,
+    /// The holder's thread id (what the word holds).
+    tid: u32,
     owner_died: bool,
     /// Leave the "a holder died" mark for the next guard: set by crate
     /// internals that lock for one read or write and cannot repair.
@@ -511,7 +513,7 @@ impl Drop for RawLockGuard<'_> {
             // The holder that was told has had its chance to repair.
             self.lock.aux.fetch_and(!DIED, Ordering::Relaxed);
         }
-        self.lock.unlock();
+        self.lock.unlock(self.tid);
     }
 }
 
