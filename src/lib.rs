@@ -70,7 +70,9 @@ pub use pipe::{
 };
 pub use queue::Queue;
 pub use raw::{GetGrant, PutGrant};
-pub use segment::{unlink, Options, Segment, DEFAULT_INIT_TIMEOUT, MAX_LEN};
+pub use segment::{
+    inspect, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT, MAX_LEN,
+};
 pub use value::{AtomicValue, Value, ValueGuard};
 
 /// The README's examples, compiled and run as doctests.

@@ -460,7 +460,6 @@ impl Segment {
     /// `spec.fingerprint`; returns it with the header's `aux` field, which
     /// the caller must validate.
     pub(crate) fn open_kind(name: &str, spec: Spec, opts: &Options) -> Result<(Segment, u64)> {
-        let (kind, fp) = (spec.kind, spec.fingerprint);
         let cname = os_name(name)?;
         let file = sys::shm_open(&cname, true).map_err(|e| Error::from_os(e, name))?;
         let deadline = sync::Deadline::after(opts.init_timeout);
@@ -532,6 +531,22 @@ impl Segment {
             }
             wait();
         };
+        let (kind, fp) = if spec.any {
+            // Inspecting: any kind and payload type, as long as it is shmkit's
+            // (a bad magic is reported by `check` below).
+            match Kind::from_code(fields.kind) {
+                Some(k) => (k, fields.fingerprint),
+                None if fields.magic == crate::raw::header::MAGIC => {
+                    return Err(Error::corrupted(
+                        name,
+                        format!("unknown kind {}", fields.kind),
+                    ))
+                }
+                None => (Kind::Raw, fields.fingerprint),
+            }
+        } else {
+            (spec.kind, spec.fingerprint)
+        };
         Header::check(&fields, kind, fp, len as u64).map_err(|e| match e {
             HeaderError::BadMagic => Error::corrupted(name, "bad magic: not a shmkit segment"),
             HeaderError::Version(v) => Error::VersionMismatch {
@@ -546,7 +561,7 @@ impl Segment {
             },
             HeaderError::Type => Error::TypeMismatch {
                 name: name.into(),
-                expected: "the payload type this handle was opened with",
+                expected: spec.type_name,
             },
             HeaderError::Length(l) => Error::corrupted(
                 name,
@@ -562,8 +577,12 @@ impl Segment {
 pub(crate) struct Spec {
     pub(crate) kind: Kind,
     pub(crate) fingerprint: Fingerprint,
+    /// The payload type's name, for messages.
+    pub(crate) type_name: &'static str,
     /// Written at create; ignored by `open_kind`, which returns it.
     pub(crate) aux: u64,
+    /// Accept any kind and payload type (for `inspect`).
+    pub(crate) any: bool,
 }
 
 impl Spec {
@@ -573,7 +592,9 @@ impl Spec {
         Spec {
             kind,
             fingerprint: Fingerprint::NONE,
+            type_name: "no payload type",
             aux: 0,
+            any: false,
         }
     }
 
@@ -581,9 +602,95 @@ impl Spec {
         Spec {
             kind,
             fingerprint: Fingerprint::of::<T>(),
+            type_name: std::any::type_name::<T>(),
             aux,
+            any: false,
         }
     }
+}
+
+/// What [`inspect`] finds in a segment's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: String,
+    /// What it holds (`"Lock"`, `"Queue"`, …).
+    pub kind: &'static str,
+    /// Its whole length in bytes, header included.
+    pub len: usize,
+    /// The pid of the process that created it.
+    pub creator_pid: u32,
+    /// Whether that process still runs (a reused pid does not count).
+    pub creator_alive: bool,
+}
+
+/// Reads the header of the shmkit segment `name`, whatever it holds: what it
+/// is, how large, who made it and whether that process lives. For finding
+/// segments left behind by a process that was killed.
+///
+/// # Errors
+/// As [`Segment::open`], except that any kind is accepted.
+///
+/// ```
+/// let lock = shmkit::Lock::create_unique()?;
+/// let info = shmkit::inspect(lock.name())?;
+/// assert_eq!(info.kind, "Lock");
+/// assert_eq!(info.creator_pid, std::process::id());
+/// assert!(info.creator_alive);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn inspect(name: &str) -> Result<SegmentInfo> {
+    inspect_with(name, &Options::new())
+}
+
+fn inspect_with(name: &str, opts: &Options) -> Result<SegmentInfo> {
+    let spec = Spec {
+        any: true,
+        ..Spec::RAW
+    };
+    let (seg, _) = Segment::open_kind(name, spec, opts)?;
+    let header = seg.header();
+    let fields = header.read().expect("open_kind saw it published");
+    let (pid, start) = header.creator();
+    Ok(SegmentInfo {
+        name: name.into(),
+        kind: Kind::from_code(fields.kind).map_or("unknown", Kind::name),
+        len: seg.map.len(),
+        creator_pid: pid,
+        creator_alive: creator_alive(pid, start),
+    })
+}
+
+/// Every shmkit segment of this user in `/dev/shm` (objects that are not
+/// shmkit's, or not readable, are skipped), for finding leftovers:
+/// remove the ones whose creator is dead with [`unlink`] — once no live
+/// process uses them.
+///
+/// # Errors
+/// [`Error::Io`] if `/dev/shm` cannot be read.
+///
+/// ```
+/// let q = shmkit::Queue::create_unique(2, 8)?;
+/// let all = shmkit::list()?;
+/// assert!(all.iter().any(|s| s.name == q.name() && s.kind == "Queue"));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn list() -> Result<Vec<SegmentInfo>> {
+    let opts = Options::new().init_timeout(Duration::ZERO);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/dev/shm")? {
+        let Ok(name) = entry?.file_name().into_string() else {
+            continue;
+        };
+        if os_name(&name).is_err() {
+            continue;
+        }
+        if let Ok(info) = inspect_with(&name, &opts) {
+            out.push(info);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 fn creator_alive(pid: u32, start: u64) -> bool {

@@ -15,6 +15,7 @@ fn child() {
         ("hang_in_init", hang_in_init),
         ("race_create_or_open", race_create_or_open),
         ("write_after_unlink", write_after_unlink),
+        ("create_and_hang", create_and_hang),
     ]);
 }
 
@@ -412,4 +413,46 @@ fn failed_init_leaves_nothing() {
     });
     assert!(matches!(r, Err(Error::InvalidArgument(_))));
     assert!(matches!(Segment::open(&name), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn inspect_and_list_find_segments_and_their_creators() {
+    let _w = watchdog(Duration::from_secs(60));
+    let lock = Lock::create_unique().unwrap();
+    let v = Value::<u32>::create_unique(1).unwrap();
+    let info = shmkit::inspect(lock.name()).unwrap();
+    assert_eq!(
+        (info.kind, info.creator_pid, info.creator_alive),
+        ("Lock", std::process::id(), true)
+    );
+    assert_eq!(shmkit::inspect(v.name()).unwrap().kind, "Value");
+    let all = shmkit::list().unwrap();
+    assert!(all.iter().any(|s| s.name == lock.name()));
+    assert!(all.iter().any(|s| s.name == v.name() && s.kind == "Value"));
+    // A segment whose creator died is reported so.
+    let name = unique_name("orphan");
+    let _c = Cleanup(vec![name.clone()]);
+    let ready = Event::create_unique().unwrap();
+    let child = spawn("create_and_hang", &[&name, ready.name()]);
+    assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap());
+    assert!(shmkit::inspect(&name).unwrap().creator_alive);
+    child.kill();
+    let info = shmkit::inspect(&name).unwrap();
+    assert_eq!(info.kind, "Event");
+    assert!(!info.creator_alive);
+    // Not a shmkit object: refused.
+    let foreign = unique_name("foreign2");
+    let _c2 = Cleanup(vec![foreign.clone()]);
+    std::fs::write(shm_path(&foreign), vec![7u8; 4096]).unwrap();
+    assert!(shmkit::inspect(&foreign).is_err());
+    assert!(!shmkit::list().unwrap().iter().any(|s| s.name == foreign));
+}
+
+fn create_and_hang(args: &[String]) {
+    let mut ev = Event::create(&args[0]).unwrap();
+    ev.keep();
+    Event::open(&args[1]).unwrap().set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

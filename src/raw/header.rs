@@ -70,7 +70,7 @@ impl Kind {
         }
     }
 
-    fn from_code(code: u32) -> Option<Kind> {
+    pub(crate) fn from_code(code: u32) -> Option<Kind> {
         Some(match code {
             1 => Kind::Raw,
             2 => Kind::Value,

@@ -1226,6 +1226,41 @@ impl<'a> RawQueue<'a> {
         self.get_until(Some(Deadline::NEVER))
     }
 
+    /// Puts a copy of `msg`, waiting for room at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 1, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// use std::time::Duration;
+    /// q.put_timeout(b"a", Duration::from_millis(1))?;
+    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.put_until(msg, Some(Deadline::after(timeout)))
+    }
+
+    /// Takes the next message, waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 1, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// use std::time::Duration;
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.get_until(Some(Deadline::after(timeout)))
+    }
+
     /// Takes the next message if there is one now.
     ///
     /// # Errors
