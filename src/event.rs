@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::RawEvent;
 use crate::segment::{Options, Segment, Spec};
@@ -124,6 +124,9 @@ impl Event {
     /// ```
     pub fn open_with(name: &str, opts: &Options) -> Result<Event> {
         let seg = Segment::open_kind(name, Spec::of(Kind::Event), opts)?.0;
+        if seg.len() < RawEvent::required_size() {
+            return Err(Error::corrupted(name, "too short for an event"));
+        }
         Ok(Event { seg })
     }
 

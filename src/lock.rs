@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard};
 use crate::segment::{Options, Segment, Spec};
@@ -157,6 +157,9 @@ impl Lock {
     /// ```
     pub fn open_with(name: &str, opts: &Options) -> Result<Lock> {
         let seg = Segment::open_kind(name, Spec::of(Kind::Lock), opts)?.0;
+        if seg.len() < RawLock::required_size() {
+            return Err(Error::corrupted(name, "too short for a lock"));
+        }
         Ok(Lock { seg })
     }
 

@@ -645,3 +645,22 @@ fn two_processes_hammering_one_lock_both_get_it() {
         );
     }
 }
+
+/// Found by the loom models and the `raw_attach` fuzz target: a fair unlock
+/// with nobody asleep left the lock reserved for a sleeper that did not
+/// exist, so `try_lock` failed on a free lock.
+#[test]
+fn fair_unlock_with_nobody_asleep_leaves_the_lock_free() {
+    #[repr(C, align(8))]
+    struct Region([u8; 16]);
+    let mut r = Region([0; 16]);
+    // WAITERS set, owner a dead thread id, 31 contended unlocks so far.
+    r.0[0..4].copy_from_slice(&((1u32 << 31) | 0x3f_ffff).to_le_bytes());
+    r.0[4..8].copy_from_slice(&31u32.to_le_bytes());
+    // SAFETY: `r` outlives `lock` and is used only through it.
+    let lock = unsafe { shmkit::raw::RawLock::attach(r.0.as_mut_ptr(), 16) }.unwrap();
+    let g = lock.try_lock().unwrap().unwrap();
+    assert!(g.owner_died());
+    drop(g); // the 32nd contended unlock: a fair one, with nobody asleep
+    assert!(lock.try_lock().unwrap().is_some());
+}
