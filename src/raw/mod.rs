@@ -30,6 +30,7 @@ mod lock;
 pub(crate) mod notify;
 mod pipe;
 mod queue;
+mod spin;
 
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};

@@ -37,6 +37,7 @@
 
 use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
+use crate::raw::spin::AdaptiveSpin;
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, TaskStamp};
 
 /// The length prefix of every message.
@@ -224,10 +225,8 @@ pub struct RawPipe<'a> {
     tx: Option<Tx>,
     rx: Option<Rx>,
     peer_gone: bool,
-    /// Adaptive spin budget, in nanoseconds, before a wait sleeps.
-    spin_ns: u64,
-    /// Waits since spinning was last tried, while `spin_ns` is 0.
-    waits_since_probe: u32,
+    /// How long a wait spins before it sleeps.
+    spin: AdaptiveSpin,
     /// When the peer's liveness was last read (monotonic nanoseconds).
     last_check: u64,
 }
@@ -237,12 +236,6 @@ pub struct RawPipe<'a> {
 // at a time (`&mut self` for every transfer), and moving it to another
 // thread changes nothing about the protocol.
 unsafe impl Send for RawPipe<'_> {}
-
-/// In sleep mode, every this many waits spin once for `PROBE_NS`.
-const PROBE_EVERY: u32 = 64;
-const PROBE_NS: u64 = 5_000;
-/// Loom has no clock to bound a spin by, and cannot explore spin loops.
-const SPIN_START_NS: u64 = if cfg!(loom) { 0 } else { 20_000 };
 
 impl<'a> RawPipe<'a> {
     /// The bytes a pipe of `layout` needs (align the region to 64).
@@ -434,8 +427,7 @@ impl<'a> RawPipe<'a> {
             tx,
             rx,
             peer_gone: false,
-            spin_ns: SPIN_START_NS,
-            waits_since_probe: 0,
+            spin: AdaptiveSpin::new(),
             last_check: 0,
         })
     }
@@ -524,42 +516,18 @@ impl<'a> RawPipe<'a> {
         deadline: Deadline,
         mut ready: impl FnMut(&mut Self) -> Result<bool>,
     ) -> Result<()> {
-        // Spin first: a reply often comes within a microsecond or two. The
-        // budget halves with every spin that does not pay, down to none;
-        // then every PROBE_EVERY-th wait spins briefly to find out whether
-        // spinning pays again (two processes sharing one CPU never gain from
-        // it: the spinner only burns the time its peer needs).
-        let budget = if self.spin_ns > 0 {
-            self.spin_ns
-        } else {
-            self.waits_since_probe += 1;
-            if self.waits_since_probe >= PROBE_EVERY && !cfg!(loom) {
-                self.waits_since_probe = 0;
-                PROBE_NS
-            } else {
-                0
-            }
-        };
-        if budget > 0 {
-            let start = sync::now();
-            let mut i = 0u32;
-            loop {
-                if ready(self)? {
-                    self.spin_ns = SPIN_START_NS.max(budget);
-                    return Ok(());
-                }
-                i = i.wrapping_add(1);
-                if i % 32 == 0 && (sync::now() - start).as_nanos() as u64 >= budget {
-                    break;
-                }
-                sync::spin_loop();
-            }
-            self.spin_ns /= 2;
-            if self.spin_ns < 1_000 {
-                self.spin_ns = 0;
-            }
-        } else if ready(self)? {
-            return Ok(());
+        // Spin first (adaptively, see `AdaptiveSpin`): a reply often comes
+        // within a microsecond.
+        let spin = std::mem::replace(&mut self.spin, AdaptiveSpin::new());
+        let got = spin.spin(|| match ready(self) {
+            Ok(false) => None,
+            r => Some(r),
+        });
+        self.spin = spin;
+        match got {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
         let mut force_check = false;
         loop {

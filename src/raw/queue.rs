@@ -64,6 +64,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
+use crate::raw::spin::AdaptiveSpin;
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, TaskStamp};
 
 const POS_MASK: u64 = (1 << 40) - 1;
@@ -76,9 +77,6 @@ const FLAGS: u64 = WRITING | READING;
 /// Entries in the table of participating processes (for start times).
 /// Open addressing from `pid % PROCS`; entries are replaced, never cleared.
 const PROCS: usize = if cfg!(loom) { 4 } else { 64 };
-
-/// Spins before a blocking call sleeps.
-const SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
 
 /// How long a claim must look stuck before its claimant's liveness is read.
 const STUCK: Duration = if cfg!(loom) {
@@ -231,6 +229,8 @@ pub struct RawQueue<'a> {
     /// The last claim seen blocking progress, and since when (nanoseconds
     /// of monotonic time), so that liveness is read only for a stuck claim.
     stuck: (AtomicU64, AtomicU64),
+    /// How long blocking calls spin before they sleep.
+    spin: AdaptiveSpin,
 }
 
 // SAFETY: the handle holds only pointers into memory that every thread and
@@ -380,6 +380,7 @@ impl<'a> RawQueue<'a> {
             max_message: max_message as usize,
             me: sync::current_process(),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            spin: AdaptiveSpin::new(),
         };
         q.register();
         Ok(q)
@@ -412,6 +413,7 @@ impl<'a> RawQueue<'a> {
             max_message,
             me: sync::current_process(),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            spin: AdaptiveSpin::new(),
         }
     }
 
@@ -802,7 +804,7 @@ impl<'a> RawQueue<'a> {
     }
 
     pub(crate) fn claim_put_until(&self, deadline: Option<Deadline>) -> Result<u64> {
-        let mut spins = 0;
+        let mut spun = false;
         let mut check_dead = false;
         loop {
             match self.claim_put(check_dead)? {
@@ -813,10 +815,17 @@ impl<'a> RawQueue<'a> {
             let Some(deadline) = deadline else {
                 return Err(Error::Full);
             };
-            if spins < SPINS {
-                spins += 1;
-                sync::spin_loop();
-                continue;
+            if !spun {
+                spun = true;
+                let got = self.spin.spin(|| match self.claim_put(false) {
+                    Ok(Try::Full) => None,
+                    r => Some(r),
+                });
+                match got {
+                    Some(Ok(Try::Done(t))) => return Ok(t),
+                    Some(Err(e)) => return Err(e),
+                    _ => continue,
+                }
             }
             if deadline.expired() {
                 return Err(Error::Timeout);
@@ -1032,7 +1041,7 @@ impl<'a> RawQueue<'a> {
         need: Option<usize>,
         deadline: Option<Deadline>,
     ) -> Result<(u64, usize)> {
-        let mut spins = 0;
+        let mut spun = false;
         let mut check_dead = false;
         loop {
             match self.claim_get(need, check_dead)? {
@@ -1043,10 +1052,17 @@ impl<'a> RawQueue<'a> {
             let Some(deadline) = deadline else {
                 return Err(Error::Empty);
             };
-            if spins < SPINS {
-                spins += 1;
-                sync::spin_loop();
-                continue;
+            if !spun {
+                spun = true;
+                let got = self.spin.spin(|| match self.claim_get(need, false) {
+                    Ok(Try::Empty) => None,
+                    r => Some(r),
+                });
+                match got {
+                    Some(Ok(Try::Done(v))) => return Ok(v),
+                    Some(Err(e)) => return Err(e),
+                    _ => continue,
+                }
             }
             if deadline.expired() {
                 return Err(Error::Timeout);
