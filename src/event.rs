@@ -28,6 +28,8 @@ use crate::segment::{Options, Segment, Spec};
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Event {
+    // Points into `seg`'s mapping; declared first so it is dropped first.
+    raw: &'static RawEvent,
     seg: Segment,
 }
 
@@ -78,7 +80,7 @@ impl Event {
             opts,
             init,
         )?;
-        Ok(Event { seg })
+        Event::from_segment(seg)
     }
 
     /// Creates a cleared event under a fresh unique name.
@@ -95,7 +97,7 @@ impl Event {
             &Options::new(),
             init,
         )?;
-        Ok(Event { seg })
+        Event::from_segment(seg)
     }
 
     /// Opens the event named `name`.
@@ -124,18 +126,24 @@ impl Event {
     /// ```
     pub fn open_with(name: &str, opts: &Options) -> Result<Event> {
         let seg = Segment::open_kind(name, Spec::of(Kind::Event), opts)?.0;
-        if seg.len() < RawEvent::required_size() {
-            return Err(Error::corrupted(name, "too short for an event"));
-        }
-        Ok(Event { seg })
+        Event::from_segment(seg)
     }
 
-    fn raw(&self) -> &RawEvent {
+    fn from_segment(seg: Segment) -> Result<Event> {
         // SAFETY: the payload was initialised as a RawEvent before the header
-        // was published; it is 64-aligned, long enough (length checked at
-        // open), and mapped while `self.seg` lives.
-        unsafe { RawEvent::attach(self.seg.as_ptr(), self.seg.len()) }
-            .expect("segment payload was checked at create/open")
+        // was published (create) or seen published (open), and stays mapped
+        // while `seg` lives, which is as long as `raw` (dropped together,
+        // `raw` first; `raw` never leaves this handle with a longer life).
+        // `attach` checks alignment and length: a payload too short for the
+        // core (a forged header) is an error here, not a panic later.
+        let raw = unsafe { RawEvent::attach(seg.as_ptr(), seg.len()) }
+            .map_err(|e| Error::corrupted(seg.name(), e.to_string()))?;
+        Ok(Event { raw, seg })
+    }
+
+    #[inline]
+    fn raw(&self) -> &RawEvent {
+        self.raw
     }
 
     /// Raises the flag and wakes every waiter.

@@ -31,6 +31,8 @@ use crate::segment::{Options, Segment, Spec};
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Lock {
+    // Points into `seg`'s mapping; declared first so it is dropped first.
+    raw: &'static RawLock,
     seg: Segment,
 }
 
@@ -110,7 +112,7 @@ impl Lock {
             opts,
             init,
         )?;
-        Ok(Lock { seg })
+        Lock::from_segment(seg)
     }
 
     /// Creates an unlocked lock under a fresh unique name.
@@ -127,7 +129,7 @@ impl Lock {
             &Options::new(),
             init,
         )?;
-        Ok(Lock { seg })
+        Lock::from_segment(seg)
     }
 
     /// Opens the lock named `name`.
@@ -157,19 +159,24 @@ impl Lock {
     /// ```
     pub fn open_with(name: &str, opts: &Options) -> Result<Lock> {
         let seg = Segment::open_kind(name, Spec::of(Kind::Lock), opts)?.0;
-        if seg.len() < RawLock::required_size() {
-            return Err(Error::corrupted(name, "too short for a lock"));
-        }
-        Ok(Lock { seg })
+        Lock::from_segment(seg)
     }
 
-    fn raw(&self) -> &RawLock {
+    fn from_segment(seg: Segment) -> Result<Lock> {
         // SAFETY: the payload was initialised as a RawLock before the header
-        // was published (create) or seen published (open); it is 64-aligned
-        // and at least required_size() long (the header's length was checked
-        // against the object's), and it stays mapped while `self.seg` lives.
-        unsafe { RawLock::attach(self.seg.as_ptr(), self.seg.len()) }
-            .expect("segment payload was checked at create/open")
+        // was published (create) or seen published (open), and stays mapped
+        // while `seg` lives, which is as long as `raw` (dropped together,
+        // `raw` first; `raw` never leaves this handle with a longer life).
+        // `attach` checks alignment and length: a payload too short for the
+        // core (a forged header) is an error here, not a panic later.
+        let raw = unsafe { RawLock::attach(seg.as_ptr(), seg.len()) }
+            .map_err(|e| Error::corrupted(seg.name(), e.to_string()))?;
+        Ok(Lock { raw, seg })
+    }
+
+    #[inline]
+    fn raw(&self) -> &RawLock {
+        self.raw
     }
 
     /// Takes the lock, waiting as long as it takes (but taking it over from
