@@ -6,7 +6,10 @@
 //! the spinner burns the time its peer needs. So the budget starts at
 //! 20 µs, halves with every spin that does not pay (to none below 1 µs),
 //! goes back up when one does, and while at none, every 64th wait probes
-//! with a 5 µs spin to find out whether spinning pays again.
+//! with a 60 µs spin to find out whether spinning pays again. The probe must
+//! outlast a wake-up of the peer (5–45 µs here): when both sides of a ping-pong
+//! have fallen back to sleeping, each reply needs one, and a shorter probe
+//! would never see spinning pay.
 //!
 //! The state is process-local (in the handle), shared by the handle's
 //! threads through relaxed atomics: it is a heuristic, races only blur it.
@@ -15,7 +18,7 @@ use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
 
 const START_NS: u64 = if cfg!(loom) { 0 } else { 20_000 };
 const PROBE_EVERY: u32 = 64;
-const PROBE_NS: u64 = 5_000;
+const PROBE_NS: u64 = 60_000;
 
 /// See the module documentation.
 #[derive(Debug)]
