@@ -163,12 +163,10 @@ impl Lock {
     }
 
     fn from_segment(seg: Segment) -> Result<Lock> {
-        // SAFETY: the payload was initialised as a RawLock before the header
-        // was published (create) or seen published (open), and stays mapped
-        // while `seg` lives, which is as long as `raw` (dropped together,
-        // `raw` first; `raw` never leaves this handle with a longer life).
         // `attach` checks alignment and length: a payload too short for the
         // core (a forged header) is an error here, not a panic later.
+        // SAFETY: initialised before the header was published; mapped while
+        // `seg` lives, which outlives `raw` (dropped first, never lent longer).
         let raw = unsafe { RawLock::attach(seg.as_ptr(), seg.len()) }
             .map_err(|e| Error::corrupted(seg.name(), e.to_string()))?;
         Ok(Lock { raw, seg })

@@ -247,10 +247,10 @@ impl fmt::Debug for PipeEnd {
 
 impl PipeEnd {
     fn from_created(seg: Segment) -> Result<PipeEnd> {
-        // SAFETY: the payload was initialised as a pipe before the header
-        // was published; it is mapped while `seg` lives, as long as `raw`
-        // (dropped first); it is used only through RawPipe ends. The creator
-        // holds end 0, which init_in set up and which only the creator uses.
+        // The payload is used only through RawPipe ends; only the creator
+        // takes end 0.
+        // SAFETY: initialised before the header was published; mapped while
+        // `seg` lives, which outlives `raw` (dropped first).
         let raw = unsafe { RawPipe::attach_creator(seg.as_ptr(), seg.len())? };
         Ok(PipeEnd { raw, seg })
     }

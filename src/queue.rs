@@ -64,10 +64,10 @@ impl fmt::Debug for Queue {
 impl Queue {
     fn from_segment(seg: Segment, init: Option<&QueueLayout>) -> Result<Queue> {
         let (p, len) = (seg.as_ptr(), seg.len());
-        // SAFETY: the payload is `len` bytes, 64-aligned, mapped for as long
-        // as `seg` lives, which is as long as `raw` (they are dropped
-        // together, `raw` first); it is used only through RawQueue handles.
-        // When `init` is given, the segment is not yet published.
+        // The payload is used only through RawQueue handles; when `init` is
+        // given, the segment is not yet published.
+        // SAFETY: `len` bytes, 64-aligned, mapped while `seg` lives, which
+        // outlives `raw` (dropped first).
         let raw = unsafe {
             match init {
                 Some(layout) => RawQueue::init_in(p, len, layout)?,

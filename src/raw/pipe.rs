@@ -231,10 +231,10 @@ pub struct RawPipe<'a> {
     last_check: u64,
 }
 
-// SAFETY: the raw pointers point into the pipe's region, which the caller
-// of init_in/attach keeps mapped for 'a; the handle is used by one thread
-// at a time (`&mut self` for every transfer), and moving it to another
-// thread changes nothing about the protocol.
+// The handle is used by one thread at a time (`&mut self` for every
+// transfer); moving it to another thread changes nothing in the protocol.
+// SAFETY: its pointers point into the region the caller of init_in/attach
+// keeps mapped for 'a; nothing in it is tied to a thread.
 unsafe impl Send for RawPipe<'_> {}
 
 impl<'a> RawPipe<'a> {
@@ -611,11 +611,10 @@ impl<'a> RawPipe<'a> {
         let cap = self.capacity as usize;
         let at = (pos % self.capacity) as usize;
         let first = src.len().min(cap - at);
-        // SAFETY: `data` is this ring's `capacity` bytes; at + first <= cap
-        // and the rest (at most cap - first, since src.len() <= cap) wraps to
-        // the start; the caller checked that these bytes are free (not
-        // published to the reader, or already released by it), so nobody
-        // else touches them.
+        // The caller checked that these bytes are free (not published to the
+        // reader, or already released by it), so nobody else touches them.
+        // SAFETY: `data` is this ring's `capacity` bytes; at + first <= cap,
+        // and the rest (src.len() <= cap) wraps to the start.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(at), first);
             std::ptr::copy_nonoverlapping(src.as_ptr().add(first), data, src.len() - first);
