@@ -5,7 +5,7 @@
 //! floor reachable. But two processes sharing one CPU never gain from it:
 //! the spinner burns the time its peer needs. So the budget starts at
 //! 20 µs, halves with every spin that does not pay (to none below 1 µs),
-//! goes back up when one does, and while at none, every 64th wait probes
+//! goes back up when one does, and while at none, every 256th wait probes
 //! with a 60 µs spin to find out whether spinning pays again. The probe must
 //! outlast a wake-up of the peer (5–45 µs here): when both sides of a ping-pong
 //! have fallen back to sleeping, each reply needs one, and a shorter probe
@@ -17,7 +17,7 @@
 use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
 
 const START_NS: u64 = if cfg!(loom) { 0 } else { 20_000 };
-const PROBE_EVERY: u32 = 64;
+const PROBE_EVERY: u32 = 256;
 const PROBE_NS: u64 = 60_000;
 
 /// See the module documentation.
