@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard};
 use crate::segment::{Options, Segment, Spec};
-use crate::value::{check_align, data_offset};
+use crate::value::{check_align, data_offset, lock_or_panic};
 
 /// A fixed-length array of `T: Pod` shared by processes, with a lock (Python's
 /// `multiprocessing.Array`).
@@ -235,16 +235,8 @@ impl<T: Pod> Array<T> {
         unsafe { self.seg.as_ptr().add(data_offset::<T>()).cast::<T>() }
     }
 
-    /// Locks for one call: panics on a relock by this thread, and leaves a
-    /// dead holder's mark for the next guard, which can repair.
     fn lock_raw(&self) -> RawLockGuard<'_> {
-        match self.raw_lock().lock() {
-            Ok(mut g) => {
-                g.defer_owner_died();
-                g
-            }
-            Err(e) => panic!("Array {:?}: {e} (use the guard you hold)", self.name()),
-        }
+        lock_or_panic(self.raw_lock(), "Array", self.name())
     }
 
     /// Element `index`, or `None` past the end. Takes the lock.
@@ -289,8 +281,7 @@ impl<T: Pod> Array<T> {
                 self.len
             )));
         }
-        let mut g = self.raw_lock().lock()?;
-        g.defer_owner_died();
+        let _g = self.raw_lock().lock_one_shot()?;
         // SAFETY: index < len; we hold the lock.
         unsafe { self.data().add(index).write(value) };
         Ok(())

@@ -23,6 +23,15 @@ pub(crate) fn data_offset<T>() -> usize {
 /// 64 bytes into a page.
 pub(crate) const MAX_ALIGN: usize = 64;
 
+/// Locks for one read or write (see `RawLock::lock_one_shot`); a relock by
+/// the holding thread is a documented panic of the calling method.
+pub(crate) fn lock_or_panic<'a>(lock: &'a RawLock, kind: &str, name: &str) -> RawLockGuard<'a> {
+    match lock.lock_one_shot() {
+        Ok(g) => g,
+        Err(e) => panic!("{kind} {name:?}: {e} (use the guard you hold)"),
+    }
+}
+
 pub(crate) fn check_align<T>(name: &str) -> Result<()> {
     if std::mem::align_of::<T>() > MAX_ALIGN {
         return Err(Error::InvalidArgument(format!(
@@ -295,16 +304,8 @@ impl<T: Pod> Value<T> {
         unsafe { write(self.data(), value) };
     }
 
-    /// Locks for one read or write: panics on a relock by this thread, and
-    /// leaves a dead holder's mark for the next guard.
     fn lock_raw(&self) -> RawLockGuard<'_> {
-        match self.raw_lock().lock() {
-            Ok(mut g) => {
-                g.defer_owner_died();
-                g
-            }
-            Err(e) => panic!("Value {:?}: {e} (use the guard you hold)", self.name()),
-        }
+        lock_or_panic(self.raw_lock(), "Value", self.name())
     }
 
     /// Takes the lock and returns a guard that derefs to a copy of the value;

@@ -370,6 +370,14 @@ impl RawLock {
         }
     }
 
+    /// Takes the lock for one read or write by crate internals that cannot
+    /// repair data: a dead holder's mark is left for the next guard.
+    pub(crate) fn lock_one_shot(&self) -> Result<RawLockGuard<'_>> {
+        let mut g = self.lock()?;
+        g.defer_owner_died();
+        Ok(g)
+    }
+
     /// Whether a waiter that saw `w` may take the lock now: `Some(owner_died)`.
     fn may_take(&self, w: u32, me: TaskStamp, slept: bool) -> Result<Option<bool>> {
         if w == 0 {

@@ -804,38 +804,58 @@ impl<'a> RawQueue<'a> {
     }
 
     pub(crate) fn claim_put_until(&self, deadline: Option<Deadline>) -> Result<u64> {
+        self.wait_for(
+            deadline,
+            &self.ctl.not_full.0,
+            || self.room_maybe(),
+            |check_dead| self.claim_put(check_dead),
+        )
+    }
+
+    /// The waiting shared by puts and gets: try `claim`; without a deadline,
+    /// say why not (`Full`/`Empty`); else spin (adaptively), then sleep on
+    /// `notify` until `maybe()` says to look again, for at most the liveness
+    /// interval at a time, after which `claim` also reads the liveness of
+    /// whoever blocks it. Never times out early.
+    fn wait_for<T>(
+        &self,
+        deadline: Option<Deadline>,
+        notify: &Notify,
+        maybe: impl Fn() -> bool,
+        claim: impl Fn(bool) -> Result<Try<T>>,
+    ) -> Result<T> {
         let mut spun = false;
         let mut check_dead = false;
         loop {
-            match self.claim_put(check_dead)? {
-                Try::Done(t) => return Ok(t),
-                Try::Empty => unreachable!(),
-                Try::Full => {}
-            }
+            let not_now = match claim(check_dead)? {
+                Try::Done(v) => return Ok(v),
+                Try::Full => Error::Full,
+                Try::Empty => Error::Empty,
+            };
             let Some(deadline) = deadline else {
-                return Err(Error::Full);
+                return Err(not_now);
             };
             if !spun {
                 spun = true;
-                let got = self.spin.spin(|| match self.claim_put(false) {
-                    Ok(Try::Full) => None,
-                    r => Some(r),
+                let got = self.spin.spin(|| match claim(false) {
+                    Ok(Try::Done(v)) => Some(Ok(v)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
                 });
                 match got {
-                    Some(Ok(Try::Done(t))) => return Ok(t),
-                    Some(Err(e)) => return Err(e),
-                    _ => continue,
+                    Some(r) => return r,
+                    None => continue,
                 }
             }
             if deadline.expired() {
                 return Err(Error::Timeout);
             }
             let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
-            let woken = self.ctl.not_full.0.sleep(until, || self.room_maybe());
+            let woken = notify.sleep(until, &maybe);
             if !woken && is_deadline {
-                // One last try below, then Timeout.
-                return match self.claim_put(true)? {
-                    Try::Done(t) => Ok(t),
+                // One last look, then Timeout.
+                return match claim(true)? {
+                    Try::Done(v) => Ok(v),
                     _ => Err(Error::Timeout),
                 };
             }
@@ -1041,42 +1061,12 @@ impl<'a> RawQueue<'a> {
         need: Option<usize>,
         deadline: Option<Deadline>,
     ) -> Result<(u64, usize)> {
-        let mut spun = false;
-        let mut check_dead = false;
-        loop {
-            match self.claim_get(need, check_dead)? {
-                Try::Done(v) => return Ok(v),
-                Try::Full => unreachable!(),
-                Try::Empty => {}
-            }
-            let Some(deadline) = deadline else {
-                return Err(Error::Empty);
-            };
-            if !spun {
-                spun = true;
-                let got = self.spin.spin(|| match self.claim_get(need, false) {
-                    Ok(Try::Empty) => None,
-                    r => Some(r),
-                });
-                match got {
-                    Some(Ok(Try::Done(v))) => return Ok(v),
-                    Some(Err(e)) => return Err(e),
-                    _ => continue,
-                }
-            }
-            if deadline.expired() {
-                return Err(Error::Timeout);
-            }
-            let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
-            let woken = self.ctl.not_empty.0.sleep(until, || self.message_maybe());
-            if !woken && is_deadline {
-                return match self.claim_get(need, true)? {
-                    Try::Done(v) => Ok(v),
-                    _ => Err(Error::Timeout),
-                };
-            }
-            check_dead = !woken;
-        }
+        self.wait_for(
+            deadline,
+            &self.ctl.not_empty.0,
+            || self.message_maybe(),
+            |check_dead| self.claim_get(need, check_dead),
+        )
     }
 
     /// A cheap look: might a get succeed now (or should a sleeper wake)?
