@@ -126,7 +126,7 @@ fn queue(c: &mut Criterion) {
             b.iter(|| {
                 let mut w = q.reserve(size).unwrap();
                 w[0] = 1;
-                w.commit();
+                w.commit().unwrap();
                 black_box(q.get_ref().unwrap()[0]);
             })
         });

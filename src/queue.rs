@@ -312,7 +312,7 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut grant = q.reserve(3)?;
     /// grant.copy_from_slice(b"abc");
-    /// grant.commit();
+    /// grant.commit()?;
     /// assert_eq!(q.get()?, b"abc");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -324,7 +324,7 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
-    /// q.try_reserve(1)?.commit();
+    /// q.try_reserve(1)?.commit()?;
     /// assert!(matches!(q.try_reserve(1), Err(shmkit::Error::Full)));
     /// # Ok::<(), shmkit::Error>(())
     /// ```

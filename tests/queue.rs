@@ -128,8 +128,8 @@ fn zero_copy_and_typed() {
     assert!(q.is_empty());
     let mut g = q.reserve(4).unwrap();
     g.copy_from_slice(b"abcd");
-    g.commit();
-    q.try_reserve(2).unwrap().commit();
+    g.commit().unwrap();
+    q.try_reserve(2).unwrap().commit().unwrap();
     assert!(q.is_full());
     {
         let m = q.get_ref().unwrap();

@@ -174,7 +174,7 @@ impl Endpoint for ShmQueueEnd {
         if self.zc {
             let mut g = self.out.reserve(msg.len())?;
             fill_in_place(&mut g, msg);
-            g.commit();
+            g.commit()?;
         } else {
             self.out.put(msg)?;
         }

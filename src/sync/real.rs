@@ -183,6 +183,13 @@ pub(crate) fn spin_loop() {
     std::hint::spin_loop();
 }
 
+/// Gives the CPU to another runnable thread (sched_yield), for waits on a
+/// peer that may have been preempted.
+#[inline]
+pub(crate) fn yield_now() {
+    std::thread::yield_now();
+}
+
 /// How long a sleeper waits before it looks whether the task it waits for
 /// still lives.
 pub(crate) const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);

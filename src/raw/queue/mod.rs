@@ -2,31 +2,41 @@
 //! up to `max_message` bytes, in shared memory, that survives any producer or
 //! consumer dying at any instruction.
 //!
+//! This file holds the layout, the fast paths and the public calls;
+//! [`recover`] holds the participant table, liveness and every recovery
+//! step (what is done about a claim whose owner died, a skipped position, a
+//! lagging index).
+//!
 //! # Algorithm
 //!
 //! Dmitry Vyukov's bounded MPMC queue (per-slot sequence numbers, a `tail`
 //! for producers and a `head` for consumers; see 1024cores.net, "Bounded
-//! MPMC queue"), changed in one way: a producer or consumer claims a *slot*
-//! with a CAS that writes its pid into the slot's state word, *before* it
-//! moves `tail`/`head`. Whoever sees a claimed slot at `tail`/`head` helps
-//! move the index on, and whoever finds the claimant dead can undo or skip
-//! the claim. So a process killed anywhere leaves no hole that wedges the
-//! queue:
+//! MPMC queue"), changed so that it survives SIGKILL: a producer or consumer
+//! claims a *slot* with a CAS that writes its participant index into the
+//! slot's state word, *before* it moves `tail`/`head`. Whoever sees a claimed
+//! slot at `tail`/`head` helps move the index on, and whoever finds the
+//! claimant dead undoes or skips the claim. So a process killed anywhere
+//! leaves no hole that wedges the queue:
 //!
 //! - killed after claiming a slot to write (`WRITING`): the message was never
-//!   acknowledged (put had not returned). A consumer that reaches it, or a
-//!   producer a lap later, finds the pid dead and turns the slot into
-//!   "free for the next lap", which consumers skip.
+//!   acknowledged (put had not returned). Whoever finds the claimant dead
+//!   turns the slot into `SKIP`, and the next one at the head steps over it.
 //! - killed after claiming a slot to read (`READING`): the message is lost
-//!   with the consumer it was handed to; a producer a lap later frees it.
+//!   with the consumer it was handed to; the slot is freed for the next lap.
 //! - killed between a claim and moving the index: others help the index on.
+//!
+//! Only the head frees a slot for its next lap (a consumer's release, or a
+//! step over a `SKIP` at the head), so the tail can never get a lap ahead of
+//! a lagging head, whatever is abandoned in between.
 //!
 //! # The slot state word (64 bits)
 //!
 //! | bits   | field    | meaning                                              |
 //! |--------|----------|------------------------------------------------------|
 //! | 0..40  | `pos`    | a position, modulo 2^40                              |
-//! | 40..62 | `pid`    | the claimant's pid (claimed states only)             |
+//! | 40..56 | `who`    | the claimant's participant index (claims only)       |
+//! | 59     | LONG     | a zero-copy grant: may be held for long              |
+//! | 60     | SKIP     | position `pos` was abandoned; step over it           |
 //! | 62     | WRITING  | a producer is writing the message for `pos`          |
 //! | 63     | READING  | a consumer is reading the message for `pos`          |
 //!
@@ -34,29 +44,64 @@
 //! `pos == p + 1` means "holds the message of position p" (Vyukov's
 //! encoding). For a consumer at `head = h` and the slot `h % slots`:
 //!
-//! | state               | meaning                         | consumer does                  |
-//! |---------------------|---------------------------------|--------------------------------|
-//! | `h + 1`             | message ready                   | claims READING, reads, frees   |
-//! | `h`                 | nothing put yet                 | `Empty`                        |
-//! | `WRITING(h)` live   | being written                   | `Empty` (for now)              |
-//! | `WRITING(h)` dead   | abandoned put                   | skips it: state `h + slots`    |
-//! | `READING(h)`        | another consumer has it         | helps `head` on (frees if dead)|
-//! | `h + slots(+1)`, claims of `h + slots` | `head` lags | helps `head` on                |
+//! | state                  | meaning                      | consumer does                            |
+//! |------------------------|------------------------------|------------------------------------------|
+//! | `h + 1`                | message ready                | claims READING, moves head, reads, frees |
+//! | `h`                    | nothing put yet              | `Empty` (waits briefly if a put of `h` is being given back) |
+//! | `WRITING(h)` live      | being written                | waits briefly if later puts exist, else `Empty`; a LONG claim: `Empty` |
+//! | `WRITING(h)` dead      | abandoned put                | `SKIP(h)`, then steps over it            |
+//! | `SKIP(h)`              | abandoned put                | frees for `h + slots`, moves head        |
+//! | `READING(h)`           | another consumer has it      | helps head on (frees it first if dead)   |
+//! | `READING(h - slots)`   | last lap still being read    | `Empty` (nothing can be at `h` yet)      |
+//! | anything of `h + slots`| head lags                    | helps head on                            |
 //!
-//! and symmetrically for a producer at `tail = t` (`t - slots + 1`: full;
-//! `READING`/`WRITING(t - slots)` live: full, dead: freed for `t`).
+//! and for a producer at `tail = t`:
 //!
-//! Positions are 64-bit in `head`/`tail` and 40-bit in slots; comparisons are
-//! modulo 2^40, which is exact while fewer than 2^39 messages are in flight.
+//! | state                     | meaning                     | producer does                             |
+//! |---------------------------|-----------------------------|-------------------------------------------|
+//! | `t`                       | free                        | claims WRITING, moves tail, writes, publishes |
+//! | anything of `t`, `t + slots` | tail lags                | helps tail on                             |
+//! | `t - slots + 1`           | last lap's message unread   | `Full`                                    |
+//! | `SKIP(t - slots)`         | last lap abandoned          | steps over it (it is at the head)         |
+//! | `READING(t - slots)` live | last lap being read         | waits briefly (not for a LONG claim), then `Full` |
+//! | `READING(t - slots)` dead | last lap's reader died      | frees the slot for `t`                    |
+//! | `WRITING(t - slots)`      | the queue is full           | `Full`; if dead, `SKIP(t - slots)`        |
+//!
+//! A queue whose capacity is below its slot count also checks
+//! `tail - head < capacity`; a producer kept out by that helps the head on
+//! over anything that needs no consumer (a `SKIP`, a dead claim), so a dead
+//! writer never keeps producers out (issue 14, defect 16).
+//!
+//! Every write that ends a claim (publish, release, give-back) is a CAS from
+//! the exact claim word its owner wrote, and every recovery is a CAS from the
+//! exact state its author saw: a mistaken "dead" verdict can make a CAS fail,
+//! never overwrite another participant's state.
+//!
+//! Positions are 64-bit in `head`/`tail` (wrapping) and 40-bit in slots;
+//! comparisons are modulo 2^40, which is exact while fewer than 2^39 messages
+//! are in flight.
+//!
+//! # Participants
+//!
+//! A claim names its process by an index into a table of participants in
+//! the control block, each entry a process's pid and start time. Each handle
+//! takes an entry of its own when it attaches (again after a `fork`, so that
+//! a child's claims are its own), and gives it back when it drops. An entry
+//! whose process is dead is reused only after every claim naming it has been
+//! recovered, so a reused pid can neither keep a dead claim alive nor make a
+//! live one look dead. See [`recover`].
 //!
 //! # Untrusted memory
 //!
 //! The configuration (slot count, capacity, message size, stride) is read and
 //! validated once, at attach, and kept in the handle; later writes to it by
-//! others change nothing here. A message length is checked against
-//! `max_message` before it is used. A state word that fits no case above is
-//! looked at again; if neither it nor the index moves while we look, the
-//! queue is reported [`Error::Corrupted`] rather than looped on.
+//! others change nothing here. A message length is read once under the
+//! claim and checked against `max_message` and the caller's buffer before it
+//! is used. Every claim loop has a budget of steps; a state that keeps
+//! changing without the queue moving (a peer writing garbage) ends it with
+//! [`Error::Corrupted`] rather than a loop without end.
+
+mod recover;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -65,25 +110,32 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
 use crate::raw::spin::AdaptiveSpin;
-use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, TaskStamp};
+use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
+
+use recover::PROCS;
 
 const POS_MASK: u64 = (1 << 40) - 1;
-const PID_SHIFT: u32 = 40;
-const PID_MASK: u64 = (1 << 22) - 1;
+const WHO_SHIFT: u32 = 40;
+const WHO_MASK: u64 = (1 << 16) - 1;
+const LONG: u64 = 1 << 59;
+const SKIP: u64 = 1 << 60;
 const WRITING: u64 = 1 << 62;
 const READING: u64 = 1 << 63;
-const FLAGS: u64 = WRITING | READING;
+/// The kind of a state: unclaimed (0), `SKIP`, `WRITING` or `READING`.
+const KIND: u64 = SKIP | WRITING | READING;
 
-/// Entries in the table of participating processes (for start times).
-/// Open addressing from `pid % PROCS`; entries are replaced, never cleared.
-const PROCS: usize = if cfg!(loom) { 4 } else { 64 };
+/// Steps one claim call may take before the queue is reported corrupted.
+/// Every step either sees the queue move (someone else succeeded) or waits
+/// on a state that must change within a few steps; 2^16 steps without an
+/// answer means the state is being rewritten by someone who does not follow
+/// the protocol.
+const BUDGET: u32 = if cfg!(loom) { 1_000 } else { 1 << 16 };
 
-/// How long a claim must look stuck before its claimant's liveness is read.
-const STUCK: Duration = if cfg!(loom) {
-    Duration::ZERO
-} else {
-    sync::LIVENESS_INTERVAL
-};
+/// How long a non-blocking call waits for a plain put or get that is in
+/// flight at the head (or tail) before it says `Empty` (`Full`): a copy
+/// takes nanoseconds, so only a claimant that stays preempted, or is stuck,
+/// outlasts this. It spins for the first 50 µs, then yields the CPU.
+const IN_FLIGHT: Duration = Duration::from_millis(2);
 
 #[inline]
 fn p40(x: u64) -> u64 {
@@ -98,13 +150,13 @@ fn diff40(a: u64, b: u64) -> i64 {
 }
 
 #[inline]
-fn claim(flag: u64, pid: u32, pos: u64) -> u64 {
-    flag | ((u64::from(pid) & PID_MASK) << PID_SHIFT) | p40(pos)
+fn claim(flag: u64, who: u32, pos: u64) -> u64 {
+    flag | ((u64::from(who) & WHO_MASK) << WHO_SHIFT) | p40(pos)
 }
 
 #[inline]
 fn claimant(s: u64) -> u32 {
-    ((s >> PID_SHIFT) & PID_MASK) as u32
+    ((s >> WHO_SHIFT) & WHO_MASK) as u32
 }
 
 /// One cache line of its own.
@@ -125,6 +177,7 @@ pub(crate) struct QueueCtl {
     head: Line<AtomicU64>,
     not_empty: Line<Notify>,
     not_full: Line<Notify>,
+    /// Participants: a process's [`TaskStamp`](crate::sync::TaskStamp), or 0.
     procs: [AtomicU64; PROCS],
 }
 
@@ -216,6 +269,12 @@ impl QueueLayout {
 /// A handle on a queue in memory that the caller manages. Build it with
 /// [`RawQueue::init_in`] or [`RawQueue::attach`]; the configuration is
 /// validated then and kept here.
+///
+/// Each handle is one participant: it takes an entry in the queue's
+/// participant table when it is made (and again in a child after `fork`),
+/// and gives it back when it drops. A queue has room for 256 participants
+/// at once (handles in live processes); making one more fails with
+/// [`Error::InvalidArgument`].
 #[derive(Debug)]
 pub struct RawQueue<'a> {
     ctl: &'a QueueCtl,
@@ -225,7 +284,10 @@ pub struct RawQueue<'a> {
     slots: u64,
     capacity: u64,
     max_message: usize,
-    me: TaskStamp,
+    /// The process stamp this handle registered under (0 while someone is
+    /// registering it anew), and its participant index.
+    reg_stamp: AtomicU64,
+    reg_idx: AtomicU32,
     /// The last claim seen blocking progress, and since when (nanoseconds
     /// of monotonic time), so that liveness is read only for a stuck claim.
     stuck: (AtomicU64, AtomicU64),
@@ -245,6 +307,13 @@ enum Try<T> {
     Done(T),
     Full,
     Empty,
+}
+
+/// A claimed position: the position and the exact claim word we wrote.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    pos: u64,
+    word: u64,
 }
 
 impl<'a> RawQueue<'a> {
@@ -322,7 +391,8 @@ impl<'a> RawQueue<'a> {
     /// error, bad states are reported as they are met).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a misaligned or short region;
+    /// [`Error::InvalidArgument`] for a misaligned or short region, or when
+    /// 256 live participants hold every entry of the participant table;
     /// [`Error::Corrupted`] for an impossible configuration.
     ///
     /// ```
@@ -378,11 +448,12 @@ impl<'a> RawQueue<'a> {
             slots,
             capacity,
             max_message: max_message as usize,
-            me: sync::current_process(),
+            reg_stamp: AtomicU64::new(0),
+            reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
             spin: AdaptiveSpin::new(),
         };
-        q.register();
+        q.me()?;
         Ok(q)
     }
 
@@ -402,7 +473,7 @@ impl<'a> RawQueue<'a> {
         let max_message = ctl.max_message.load(Ordering::Relaxed) as usize;
         assert_eq!(hdrs.len() as u64, slots);
         assert_eq!(HDR, std::mem::size_of::<SlotHdr>());
-        RawQueue {
+        let q = RawQueue {
             ctl,
             hdrs: hdrs.as_ptr().cast(),
             data,
@@ -411,10 +482,13 @@ impl<'a> RawQueue<'a> {
             slots,
             capacity: ctl.capacity.load(Ordering::Relaxed),
             max_message,
-            me: sync::current_process(),
+            reg_stamp: AtomicU64::new(0),
+            reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
             spin: AdaptiveSpin::new(),
-        }
+        };
+        q.me().expect("participant table of the heap queue");
+        q
     }
 
     #[inline]
@@ -469,8 +543,11 @@ impl<'a> RawQueue<'a> {
         self.max_message
     }
 
-    /// Messages in the queue now (a snapshot; includes ones being written
-    /// or read).
+    /// Positions between the head and the tail now (a snapshot): messages
+    /// ready, being written or being read, and positions of abandoned
+    /// grants that a later put had already passed (see
+    /// [`Queue::reserve`](crate::Queue::reserve)). Never more than the
+    /// capacity.
     ///
     /// ```
     /// # use shmkit::raw::{QueueLayout, RawQueue};
@@ -557,85 +634,32 @@ impl<'a> RawQueue<'a> {
         self.ctl.closed.load(Ordering::Acquire) != 0
     }
 
-    // ---- liveness -------------------------------------------------------
-
-    /// Records this process in the participants table, so that others can
-    /// tell it from a later process with the same pid.
-    fn register(&self) {
-        let me = self.me;
-        let start = (me.tid() as usize) % PROCS;
-        for k in 0..PROCS {
-            let e = &self.ctl.procs[(start + k) % PROCS];
-            let cur = e.load(Ordering::Relaxed);
-            if cur == me.0 {
-                return;
-            }
-            let old = TaskStamp(cur);
-            if (cur == 0 || old.tid() == me.tid() || !sync::task_alive(old.tid(), Some(old)))
-                && e.compare_exchange(cur, me.0, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-        }
-        // Table full: liveness of our claims falls back to the pid alone.
-    }
-
-    fn process_alive(&self, pid: u32) -> bool {
-        let start = pid as usize % PROCS;
-        let stamp = (0..PROCS)
-            .map(|k| TaskStamp(self.ctl.procs[(start + k) % PROCS].load(Ordering::Relaxed)))
-            .take_while(|s| s.0 != 0)
-            .find(|s| s.tid() == pid && pid != 0);
-        sync::task_alive(pid, stamp)
-    }
-
-    /// Whether the claimant of `s` is dead, read only once the same claim
-    /// has blocked us for [`STUCK`] (or at once when `now` is true).
-    fn claimant_dead(&self, s: u64, now: bool) -> bool {
-        let pid = claimant(s);
-        if pid == self.me.tid() {
-            // Our own process: a thread of ours is mid-operation.
-            return false;
-        }
-        if !now {
-            let t = sync::now().as_nanos() as u64;
-            if self.stuck.0.load(Ordering::Relaxed) != s {
-                self.stuck.0.store(s, Ordering::Relaxed);
-                self.stuck.1.store(t, Ordering::Relaxed);
-                if !STUCK.is_zero() {
-                    return false;
-                }
-            } else if t.saturating_sub(self.stuck.1.load(Ordering::Relaxed))
-                < STUCK.as_nanos() as u64
-            {
-                return false;
-            }
-        }
-        !self.process_alive(pid)
-    }
-
     // ---- put ------------------------------------------------------------
 
-    /// Claims the slot for the next position, or says why not.
-    fn claim_put(&self, check_dead: bool) -> Result<Try<u64>> {
+    /// Claims the slot for the next position, or says why not. `long`
+    /// marks a zero-copy grant.
+    fn claim_put(&self, long: bool, check_dead: bool) -> Result<Try<Claim>> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
+        let who = self.me()?;
         let ctl = self.ctl;
         let slots = self.slots as i64;
+        let mut waited = false;
         let mut t = ctl.tail.0.load(Ordering::Relaxed);
-        let mut unchanged = 0u32;
-        let mut last = (t, u64::MAX);
-        loop {
+        for _ in 0..BUDGET {
             if self.capacity < self.slots {
                 let h = ctl.head.0.load(Ordering::Acquire);
                 if t.wrapping_sub(h) as i64 >= self.capacity as i64 {
-                    let t2 = ctl.tail.0.load(Ordering::Relaxed);
-                    if t2 == t {
-                        return Ok(Try::Full);
+                    // Full by count, unless the head is held up by what
+                    // needs no consumer (a skipped or dead put).
+                    if !self.help_head(h, check_dead) {
+                        let t2 = ctl.tail.0.load(Ordering::Relaxed);
+                        if t2 == t {
+                            return Ok(Try::Full);
+                        }
                     }
-                    t = t2;
+                    t = ctl.tail.0.load(Ordering::Relaxed);
                     continue;
                 }
             }
@@ -644,123 +668,128 @@ impl<'a> RawQueue<'a> {
             // the slot, so its reads of the old message are done.
             let s = hdr.state.load(Ordering::Acquire);
             let d = diff40(s, t);
-            match s & FLAGS {
-                0 if d == 0 => {
-                    let mine = claim(WRITING, self.me.tid(), t);
+            let kind = s & KIND;
+            match (kind, d) {
+                (0, 0) if s == p40(t) => {
+                    let mine = claim(WRITING | if long { LONG } else { 0 }, who, t);
                     if hdr
                         .state
                         .compare_exchange(s, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
-                        let _ = ctl.tail.0.compare_exchange(
-                            t,
-                            t + 1,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
-                        return Ok(Try::Done(t));
+                        self.help_tail(t);
+                        return Ok(Try::Done(Claim { pos: t, word: mine }));
                     }
                 }
-                // Position t is taken (being written, or already written):
-                // help the tail on.
-                0 if d == 1 => {
-                    let _ =
-                        ctl.tail
-                            .0
-                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
-                }
-                WRITING if d == 0 => {
-                    let _ =
-                        ctl.tail
-                            .0
-                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
-                }
+                // Position t is taken (claimed, written, skipped, or read
+                // and freed already): help the tail on.
+                (0, _) if d == 1 || d == slots || d == slots + 1 => self.help_tail(t),
+                (k, _) if k != 0 && (d == 0 || d == slots) => self.help_tail(t),
                 // The message of t - slots is still there: full.
-                0 if d == 1 - slots => {
-                    let t2 = ctl.tail.0.load(Ordering::Relaxed);
-                    if t2 == t {
+                (0, _) if d == 1 - slots => {
+                    if ctl.tail.0.load(Ordering::Relaxed) == t {
                         return Ok(Try::Full);
                     }
                 }
-                // Position t was put and is being read, or read (or skipped)
-                // already: the tail lags.
-                READING if d == 0 => {
-                    let _ =
-                        ctl.tail
-                            .0
-                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
-                }
-                0 if d == slots => {
-                    let _ =
-                        ctl.tail
-                            .0
-                            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
-                }
-                // Someone is reading or writing position t - slots.
-                READING | WRITING if d == -slots => {
+                // Position t - slots was abandoned: it is at the head; step
+                // over it as a consumer would.
+                (SKIP, _) if d == -slots => self.step_over(t.wrapping_sub(self.slots), s),
+                (READING, _) if d == -slots => {
                     if self.claimant_dead(s, check_dead) {
-                        // Free the slot for position t: an abandoned put is
-                        // skipped by consumers, an abandoned get is lost.
-                        let _ = hdr.state.compare_exchange(
-                            s,
-                            p40(t),
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        );
-                    } else {
-                        let t2 = ctl.tail.0.load(Ordering::Relaxed);
-                        if t2 == t {
-                            return Ok(Try::Full);
-                        }
+                        // The reader of t - slots died: free the slot for t.
+                        self.recover_claim(hdr, s);
+                    } else if s & LONG == 0 && !waited {
+                        // A plain get is copying the old message out: it
+                        // takes nanoseconds unless its thread is preempted.
+                        waited = true;
+                        self.settle(hdr, s);
+                    } else if ctl.tail.0.load(Ordering::Relaxed) == t {
+                        return Ok(Try::Full);
                     }
                 }
-                _ => {}
-            }
-            let t2 = ctl.tail.0.load(Ordering::Relaxed);
-            if (t2, s) == last {
-                unchanged += 1;
-                if unchanged > 10_000 {
-                    return Err(Error::corrupted(
-                        "",
-                        format!("queue slot state {s:#x} does not fit tail {t}"),
-                    ));
+                // The put of t - slots is at the head: the queue is full.
+                (WRITING, _) if d == -slots => {
+                    if self.claimant_dead(s, check_dead) {
+                        self.recover_claim(hdr, s);
+                    } else if ctl.tail.0.load(Ordering::Relaxed) == t {
+                        return Ok(Try::Full);
+                    }
                 }
-                sync::spin_loop();
-            } else {
-                unchanged = 0;
-                last = (t2, s);
+                _ => sync::spin_loop(),
             }
-            t = t2;
+            t = ctl.tail.0.load(Ordering::Relaxed);
         }
+        Err(self.no_progress("tail", t))
     }
 
-    /// Writes `len` bytes via `fill` into the claimed slot of position `t`
-    /// and publishes it.
-    fn publish(&self, t: u64, len: usize, fill: impl FnOnce(&mut [u8])) {
-        let hdr = self.hdr(t);
+    /// Moves the tail past position `t` if it is still there.
+    #[inline]
+    fn help_tail(&self, t: u64) {
+        let _ = self.ctl.tail.0.compare_exchange(
+            t,
+            t.wrapping_add(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Writes `len` bytes via `fill` into the claimed slot and publishes it.
+    /// Fails (and nothing is published) if the claim is no longer ours.
+    fn publish(&self, c: Claim, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<()> {
+        let hdr = self.hdr(c.pos);
         // SAFETY: we hold the WRITING claim on this slot: no one else reads
         // or writes its data until we publish; len <= max_message, checked
         // by the caller, and the slot has max_message data bytes.
-        fill(unsafe { std::slice::from_raw_parts_mut(self.data_of(t), len) });
+        fill(unsafe { std::slice::from_raw_parts_mut(self.data_of(c.pos), len) });
         hdr.len.store(len as u32, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the consumer's Acquire load of state.
-        hdr.state.store(p40(t + 1), Ordering::Release);
+        let r = hdr.state.compare_exchange(
+            c.word,
+            p40(c.pos.wrapping_add(1)),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
         self.ctl.not_empty.0.notify();
+        r.map(drop).map_err(|_| Self::claim_lost("put", c.pos))
     }
 
-    /// Gives the claimed slot of position `t` up without a message: it
-    /// becomes free for the next lap, and consumers skip position `t`.
-    fn abandon(&self, t: u64) {
-        self.hdr(t)
+    /// Gives the claimed slot up without a message. If no later position
+    /// was claimed, the position itself is given back (the tail moves back
+    /// over it, and the room is free at once); otherwise it becomes `SKIP`,
+    /// which the head steps over.
+    fn abandon(&self, c: Claim) {
+        let hdr = self.hdr(c.pos);
+        let free = p40(c.pos);
+        if hdr
             .state
-            .store(p40(t + self.slots), Ordering::Release);
-        // If it is at the head, move the head past it (as a consumer would).
-        let _ = self
-            .ctl
-            .head
-            .0
-            .compare_exchange(t, t + 1, Ordering::Relaxed, Ordering::Relaxed);
-        self.ctl.not_empty.0.notify();
+            .compare_exchange(c.word, free, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            // Not ours any more: someone recovered it.
+            return;
+        }
+        let back = self.ctl.tail.0.compare_exchange(
+            c.pos.wrapping_add(1),
+            c.pos,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        if back.is_err() {
+            // A later position is claimed: leave a hole for the head to step
+            // over. The CAS fails only if a producer took position `pos`
+            // again in the meantime, which fills the hole.
+            if hdr
+                .state
+                .compare_exchange(free, SKIP | free, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                let h = self.ctl.head.0.load(Ordering::Acquire);
+                if h == c.pos {
+                    self.step_over(h, SKIP | free);
+                }
+                self.ctl.not_empty.0.notify();
+            }
+        }
         self.ctl.not_full.0.notify();
     }
 
@@ -775,6 +804,12 @@ impl<'a> RawQueue<'a> {
     }
 
     /// Puts a copy of `msg` if there is room now.
+    ///
+    /// Like every `try_` call, it waits (for at most about 2 ms) for a get
+    /// that is copying out the message of the slot it needs, so it says
+    /// [`Error::Full`] only when the queue holds `capacity` positions, or
+    /// when that get is stuck (its thread preempted, or a zero-copy
+    /// [`GetGrant`] held open).
     ///
     /// # Errors
     /// [`Error::Full`], [`Error::Closed`], [`Error::MessageTooLarge`] (and
@@ -798,17 +833,26 @@ impl<'a> RawQueue<'a> {
     /// only try once; `Some(Deadline::NEVER)`: as long as it takes).
     pub(crate) fn put_until(&self, msg: &[u8], deadline: Option<Deadline>) -> Result<()> {
         self.check_len(msg.len())?;
-        let t = self.claim_put_until(deadline)?;
-        self.publish(t, msg.len(), |buf| buf.copy_from_slice(msg));
-        Ok(())
+        // A claim taken from us by a mistaken recovery is retried at a new
+        // position (the message is still ours to copy); a few such losses
+        // in a row mean someone keeps writing over our claims.
+        let mut lost = None;
+        for _ in 0..3 {
+            let c = self.claim_put_until(false, deadline)?;
+            match self.publish(c, msg.len(), |buf| buf.copy_from_slice(msg)) {
+                Ok(()) => return Ok(()),
+                Err(e) => lost = Some(e),
+            }
+        }
+        Err(lost.expect("three attempts"))
     }
 
-    pub(crate) fn claim_put_until(&self, deadline: Option<Deadline>) -> Result<u64> {
+    fn claim_put_until(&self, long: bool, deadline: Option<Deadline>) -> Result<Claim> {
         self.wait_for(
             deadline,
             &self.ctl.not_full.0,
             || self.room_maybe(),
-            |check_dead| self.claim_put(check_dead),
+            |check_dead| self.claim_put(long, check_dead),
         )
     }
 
@@ -865,45 +909,55 @@ impl<'a> RawQueue<'a> {
 
     /// A cheap look: might a put succeed now (or should a sleeper wake)?
     /// Not while the slot at the tail still holds, or is being read or
-    /// written for, the previous lap: its owner notifies when it is done
-    /// (or is found dead at the next liveness check).
+    /// written for, the previous lap, or the count is full and the head
+    /// holds nothing to step over: their owners notify when they are done
+    /// (or are found dead at the next liveness check).
     fn room_maybe(&self) -> bool {
         if self.is_closed() {
             return true;
         }
         let t = self.ctl.tail.0.load(Ordering::Relaxed);
+        if self.capacity < self.slots {
+            let h = self.ctl.head.0.load(Ordering::Acquire);
+            if t.wrapping_sub(h) as i64 >= self.capacity as i64 {
+                return self.hdr(h).state.load(Ordering::Acquire) & KIND == SKIP;
+            }
+        }
         let s = self.hdr(t).state.load(Ordering::Acquire);
         let d = diff40(s, t);
-        let busy = match s & FLAGS {
+        let busy = match s & KIND {
             0 => d == 1 - self.slots as i64,
+            SKIP => false,
             _ => d == -(self.slots as i64),
         };
         !busy
-            && (self.capacity == self.slots
-                || (t.wrapping_sub(self.ctl.head.0.load(Ordering::Acquire)) as i64)
-                    < self.capacity as i64)
     }
 
     // ---- get ------------------------------------------------------------
 
-    /// Claims the message at the head: `Done((position, len))`.
-    /// `need` is checked against the length before claiming: a message
-    /// longer than `need` is left in place ([`Error::BufferTooSmall`]).
-    fn claim_get(&self, need: Option<usize>, check_dead: bool) -> Result<Try<(u64, usize)>> {
+    /// Claims the message at the head: `Done((claim, len))`. `need` is
+    /// checked against the length before claiming: a message longer than
+    /// `need` is left in place ([`Error::BufferTooSmall`]).
+    fn claim_get(
+        &self,
+        need: Option<usize>,
+        long: bool,
+        check_dead: bool,
+    ) -> Result<Try<(Claim, usize)>> {
+        let who = self.me()?;
         let ctl = self.ctl;
         let slots = self.slots as i64;
+        let mut waited = false;
         let mut h = ctl.head.0.load(Ordering::Relaxed);
-        let mut unchanged = 0u32;
-        let mut last = (h, u64::MAX);
-        loop {
+        for _ in 0..BUDGET {
             let hdr = self.hdr(h);
             // SYNC POINT: Acquire pairs with the producer's Release in `publish`.
             let s = hdr.state.load(Ordering::Acquire);
             let d = diff40(s, h);
-            match s & FLAGS {
-                0 if d == 1 => {
-                    let len = hdr.len.load(Ordering::Relaxed) as usize;
+            match (s & KIND, d) {
+                (0, 1) if s == p40(h.wrapping_add(1)) => {
                     if let Some(cap) = need {
+                        let len = hdr.len.load(Ordering::Relaxed) as usize;
                         if len > cap && len <= self.max_message {
                             // Make sure `len` is this message's: the state
                             // has not moved since we read it.
@@ -914,7 +968,7 @@ impl<'a> RawQueue<'a> {
                             continue;
                         }
                     }
-                    let mine = claim(READING, self.me.tid(), h);
+                    let mine = claim(READING | if long { LONG } else { 0 }, who, h);
                     if hdr
                         .state
                         .compare_exchange(s, mine, Ordering::Acquire, Ordering::Relaxed)
@@ -922,121 +976,83 @@ impl<'a> RawQueue<'a> {
                     {
                         let _ = ctl.head.0.compare_exchange(
                             h,
-                            h + 1,
+                            h.wrapping_add(1),
                             Ordering::Relaxed,
                             Ordering::Relaxed,
                         );
-                        // Re-read the length under our claim.
+                        let c = Claim { pos: h, word: mine };
+                        // The length, read once under our claim, checked
+                        // here and then used: a rewrite after the check
+                        // above is caught, never trusted.
                         let len = hdr.len.load(Ordering::Relaxed) as usize;
-                        if len > self.max_message {
-                            self.release(h);
+                        let fits = need.map_or(len <= self.max_message, |cap| len <= cap);
+                        if len > self.max_message || !fits {
+                            let _ = self.release(c);
                             return Err(Error::corrupted(
                                 "",
                                 format!(
-                                    "message length {len} exceeds the maximum {}",
+                                    "message length {len} exceeds the maximum {} (or changed \
+                                     while it was being claimed)",
                                     self.max_message
                                 ),
                             ));
                         }
-                        return Ok(Try::Done((h, len)));
+                        return Ok(Try::Done((c, len)));
                     }
                 }
-                0 if d == 0 => {
-                    let h2 = ctl.head.0.load(Ordering::Relaxed);
-                    if h2 == h {
-                        return if self.is_closed() && self.closed_and_drained(h) {
-                            Err(Error::Closed)
+                (0, 0) if s == p40(h) => {
+                    if ctl.head.0.load(Ordering::Relaxed) == h {
+                        let t = ctl.tail.0.load(Ordering::Acquire);
+                        if t.wrapping_sub(h) as i64 > 0 && !waited {
+                            // Position h was claimed and is being given back
+                            // (an abandoned grant): wait for that to finish.
+                            waited = true;
+                            self.settle(hdr, s);
                         } else {
-                            Ok(Try::Empty)
-                        };
-                    }
-                }
-                WRITING if d == 0 => {
-                    if self.claimant_dead(s, check_dead) {
-                        // An abandoned put: skip position h.
-                        if hdr
-                            .state
-                            .compare_exchange(
-                                s,
-                                p40(h + self.slots),
-                                Ordering::AcqRel,
-                                Ordering::Relaxed,
-                            )
-                            .is_ok()
-                        {
-                            self.ctl.not_full.0.notify();
+                            return self.empty_or_closed(h);
                         }
-                        let _ = ctl.head.0.compare_exchange(
-                            h,
-                            h + 1,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
-                    } else if ctl.head.0.load(Ordering::Relaxed) == h {
-                        // Being written by a live producer: not there yet.
-                        return Ok(Try::Empty);
                     }
                 }
-                READING if d == 0 => {
-                    // Usually the reader has just claimed and is about to move
-                    // the head; only a claim stuck for long is looked into.
-                    if self.claimant_dead(s, check_dead)
-                        && hdr
-                            .state
-                            .compare_exchange(
-                                s,
-                                p40(h + self.slots),
-                                Ordering::AcqRel,
-                                Ordering::Relaxed,
-                            )
-                            .is_ok()
-                    {
-                        self.ctl.not_full.0.notify();
+                (WRITING, 0) => {
+                    if self.claimant_dead(s, check_dead) {
+                        self.recover_claim(hdr, s);
+                    } else if ctl.head.0.load(Ordering::Relaxed) == h {
+                        let t = ctl.tail.0.load(Ordering::Acquire);
+                        let later = t.wrapping_sub(h) as i64 > 1;
+                        if s & LONG == 0 && later && !waited {
+                            // A plain put is copying its message in, and
+                            // later positions may be ready already: its copy
+                            // takes nanoseconds unless it is preempted.
+                            waited = true;
+                            self.settle(hdr, s);
+                        } else {
+                            // Being written by a live producer: not there yet.
+                            return Ok(Try::Empty);
+                        }
                     }
-                    let _ =
-                        ctl.head
-                            .0
-                            .compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
                 }
                 // The consumer of h - slots has not freed the slot yet, so
                 // nothing can have been put at h.
-                READING if d == -slots && ctl.head.0.load(Ordering::Relaxed) == h => {
-                    return if self.is_closed() && self.closed_and_drained(h) {
-                        Err(Error::Closed)
-                    } else {
-                        Ok(Try::Empty)
-                    };
+                (READING, _) if d == -slots && ctl.head.0.load(Ordering::Relaxed) == h => {
+                    return self.empty_or_closed(h);
                 }
-                // The slot has moved past h (read, or skipped): head lags.
-                0 if d == slots || d == slots + 1 => {
-                    let _ =
-                        ctl.head
-                            .0
-                            .compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
+                // A skipped position, a claimed read, or a head a lap behind.
+                _ => {
+                    if !self.help_head(h, check_dead) {
+                        sync::spin_loop();
+                    }
                 }
-                READING | WRITING if d == slots => {
-                    let _ =
-                        ctl.head
-                            .0
-                            .compare_exchange(h, h + 1, Ordering::Relaxed, Ordering::Relaxed);
-                }
-                _ => {}
             }
-            let h2 = ctl.head.0.load(Ordering::Relaxed);
-            if (h2, s) == last {
-                unchanged += 1;
-                if unchanged > 10_000 {
-                    return Err(Error::corrupted(
-                        "",
-                        format!("queue slot state {s:#x} does not fit head {h}"),
-                    ));
-                }
-                sync::spin_loop();
-            } else {
-                unchanged = 0;
-                last = (h2, s);
-            }
-            h = h2;
+            h = ctl.head.0.load(Ordering::Relaxed);
+        }
+        Err(self.no_progress("head", h))
+    }
+
+    fn empty_or_closed<T>(&self, h: u64) -> Result<Try<T>> {
+        if self.is_closed() && self.closed_and_drained(h) {
+            Err(Error::Closed)
+        } else {
+            Ok(Try::Empty)
         }
     }
 
@@ -1046,26 +1062,32 @@ impl<'a> RawQueue<'a> {
         t.wrapping_sub(h) as i64 <= 0
     }
 
-    /// Frees the slot of position `h` that we hold READING.
-    fn release(&self, h: u64) {
+    /// Frees the slot of our READING claim for the next lap. Fails if the
+    /// claim is no longer ours (someone took it for a dead one's).
+    fn release(&self, c: Claim) -> Result<()> {
         // SYNC POINT: Release pairs with the producer's Acquire in claim_put:
         // our reads of the message happen before its next write.
-        self.hdr(h)
-            .state
-            .store(p40(h + self.slots), Ordering::Release);
+        let r = self.hdr(c.pos).state.compare_exchange(
+            c.word,
+            p40(c.pos.wrapping_add(self.slots)),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
         self.ctl.not_full.0.notify();
+        r.map(drop).map_err(|_| Self::claim_lost("get", c.pos))
     }
 
-    pub(crate) fn claim_get_until(
+    fn claim_get_until(
         &self,
         need: Option<usize>,
+        long: bool,
         deadline: Option<Deadline>,
-    ) -> Result<(u64, usize)> {
+    ) -> Result<(Claim, usize)> {
         self.wait_for(
             deadline,
             &self.ctl.not_empty.0,
             || self.message_maybe(),
-            |check_dead| self.claim_get(need, check_dead),
+            |check_dead| self.claim_get(need, long, check_dead),
         )
     }
 
@@ -1080,51 +1102,29 @@ impl<'a> RawQueue<'a> {
         let h = self.ctl.head.0.load(Ordering::Relaxed);
         let s = self.hdr(h).state.load(Ordering::Acquire);
         let d = diff40(s, h);
-        let waiting = match s & FLAGS {
-            0 => d == 0,
-            WRITING => d == 0,
-            _ => d == -(self.slots as i64),
+        let waiting = match s & KIND {
+            0 | WRITING => d == 0,
+            READING => d == -(self.slots as i64),
+            _ => false,
         };
         !waiting
     }
 
-    /// Copies out the message of the claimed position `h` and frees its slot.
-    pub(crate) fn take(&self, h: u64, len: usize, out: &mut [u8]) {
+    /// Copies out the message of our claim and frees its slot. The bytes
+    /// are copied into `out` before the slot is freed; if the claim turns
+    /// out to have been taken from us meanwhile, they may be torn, and the
+    /// call fails.
+    fn take(&self, c: Claim, len: usize, out: &mut [u8]) -> Result<usize> {
+        let dst = out
+            .get_mut(..len)
+            .ok_or(Error::BufferTooSmall { needed: len })?;
         // SAFETY: we hold the READING claim on this slot: its producer
         // published it (Release/Acquire) and nobody writes it until we free
         // it; len <= max_message was checked under the claim.
-        let src = unsafe { std::slice::from_raw_parts(self.data_of(h), len) };
-        out[..len].copy_from_slice(src);
-        self.release(h);
-    }
-
-    /// The message bytes of the claimed position `h`.
-    ///
-    /// # Safety
-    /// The caller holds the READING claim on `h` (from `claim_get_until`)
-    /// and frees it only after the slice is gone; `len` is what the claim
-    /// returned.
-    pub(crate) unsafe fn peek(&self, h: u64, len: usize) -> &[u8] {
-        // SAFETY: the caller's contract, and len <= max_message.
-        unsafe { std::slice::from_raw_parts(self.data_of(h), len) }
-    }
-
-    /// The first byte of the claimed position `t`'s slot (`max_message`
-    /// bytes), to be written by the holder of the WRITING claim only.
-    pub(crate) fn slot_ptr(&self, t: u64) -> *mut u8 {
-        self.data_of(t)
-    }
-
-    pub(crate) fn publish_claimed(&self, t: u64, len: usize) {
-        self.publish(t, len, |_| {});
-    }
-
-    pub(crate) fn abandon_claimed(&self, t: u64) {
-        self.abandon(t);
-    }
-
-    pub(crate) fn release_claimed(&self, h: u64) {
-        self.release(h);
+        let src = unsafe { std::slice::from_raw_parts(self.data_of(c.pos), len) };
+        dst.copy_from_slice(src);
+        self.release(c)?;
+        Ok(len)
     }
 
     pub(crate) fn reserve_until(
@@ -1133,20 +1133,20 @@ impl<'a> RawQueue<'a> {
         deadline: Option<Deadline>,
     ) -> Result<PutGrant<'_>> {
         self.check_len(len)?;
-        let pos = self.claim_put_until(deadline)?;
+        let claim = self.claim_put_until(true, deadline)?;
         Ok(PutGrant {
             queue: self,
-            pos,
+            claim,
             len,
             done: false,
         })
     }
 
     pub(crate) fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
-        let (pos, len) = self.claim_get_until(None, deadline)?;
+        let (claim, len) = self.claim_get_until(None, true, deadline)?;
         Ok(GetGrant {
             queue: self,
-            pos,
+            claim,
             len,
         })
     }
@@ -1165,7 +1165,7 @@ impl<'a> RawQueue<'a> {
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// let mut g = q.try_reserve(2)?;
     /// g.copy_from_slice(b"ok");
-    /// g.commit();
+    /// g.commit()?;
     /// assert_eq!(&*q.try_get_ref()?, b"ok");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -1269,6 +1269,12 @@ impl<'a> RawQueue<'a> {
 
     /// Takes the next message if there is one now.
     ///
+    /// Like every `try_` call, it waits (for at most about 2 ms) for a
+    /// put that is copying in the message at the head while later messages
+    /// are ready, so it says [`Error::Empty`] only when no message is ready
+    /// at the head: nothing was put, or the put at the head is stuck (its
+    /// thread preempted, or a zero-copy [`PutGrant`] held open).
+    ///
     /// # Errors
     /// [`Error::Empty`]; [`Error::Closed`] once closed and drained;
     /// [`Error::Corrupted`].
@@ -1288,10 +1294,32 @@ impl<'a> RawQueue<'a> {
         self.get_until(None)
     }
 
+    /// Copies the next message into `buf` if there is one now; returns its
+    /// length. A message longer than `buf` stays queued.
+    ///
+    /// # Errors
+    /// [`Error::Empty`], [`Error::BufferTooSmall`] (the message stays),
+    /// [`Error::Closed`] once closed and drained, [`Error::Corrupted`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// q.try_put(b"abc")?;
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(q.try_get_into(&mut buf)?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.get_into_until(buf, None)
+    }
+
     pub(crate) fn get_until(&self, deadline: Option<Deadline>) -> Result<Vec<u8>> {
-        let (h, len) = self.claim_get_until(None, deadline)?;
+        let (c, len) = self.claim_get_until(None, false, deadline)?;
         let mut v = vec![0u8; len];
-        self.take(h, len, &mut v);
+        self.take(c, len, &mut v)?;
         Ok(v)
     }
 
@@ -1300,16 +1328,27 @@ impl<'a> RawQueue<'a> {
         buf: &mut [u8],
         deadline: Option<Deadline>,
     ) -> Result<usize> {
-        let (h, len) = self.claim_get_until(Some(buf.len()), deadline)?;
-        self.take(h, len, buf);
-        Ok(len)
+        let (c, len) = self.claim_get_until(Some(buf.len()), false, deadline)?;
+        self.take(c, len, buf)
+    }
+}
+
+impl Drop for RawQueue<'_> {
+    fn drop(&mut self) {
+        self.unregister();
     }
 }
 
 /// Room for one message, written in place; see [`Queue::reserve`](crate::Queue::reserve).
+///
+/// The bytes are the slot's own, in shared memory: this process holds the
+/// slot's claim, so no process that follows the protocol reads or writes
+/// them until the grant is committed or dropped. A hostile or buggy process
+/// can still write them at any time; the grant then holds what it wrote,
+/// never memory outside the slot.
 pub struct PutGrant<'a> {
     queue: &'a RawQueue<'a>,
-    pos: u64,
+    claim: Claim,
     len: usize,
     done: bool,
 }
@@ -1317,57 +1356,66 @@ pub struct PutGrant<'a> {
 impl PutGrant<'_> {
     /// Sends the message (all `len` bytes, as written).
     ///
+    /// # Errors
+    /// [`Error::Corrupted`] if the claim was taken from this process (which
+    /// only a peer that wrote over the queue, or a wrong liveness verdict,
+    /// can do): the message is not sent.
+    ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut g = q.reserve(2)?;
     /// g[0] = 1;
     /// g[1] = 2;
-    /// g.commit();
+    /// g.commit()?;
     /// assert_eq!(q.get()?, [1, 2]);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn commit(mut self) {
+    pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.queue.publish_claimed(self.pos, self.len);
+        self.queue.publish(self.claim, self.len, |_| {})
     }
 
     /// Sends only the first `len` bytes (at most the reserved length).
+    ///
+    /// # Errors
+    /// As for [`commit`](PutGrant::commit).
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut g = q.reserve(16)?;
     /// g[..2].copy_from_slice(b"hi");
-    /// g.commit_len(2);
+    /// g.commit_len(2)?;
     /// assert_eq!(q.get()?, b"hi");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn commit_len(mut self, len: usize) {
+    pub fn commit_len(mut self, len: usize) -> Result<()> {
         self.len = len.min(self.len);
-        self.commit();
+        self.commit()
     }
 }
 
 impl Deref for PutGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the WRITING claim on `pos` until commit or drop, so
-        // nobody else touches the slot; len <= max_message (checked in
-        // reserve), the slot's size.
-        unsafe { std::slice::from_raw_parts(self.queue.slot_ptr(self.pos), self.len) }
+        // SAFETY: we hold the WRITING claim on the slot until commit or drop,
+        // so no process that follows the protocol touches it; len <=
+        // max_message (checked in reserve), the slot's size. A hostile
+        // writer can change the bytes, not the bounds.
+        unsafe { std::slice::from_raw_parts(self.queue.data_of(self.claim.pos), self.len) }
     }
 }
 
 impl DerefMut for PutGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only slice.
-        unsafe { std::slice::from_raw_parts_mut(self.queue.slot_ptr(self.pos), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.queue.data_of(self.claim.pos), self.len) }
     }
 }
 
 impl Drop for PutGrant<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.queue.abandon_claimed(self.pos);
+            self.queue.abandon(self.claim);
         }
     }
 }
@@ -1380,24 +1428,34 @@ impl fmt::Debug for PutGrant<'_> {
 
 /// A message read in place; its slot is freed when this drops. See
 /// [`Queue::get_ref`](crate::Queue::get_ref).
+///
+/// The bytes are the slot's own, in shared memory. While the grant lives,
+/// this process holds the slot's claim, so no process that follows the
+/// protocol writes them. A hostile or buggy process can: the reader then
+/// sees bytes that change under it (copy them out first if that matters),
+/// never memory outside the slot, whose bounds were checked once, under the
+/// claim.
 pub struct GetGrant<'a> {
     queue: &'a RawQueue<'a>,
-    pos: u64,
+    claim: Claim,
     len: usize,
 }
 
 impl Deref for GetGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the READING claim on `pos` until drop; `len` is
-        // what the claim returned.
-        unsafe { self.queue.peek(self.pos, self.len) }
+        // SAFETY: we hold the READING claim on the slot until drop; `len` is
+        // what the claim returned, checked against max_message (the slot's
+        // size) under the claim.
+        unsafe { std::slice::from_raw_parts(self.queue.data_of(self.claim.pos), self.len) }
     }
 }
 
 impl Drop for GetGrant<'_> {
     fn drop(&mut self) {
-        self.queue.release_claimed(self.pos);
+        // A claim taken from us meanwhile is someone else's now: nothing to
+        // free.
+        let _ = self.queue.release(self.claim);
     }
 }
 
@@ -1449,3 +1507,6 @@ pub mod model {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,376 @@
+//! The queue's participants and its recovery steps: who a claim belongs
+//! to, whether that process lives, and what anyone may do about a claim
+//! whose owner died, a skipped position or a lagging head.
+//!
+//! # The participant table
+//!
+//! `PROCS` entries in the control block, each 0 (free) or the
+//! [`TaskStamp`] (pid and start time) of the process that holds it. A
+//! claim's `who` field is an entry's index, so a claim names its process
+//! exactly, whatever later happens to the pid.
+//!
+//! | entry               | meaning                           | a claim naming it is |
+//! |---------------------|-----------------------------------|----------------------|
+//! | 0                   | free                              | garbage: recovered   |
+//! | stamp, task alive   | a live participant (or "unknown") | left alone           |
+//! | stamp, no such task | its process died                  | recovered            |
+//! | index >= `PROCS`    | —                                 | garbage: recovered   |
+//!
+//! - Taking an entry: a handle takes a free entry with a CAS from 0. If none
+//!   is free it takes the entry of a dead process with a CAS from the exact
+//!   stamp it saw dead, and then, before it makes any claim of its own,
+//!   recovers every claim that still names the entry (they are all the dead
+//!   process's). So an entry is never reassigned while a live claim names it,
+//!   and a pid reused by a stranger can neither keep a dead claim alive (the
+//!   stranger has an entry of its own) nor make a live one look dead.
+//! - After `fork`, the child's first claim sees that the process stamp is no
+//!   longer the one it registered under, and takes an entry of its own: its
+//!   claims are never made in its parent's name.
+//! - A handle that drops recovers any claim of its own that is still there
+//!   (a grant that was leaked with `mem::forget`) and frees its entry.
+//! - A process that dies holding an entry leaves it to be reclaimed as
+//!   above. Liveness is read through [`sync::task_alive`], for which only
+//!   "no such task" is dead: an answer the OS could not give counts as
+//!   alive, so nobody is robbed on a guess.
+//!
+//! # Crash cases
+//!
+//! | killed ...                        | left behind                | recovered by                     |
+//! |-----------------------------------|----------------------------|----------------------------------|
+//! | after claiming WRITING            | `WRITING(p)`               | anyone at the head or the tail a lap on: `SKIP(p)` |
+//! | after claiming READING            | `READING(p)`               | the producer a lap on, or a consumer at the head: free for `p + slots` |
+//! | between a claim and an index move | index behind               | anyone: helps the index on       |
+//! | mid give-back (abandon)           | free `p` behind the tail   | the next consumer: waits briefly, then `Empty`; a stale producer fills it |
+//! | while taking an entry             | entry with its stamp       | the next registrant (dead stamp) |
+//! | while recovering                  | a CAS done or not          | CASes from exact states: idempotent |
+
+use std::time::Duration;
+
+use super::{
+    claimant, diff40, p40, Error, RawQueue, SlotHdr, KIND, POS_MASK, READING, SKIP, WRITING,
+};
+use crate::error::Result;
+use crate::sync::{self, Ordering, TaskStamp};
+
+/// Entries in the table of participants.
+pub(super) const PROCS: usize = if cfg!(loom) { 8 } else { 256 };
+
+/// `reg_stamp` while one thread takes a new entry for the handle.
+const REGISTERING: u64 = 1;
+
+/// How long `settle` spins before it yields to let a preempted claimant run.
+const SPIN_IN_FLIGHT: Duration = Duration::from_micros(50);
+
+/// How long a claim must look stuck before its claimant's liveness is read.
+const STUCK: Duration = if cfg!(loom) {
+    Duration::ZERO
+} else {
+    sync::LIVENESS_INTERVAL
+};
+
+impl RawQueue<'_> {
+    /// This handle's participant index in the current process, taking a new
+    /// entry if the process is not the one that registered (a child after
+    /// `fork`, or the first call).
+    #[inline]
+    pub(super) fn me(&self) -> Result<u32> {
+        let cur = sync::current_process().0;
+        if self.reg_stamp.load(Ordering::Acquire) == cur {
+            return Ok(self.reg_idx.load(Ordering::Relaxed));
+        }
+        self.reregister(cur)
+    }
+
+    #[cold]
+    fn reregister(&self, cur: u64) -> Result<u32> {
+        loop {
+            let old = self.reg_stamp.load(Ordering::Acquire);
+            if old == cur {
+                return Ok(self.reg_idx.load(Ordering::Relaxed));
+            }
+            if old == REGISTERING {
+                sync::spin_loop();
+                continue;
+            }
+            if self
+                .reg_stamp
+                .compare_exchange(old, REGISTERING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // An entry registered under another stamp is the process we were
+            // forked from (or an earlier identity of ours): not ours to free.
+            return match self.register(cur) {
+                Ok(i) => {
+                    self.reg_idx.store(i, Ordering::Relaxed);
+                    self.reg_stamp.store(cur, Ordering::Release);
+                    Ok(i)
+                }
+                Err(e) => {
+                    self.reg_stamp.store(old, Ordering::Release);
+                    Err(e)
+                }
+            };
+        }
+    }
+
+    /// Takes an entry of the participant table for `me`.
+    fn register(&self, me: u64) -> Result<u32> {
+        let procs = &self.ctl.procs;
+        for (i, e) in procs.iter().enumerate() {
+            if e.load(Ordering::Relaxed) == 0
+                && e.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Ok(i as u32);
+            }
+        }
+        for (i, e) in procs.iter().enumerate() {
+            let cur = e.load(Ordering::Acquire);
+            if cur != 0
+                && !stamp_alive(cur)
+                && e.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // Every claim naming entry i now is the dead process's: we
+                // have made none yet.
+                self.recover_all_of(i as u32);
+                return Ok(i as u32);
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "RawQueue: all {PROCS} entries of the participant table belong to live \
+             processes; drop unused handles"
+        )))
+    }
+
+    /// Gives this handle's entry back (when it drops), after recovering any
+    /// claim of ours still in the slots (a leaked grant).
+    pub(super) fn unregister(&self) {
+        let cur = sync::current_process().0;
+        if self.reg_stamp.load(Ordering::Acquire) != cur {
+            // Inherited across fork and never used here: the entry is the
+            // parent's.
+            return;
+        }
+        let i = self.reg_idx.load(Ordering::Relaxed);
+        self.recover_all_of(i);
+        if let Some(e) = self.ctl.procs.get(i as usize) {
+            let _ = e.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// Recovers every claim that names entry `i` (whose owner is gone).
+    fn recover_all_of(&self, i: u32) {
+        for k in 0..self.slots {
+            let hdr = self.hdr(k);
+            let s = hdr.state.load(Ordering::Acquire);
+            if s & (READING | WRITING) != 0 && claimant(s) == i {
+                self.recover_claim(hdr, s);
+            }
+        }
+    }
+
+    /// Whether participant `who` (an index from a claim) is alive, or may be.
+    fn participant_alive(&self, who: u32) -> bool {
+        match self.ctl.procs.get(who as usize) {
+            Some(e) => {
+                let v = e.load(Ordering::Acquire);
+                v != 0 && stamp_alive(v)
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the claimant of `s` is dead, read only once the same claim
+    /// has blocked us for [`STUCK`] (or at once when `now` is true).
+    pub(super) fn claimant_dead(&self, s: u64, now: bool) -> bool {
+        let who = claimant(s);
+        if who == self.reg_idx.load(Ordering::Relaxed)
+            && self.reg_stamp.load(Ordering::Acquire) == sync::current_process().0
+        {
+            // Our own handle: a thread of ours is mid-operation.
+            return false;
+        }
+        if !now {
+            let t = sync::now().as_nanos() as u64;
+            if self.stuck.0.load(Ordering::Relaxed) != s {
+                self.stuck.0.store(s, Ordering::Relaxed);
+                self.stuck.1.store(t, Ordering::Relaxed);
+                if !STUCK.is_zero() {
+                    return false;
+                }
+            } else if t.saturating_sub(self.stuck.1.load(Ordering::Relaxed))
+                < STUCK.as_nanos() as u64
+            {
+                return false;
+            }
+        }
+        !self.participant_alive(who)
+    }
+
+    /// Undoes a dead claimant's claim `s` with a CAS from exactly `s`: a
+    /// put becomes `SKIP` (the head steps over it), a get frees the slot
+    /// for the next lap (its message went with the dead consumer).
+    pub(super) fn recover_claim(&self, hdr: &SlotHdr, s: u64) {
+        let pos = s & POS_MASK;
+        let to = match s & (READING | WRITING) {
+            WRITING => SKIP | pos,
+            READING => p40(pos.wrapping_add(self.slots)),
+            _ => return,
+        };
+        if hdr
+            .state
+            .compare_exchange(s, to, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.ctl.not_empty.0.notify();
+            self.ctl.not_full.0.notify();
+        }
+    }
+
+    /// Steps the head over position `h`, which holds `SKIP` (state `s`):
+    /// frees the slot for the next lap, then moves the head on.
+    pub(super) fn step_over(&self, h: u64, s: u64) {
+        if self
+            .hdr(h)
+            .state
+            .compare_exchange(
+                s,
+                p40(h.wrapping_add(self.slots)),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.ctl.not_full.0.notify();
+        }
+        self.help_head_on(h);
+    }
+
+    fn help_head_on(&self, h: u64) {
+        let _ = self.ctl.head.0.compare_exchange(
+            h,
+            h.wrapping_add(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Helps the head on over position `h` where that needs no message to
+    /// be taken: a skipped position, a dead put, a read already claimed (by
+    /// a live or dead consumer), or a head a lap behind. Returns whether it
+    /// did anything.
+    pub(super) fn help_head(&self, h: u64, check_dead: bool) -> bool {
+        let hdr = self.hdr(h);
+        let s = hdr.state.load(Ordering::Acquire);
+        let d = diff40(s, h);
+        let slots = self.slots as i64;
+        match (s & KIND, d) {
+            (SKIP, 0) if s == SKIP | p40(h) => {
+                self.step_over(h, s);
+                true
+            }
+            (WRITING, 0) => {
+                let dead = self.claimant_dead(s, check_dead);
+                if dead {
+                    self.recover_claim(hdr, s);
+                }
+                dead
+            }
+            (READING, 0) => {
+                if self.claimant_dead(s, check_dead) {
+                    self.recover_claim(hdr, s);
+                }
+                self.help_head_on(h);
+                true
+            }
+            (0, _) if d == slots || d == slots + 1 => {
+                self.help_head_on(h);
+                true
+            }
+            (k, _) if k != 0 && d == slots => {
+                self.help_head_on(h);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits a little (at most [`IN_FLIGHT`](super::IN_FLIGHT)) for the
+    /// state of `hdr` to move on from `s`: a plain put or get in flight.
+    pub(super) fn settle(&self, hdr: &SlotHdr, s: u64) {
+        if cfg!(loom) {
+            sync::spin_loop();
+            return;
+        }
+        let mut since = None;
+        for i in 0u32.. {
+            if hdr.state.load(Ordering::Acquire) != s {
+                return;
+            }
+            if i % 64 == 63 {
+                let now = sync::now();
+                let start = *since.get_or_insert(now);
+                let waited = now.saturating_sub(start);
+                if waited >= super::IN_FLIGHT {
+                    return;
+                }
+                if waited >= SPIN_IN_FLIGHT {
+                    // The claimant may be preempted, possibly on this CPU:
+                    // let it run.
+                    sync::yield_now();
+                    continue;
+                }
+            }
+            sync::spin_loop();
+        }
+    }
+
+    /// The error for a claim loop that used up its budget.
+    pub(super) fn no_progress(&self, index: &str, pos: u64) -> Error {
+        Error::corrupted(
+            "",
+            format!(
+                "queue state at {index} {pos} kept changing for {} steps without the queue \
+                 moving (written by a process that does not follow the protocol)",
+                super::BUDGET
+            ),
+        )
+    }
+
+    /// The error for a claim of ours that someone else ended.
+    pub(super) fn claim_lost(op: &str, pos: u64) -> Error {
+        Error::corrupted(
+            "",
+            format!(
+                "the {op} at position {pos} lost its claim to another process (a wrong \
+                 liveness verdict, or a write over the queue); nothing was {}",
+                if op == "put" { "sent" } else { "taken" }
+            ),
+        )
+    }
+}
+
+/// Whether the process named by a participant entry may be alive.
+fn stamp_alive(v: u64) -> bool {
+    let st = TaskStamp(v);
+    sync::task_alive(st.tid(), Some(st))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_entries_are_dead() {
+        // tid 0 never names a running task.
+        assert!(!stamp_alive(0));
+    }
+
+    #[test]
+    fn this_process_is_alive() {
+        assert!(stamp_alive(sync::current_process().0));
+    }
+}
