@@ -428,8 +428,9 @@ impl Segment {
             owner: true,
         };
         let header = seg.header();
-        let me = sys::getpid();
-        header.claim(me, sync::task_start_time(me).unwrap_or(0));
+        // An unknown start time (0, /proc did not answer) names the pid only.
+        let me = sync::current_process();
+        header.claim(me.tid(), me.start());
         header.write(&HeaderFields::new(
             spec.kind,
             spec.fingerprint,
