@@ -415,8 +415,16 @@ impl Segment {
             )));
         }
         let total = HEADER_LEN + payload_len;
-        let file = sys::shm_create(&cname, total as u64, opts.mode)
-            .map_err(|e| Error::from_os(e, name))?;
+        let file = sys::shm_create(&cname, total as u64, opts.mode).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace {
+                    name: name.into(),
+                    size: total as u64,
+                }
+            } else {
+                Error::from_os(e, name)
+            }
+        })?;
         let mut guard = UnlinkGuard(Some(&cname));
         let map = MmapOptions::new()
             .len(total)

@@ -43,13 +43,33 @@ pub(crate) fn shm_create(name: &CStr, len: u64, mode: u32) -> io::Result<File> {
             libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
         // SAFETY: as above; ftruncate only changes the object's length.
         cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
-        Ok(())
+        reserve(&fd, len)
     })();
     match setup {
         Ok(()) => Ok(File::from(fd)),
         Err(e) => {
             let _ = shm_unlink(name);
             Err(e)
+        }
+    }
+}
+
+/// Reserves the object's memory now (posix_fallocate), so that a full
+/// /dev/shm is ENOSPC at create instead of a SIGBUS at the first touch of a
+/// page later. Where the filesystem cannot reserve (EOPNOTSUPP, EINVAL,
+/// ENOSYS on odd systems) the object is left sparse, as before.
+fn reserve(fd: &OwnedFd, len: libc::off_t) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    loop {
+        // SAFETY: `fd` is an open descriptor; posix_fallocate only allocates.
+        let r = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) };
+        match r {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS => return Ok(()),
+            e => return Err(io::Error::from_raw_os_error(e)),
         }
     }
 }
