@@ -118,6 +118,29 @@ pub enum Error {
         /// The creator's process id.
         pid: u32,
     },
+    /// There is not enough shared memory (a full `/dev/shm`) for a segment
+    /// of `size` bytes, header included. shmkit reserves a segment's memory
+    /// when it creates it, so that a full `/dev/shm` is this error at create
+    /// and never a SIGBUS later; nothing is left behind.
+    ///
+    /// ```
+    /// use shmkit::{Error, Segment};
+    ///
+    /// // Far more than any /dev/shm holds (but under shmkit's 64 TiB limit).
+    /// match Segment::create_unique(1 << 45) {
+    ///     Err(Error::NoSpace { size, .. }) => assert!(size > 1 << 45),
+    ///     Err(Error::InvalidArgument(_)) => {} // or the kernel refused the length
+    ///     Ok(_) => {} // a filesystem that cannot reserve (see ARCHITECTURE.md)
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// The segment's whole length in bytes.
+        size: u64,
+    },
     /// An OS call failed in a way not covered above.
     Io(io::Error),
 }
@@ -176,6 +199,10 @@ impl fmt::Display for Error {
             Error::CreatorDied { name, pid } => write!(
                 f,
                 "segment {name:?} was never initialised: its creator (pid {pid}) died"
+            ),
+            Error::NoSpace { name, size } => write!(
+                f,
+                "no space in /dev/shm for segment {name:?} of {size} bytes"
             ),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }

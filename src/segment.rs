@@ -415,8 +415,16 @@ impl Segment {
             )));
         }
         let total = HEADER_LEN + payload_len;
-        let file = sys::shm_create(&cname, total as u64, opts.mode)
-            .map_err(|e| Error::from_os(e, name))?;
+        let file = sys::shm_create(&cname, total as u64, opts.mode).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace {
+                    name: name.into(),
+                    size: total as u64,
+                }
+            } else {
+                Error::from_os(e, name)
+            }
+        })?;
         let mut guard = UnlinkGuard(Some(&cname));
         let map = MmapOptions::new()
             .len(total)
@@ -428,8 +436,9 @@ impl Segment {
             owner: true,
         };
         let header = seg.header();
-        let me = sys::getpid();
-        header.claim(me, sync::task_start_time(me).unwrap_or(0));
+        // An unknown start time (0, /proc did not answer) names the pid only.
+        let me = sync::current_process();
+        header.claim(me.tid(), me.start());
         header.write(&HeaderFields::new(
             spec.kind,
             spec.fingerprint,
@@ -460,6 +469,13 @@ impl Segment {
     /// `spec.fingerprint`; returns it with the header's `aux` field, which
     /// the caller must validate.
     pub(crate) fn open_kind(name: &str, spec: Spec, opts: &Options) -> Result<(Segment, u64)> {
+        Segment::open_fields(name, spec, opts).map(|(seg, f)| (seg, f.aux))
+    }
+
+    /// As [`Segment::open_kind`], returning the header fields it validated
+    /// (read once: another process may rewrite the header at any time, so
+    /// nothing may read it again and expect the same answer).
+    fn open_fields(name: &str, spec: Spec, opts: &Options) -> Result<(Segment, HeaderFields)> {
         let cname = os_name(name)?;
         let file = sys::shm_open(&cname, true).map_err(|e| Error::from_os(e, name))?;
         let deadline = sync::Deadline::after(opts.init_timeout);
@@ -568,7 +584,7 @@ impl Segment {
                 format!("the header says {l} bytes, the segment has {len}"),
             ),
         })?;
-        Ok((seg, fields.aux))
+        Ok((seg, fields))
     }
 }
 
@@ -648,10 +664,10 @@ fn inspect_with(name: &str, opts: &Options) -> Result<SegmentInfo> {
         any: true,
         ..Spec::RAW
     };
-    let (seg, _) = Segment::open_kind(name, spec, opts)?;
-    let header = seg.header();
-    let fields = header.read().expect("open_kind saw it published");
-    let (pid, start) = header.creator();
+    // The fields validated at open, never a second read (issue 14, defect
+    // 5: a header rewritten in between made a re-read's `expect` panic).
+    let (seg, fields) = Segment::open_fields(name, spec, opts)?;
+    let (pid, start) = seg.header().creator();
     Ok(SegmentInfo {
         name: name.into(),
         kind: Kind::from_code(fields.kind).map_or("unknown", Kind::name),

@@ -484,3 +484,46 @@ fn payload_too_short_for_its_core_is_corrupted() {
         }
     }
 }
+
+/// Free and total bytes of /dev/shm (statvfs).
+fn dev_shm_space() -> (u64, u64) {
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a writable out-pointer.
+    assert_eq!(unsafe { libc::statvfs(c"/dev/shm".as_ptr(), &mut st) }, 0);
+    let f = st.f_frsize as u64;
+    (st.f_bavail as u64 * f, st.f_blocks as u64 * f)
+}
+
+/// Issue 14: a full /dev/shm is an error at create, never a SIGBUS later.
+#[test]
+fn a_segment_larger_than_dev_shm_is_no_space_at_create_and_leaves_nothing() {
+    let (free, total) = dev_shm_space();
+    let want = free.saturating_mul(2);
+    // Only when the request exceeds the whole filesystem does tmpfs refuse
+    // it before allocating anything; otherwise this test would fill memory.
+    if want <= total || want >= shmkit::MAX_LEN as u64 {
+        eprintln!("skipped: /dev/shm free {free} of {total}");
+        return;
+    }
+    let name = common::unique_name("nospace");
+    let _c = common::Cleanup(vec![name.clone()]);
+    match shmkit::Segment::create(&name, want as usize) {
+        Err(shmkit::Error::NoSpace { name: n, size }) => {
+            assert_eq!(n, name);
+            assert!(size >= want);
+        }
+        other => panic!("create of {want} bytes with {free} free: {other:?}"),
+    }
+    assert!(
+        matches!(
+            shmkit::Segment::open(&name),
+            Err(shmkit::Error::NotFound { .. })
+        ),
+        "a failed create leaves no segment behind"
+    );
+    // Normal creation still works, and the memory is usable.
+    let seg = shmkit::Segment::create(&name, 1 << 20).unwrap();
+    // SAFETY: the payload is 1 MiB long and only this test uses it.
+    unsafe { std::ptr::write_bytes(seg.as_ptr(), 0xa5, 1 << 20) };
+}

@@ -389,7 +389,8 @@ impl RawLock {
         if w & TID_MASK == me.tid() {
             // Held by our thread id: by us, or by a dead thread whose id we
             // inherited (we are here, so we are not between CAS and stamp).
-            if self.owner.load(Ordering::Relaxed) == me.0 {
+            // (A stamp with an unknown start time may be ours: never guess "dead".)
+            if TaskStamp(self.owner.load(Ordering::Relaxed)).could_be(me) {
                 return Err(Error::Deadlock);
             }
             return Ok(Some(true));

@@ -77,17 +77,86 @@ impl TaskStamp {
     pub(crate) fn start(self) -> u64 {
         self.0 & Self::START_MASK
     }
+
+    /// The start time stored when it could not be read (`/proc` did not
+    /// answer): such a stamp names its id only.
+    pub(crate) const START_UNKNOWN: u64 = 0;
+
+    /// Whether the start time was read (see [`Self::START_UNKNOWN`]).
+    pub(crate) fn start_known(self) -> bool {
+        self.start() != Self::START_UNKNOWN
+    }
+
+    /// Whether `self` (a recorded owner) may be the task `me`: the same id,
+    /// and the same start time or one of them unknown. Used to tell "I hold
+    /// it" from "a dead task with my id holds it" without ever guessing the
+    /// latter.
+    #[allow(dead_code)]
+    pub(crate) fn could_be(self, me: TaskStamp) -> bool {
+        self.tid() == me.tid()
+            && (self.start() == me.start() || !self.start_known() || !me.start_known())
+    }
 }
 
-/// Whether the task `tid` still runs. `stamp` is what its owner recorded of
-/// itself, if it got so far: when the stamp names the same id, the start
-/// times must match too, so a reused id cannot pass for the dead owner.
-pub(crate) fn task_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
-    match task_start_time(tid) {
-        None => false,
-        Some(start) => match stamp {
-            Some(s) if s.tid() == tid => s.start() == (start & TaskStamp::START_MASK),
-            _ => true,
+/// What a liveness check found out about a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// It runs, and it is the task the stamp names.
+    Alive,
+    /// It is gone ("no such task", a zombie, or its id now names a task
+    /// with another start time).
+    Dead,
+    /// The OS did not answer (e.g. this process is out of descriptors):
+    /// treat as alive, and look again later.
+    Unknown,
+}
+
+pub(crate) use crate::sys::Probe;
+
+fn judge(id: u32, probe: Probe, stamp: Option<TaskStamp>) -> Liveness {
+    match probe {
+        Probe::Gone => Liveness::Dead,
+        Probe::Unknown => Liveness::Unknown,
+        Probe::Running(start) => match stamp {
+            // A stamp whose start time could not be read (0) names the id
+            // only: it cannot be told from a later task with the same id.
+            Some(s) if s.tid() == id && s.start_known() => {
+                if s.start() == (start & TaskStamp::START_MASK) {
+                    Liveness::Alive
+                } else {
+                    Liveness::Dead
+                }
+            }
+            _ => Liveness::Alive,
         },
     }
+}
+
+/// Whether the process `pid` (any thread of it) still runs. `stamp` is what
+/// it recorded of itself, if it got so far: when the stamp names the same
+/// id with a known start time, the start times must match too, so a reused
+/// id cannot pass for the dead one.
+pub(crate) fn liveness(pid: u32, stamp: Option<TaskStamp>) -> Liveness {
+    judge(pid, probe_process(pid), stamp)
+}
+
+/// As [`liveness`], for one thread: a thread-group leader that exited
+/// (state Z) is a dead thread, even while its group runs on.
+pub(crate) fn thread_liveness(tid: u32, stamp: Option<TaskStamp>) -> Liveness {
+    judge(tid, probe_thread(tid), stamp)
+}
+
+/// Whether the process (or thread) `tid` is not known to be dead: only a
+/// [`Liveness::Dead`] answer of [`liveness`] is `false`; "unknown" is alive.
+/// Process semantics, the safe reading for any id: a thread id whose thread
+/// exited while its group lives counts as alive here (see
+/// [`thread_alive`] for locks held by threads).
+pub(crate) fn task_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
+    liveness(tid, stamp) != Liveness::Dead
+}
+
+/// Whether the thread `tid` is not known to be dead ([`thread_liveness`]).
+#[allow(dead_code)]
+pub(crate) fn thread_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
+    thread_liveness(tid, stamp) != Liveness::Dead
 }

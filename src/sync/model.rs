@@ -18,6 +18,8 @@ std::thread_local! {
     static TIMEOUTS_FIRE: Cell<bool> = const { Cell::new(false) };
     static NEXT_TID: Cell<u32> = const { Cell::new(1) };
     static DEAD: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Live threads whose liveness checks answer "unknown"; `u32::MAX`: all.
+    static UNKNOWN: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 loom::thread_local! {
@@ -98,12 +100,31 @@ pub(crate) fn current_process() -> TaskStamp {
     current_stamp()
 }
 
-pub(crate) fn task_start_time(tid: u32) -> Option<u64> {
+/// A model thread's liveness: dead once it called [`support::die`] (or
+/// never existed), "unknown" when the model said so with
+/// [`support::set_unknown`], else running since tick 1.
+pub(crate) fn probe_thread(tid: u32) -> crate::sys::Probe {
+    use crate::sys::Probe;
     let dead = DEAD.with(|d| d.borrow().contains(&tid));
     if dead || tid == 0 || tid >= NEXT_TID.with(Cell::get) {
-        None
+        Probe::Gone
+    } else if UNKNOWN.with(|u| u.borrow().iter().any(|&x| x == tid || x == u32::MAX)) {
+        Probe::Unknown
     } else {
-        Some(1)
+        Probe::Running(1)
+    }
+}
+
+/// Under loom each model thread plays a process too.
+pub(crate) fn probe_process(pid: u32) -> crate::sys::Probe {
+    probe_thread(pid)
+}
+
+#[allow(dead_code)]
+pub(crate) fn task_start_time(tid: u32) -> Option<u64> {
+    match probe_thread(tid) {
+        crate::sys::Probe::Running(s) => Some(s),
+        _ => None,
     }
 }
 
@@ -129,6 +150,7 @@ pub mod support {
         loom::model(move || {
             NEXT_TID.with(|n| n.set(1));
             DEAD.with(|d| d.borrow_mut().clear());
+            UNKNOWN.with(|u| u.borrow_mut().clear());
             f();
         });
     }
@@ -138,5 +160,19 @@ pub mod support {
     pub fn die() {
         let tid = TID.with(|t| *t);
         DEAD.with(|d| d.borrow_mut().push(tid));
+    }
+
+    /// Makes every liveness check of the live model thread `tid` answer
+    /// "unknown" (as if the checker could not read `/proc`), for the rest of
+    /// this execution; `u32::MAX` does it for every live thread. A thread
+    /// marked dead with [`die`] still answers "dead". `tid` 1 is the model's
+    /// main thread, then spawned threads in order.
+    pub fn set_unknown(tid: u32) {
+        UNKNOWN.with(|u| u.borrow_mut().push(tid));
+    }
+
+    /// The calling model thread's id, for [`set_unknown`].
+    pub fn current_tid() -> u32 {
+        TID.with(|t| *t)
     }
 }

@@ -136,15 +136,36 @@ thread_local! {
     static STAMPS: std::cell::Cell<Option<(u32, TaskStamp, TaskStamp)>> = const { std::cell::Cell::new(None) };
 }
 
+/// Reads this thread's and process's stamps. Cached only when both start
+/// times were read: while `/proc` does not answer (EMFILE, ...), the stamps
+/// carry [`TaskStamp::START_UNKNOWN`] (they name the id only, so nobody can
+/// match them to a dead task with that id either) and the next call reads
+/// again.
 #[cold]
 fn compute_stamps(gen: u32) -> (u32, TaskStamp, TaskStamp) {
+    compute_stamps_with(gen, sys::probe_thread, sys::probe_process)
+}
+
+fn compute_stamps_with(
+    gen: u32,
+    thread: fn(u32) -> sys::Probe,
+    process: fn(u32) -> sys::Probe,
+) -> (u32, TaskStamp, TaskStamp) {
     ATFORK.call_once(|| sys::on_fork_child(after_fork_in_child));
     let tid = sys::gettid();
     let pid = sys::getpid();
-    let thread = TaskStamp::new(tid, sys::task_start_time(tid).unwrap_or(0));
-    let process = TaskStamp::new(pid, sys::task_start_time(pid).unwrap_or(0));
+    let start = |p: sys::Probe| match p {
+        // A start time that reads as 0 is indistinguishable from unknown.
+        sys::Probe::Running(s) => Some(s).filter(|&s| s & TaskStamp::START_MASK != 0),
+        _ => None,
+    };
+    let (ts, ps) = (start(thread(tid)), start(process(pid)));
+    let thread = TaskStamp::new(tid, ts.unwrap_or(TaskStamp::START_UNKNOWN));
+    let process = TaskStamp::new(pid, ps.unwrap_or(TaskStamp::START_UNKNOWN));
     let v = (gen, thread, process);
-    STAMPS.with(|s| s.set(Some(v)));
+    if ts.is_some() && ps.is_some() {
+        STAMPS.with(|s| s.set(Some(v)));
+    }
     v
 }
 
@@ -172,9 +193,25 @@ pub(crate) fn current_process() -> TaskStamp {
     stamps().1
 }
 
-/// The start time of task `tid`, or `None` if it no longer runs.
+/// The start time of task `tid` when it runs and `/proc` answered; `None`
+/// when it is gone *or the OS did not answer*: never read `None` as dead
+/// (use [`super::liveness`]).
+#[allow(dead_code)]
 pub(crate) fn task_start_time(tid: u32) -> Option<u64> {
-    sys::task_start_time(tid)
+    match sys::probe_thread(tid) {
+        sys::Probe::Running(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// `/proc` about thread `tid` (see [`sys::probe_thread`]).
+pub(crate) fn probe_thread(tid: u32) -> sys::Probe {
+    sys::probe_thread(tid)
+}
+
+/// `/proc` about process `pid` (see [`sys::probe_process`]).
+pub(crate) fn probe_process(pid: u32) -> sys::Probe {
+    sys::probe_process(pid)
 }
 
 /// A hint inside a spin loop.
@@ -193,3 +230,31 @@ pub(crate) fn yield_now() {
 /// How long a sleeper waits before it looks whether the task it waits for
 /// still lives.
 pub(crate) const LIVENESS_INTERVAL: Duration = Duration::from_millis(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_that_could_not_be_read_is_not_cached() {
+        std::thread::spawn(|| {
+            let gen = FORK_GEN.load(Ordering::Relaxed);
+            let (_, t, p) =
+                compute_stamps_with(gen, |_| sys::Probe::Unknown, |_| sys::Probe::Unknown);
+            assert_eq!(t.tid(), sys::gettid());
+            assert_eq!(p.tid(), sys::getpid());
+            assert!(!t.start_known() && !p.start_known());
+            assert!(
+                STAMPS.with(|s| s.get()).is_none(),
+                "unknown stamps are not cached"
+            );
+            // The next call reads again, and keeps what it read.
+            let (t2, p2) = stamps();
+            assert!(t2.start_known() && p2.start_known());
+            assert_eq!(STAMPS.with(|s| s.get()), Some((gen, t2, p2)));
+            assert!(t.could_be(t2) && t2.could_be(t));
+        })
+        .join()
+        .unwrap();
+    }
+}

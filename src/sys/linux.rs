@@ -43,13 +43,33 @@ pub(crate) fn shm_create(name: &CStr, len: u64, mode: u32) -> io::Result<File> {
             libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
         // SAFETY: as above; ftruncate only changes the object's length.
         cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
-        Ok(())
+        reserve(&fd, len)
     })();
     match setup {
         Ok(()) => Ok(File::from(fd)),
         Err(e) => {
             let _ = shm_unlink(name);
             Err(e)
+        }
+    }
+}
+
+/// Reserves the object's memory now (posix_fallocate), so that a full
+/// /dev/shm is ENOSPC at create instead of a SIGBUS at the first touch of a
+/// page later. Where the filesystem cannot reserve (EOPNOTSUPP, EINVAL,
+/// ENOSYS on odd systems) the object is left sparse, as before.
+fn reserve(fd: &OwnedFd, len: libc::off_t) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    loop {
+        // SAFETY: `fd` is an open descriptor; posix_fallocate only allocates.
+        let r = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) };
+        match r {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS => return Ok(()),
+            e => return Err(io::Error::from_raw_os_error(e)),
         }
     }
 }
@@ -194,32 +214,189 @@ pub(crate) unsafe fn futex_wake(addr: *const u32, n: u32) -> usize {
     r.max(0) as usize
 }
 
-/// The start time (in clock ticks since boot) of process or thread `id`, or
-/// `None` when no such task is running (gone, or a zombie that has stopped
-/// running). Together with the id this names a task uniquely, even after the
-/// id is reused.
-pub(crate) fn task_start_time(id: u32) -> Option<u64> {
-    if id == 0 {
-        return None;
-    }
-    let stat = std::fs::read(format!("/proc/{id}/stat")).ok()?;
-    parse_stat(&stat)
+/// What `/proc` says about a task (thread or process) id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The task runs (or sleeps); its start time in clock ticks since boot.
+    Running(u64),
+    /// No such task: `/proc` answered ENOENT or ESRCH, or the task is a
+    /// zombie that will never run again (see [`probe_thread`] and
+    /// [`probe_process`] for what counts).
+    Gone,
+    /// The OS did not answer (EMFILE, ENOMEM, EACCES, an unparsable line,
+    /// ...). Callers treat this as "alive".
+    Unknown,
 }
 
-/// Parses the state and field 22 (`starttime`) of /proc/<id>/stat. The
-/// command name is in parentheses and may contain anything, so the fields
-/// are found after the last ')'.
-fn parse_stat(stat: &[u8]) -> Option<u64> {
+/// Maps the errno of a failed open/read of a `/proc` file: only "no such
+/// task" means gone.
+fn probe_errno(errno: i32) -> Probe {
+    match errno {
+        libc::ENOENT | libc::ESRCH => Probe::Gone,
+        _ => Probe::Unknown,
+    }
+}
+
+/// Writes `parts` (strings and ids) into `buf` as a NUL-terminated path.
+fn proc_path<'a>(buf: &'a mut [u8; 64], parts: &[Result<&str, u32>]) -> &'a CStr {
+    let mut n = 0;
+    for p in parts {
+        let mut digits = [0u8; 10];
+        let bytes: &[u8] = match *p {
+            Ok(s) => s.as_bytes(),
+            Err(mut id) => {
+                let mut i = digits.len();
+                loop {
+                    i -= 1;
+                    digits[i] = b'0' + (id % 10) as u8;
+                    id /= 10;
+                    if id == 0 {
+                        break;
+                    }
+                }
+                &digits[i..]
+            }
+        };
+        buf[n..n + bytes.len()].copy_from_slice(bytes);
+        n += bytes.len();
+    }
+    buf[n] = 0;
+    // Cannot fail: one NUL, at the end (ids and the literals hold none).
+    CStr::from_bytes_with_nul(&buf[..=n]).unwrap_or(c"/")
+}
+
+/// Reads the state letter and start time from a `/proc/.../stat` file,
+/// with no heap allocation: `Err(probe)` when it cannot be read.
+fn read_stat(path: &CStr) -> Result<(u8, u64), Probe> {
+    let fd = loop {
+        // SAFETY: `path` is NUL-terminated; plain flags.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            break fd;
+        }
+        let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if e != libc::EINTR {
+            return Err(probe_errno(e));
+        }
+    };
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut buf = [0u8; 1024];
+    let mut n = 0;
+    let complete = loop {
+        if n == buf.len() {
+            break false;
+        }
+        // SAFETY: `buf[n..]` is writable for its length; `fd` is open.
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf[n..].as_mut_ptr().cast(), buf.len() - n) };
+        if r == 0 {
+            break true;
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(probe_errno(e));
+        }
+        n += r as usize;
+    };
+    let mut line = &buf[..n];
+    if !complete {
+        // Drop a field cut off by the end of the buffer.
+        let cut = line
+            .iter()
+            .rposition(|b| b.is_ascii_whitespace())
+            .unwrap_or(0);
+        line = &line[..cut];
+    }
+    parse_stat(line).ok_or(Probe::Unknown)
+}
+
+/// Whether the thread `tid` runs. A thread whose stat says `Z` or `X` is
+/// gone: it will never run (nor unlock anything) again, even when it is a
+/// thread-group leader whose group lingers on (its other threads are not
+/// this thread). `/proc/<tid>` answers for any thread id, listed or not.
+pub(crate) fn probe_thread(tid: u32) -> Probe {
+    if tid == 0 {
+        return Probe::Gone;
+    }
+    let mut p = [0u8; 64];
+    match read_stat(proc_path(&mut p, &[Ok("/proc/"), Err(tid), Ok("/stat")])) {
+        Ok((b'Z' | b'X', _)) => Probe::Gone,
+        Ok((_, start)) => Probe::Running(start),
+        Err(probe) => probe,
+    }
+}
+
+/// Whether the process `pid` runs, that is, any thread of it. A leader in
+/// state `Z`/`X` whose other threads still run is a running process (with
+/// the leader's start time, which is the process's); a zombie leader with
+/// no other thread left is gone.
+pub(crate) fn probe_process(pid: u32) -> Probe {
+    if pid == 0 {
+        return Probe::Gone;
+    }
+    let mut p = [0u8; 64];
+    let start = match read_stat(proc_path(&mut p, &[Ok("/proc/"), Err(pid), Ok("/stat")])) {
+        Ok((b'Z' | b'X', start)) => start,
+        Ok((_, start)) => return Probe::Running(start),
+        Err(probe) => return probe,
+    };
+    // The leader is a zombie: look for another thread that runs. Rare, so
+    // the directory walk may allocate.
+    let dir = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(d) => d,
+        Err(e) => return probe_errno(e.raw_os_error().unwrap_or(0)),
+    };
+    let mut unknown = false;
+    for entry in dir {
+        let Ok(entry) = entry else {
+            unknown = true;
+            continue;
+        };
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if tid == pid {
+            continue;
+        }
+        let mut q = [0u8; 64];
+        let path = proc_path(
+            &mut q,
+            &[Ok("/proc/"), Err(pid), Ok("/task/"), Err(tid), Ok("/stat")],
+        );
+        match read_stat(path) {
+            Ok((b'Z' | b'X', _)) | Err(Probe::Gone) => {}
+            Ok(_) => return Probe::Running(start),
+            Err(_) => unknown = true,
+        }
+    }
+    if unknown {
+        Probe::Unknown
+    } else {
+        Probe::Gone
+    }
+}
+
+/// Parses the state (field 3) and field 22 (`starttime`) of
+/// /proc/<id>/stat. The command name is in parentheses and may contain
+/// anything, so the fields are found after the last ')'.
+fn parse_stat(stat: &[u8]) -> Option<(u8, u64)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?;
-    // Z: zombie, X: dead. Neither will ever release anything.
-    if state == "Z" || state == "X" {
+    if state.len() != 1 {
         return None;
     }
     // `state` is field 3; starttime is field 22.
-    fields.nth(18)?.parse().ok()
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state.as_bytes()[0], start))
 }
 
 /// Fresh random bytes from the kernel, for unique names.
@@ -242,16 +419,56 @@ mod tests {
     #[test]
     fn parses_stat_with_odd_command_names() {
         let line = b"1234 (a) b) (c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 777 19 20";
-        assert_eq!(parse_stat(line), Some(777));
+        assert_eq!(parse_stat(line), Some((b'S', 777)));
         let zombie = b"1234 (x) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 777 19 20";
-        assert_eq!(parse_stat(zombie), None);
+        assert_eq!(parse_stat(zombie), Some((b'Z', 777)));
         assert_eq!(parse_stat(b"garbage"), None);
+        // Cut before field 22: no answer, never a wrong one.
+        assert_eq!(
+            parse_stat(b"1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18"),
+            None
+        );
+    }
+
+    #[test]
+    fn only_no_such_task_is_gone() {
+        assert_eq!(probe_errno(libc::ENOENT), Probe::Gone);
+        assert_eq!(probe_errno(libc::ESRCH), Probe::Gone);
+        for e in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+            libc::EACCES,
+            libc::EPERM,
+            0,
+        ] {
+            assert_eq!(probe_errno(e), Probe::Unknown, "errno {e}");
+        }
+    }
+
+    #[test]
+    fn builds_paths_without_allocating() {
+        let mut b = [0u8; 64];
+        let p = proc_path(
+            &mut b,
+            &[
+                Ok("/proc/"),
+                Err(0),
+                Ok("/task/"),
+                Err(4194304),
+                Ok("/stat"),
+            ],
+        );
+        assert_eq!(p.to_bytes(), b"/proc/0/task/4194304/stat");
     }
 
     #[test]
     fn this_thread_is_alive() {
-        assert!(task_start_time(gettid()).is_some());
-        assert!(task_start_time(getpid()).is_some());
-        assert!(task_start_time(0).is_none());
+        assert!(matches!(probe_thread(gettid()), Probe::Running(_)));
+        assert!(matches!(probe_process(getpid()), Probe::Running(_)));
+        assert_eq!(probe_thread(0), Probe::Gone);
+        assert_eq!(probe_process(0), Probe::Gone);
+        // Above pid_max: no such task.
+        assert_eq!(probe_process(u32::MAX), Probe::Gone);
     }
 }
