@@ -363,19 +363,14 @@ fn pipe_trial(seed: u64, trial: u64, small: bool, st: &mut PStats) -> Result<(),
         }
         // Drain: every acknowledged message, perhaps the one in flight if
         // it was complete, then Disconnected; nothing torn.
-        loop {
-            match recv_one(&mut end, &mut my, n, max, HANG, small).map_err(|e| {
-                err(format!(
-                    "after the kill ({acked} acknowledged, {n} received): {e}"
-                ))
-            })? {
-                Some(len) => {
-                    n += 1;
-                    st.streamed_messages += u64::from(len > cap);
-                    st.messages_checked += 1;
-                }
-                None => break,
-            }
+        while let Some(len) = recv_one(&mut end, &mut my, n, max, HANG, small).map_err(|e| {
+            err(format!(
+                "after the kill ({acked} acknowledged, {n} received): {e}"
+            ))
+        })? {
+            n += 1;
+            st.streamed_messages += u64::from(len > cap);
+            st.messages_checked += 1;
             if n > acked + 1 {
                 return Err(err(format!("received {n} messages, only {acked} sent")));
             }

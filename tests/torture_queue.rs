@@ -255,8 +255,9 @@ struct Cons {
 /// Whether the queue fills and drains to exactly its capacity, nothing else
 /// running. Leaves it empty.
 fn queue_works(q: &Queue, cap: usize) -> Result<(), String> {
-    if q.len() != 0 {
-        return Err(format!("len {} after a full drain", q.len()));
+    let len = q.len();
+    if len != 0 || !q.is_empty() {
+        return Err(format!("len {len} after a full drain"));
     }
     match q.try_get() {
         Err(Error::Empty) => {}
@@ -287,8 +288,9 @@ fn queue_works(q: &Queue, cap: usize) -> Result<(), String> {
             return Err(format!("afterwards, got {:?} for {i}", check(&m)));
         }
     }
-    if q.len() != 0 {
-        return Err(format!("len {} after draining again", q.len()));
+    let len = q.len();
+    if len != 0 || !q.is_empty() {
+        return Err(format!("len {len} after draining again"));
     }
     Ok(())
 }
@@ -530,8 +532,9 @@ fn run_trials(
 }
 
 #[test]
-#[ignore = "fails on current core: acknowledged messages lost / queue wedged after a SIGKILL \
-            (issue 14 defects 1, 2b, 15, 16); see tests/torture_queue.rs header"]
+#[ignore = "fails on current core: about 1 trial in 110 (release), after SIGKILLs the \
+            drained queue (len 0) answers try_put with Full (issue 14 defects 1/2b/15); \
+            e.g. SHMKIT_TORTURE_SEED=1796205900558014916 SHMKIT_TORTURE_TRIAL=122"]
 fn queue_sigkill_torture() {
     let _w = watchdog(Duration::from_secs(3_600 * 4));
     let t0 = Instant::now();
