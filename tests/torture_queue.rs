@@ -961,7 +961,7 @@ fn pid_reuse_rest(
 }
 
 #[test]
-#[ignore = "fails on current core: a dead claim whose pid is reused by a live shmkit user \
+#[ignore = "fails on current core: a dead claim whose pid is reused by a live process (shmkit user or not) \
             wedges the queue (issue 14 defect 7)"]
 fn queue_reused_pid_stale_claim_recovered() {
     let _w = watchdog(Duration::from_secs(3_600 * 4));
