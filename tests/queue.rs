@@ -1,12 +1,12 @@
-//! Queue: semantics, many processes, and crash torture.
+//! Queue: semantics and many processes (the crash torture is in
+//! tests/torture_queue.rs).
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{dispatch, spawn, watchdog};
-use shmkit::{Error, Event, Queue, Value};
+use shmkit::{Error, Queue};
 
 #[test]
 fn child() {
@@ -14,8 +14,6 @@ fn child() {
         ("producer_0_to_5", producer_0_to_5),
         ("mp_producer", mp_producer),
         ("mp_consumer", mp_consumer),
-        ("torture_producer", torture_producer),
-        ("torture_consumer", torture_consumer),
     ]);
 }
 
@@ -295,164 +293,4 @@ fn four_producer_processes_two_consumer_processes() {
             "squares of producer {p}"
         );
     }
-}
-
-// ---- crash torture ------------------------------------------------------
-
-/// Messages per producer per trial.
-const T_PER: u64 = 3_000;
-
-fn message(seq: u64) -> Vec<u8> {
-    let len = 8 + (seq % 57) as usize;
-    let mut m = seq.to_le_bytes().to_vec();
-    m.extend((8..len).map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8)));
-    m
-}
-
-fn check_message(m: &[u8]) -> u64 {
-    let seq = u64::from_le_bytes(m[..8].try_into().expect("torn: shorter than 8 bytes"));
-    assert_eq!(
-        m,
-        message(seq).as_slice(),
-        "torn or mixed message for seq {seq}"
-    );
-    seq
-}
-
-fn torture_producer(args: &[String]) {
-    let q = Queue::open(&args[0]).unwrap();
-    let acked = Value::<u64>::open(&args[1]).unwrap();
-    let first: u64 = args[2].parse().unwrap();
-    for seq in first..first + T_PER {
-        match q.put(&message(seq)) {
-            Ok(()) => {
-                acked.fetch_add(1);
-            }
-            Err(Error::Closed) => return,
-            Err(e) => panic!("put: {e}"),
-        }
-    }
-}
-
-fn torture_consumer(args: &[String]) {
-    let q = Queue::open(&args[0]).unwrap();
-    let received = shmkit::Array::<u8>::open(&args[1]).unwrap();
-    let started = Event::open(&args[2]).unwrap();
-    started.set();
-    loop {
-        match q.get() {
-            Ok(m) => {
-                let seq = check_message(&m) as usize;
-                let mut g = received.lock().unwrap();
-                g[seq] = g[seq].saturating_add(1);
-            }
-            Err(Error::Closed) => return,
-            Err(e) => panic!("get: {e}"),
-        }
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-#[test]
-fn crash_torture_acknowledged_puts_arrive_exactly_once() {
-    let _w = watchdog(Duration::from_secs(600));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("crash torture seed {seed}");
-    let mut rng = Rng(seed);
-    let trials = 200;
-    let mut killed = HashMap::from([("producer", 0), ("producer mid-stream", 0), ("consumer", 0)]);
-    for trial in 0..trials {
-        let cap = 1 + (rng.next() % 8) as usize;
-        let q = Queue::create_unique(cap, 64).unwrap();
-        let acked: Vec<_> = (0..2)
-            .map(|_| Value::<u64>::create_unique(0).unwrap())
-            .collect();
-        let received: Vec<_> = (0..2)
-            .map(|_| shmkit::Array::<u8>::create_unique(2 * T_PER as usize, 0).unwrap())
-            .collect();
-        let started: Vec<_> = (0..2).map(|_| Event::create_unique().unwrap()).collect();
-        let mut consumers: Vec<_> = (0..2)
-            .map(|c| {
-                Some(spawn(
-                    "torture_consumer",
-                    &[q.name(), received[c].name(), started[c].name()],
-                ))
-            })
-            .collect();
-        let mut producers: Vec<_> = (0..2)
-            .map(|p| {
-                let first = (p as u64 * T_PER).to_string();
-                Some(spawn(
-                    "torture_producer",
-                    &[q.name(), acked[p].name(), &first],
-                ))
-            })
-            .collect();
-        for s in &started {
-            assert!(s.wait_timeout(Duration::from_secs(30)).unwrap());
-        }
-        // Once messages flow, let them run a random while, then kill one
-        // producer and/or one consumer.
-        assert!(common::wait_for(Duration::from_secs(30), || acked
-            .iter()
-            .all(|a| a.load() > 0)));
-        std::thread::sleep(Duration::from_micros(rng.next() % 2_000));
-        let what = rng.next() % 3;
-        let mut dead_consumers = 0;
-        if what != 1 {
-            let p = (rng.next() % 2) as usize;
-            producers[p].take().unwrap().kill();
-            *killed.get_mut("producer").unwrap() += 1;
-            if acked[p].load() < T_PER {
-                *killed.get_mut("producer mid-stream").unwrap() += 1;
-            }
-        }
-        if what != 0 {
-            let c = (rng.next() % 2) as usize;
-            consumers[c].take().unwrap().kill();
-            dead_consumers += 1;
-            *killed.get_mut("consumer").unwrap() += 1;
-        }
-        for p in producers.into_iter().flatten() {
-            p.join();
-        }
-        // Producers are done or dead: close, and the surviving consumer drains.
-        q.close();
-        for c in consumers.into_iter().flatten() {
-            c.join();
-        }
-        let rec: Vec<Vec<u8>> = received.iter().map(|r| r.to_vec()).collect();
-        let mut missing = 0;
-        for (p, acked) in acked.iter().enumerate() {
-            let acks = acked.load();
-            for seq in p as u64 * T_PER..(p as u64 * T_PER + T_PER) {
-                let n = rec[0][seq as usize] as u32 + rec[1][seq as usize] as u32;
-                assert!(
-                    n <= 1,
-                    "trial {trial} (seed {seed}): seq {seq} delivered {n} times"
-                );
-                if seq - p as u64 * T_PER < acks && n == 0 {
-                    missing += 1;
-                }
-            }
-        }
-        assert!(
-            missing <= dead_consumers,
-            "trial {trial} (seed {seed}): {missing} acknowledged messages lost, {dead_consumers} consumers killed"
-        );
-    }
-    eprintln!("crash torture: {trials} trials, killed {killed:?}");
 }

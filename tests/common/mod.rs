@@ -194,3 +194,161 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+// ---- torture support (appended for the torture and scribbler tests) -----
+
+/// A small deterministic generator (xorshift64*), seeded per test and trial.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator for `seed`, mixed with `stream` so that trials differ.
+    pub fn new(seed: u64, stream: u64) -> Rng {
+        let mut z = seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True with probability `1 / n`.
+    pub fn one_in(&mut self, n: u64) -> bool {
+        self.below(n) == 0
+    }
+}
+
+/// The seed from `var` if set (decimal or 0x-hex), else one from the clock;
+/// printed either way so that a failure can be replayed.
+pub fn seed_from_env(var: &str, test: &str) -> u64 {
+    let seed = match std::env::var(var) {
+        Ok(s) => {
+            let s = s.trim();
+            s.strip_prefix("0x")
+                .map(|h| u64::from_str_radix(h, 16))
+                .unwrap_or_else(|| s.parse())
+                .unwrap_or_else(|e| panic!("{var}={s}: {e}"))
+        }
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    eprintln!("{test}: seed {seed} (replay with {var}={seed})");
+    seed
+}
+
+/// A count from the environment variable `var`, else `default`.
+pub fn count_from_env(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{var}={s}: {e}"))
+        })
+        .unwrap_or(default)
+}
+
+/// `n` shared 64-bit words in a raw segment, for bookkeeping that must
+/// survive a SIGKILL of the process writing it (each word is atomic; no
+/// lock is involved, so the bookkeeping itself cannot wedge).
+pub struct Words {
+    seg: shmkit::Segment,
+    n: usize,
+}
+
+impl Words {
+    /// Creates `n` zeroed words under a unique name.
+    pub fn create(n: usize) -> Words {
+        let seg = shmkit::Segment::create_unique(n.max(1) * 8).expect("create words");
+        Words { seg, n }
+    }
+
+    /// Opens words created by [`Words::create`].
+    pub fn open(name: &str) -> Words {
+        let seg = shmkit::Segment::open(name).expect("open words");
+        let n = seg.len() / 8;
+        Words { seg, n }
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// The number of words.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    fn at(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(i < self.n, "word {i} of {}", self.n);
+        // SAFETY: the payload is 64-aligned and holds `n` words; only these
+        // tests' processes touch it, and only through atomics.
+        unsafe {
+            &*(self
+                .seg
+                .as_ptr()
+                .cast::<std::sync::atomic::AtomicU64>()
+                .add(i))
+        }
+    }
+
+    /// Reads word `i`.
+    pub fn get(&self, i: usize) -> u64 {
+        self.at(i).load(Ordering::SeqCst)
+    }
+
+    /// Writes word `i`.
+    pub fn set(&self, i: usize, v: u64) {
+        self.at(i).store(v, Ordering::SeqCst)
+    }
+
+    /// Adds to word `i`, returning the old value.
+    pub fn add(&self, i: usize, v: u64) -> u64 {
+        self.at(i).fetch_add(v, Ordering::SeqCst)
+    }
+}
+
+impl Proc {
+    /// Waits up to `limit` for the child to exit. `Ok(code)` on an exit,
+    /// `Err(what)` if it died by a signal or ran past `limit` (then it is
+    /// killed and reaped).
+    pub fn wait_deadline(mut self, limit: Duration) -> Result<i32, String> {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st
+                    .code()
+                    .ok_or_else(|| format!("child {} died by a signal: {st:?}", self.role));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "child {} ran past {limit:?} (hung): killed",
+                    self.role
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    /// Whether the child has exited (it is not reaped by this).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.as_mut().unwrap().try_wait(), Ok(Some(_)))
+    }
+}
