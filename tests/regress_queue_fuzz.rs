@@ -127,13 +127,16 @@ fn tail_at_u64_max_does_not_panic_put() {
 fn abandoned_reservations_do_not_wedge_the_queue() {
     let (r, ql) = Region::for_queue(2, 8);
     let q = r.init(&ql);
-    let g0 = q.try_reserve(1).unwrap(); // position 0
-    let g1 = q.try_reserve(1).unwrap(); // position 1
-    drop(g1); // abandoned; not at the head
-    drop(g0); // abandoned; at the head: head -> 1
-    q.try_put(b"m").unwrap(); // position 2
-                              // One message and no open grant: room for one more.
-    let g3 = q.try_reserve(1).unwrap(); // position 3, slot 1 again
+    // Positions 0 and 1; 1 is abandoned away from the head, then 0 at the
+    // head (head -> 1).
+    let g0 = q.try_reserve(1).unwrap();
+    let g1 = q.try_reserve(1).unwrap();
+    drop(g1);
+    drop(g0);
+    // Position 2. Then one message and no open grant: room for one more
+    // (position 3, slot 1 again).
+    q.try_put(b"m").unwrap();
+    let g3 = q.try_reserve(1).unwrap();
     drop(g3);
     let got = q.try_get();
     assert_eq!(got.as_deref().ok(), Some(&b"m"[..]), "try_get: {got:?}");
