@@ -1,0 +1,1132 @@
+//! `RawQueue` on a 64-aligned heap region, driven by an arbitrary sequence
+//! of operations through two handles (as two processes would), with
+//! scribbles over the shared bytes, checked against a `VecDeque` model.
+//!
+//! # Modes
+//!
+//! - `Init`: `init_in` a queue of a fuzzer-chosen shape, apply `pre` edits,
+//!   attach handle A, apply `mid` edits, attach handle B (if B's attach
+//!   fails, its operations go to A), then run the operations.
+//! - `Raw`: fill a region of any length and alignment offset with fuzzer
+//!   bytes (cycled), apply edits, attach over it. A misaligned or short
+//!   region must be an `Err`; whatever attaches is then driven as above.
+//!
+//! # What is checked
+//!
+//! While nothing has been changed in the region except by the queue itself
+//! ("clean"), every result is checked exactly against the model (see
+//! [`Model`]): FIFO order, `Empty`/`Full` only when the documented
+//! semantics allow them, `len`/`is_empty`/`is_full` within what the model
+//! allows, `Closed` after `close`, `MessageTooLarge`/`BufferTooSmall` with
+//! the right numbers, and no `Corrupted` at all. A scribble or edit that
+//! changes only *configuration* words (slot count, capacity, maximum
+//! message, stride; found by probing, see [`Geometry`]) after both handles
+//! attached keeps the run clean: the handles validated them at attach and
+//! must not read them again.
+//!
+//! Once anything else was changed ("dirty"), only the invariants that hold
+//! for any bytes are checked: no panic (any panic is a crash), no
+//! out-of-bounds access (ASan), no hang (libFuzzer's `-timeout`), every
+//! length returned is within the buffer and `max_message`, `capacity()` and
+//! `max_message()` never change after attach, `len() <= capacity()`, and a
+//! `Timeout` never comes before its duration.
+//!
+//! # Known defects
+//!
+//! `QUEUE_FUZZ_LENIENT` (comma-separated tags) relaxes the model for
+//! defects that are already filed, so that the fuzzer can look past them:
+//! see [`Lenient`]. Unset, every check is on.
+#![no_main]
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use shmkit::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
+use shmkit::{Error, Result};
+
+/// Operations per input.
+const MAX_OPS: usize = 96;
+/// Microseconds of timeouts per input, in all (keeps executions fast).
+const TIMEOUT_BUDGET_US: u64 = 4_000;
+/// The slot header size assumed to find slot headers for targeted edits
+/// (`SlotHdr` in `src/raw/queue.rs`). A wrong guess only aims edits worse.
+const HDR_GUESS: usize = 16;
+
+// ---- the region ----------------------------------------------------------
+
+/// A zeroed heap region aligned to 64, of exactly `len` bytes (so that ASan
+/// sees any access past its end).
+struct Region {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl Region {
+    fn new(len: usize) -> Region {
+        let layout = Layout::from_size_align(len.max(1), 64).expect("layout");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        assert!(!ptr.is_null(), "out of memory");
+        Region { ptr, layout }
+    }
+
+    fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    fn read(&self, at: usize, width: usize) -> u64 {
+        assert!(at + width <= self.len());
+        let mut b = [0u8; 8];
+        for (i, x) in b.iter_mut().enumerate().take(width) {
+            // SAFETY: in bounds (asserted); a volatile read, like a peer's.
+            *x = unsafe { self.ptr.add(at + i).read_volatile() };
+        }
+        u64::from_le_bytes(b)
+    }
+
+    /// Writes the low `width` bytes of `v` at `at`, as another process's
+    /// stores would. Returns whether any byte changed.
+    fn write(&self, at: usize, width: usize, v: u64) -> bool {
+        assert!(at + width <= self.len());
+        let old = self.read(at, width);
+        let b = v.to_le_bytes();
+        for (i, x) in b.iter().enumerate().take(width) {
+            // SAFETY: in bounds (asserted). The queue accesses these bytes
+            // only through atomics, and no queue call runs concurrently: this
+            // is another process's plain store between two of our calls.
+            unsafe { self.ptr.add(at + i).write_volatile(*x) };
+        }
+        old != self.read(at, width)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; every handle on it
+        // has been dropped (they borrow the region).
+        unsafe { dealloc(self.ptr, self.layout) };
+    }
+}
+
+// ---- where things are ----------------------------------------------------
+
+/// What probing a reference queue (capacity 3, max_message 40: 4 slots of
+/// stride 64) told us about the control block: which 8-byte words are
+/// configuration (hold 4, 3, 40 or 64 and make `attach` fail when set to 0
+/// or `u64::MAX`), and which are `tail` and `head` (the words that go from
+/// 0 to 1 on the first put and the first get).
+#[derive(Debug, Default)]
+struct Geometry {
+    ctl_size: usize,
+    config: Vec<usize>,
+    slots_at: Option<usize>,
+    stride_at: Option<usize>,
+    tail_at: Option<usize>,
+    head_at: Option<usize>,
+}
+
+fn geometry() -> &'static Geometry {
+    static G: OnceLock<Geometry> = OnceLock::new();
+    G.get_or_init(probe_geometry)
+}
+
+fn probe_geometry() -> Geometry {
+    let layout = QueueLayout {
+        capacity: 3,
+        max_message: 40,
+    };
+    let len = RawQueue::required_size(&layout).expect("reference size");
+    let ctl_size = len - 4 * 64;
+    let r = Region::new(len);
+    let mut g = Geometry {
+        ctl_size,
+        ..Geometry::default()
+    };
+    // SAFETY: the region is ours, 64-aligned, `len` bytes, and outlives q.
+    drop(unsafe { RawQueue::init_in(r.ptr, len, &layout) }.expect("reference init"));
+    for at in (0..ctl_size).step_by(8) {
+        let orig = r.read(at, 8);
+        if ![4, 3, 40, 64].contains(&orig) {
+            continue;
+        }
+        let mut is_config = false;
+        for x in [0, u64::MAX] {
+            r.write(at, 8, x);
+            // SAFETY: as above.
+            is_config |= unsafe { RawQueue::attach(r.ptr, len) }.is_err();
+            r.write(at, 8, orig);
+        }
+        if is_config {
+            g.config.push(at);
+            match orig {
+                4 => g.slots_at = Some(at),
+                64 => g.stride_at = Some(at),
+                _ => {}
+            }
+        }
+    }
+    let snap =
+        |r: &Region| -> Vec<u64> { (0..ctl_size).step_by(8).map(|at| r.read(at, 8)).collect() };
+    let one_up = |a: &[u64], b: &[u64]| -> Option<usize> {
+        let v: Vec<usize> = (0..a.len()).filter(|&i| a[i] == 0 && b[i] == 1).collect();
+        (v.len() == 1).then(|| v[0] * 8)
+    };
+    // SAFETY: as above.
+    let q = unsafe { RawQueue::attach(r.ptr, len) }.expect("reference attach");
+    let s0 = snap(&r);
+    q.try_put(b"x").expect("reference put");
+    let s1 = snap(&r);
+    q.try_get().expect("reference get");
+    let s2 = snap(&r);
+    drop(q);
+    g.tail_at = one_up(&s0, &s1);
+    g.head_at = one_up(&s1, &s2);
+    g
+}
+
+/// Slot count and stride of the queue in `r`, read from the configuration
+/// words (`None` if they look wrong or were not found).
+fn slot_geometry(r: &Region) -> Option<(usize, usize)> {
+    let g = geometry();
+    if g.ctl_size > r.len() {
+        return None;
+    }
+    let slots = r.read(g.slots_at?, 8) as usize;
+    let stride = r.read(g.stride_at?, 8) as usize;
+    let ok = slots.is_power_of_two()
+        && stride >= HDR_GUESS
+        && slots.checked_mul(stride)?.checked_add(g.ctl_size)? <= r.len();
+    ok.then_some((slots, stride))
+}
+
+fn in_config(at: usize, width: usize) -> bool {
+    let g = geometry();
+    (at..at + width).all(|b| g.config.iter().any(|&c| (c..c + 8).contains(&b)))
+}
+
+// ---- the input -----------------------------------------------------------
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Target {
+    /// Any byte of the region.
+    Byte(u16),
+    /// Any 8-aligned word of the region.
+    Word(u16),
+    /// A configuration word (see `Geometry`).
+    Config(u8),
+    /// An 8-aligned word of the control block.
+    Ctl(u8),
+    /// A slot's state word.
+    SlotState(u8),
+    /// A slot's 32-bit length.
+    SlotLen(u8),
+    Head,
+    Tail,
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Val {
+    Set(u64),
+    Add(i16),
+    Xor(u8),
+    /// The value of another word (8-aligned index).
+    Copy(u16),
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Edit {
+    target: Target,
+    val: Val,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Mode {
+    Init {
+        capacity: u8,
+        max_message: u8,
+        /// Extra bytes after the queue (`% 129`).
+        slack: u8,
+        pre: Vec<Edit>,
+        mid: Vec<Edit>,
+    },
+    Raw {
+        /// Region length, `% 8192`.
+        len: u16,
+        /// Offset of the attach pointer from the 64-aligned start, `% 64`.
+        offset: u8,
+        fill: Vec<u8>,
+        edits: Vec<Edit>,
+    },
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Op {
+    TryPut {
+        b: bool,
+        len: u8,
+    },
+    PutTimeout {
+        b: bool,
+        len: u8,
+        us: u16,
+    },
+    TryGet {
+        b: bool,
+    },
+    GetTimeout {
+        b: bool,
+        us: u16,
+    },
+    /// `get_into` with a buffer of `size` (`< 128`: `size % (max + 1)`;
+    /// else `max + size - 128`); needs a public `RawQueue` get_into.
+    GetInto {
+        b: bool,
+        size: u8,
+        us: Option<u16>,
+    },
+    Reserve {
+        b: bool,
+        len: u8,
+    },
+    Commit {
+        i: u8,
+    },
+    CommitLen {
+        i: u8,
+        len: u8,
+    },
+    /// Drop a reservation uncommitted.
+    Abandon {
+        i: u8,
+    },
+    GetRef {
+        b: bool,
+    },
+    DropRef {
+        i: u8,
+    },
+    Close {
+        b: bool,
+    },
+    Query {
+        b: bool,
+    },
+    Scribble(Edit),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    mode: Mode,
+    ops: Vec<Op>,
+}
+
+// ---- known defects ---------------------------------------------------------
+
+/// Relaxations for filed defects (`QUEUE_FUZZ_LENIENT=15,2b`): each lets
+/// the model accept what the defect makes the queue do, so that the fuzzer
+/// finds other things.
+#[derive(Debug, Default)]
+struct Lenient {
+    /// Issue 14 #15: an abandoned reservation is counted in `len` and takes
+    /// capacity until a consumer steps over it.
+    abandoned_counts: bool,
+    /// Issue 14 #9: `head`/`tail` near 2^64 overflow `t + 1` and the like
+    /// (a panic in debug and fuzz builds). Edits keep both below 2^62.
+    small_indices: bool,
+    /// Issue 14 #2b: a reservation abandoned while an earlier position is
+    /// still unread leaves `head` behind it, which later wedges the queue.
+    /// Only the reservation at the head (the model's first entry) is
+    /// dropped uncommitted; any other is committed instead.
+    abandon_at_head_only: bool,
+}
+
+fn lenient() -> &'static Lenient {
+    static L: OnceLock<Lenient> = OnceLock::new();
+    L.get_or_init(|| {
+        let v = std::env::var("QUEUE_FUZZ_LENIENT").unwrap_or_default();
+        let has = |t: &str| v.split(',').any(|x| x.trim() == t);
+        Lenient {
+            abandoned_counts: has("15"),
+            small_indices: has("9"),
+            abandon_at_head_only: has("2b"),
+        }
+    })
+}
+
+// ---- the model -------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Entry {
+    /// An open reservation (a `PutGrant` we hold), by id.
+    Reserved(u64),
+    Committed(Vec<u8>),
+    /// A reservation dropped uncommitted that no get has stepped over yet
+    /// (it takes no room; see `Lenient::abandoned_counts`).
+    Abandoned,
+}
+
+/// The queue as one process alone must see it, in position (claim) order.
+///
+/// Semantics assumed (the docs of `Queue`/`RawQueue` and issue 14):
+/// - A put or reservation takes the next position; a reservation's message
+///   is sent by `commit`; one dropped uncommitted sends nothing and gives
+///   its room back at once (#15).
+/// - A get returns the first committed message. While an open reservation
+///   precedes it (a grant held open is a "genuinely stuck" claim, #14), the
+///   get may instead say `Empty` (`Timeout`); it may not return anything
+///   else. With no committed message, `Empty`; after `close`, `Closed`
+///   once nothing is reserved (while something is, `Empty` or `Closed`).
+/// - A put (or reserve) is `Full` when committed + reserved messages reach
+///   the capacity; `Ok` when below it and no grant of either kind is held;
+///   with a grant held, `Ok` or `Full` (a held `GetGrant` keeps its slot).
+/// - `len()` is within [committed + reserved, that + held `GetGrant`s].
+#[derive(Debug)]
+struct Model {
+    entries: VecDeque<Entry>,
+    held_refs: usize,
+    closed: bool,
+    capacity: usize,
+    max: usize,
+}
+
+/// A get's outcome, whatever the call.
+#[derive(Debug)]
+enum Got {
+    Msg(Vec<u8>),
+    TooSmall(usize),
+    Empty,
+    Timeout,
+    Closed,
+    Other(String),
+}
+
+impl Model {
+    fn committed(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Committed(_)))
+            .count()
+    }
+
+    fn reserved(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Reserved(_)))
+            .count()
+    }
+
+    fn abandoned(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Abandoned))
+            .count()
+    }
+
+    /// Positions taken, as far as room is concerned.
+    fn occupied(&self) -> usize {
+        self.committed() + self.reserved()
+    }
+
+    /// The first committed message: (index, whether an open reservation
+    /// comes before it).
+    fn front(&self) -> Option<(usize, bool)> {
+        let mut blocked = false;
+        for (i, e) in self.entries.iter().enumerate() {
+            match e {
+                Entry::Reserved(_) => blocked = true,
+                Entry::Committed(_) => return Some((i, blocked)),
+                Entry::Abandoned => {}
+            }
+        }
+        None
+    }
+
+    /// Checks a get's outcome (`buf`: the buffer of a `get_into`) and
+    /// applies it. `timed`: `Timeout` instead of `Empty`.
+    fn check_get(&mut self, got: &Got, buf: Option<usize>, timed: bool, what: &str) {
+        let not_now = |g: &Got| {
+            if timed {
+                matches!(g, Got::Timeout)
+            } else {
+                matches!(g, Got::Empty)
+            }
+        };
+        match self.front() {
+            Some((i, blocked)) => {
+                let Entry::Committed(m) = &self.entries[i] else {
+                    unreachable!()
+                };
+                let ok = match got {
+                    Got::Msg(v) => v == m && buf.map_or(true, |b| m.len() <= b),
+                    Got::TooSmall(n) => buf.is_some_and(|b| m.len() > b) && *n == m.len(),
+                    g => blocked && not_now(g),
+                };
+                assert!(
+                    ok,
+                    "{what}: got {got:?}, but the model's front is {m:?} (blocked by a reservation: {blocked}); model {self:?}"
+                );
+                if !matches!(got, Got::Msg(_)) {
+                    self.prune_leading_abandoned();
+                }
+                if let Got::Msg(_) = got {
+                    // It is taken, and whatever was abandoned before it has
+                    // been stepped over.
+                    self.entries = std::mem::take(&mut self.entries)
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(j, e)| *j > i || (*j < i && !matches!(e, Entry::Abandoned)))
+                        .map(|(_, e)| e)
+                        .collect();
+                }
+            }
+            None => {
+                let ok = if self.closed && self.reserved() == 0 {
+                    matches!(got, Got::Closed)
+                } else if self.closed {
+                    matches!(got, Got::Closed) || not_now(got)
+                } else {
+                    not_now(got)
+                };
+                assert!(
+                    ok,
+                    "{what}: got {got:?}, but the model holds no committed message; model {self:?}"
+                );
+                self.prune_leading_abandoned();
+            }
+        }
+    }
+
+    /// A get that found nothing (or only a reservation) has stepped over
+    /// the abandoned positions before it.
+    fn prune_leading_abandoned(&mut self) {
+        while matches!(self.entries.front(), Some(Entry::Abandoned)) {
+            self.entries.pop_front();
+        }
+    }
+
+    /// Index of the open reservation `id`.
+    fn reserved_at(&self, id: u64) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| matches!(e, Entry::Reserved(x) if *x == id))
+    }
+
+    /// The reservation `id` was dropped uncommitted. At the head it moves
+    /// the head on (is gone); elsewhere it waits to be stepped over.
+    fn abandon(&mut self, id: u64) {
+        match self.reserved_at(id) {
+            Some(0) => {
+                self.entries.pop_front();
+            }
+            Some(i) => self.entries[i] = Entry::Abandoned,
+            None => {}
+        }
+    }
+
+    /// Which outcomes a put (or reserve) of `len` bytes may have: checks
+    /// `r` (`Ok(())` for success) and says whether it succeeded.
+    fn check_put(&self, len: usize, r: &Result<()>, timed: bool, what: &str) -> bool {
+        let full = |r: &Result<()>| {
+            if timed {
+                matches!(r, Err(Error::Timeout))
+            } else {
+                matches!(r, Err(Error::Full))
+            }
+        };
+        let too_large = |r: &Result<()>| matches!(r, Err(Error::MessageTooLarge { len: l, max: m }) if *l == len && *m == self.max);
+        let closed = |r: &Result<()>| matches!(r, Err(Error::Closed));
+        let grants = self.reserved() + self.held_refs;
+        let may_be_full = grants > 0 || (lenient().abandoned_counts && self.abandoned() > 0);
+        let ok = if len > self.max {
+            too_large(r) || (self.closed && closed(r))
+        } else if self.closed {
+            closed(r)
+        } else if self.occupied() >= self.capacity {
+            full(r)
+        } else if !may_be_full {
+            r.is_ok()
+        } else {
+            r.is_ok() || full(r)
+        };
+        assert!(ok, "{what} of {len} bytes: got {r:?}; model {self:?}");
+        r.is_ok()
+    }
+
+    /// Checks `len()`, `is_empty()`, `is_full()`.
+    fn check_counts(&self, len: usize, empty: bool, full: bool) {
+        let mut lo = self.occupied();
+        let mut hi = lo + self.held_refs;
+        if lenient().abandoned_counts {
+            hi += self.abandoned();
+        }
+        hi = hi.min(self.capacity);
+        lo = lo.min(hi);
+        assert!(
+            (lo..=hi).contains(&len),
+            "len() is {len}, the model allows {lo}..={hi}; model {self:?}"
+        );
+        assert!(
+            !(empty && lo > 0) && !(!empty && hi == 0),
+            "is_empty() is {empty}, the model allows len {lo}..={hi}; model {self:?}"
+        );
+        assert!(
+            !(full && hi < self.capacity) && !(!full && lo >= self.capacity),
+            "is_full() is {full}, the model allows len {lo}..={hi} of {}; model {self:?}",
+            self.capacity
+        );
+    }
+}
+
+// ---- the run -----------------------------------------------------------------
+
+fn message(seq: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (8 * (i % 8))) as u8 ^ (i / 8) as u8)
+        .collect()
+}
+
+fn to_got(r: Result<Vec<u8>>) -> Got {
+    match r {
+        Ok(v) => Got::Msg(v),
+        Err(e) => err_got(e),
+    }
+}
+
+fn err_got(e: Error) -> Got {
+    match e {
+        Error::Empty => Got::Empty,
+        Error::Timeout => Got::Timeout,
+        Error::Closed => Got::Closed,
+        Error::BufferTooSmall { needed } => Got::TooSmall(needed),
+        e => Got::Other(e.to_string()),
+    }
+}
+
+struct HeldPut<'q> {
+    g: PutGrant<'q>,
+    id: u64,
+    /// The handle's max_message (for the dirty-mode bound).
+    data: Vec<u8>,
+}
+
+struct HeldRef<'q> {
+    g: GetGrant<'q>,
+    max: usize,
+    expect: Option<Vec<u8>>,
+}
+
+/// One handle and what it validated at attach.
+struct Handle<'q> {
+    q: RawQueue<'q>,
+    capacity: usize,
+    max: usize,
+}
+
+impl<'q> Handle<'q> {
+    fn new(q: RawQueue<'q>) -> Handle<'q> {
+        let (capacity, max) = (q.capacity(), q.max_message());
+        Handle { q, capacity, max }
+    }
+
+    /// What holds for any bytes.
+    fn check_invariants(&self) {
+        assert_eq!(
+            self.q.capacity(),
+            self.capacity,
+            "capacity() changed after attach"
+        );
+        assert_eq!(
+            self.q.max_message(),
+            self.max,
+            "max_message() changed after attach"
+        );
+        let len = self.q.len();
+        assert!(
+            len <= self.capacity,
+            "len() {len} exceeds capacity {}",
+            self.capacity
+        );
+    }
+}
+
+struct Run<'r> {
+    region: &'r Region,
+    /// Slot count and stride, for targeted edits.
+    slots: Option<(usize, usize)>,
+    clean: bool,
+    budget_us: u64,
+    seq: u64,
+}
+
+impl Run<'_> {
+    /// Applies an edit; marks the run dirty if it changed anything outside
+    /// the configuration words (or anything at all when `config_ok` is
+    /// false).
+    /// Returns whether it changed bytes, all of them configuration words.
+    fn edit(&mut self, e: Edit, config_ok: bool) -> bool {
+        let len = self.region.len();
+        let g = geometry();
+        let word = |i: usize| -> Option<(usize, usize)> {
+            let words = len / 8;
+            (words > 0).then(|| ((i % words) * 8, 8))
+        };
+        let slot = |i: usize, off: usize, w: usize| -> Option<(usize, usize)> {
+            let (slots, stride) = self.slots?;
+            let at = g.ctl_size + (i % slots) * stride + off;
+            (at + w <= len).then_some((at, w))
+        };
+        let at = match e.target {
+            Target::Byte(i) => (len > 0).then(|| (usize::from(i) % len, 1)),
+            Target::Word(i) => word(usize::from(i)),
+            Target::Config(i) if !g.config.is_empty() => {
+                Some((g.config[usize::from(i) % g.config.len()], 8))
+            }
+            Target::Config(i) | Target::Ctl(i) => word(usize::from(i) % (g.ctl_size / 8)),
+            Target::SlotState(i) => slot(usize::from(i), 0, 8),
+            Target::SlotLen(i) => slot(usize::from(i), 8, 4),
+            Target::Head => g.head_at.map(|a| (a, 8)),
+            Target::Tail => g.tail_at.map(|a| (a, 8)),
+        };
+        let Some((at, w)) = at.filter(|&(a, w)| a + w <= len) else {
+            return false;
+        };
+        let old = self.region.read(at, w);
+        let v = match e.val {
+            Val::Set(v) => v,
+            Val::Add(d) => old.wrapping_add(d as i64 as u64),
+            Val::Xor(b) => old ^ (1u64 << (b % (8 * w as u8))),
+            Val::Copy(i) => match word(usize::from(i)) {
+                Some((from, _)) => self.region.read(from, 8),
+                None => return false,
+            },
+        };
+        let mut changed = self.region.write(at, w, v);
+        if lenient().small_indices {
+            for idx in [g.head_at, g.tail_at].into_iter().flatten() {
+                if at < idx + 8 && idx < at + w && idx + 8 <= len {
+                    let x = self.region.read(idx, 8);
+                    self.region.write(idx, 8, x & ((1 << 62) - 1));
+                    changed = true;
+                }
+            }
+        }
+        let config = in_config(at, w);
+        if changed && !(config_ok && config) {
+            self.clean = false;
+        }
+        changed && config
+    }
+
+    fn timeout(&mut self, us: u16) -> Duration {
+        let t = u64::from(us % 2001).min(self.budget_us);
+        self.budget_us -= t;
+        Duration::from_micros(t)
+    }
+
+    fn next_message(&mut self, len: usize) -> Vec<u8> {
+        self.seq += 1;
+        message(self.seq, len)
+    }
+}
+
+fn check_timeout<T: std::fmt::Debug>(r: &Result<T>, start: Instant, t: Duration, what: &str) {
+    if let Err(Error::Timeout) = r {
+        let e = start.elapsed();
+        assert!(e >= t, "{what}: Timeout after {e:?}, before its {t:?}");
+    }
+}
+
+fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, ops: &[Op]) {
+    let mut model = Model {
+        entries: VecDeque::new(),
+        held_refs: 0,
+        closed: a.q.is_closed(),
+        capacity: a.capacity,
+        max: a.max,
+    };
+    if let Some(b) = b {
+        if (b.capacity, b.max) != (a.capacity, a.max) {
+            run.clean = false;
+        }
+    }
+    // A clean run starts from a fresh queue, so it is empty.
+    let mut puts: Vec<HeldPut<'q>> = Vec::new();
+    let mut refs: Vec<HeldRef<'q>> = Vec::new();
+    let mut next_id = 0u64;
+    let pick = |use_b: bool| -> &'q Handle<'q> {
+        match (use_b, b) {
+            (true, Some(b)) => b,
+            _ => a,
+        }
+    };
+
+    for op in ops.iter().take(MAX_OPS) {
+        match *op {
+            Op::TryPut { b, len } | Op::PutTimeout { b, len, .. } => {
+                let h = pick(b);
+                let len = usize::from(len) % (h.max + 3);
+                let msg = run.next_message(len);
+                let (r, timed) = match *op {
+                    Op::PutTimeout { us, .. } => {
+                        let t = run.timeout(us);
+                        let start = Instant::now();
+                        let r = h.q.put_timeout(&msg, t);
+                        check_timeout(&r, start, t, "put_timeout");
+                        (r, true)
+                    }
+                    _ => (h.q.try_put(&msg), false),
+                };
+                if let Err(Error::MessageTooLarge { max, .. }) = &r {
+                    assert_eq!(*max, h.max, "MessageTooLarge names another maximum");
+                    assert!(len > h.max, "MessageTooLarge for {len} <= {}", h.max);
+                }
+                if run.clean && model.check_put(len, &r, timed, "put") {
+                    model.entries.push_back(Entry::Committed(msg));
+                }
+            }
+            Op::TryGet { b } | Op::GetTimeout { b, .. } => {
+                let h = pick(b);
+                let (r, timed) = match *op {
+                    Op::GetTimeout { us, .. } => {
+                        let t = run.timeout(us);
+                        let start = Instant::now();
+                        let r = h.q.get_timeout(t);
+                        check_timeout(&r, start, t, "get_timeout");
+                        (r, true)
+                    }
+                    _ => (h.q.try_get(), false),
+                };
+                if let Ok(v) = &r {
+                    assert!(
+                        v.len() <= h.max,
+                        "a get returned {} bytes, max_message {}",
+                        v.len(),
+                        h.max
+                    );
+                }
+                if run.clean {
+                    model.check_get(&to_got(r), None, timed, "get");
+                }
+            }
+            Op::GetInto { .. } => {
+                // RawQueue has no public get_into yet (Queue's goes through
+                // a pub(crate) method); nothing to call.
+            }
+            Op::Reserve { b, len } => {
+                let h = pick(b);
+                let len = usize::from(len) % (h.max + 3);
+                let r = h.q.try_reserve(len);
+                let unit = r.as_ref().map(|_| ()).map_err(clone_err);
+                if let Err(Error::MessageTooLarge { max, .. }) = &r {
+                    assert_eq!(*max, h.max, "MessageTooLarge names another maximum");
+                }
+                let ok = run.clean && model.check_put(len, &unit, false, "try_reserve");
+                if let Ok(mut g) = r {
+                    assert_eq!(g.len(), len, "a grant of {} bytes for {len}", g.len());
+                    let data = run.next_message(len);
+                    g.copy_from_slice(&data);
+                    next_id += 1;
+                    if ok {
+                        model.entries.push_back(Entry::Reserved(next_id));
+                    }
+                    puts.push(HeldPut {
+                        g,
+                        id: next_id,
+                        data,
+                    });
+                }
+            }
+            Op::Commit { i } | Op::CommitLen { i, .. } | Op::Abandon { i } => {
+                if puts.is_empty() {
+                    continue;
+                }
+                let p = puts.remove(usize::from(i) % puts.len());
+                let pos = model.reserved_at(p.id);
+                let mut op = *op;
+                if matches!(op, Op::Abandon { .. }) && !may_abandon(run, pos) {
+                    op = Op::Commit { i: 0 };
+                }
+                let sent = match op {
+                    Op::Commit { .. } => {
+                        p.g.commit();
+                        Some(p.data)
+                    }
+                    Op::CommitLen { len, .. } => {
+                        let n = usize::from(len).min(p.data.len());
+                        p.g.commit_len(usize::from(len));
+                        Some(p.data[..n].to_vec())
+                    }
+                    _ => {
+                        drop(p.g);
+                        None
+                    }
+                };
+                match (pos, sent) {
+                    (Some(pos), Some(m)) => model.entries[pos] = Entry::Committed(m),
+                    (Some(_), None) => model.abandon(p.id),
+                    (None, _) => {}
+                }
+            }
+            Op::GetRef { b } => {
+                let h = pick(b);
+                let r = h.q.try_get_ref();
+                let got = match &r {
+                    Ok(g) => {
+                        assert!(
+                            g.len() <= h.max,
+                            "a GetGrant of {} bytes, max_message {}",
+                            g.len(),
+                            h.max
+                        );
+                        Got::Msg(g.to_vec())
+                    }
+                    Err(e) => err_got(clone_err(e)),
+                };
+                if run.clean {
+                    model.check_get(&got, None, false, "try_get_ref");
+                }
+                if let Ok(g) = r {
+                    let expect = match (run.clean, got) {
+                        (true, Got::Msg(m)) => {
+                            model.held_refs += 1;
+                            Some(m)
+                        }
+                        _ => None,
+                    };
+                    refs.push(HeldRef {
+                        g,
+                        max: h.max,
+                        expect,
+                    });
+                }
+            }
+            Op::DropRef { i } => {
+                if refs.is_empty() {
+                    continue;
+                }
+                let r = refs.remove(usize::from(i) % refs.len());
+                drop_ref(run, &mut model, r);
+            }
+            Op::Close { b } => {
+                pick(b).q.close();
+                model.closed = true;
+            }
+            Op::Query { b } => {
+                let h = pick(b);
+                let (len, empty, full, closed) =
+                    (h.q.len(), h.q.is_empty(), h.q.is_full(), h.q.is_closed());
+                if run.clean {
+                    model.check_counts(len, empty, full);
+                    assert_eq!(closed, model.closed, "is_closed()");
+                }
+            }
+            Op::Scribble(e) => {
+                run.edit(e, true);
+            }
+        }
+        a.check_invariants();
+        if let Some(b) = b {
+            b.check_invariants();
+        }
+        if run.clean {
+            for p in &puts {
+                assert_eq!(&*p.g, &p.data[..], "a reservation's bytes changed");
+            }
+        }
+    }
+
+    // Give everything back, then drain: what is left must come out in order,
+    // and the queue must then take and give a message again.
+    let was_clean = run.clean;
+    for p in puts.drain(..) {
+        let pos = model.reserved_at(p.id);
+        if may_abandon(run, pos) {
+            drop(p.g);
+            model.abandon(p.id);
+        } else {
+            p.g.commit();
+            if let Some(pos) = pos {
+                model.entries[pos] = Entry::Committed(p.data);
+            }
+        }
+    }
+    for r in refs.drain(..) {
+        drop_ref(run, &mut model, r);
+    }
+    let limit = a.capacity + 4;
+    for _ in 0..limit {
+        let r = a.q.try_get();
+        let stop = !matches!(r, Ok(_));
+        if let Ok(v) = &r {
+            assert!(v.len() <= a.max);
+        }
+        if was_clean {
+            model.check_get(&to_got(r), None, false, "drain: try_get");
+        }
+        if stop {
+            break;
+        }
+    }
+    if was_clean {
+        assert_eq!(
+            model.committed(),
+            0,
+            "drain left messages behind; model {model:?}"
+        );
+        model.check_counts(a.q.len(), a.q.is_empty(), a.q.is_full());
+        if !model.closed {
+            let msg = run.next_message(a.max.min(3));
+            let r = a.q.try_put(&msg);
+            assert!(r.is_ok(), "drained queue: try_put says {r:?}");
+            let got = b.unwrap_or(a).q.try_get();
+            assert_eq!(
+                got.ok().as_deref(),
+                Some(&msg[..]),
+                "drained queue: the next message is lost"
+            );
+        }
+    }
+}
+
+/// Whether a reservation at model index `pos` may be dropped uncommitted
+/// (see `Lenient::abandon_at_head_only`).
+fn may_abandon(run: &Run<'_>, pos: Option<usize>) -> bool {
+    !lenient().abandon_at_head_only || !run.clean || pos == Some(0)
+}
+
+fn drop_ref(run: &Run<'_>, model: &mut Model, r: HeldRef<'_>) {
+    assert!(r.g.len() <= r.max);
+    // Touch every byte (ASan checks the bounds).
+    let _sum: u64 = r.g.iter().map(|&x| u64::from(x)).sum();
+    if let Some(m) = &r.expect {
+        if run.clean {
+            assert_eq!(&*r.g, &m[..], "a held GetGrant's bytes changed");
+        }
+        model.held_refs -= 1;
+    }
+    drop(r.g);
+}
+
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::Full => Error::Full,
+        Error::Empty => Error::Empty,
+        Error::Timeout => Error::Timeout,
+        Error::Closed => Error::Closed,
+        Error::MessageTooLarge { len, max } => Error::MessageTooLarge {
+            len: *len,
+            max: *max,
+        },
+        Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed: *needed },
+        e => Error::InvalidArgument(format!("(other) {e}")),
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let _ = geometry();
+    match input.mode {
+        Mode::Init {
+            capacity,
+            max_message,
+            slack,
+            pre,
+            mid,
+        } => {
+            let layout = QueueLayout {
+                capacity: usize::from(capacity % 9) + 1,
+                max_message: usize::from(max_message % 100),
+            };
+            let need = RawQueue::required_size(&layout).expect("small layouts fit");
+            let region = Region::new(need + usize::from(slack % 129));
+            // SAFETY: the region is ours, 64-aligned, long enough, outlives
+            // every handle (declared before them) and is used only through
+            // handles and `Region::write` between calls.
+            drop(unsafe { RawQueue::init_in(region.ptr, region.len(), &layout) }.expect("init_in"));
+            let mut run = Run {
+                region: &region,
+                slots: slot_geometry(&region),
+                clean: true,
+                budget_us: TIMEOUT_BUDGET_US,
+                seq: 0,
+            };
+            for e in pre.iter().take(16) {
+                run.edit(*e, false);
+            }
+            // SAFETY: as above.
+            let a = match unsafe { RawQueue::attach(region.ptr, region.len()) } {
+                Ok(q) => Handle::new(q),
+                Err(e) => {
+                    assert!(!run.clean, "attach over a fresh queue failed: {e}");
+                    return;
+                }
+            };
+            let mut mid_touched_config = false;
+            for e in mid.iter().take(16) {
+                // Config-only edits keep A clean; B must then not attach
+                // with another configuration.
+                mid_touched_config |= run.edit(*e, true);
+            }
+            // SAFETY: as above.
+            let b = unsafe { RawQueue::attach(region.ptr, region.len()) }
+                .ok()
+                .map(Handle::new);
+            if b.is_none() {
+                assert!(
+                    !run.clean || mid_touched_config,
+                    "a second attach over a clean queue failed"
+                );
+            } else if mid_touched_config {
+                run.clean = false;
+            }
+            if run.clean {
+                assert_eq!((a.capacity, a.max), (layout.capacity, layout.max_message));
+            }
+            run_ops(&mut run, &a, b.as_ref(), &input.ops);
+        }
+        Mode::Raw {
+            len,
+            offset,
+            fill,
+            edits,
+        } => {
+            let len = usize::from(len) % 8192;
+            let offset = usize::from(offset % 64).min(len);
+            let region = Region::new(len);
+            if !fill.is_empty() {
+                for i in 0..len {
+                    region.write(i, 1, u64::from(fill[i % fill.len()]));
+                }
+            }
+            let mut run = Run {
+                region: &region,
+                slots: slot_geometry(&region),
+                clean: false,
+                budget_us: TIMEOUT_BUDGET_US,
+                seq: 0,
+            };
+            for e in edits.iter().take(16) {
+                run.edit(*e, false);
+            }
+            // SAFETY: `offset <= len`: the sub-region lies in the region, which
+            // outlives the handles and is used only through them and edits.
+            let p = unsafe { region.ptr.add(offset) };
+            let n = len - offset;
+            // SAFETY: as above.
+            let a = unsafe { RawQueue::attach(p, n) };
+            if offset % 64 != 0 {
+                assert!(a.is_err(), "attach at a misaligned address succeeded");
+                return;
+            }
+            let Ok(a) = a else { return };
+            let a = Handle::new(a);
+            // SAFETY: as above.
+            let b = unsafe { RawQueue::attach(p, n) }.ok().map(Handle::new);
+            run.slots = slot_geometry(&region);
+            run_ops(&mut run, &a, b.as_ref(), &input.ops);
+        }
+    }
+});
