@@ -136,7 +136,7 @@ fn reserve_and_hold(args: &[String]) {
     g.copy_from_slice(b"msg");
     reserved.set();
     commit.wait().unwrap();
-    g.commit();
+    g.commit().unwrap();
 }
 
 /// args: queue, timed-out event. Out of descriptors, waits for a message

@@ -147,7 +147,7 @@ fn producer(args: &[String]) {
             },
             4 => q.reserve(len).map(|mut g| {
                 g.copy_from_slice(m);
-                g.commit();
+                g.commit().unwrap();
             }),
             _ => q.reserve(len).map(|mut g| {
                 // Half written, then held: a kill here abandons the grant.
@@ -156,7 +156,7 @@ fn producer(args: &[String]) {
                 hold(&mut rng);
                 g[len / 2..].copy_from_slice(&m[len / 2..]);
                 w.set(base + P_HOLDING, 0);
-                g.commit();
+                g.commit().unwrap();
             }),
         };
         match r {
@@ -532,9 +532,6 @@ fn run_trials(
 }
 
 #[test]
-#[ignore = "fails on current core: about 1 trial in 110 (release), after SIGKILLs the \
-            drained queue (len 0) answers try_put with Full (issue 14 defects 1/2b/15); \
-            e.g. SHMKIT_TORTURE_SEED=1796205900558014916 SHMKIT_TORTURE_TRIAL=122"]
 fn queue_sigkill_torture() {
     let _w = watchdog(Duration::from_secs(3_600 * 4));
     let t0 = Instant::now();
@@ -592,7 +589,7 @@ fn forked_producer(q: &Queue, w: &Words, hold_at: u32, seed: u64) -> ! {
         } else {
             q.reserve(len).map(|mut g| {
                 g.copy_from_slice(m);
-                g.commit();
+                g.commit().unwrap();
             })
         };
         if r.is_err() {
@@ -740,8 +737,6 @@ fn forker(args: &[String]) {
 }
 
 #[test]
-#[ignore = "fails on current core: a forked child killed mid-put wedges the queue while \
-            the parent lives (issue 14 defect 6)"]
 fn queue_fork_inherited_handle_killed_mid_put() {
     let trials = count_from_env("SHMKIT_TORTURE_TRIALS", 40);
     let seed = seed_from_env("SHMKIT_TORTURE_SEED", "queue_fork_inherited_handle");
@@ -813,7 +808,7 @@ fn stranger(args: &[String]) {
         g.copy_from_slice(b"BBBBBBBB");
         w.set(R_B_HOLDS, 1);
         poll_word(&w, R_B_COMMIT);
-        g.commit();
+        g.commit().unwrap();
         w.set(R_B_COMMITTED, 1);
         poll_word(&w, R_B_EXIT);
     } else {
@@ -961,8 +956,6 @@ fn pid_reuse_rest(
 }
 
 #[test]
-#[ignore = "fails on current core: a dead claim whose pid is reused by a live process (shmkit user or not) \
-            wedges the queue (issue 14 defect 7)"]
 fn queue_reused_pid_stale_claim_recovered() {
     let _w = watchdog(Duration::from_secs(3_600 * 4));
     let t0 = Instant::now();

@@ -399,6 +399,29 @@ fn parse_stat(stat: &[u8]) -> Option<(u8, u64)> {
     Some((state.as_bytes()[0], start))
 }
 
+/// The pidfs inode number of process `pid` (Linux 6.9 and later give every
+/// process its own, never reused while the system runs), or `None` when it
+/// cannot be read: no such process, no pidfd_open(2), or any other error.
+/// On older kernels every pidfd has the same inode, so equal numbers say
+/// nothing there; only different numbers tell two processes apart.
+pub(crate) fn pidfs_ino(pid: u32) -> Option<u64> {
+    let pid = libc::pid_t::try_from(pid).ok().filter(|&p| p > 0)?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open for this call; `st` is writable.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.st_ino as u64)
+}
+
 /// Fresh random bytes from the kernel, for unique names.
 pub(crate) fn random_u64() -> u64 {
     let mut buf = [0u8; 8];

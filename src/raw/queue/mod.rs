@@ -179,6 +179,8 @@ pub(crate) struct QueueCtl {
     not_full: Line<Notify>,
     /// Participants: a process's [`TaskStamp`](crate::sync::TaskStamp), or 0.
     procs: [AtomicU64; PROCS],
+    /// Each participant's process token (its pidfs inode), or 0 if unknown.
+    tokens: [AtomicU64; PROCS],
 }
 
 /// The header of each slot; the message bytes follow it.
@@ -205,6 +207,7 @@ impl QueueCtl {
             not_empty: Line(Notify::new()),
             not_full: Line(Notify::new()),
             procs: std::array::from_fn(|_| AtomicU64::new(0)),
+            tokens: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -672,9 +675,11 @@ impl<'a> RawQueue<'a> {
             match (kind, d) {
                 (0, 0) if s == p40(t) => {
                     let mine = claim(WRITING | if long { LONG } else { 0 }, who, t);
+                    // SYNC POINT: AcqRel: whoever sees our claim also sees
+                    // our participant entry's token (stored before).
                     if hdr
                         .state
-                        .compare_exchange(s, mine, Ordering::Acquire, Ordering::Relaxed)
+                        .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
                         self.help_tail(t);
@@ -969,9 +974,11 @@ impl<'a> RawQueue<'a> {
                         }
                     }
                     let mine = claim(READING | if long { LONG } else { 0 }, who, h);
+                    // SYNC POINT: AcqRel: whoever sees our claim also sees
+                    // our participant entry's token (stored before).
                     if hdr
                         .state
-                        .compare_exchange(s, mine, Ordering::Acquire, Ordering::Relaxed)
+                        .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
                         let _ = ctl.head.0.compare_exchange(

@@ -123,18 +123,20 @@ impl RawQueue<'_> {
                 && e.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
+                self.set_token(i, me);
                 return Ok(i as u32);
             }
         }
         for (i, e) in procs.iter().enumerate() {
             let cur = e.load(Ordering::Acquire);
             if cur != 0
-                && !stamp_alive(cur)
+                && !self.entry_alive(i, cur)
                 && e.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 // Every claim naming entry i now is the dead process's: we
                 // have made none yet.
+                self.set_token(i, me);
                 self.recover_all_of(i as u32);
                 return Ok(i as u32);
             }
@@ -172,14 +174,39 @@ impl RawQueue<'_> {
         }
     }
 
+    /// Records the token of the process `me` that now holds entry `i`.
+    fn set_token(&self, i: usize, me: u64) {
+        let token = sync::process_token(TaskStamp(me).tid()).unwrap_or(0);
+        self.ctl.tokens[i].store(token, Ordering::Release);
+    }
+
     /// Whether participant `who` (an index from a claim) is alive, or may be.
     fn participant_alive(&self, who: u32) -> bool {
         match self.ctl.procs.get(who as usize) {
             Some(e) => {
                 let v = e.load(Ordering::Acquire);
-                v != 0 && stamp_alive(v)
+                v != 0 && self.entry_alive(who as usize, v)
             }
             None => false,
+        }
+    }
+
+    /// Whether the process of entry `i`, which holds stamp `v`, may be
+    /// alive: its pid runs with its start time, and, where both are known,
+    /// with its token. The token tells apart a process that reused the pid
+    /// within the same clock tick of start time (10 ms), which the start
+    /// time cannot.
+    fn entry_alive(&self, i: usize, v: u64) -> bool {
+        if !stamp_alive(v) {
+            return false;
+        }
+        let recorded = self.ctl.tokens[i].load(Ordering::Acquire);
+        if recorded == 0 {
+            return true;
+        }
+        match sync::process_token(TaskStamp(v).tid()) {
+            Some(now) => now == recorded,
+            None => true,
         }
     }
 
