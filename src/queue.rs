@@ -543,7 +543,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        let msg = self.get_ref()?;
+        // Decoded from a private copy: bytes in shared memory may change
+        // under a decoder while a hostile peer writes them.
+        let msg = self.get()?;
         bincode::deserialize(&msg)
             .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
     }
