@@ -8,7 +8,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
-use crate::raw::{Direction, PipeLayout, RawPipe};
+use crate::raw::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
 
@@ -398,12 +398,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
-        let pos = self.raw.reserve_until(len, Deadline::NEVER)?;
-        Ok(SendGrant {
-            end: &mut self.raw,
-            pos,
-            len,
-        })
+        self.raw.reserve_grant(len, Deadline::NEVER).map(SendGrant)
     }
 
     /// Receives the next message in place (zero-copy when it lies whole and
@@ -419,19 +414,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        let r = self.raw.recv_ref_until(Deadline::NEVER)?;
-        Ok(match r {
-            Ok((pos, len)) => RecvRef {
-                inner: RefInner::Ring {
-                    end: &mut self.raw,
-                    pos,
-                    len,
-                },
-            },
-            Err(v) => RecvRef {
-                inner: RefInner::Owned(v),
-            },
-        })
+        self.raw.recv_ref_grant(Deadline::NEVER).map(RecvRef)
     }
 
     /// Sends the bytes of a plain-data value.
@@ -587,11 +570,7 @@ impl PipeEnd {
 
 /// Room for one message in a pipe's ring, written in place; see
 /// [`PipeEnd::reserve`].
-pub struct SendGrant<'a> {
-    end: &'a mut RawPipe<'static>,
-    pos: u64,
-    len: usize,
-}
+pub struct SendGrant<'a>(RawSendGrant<'a, 'static>);
 
 impl SendGrant<'_> {
     /// Sends the message.
@@ -604,7 +583,7 @@ impl SendGrant<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn commit(self) {
-        self.end.commit(self.pos, self.len);
+        self.0.commit();
     }
 
     /// Sends only the first `len` bytes (at most the reserved length).
@@ -619,67 +598,37 @@ impl SendGrant<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn commit_len(self, len: usize) {
-        self.end.commit(self.pos, len.min(self.len));
+        self.0.commit_len(len);
     }
 }
 
 impl Deref for SendGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let (pos, len) = (self.pos, self.len);
-        // SAFETY: (pos, len) came from reserve_until on this end, and the
-        // grant borrows the end mutably, so nothing was sent since.
-        let s: &[u8] = unsafe { self.end.reserved_ptr(pos, len) };
-        s
+        &self.0
     }
 }
 
 impl DerefMut for SendGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let (pos, len) = (self.pos, self.len);
-        // SAFETY: as in `deref`.
-        unsafe { self.end.reserved_mut(pos, len) }
+        &mut self.0
     }
 }
 
 impl fmt::Debug for SendGrant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendGrant").field("len", &self.len).finish()
+        f.debug_struct("SendGrant").field("len", &self.len()).finish()
     }
 }
 
 /// A received message, in place in the ring when possible; consumed when
 /// dropped. See [`PipeEnd::recv_ref`].
-pub struct RecvRef<'a> {
-    inner: RefInner<'a>,
-}
-
-enum RefInner<'a> {
-    Ring {
-        end: &'a mut RawPipe<'static>,
-        pos: u64,
-        len: usize,
-    },
-    Owned(Vec<u8>),
-}
+pub struct RecvRef<'a>(RawRecvRef<'a, 'static>);
 
 impl Deref for RecvRef<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match &self.inner {
-            // SAFETY: (pos, len) came from recv_ref_until on this end, which
-            // we borrow mutably until we release it in drop.
-            RefInner::Ring { end, pos, len } => unsafe { end.in_ring(*pos, *len) },
-            RefInner::Owned(v) => v,
-        }
-    }
-}
-
-impl Drop for RecvRef<'_> {
-    fn drop(&mut self) {
-        if let RefInner::Ring { end, pos, len } = &mut self.inner {
-            end.release_in_ring(*pos, *len);
-        }
+        &self.0
     }
 }
 

@@ -35,6 +35,8 @@
 //! A peer that closed or died leaves its sent messages readable; after the
 //! last one, reads fail with [`Error::Disconnected`], and so do writes.
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
 use crate::raw::spin::AdaptiveSpin;
@@ -1071,6 +1073,178 @@ impl<'a> RawPipe<'a> {
         self.recv_until(Deadline::NEVER)
     }
 
+    /// Sends `msg`, waiting for room at most `timeout` ([`Error::Timeout`],
+    /// never earlier; `Duration::ZERO` does not wait). A message larger than
+    /// the ring, once its first bytes are in, is finished whatever the
+    /// timeout.
+    ///
+    /// # Errors
+    /// As [`send`](RawPipe::send), and [`Error::Timeout`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let _b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.send_timeout(&[1; 40], Duration::ZERO)?;
+    /// assert!(matches!(a.send_timeout(&[2; 40], Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(msg, Deadline::after(timeout))
+    }
+
+    /// Receives the next message, waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier; `Duration::ZERO` does not wait).
+    ///
+    /// # Errors
+    /// As [`recv`](RawPipe::recv), and [`Error::Timeout`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// assert!(matches!(b.recv_timeout(Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// a.send(b"x")?;
+    /// assert_eq!(b.recv_timeout(Duration::ZERO)?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_until(Deadline::after(timeout))
+    }
+
+    /// Receives the next message into `buf`, waiting at most `timeout`;
+    /// returns its length. A message longer than `buf` stays queued
+    /// ([`Error::BufferTooSmall`] says how long it is).
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](RawPipe::recv_timeout), and
+    /// [`Error::BufferTooSmall`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.send(b"hello")?;
+    /// let mut small = [0u8; 2];
+    /// assert!(matches!(b.recv_into_timeout(&mut small, Duration::ZERO), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(b.recv_into_timeout(&mut buf, Duration::ZERO)?, 5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_into_until(buf, Deadline::after(timeout))
+    }
+
+    /// Waits up to `timeout` for a message to be readable; never consumes
+    /// one. `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] when the peer is gone and nothing is left;
+    /// [`Error::Corrupted`]; [`Error::InvalidArgument`] on a send-only end.
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// assert!(!b.poll(Duration::ZERO)?);
+    /// a.send(b"")?;
+    /// assert!(b.poll(Duration::ZERO)?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
+        self.poll_until(Deadline::after(timeout))
+    }
+
+    /// Reserves room for a message of `len` bytes, to be written in place,
+    /// waiting for room at most `timeout`. The message must fit in the ring.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`]; [`Error::InvalidArgument`] for a message
+    /// larger than the ring or on a receive-only end;
+    /// [`Error::Disconnected`]; [`Error::Timeout`]; [`Error::Corrupted`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// let mut g = a.reserve_timeout(2, Duration::ZERO)?;
+    /// g.copy_from_slice(b"ok");
+    /// g.commit();
+    /// assert_eq!(&*b.recv_ref_timeout(Duration::ZERO)?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<RawSendGrant<'_, 'a>> {
+        self.reserve_grant(len, Deadline::after(timeout))
+    }
+
+    /// [`reserve_timeout`](RawPipe::reserve_timeout) without a timeout.
+    pub(crate) fn reserve_grant(&mut self, len: usize, deadline: Deadline) -> Result<RawSendGrant<'_, 'a>> {
+        let pos = self.reserve_until(len, deadline)?;
+        Ok(RawSendGrant { end: self, pos, len })
+    }
+
+    /// Receives the next message in place, waiting at most `timeout`
+    /// (zero-copy when it lies whole and contiguous in the ring; a wrapped
+    /// or streamed message is copied out). It is consumed when the returned
+    /// value drops.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](RawPipe::recv_timeout).
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.send(b"look")?;
+    /// assert_eq!(&*b.recv_ref_timeout(Duration::ZERO)?, b"look");
+    /// assert!(matches!(b.recv_ref_timeout(Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RawRecvRef<'_, 'a>> {
+        self.recv_ref_grant(Deadline::after(timeout))
+    }
+
+    pub(crate) fn recv_ref_grant(&mut self, deadline: Deadline) -> Result<RawRecvRef<'_, 'a>> {
+        Ok(match self.recv_ref_until(deadline)? {
+            Ok((pos, len)) => RawRecvRef {
+                inner: RefInner::Ring { end: self, pos, len },
+            },
+            Err(v) => RawRecvRef {
+                inner: RefInner::Owned(v),
+            },
+        })
+    }
+
     /// Marks this end closed and wakes the peer. Called on drop.
     pub(crate) fn close(&self) {
         self.ctl.ends[self.side].closed.store(1, Ordering::Release);
@@ -1082,7 +1256,21 @@ impl<'a> RawPipe<'a> {
 
     /// Whether the other end is gone (dropped, or its process died). Reads
     /// `/proc` at most now and then.
-    pub(crate) fn is_disconnected(&mut self) -> bool {
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// let b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// assert!(!a.is_disconnected());
+    /// drop(b);
+    /// assert!(a.is_disconnected());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_disconnected(&mut self) -> bool {
         self.peer_gone(true)
     }
 }
@@ -1090,6 +1278,119 @@ impl<'a> RawPipe<'a> {
 impl Drop for RawPipe<'_> {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Room for one message in a pipe's ring, written in place; see
+/// [`RawPipe::reserve_timeout`]. Dropping it sends nothing.
+pub struct RawSendGrant<'g, 'a> {
+    end: &'g mut RawPipe<'a>,
+    pos: u64,
+    len: usize,
+}
+
+impl RawSendGrant<'_, '_> {
+    /// Sends the message.
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.reserve_timeout(0, Duration::ZERO)?.commit();
+    /// assert_eq!(b.recv()?, b"");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit(self) {
+        self.end.commit(self.pos, self.len);
+    }
+
+    /// Sends only the first `len` bytes (at most the reserved length).
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// let mut g = a.reserve_timeout(10, Duration::ZERO)?;
+    /// g[..2].copy_from_slice(b"ok");
+    /// g.commit_len(2);
+    /// assert_eq!(b.recv()?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit_len(self, len: usize) {
+        self.end.commit(self.pos, len.min(self.len));
+    }
+}
+
+impl std::ops::Deref for RawSendGrant<'_, '_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: (pos, len) came from reserve_until on this end, and the
+        // grant borrows the end mutably, so nothing was sent since.
+        unsafe { self.end.reserved_ptr(self.pos, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for RawSendGrant<'_, '_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`.
+        unsafe { self.end.reserved_mut(self.pos, self.len) }
+    }
+}
+
+impl std::fmt::Debug for RawSendGrant<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSendGrant").field("len", &self.len).finish()
+    }
+}
+
+/// A received message, in place in the ring when possible; consumed when
+/// dropped. See [`RawPipe::recv_ref_timeout`].
+pub struct RawRecvRef<'g, 'a> {
+    inner: RefInner<'g, 'a>,
+}
+
+enum RefInner<'g, 'a> {
+    Ring {
+        end: &'g mut RawPipe<'a>,
+        pos: u64,
+        len: usize,
+    },
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for RawRecvRef<'_, '_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            // SAFETY: (pos, len) came from recv_ref_until on this end, which
+            // we borrow mutably until we release it in drop.
+            RefInner::Ring { end, pos, len } => unsafe { end.in_ring(*pos, *len) },
+            RefInner::Owned(v) => v,
+        }
+    }
+}
+
+impl Drop for RawRecvRef<'_, '_> {
+    fn drop(&mut self) {
+        if let RefInner::Ring { end, pos, len } = &mut self.inner {
+            end.release_in_ring(*pos, *len);
+        }
+    }
+}
+
+impl std::fmt::Debug for RawRecvRef<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRecvRef").field("len", &self.len()).finish()
     }
 }
 
