@@ -140,7 +140,7 @@ impl PipeBuilder {
         self
     }
 
-    /// The largest message (default 64 MiB, at most `u32::MAX`).
+    /// The largest message (default 64 MiB, at most `u32::MAX - 1`).
     ///
     /// ```
     /// let end = shmkit::Pipe::builder().max_message(10).create_unique()?;
@@ -229,6 +229,11 @@ impl PipeBuilder {
 /// lives, so none waits forever on a dead process.
 ///
 /// Transfers take `&mut self`: one end is used by one thread at a time.
+///
+/// An end belongs to the process that created or opened it. A child made
+/// by fork(2) inherits the value but not the end: there every call fails
+/// with [`Error::InvalidArgument`], and dropping it does not close the end,
+/// so the parent goes on using it. A forked child opens a pipe of its own.
 pub struct PipeEnd {
     // Declared before `seg`: dropped (and marked closed) first.
     raw: RawPipe<'static>,
@@ -552,7 +557,8 @@ impl PipeEnd {
     }
 
     /// Receives the next message and decodes it; one that does not decode
-    /// is consumed and reported as [`Error::InvalidArgument`].
+    /// is consumed and reported as [`Error::InvalidArgument`]. The value is
+    /// decoded from a private copy of the message, never from shared memory.
     ///
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
@@ -562,7 +568,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        let msg = self.recv_ref()?;
+        // Decoded from a private copy: bytes in the ring could be changed
+        // by a hostile process while the decoder reads them.
+        let msg = self.recv()?;
         bincode::deserialize(&msg)
             .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
     }
@@ -570,6 +578,12 @@ impl PipeEnd {
 
 /// Room for one message in a pipe's ring, written in place; see
 /// [`PipeEnd::reserve`].
+///
+/// The slice is the ring's shared memory, bounded once at reserve and
+/// always inside the ring. The peer does not touch it before commit; a
+/// hostile process mapping the pipe could read it early or change it while
+/// you write (the message sent is what the ring holds at commit), but can
+/// never make you touch memory outside the ring.
 pub struct SendGrant<'a>(RawSendGrant<'a, 'static>);
 
 impl SendGrant<'_> {
@@ -617,12 +631,21 @@ impl DerefMut for SendGrant<'_> {
 
 impl fmt::Debug for SendGrant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendGrant").field("len", &self.len()).finish()
+        f.debug_struct("SendGrant")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
 /// A received message, in place in the ring when possible; consumed when
 /// dropped. See [`PipeEnd::recv_ref`].
+///
+/// In place, the slice is the ring's shared memory, bounded once when the
+/// message was received and always inside the ring. A well-behaved writer
+/// does not touch it until this value drops; a hostile process mapping the
+/// pipe can change its bytes while you read them (two reads may differ), but
+/// can never make you read outside the ring. If the peer is not trusted,
+/// validate a copy ([`PipeEnd::recv`]), not the slice.
 pub struct RecvRef<'a>(RawRecvRef<'a, 'static>);
 
 impl Deref for RecvRef<'_> {

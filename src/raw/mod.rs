@@ -29,6 +29,7 @@ pub mod header;
 mod lock;
 pub(crate) mod notify;
 mod pipe;
+mod ring;
 mod queue;
 mod spin;
 
