@@ -59,13 +59,9 @@ fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 const CTL: usize = 704;
 const MAX_MESSAGE: usize = 8;
-const DIRECTION: usize = 16;
 const GUARD: usize = 4096;
 const GUARD_BYTE: u8 = 0xA5;
 
-fn end_stamp(e: usize) -> usize {
-    64 + 64 * e
-}
 fn tail(r: usize) -> usize {
     192 + 256 * r
 }
