@@ -8,7 +8,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
-use crate::raw::{Direction, PipeLayout, RawPipe};
+use crate::raw::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
 
@@ -140,7 +140,7 @@ impl PipeBuilder {
         self
     }
 
-    /// The largest message (default 64 MiB, at most `u32::MAX`).
+    /// The largest message (default 64 MiB, at most `u32::MAX - 1`).
     ///
     /// ```
     /// let end = shmkit::Pipe::builder().max_message(10).create_unique()?;
@@ -229,6 +229,11 @@ impl PipeBuilder {
 /// lives, so none waits forever on a dead process.
 ///
 /// Transfers take `&mut self`: one end is used by one thread at a time.
+///
+/// An end belongs to the process that created or opened it. A child made
+/// by fork(2) inherits the value but not the end: there every call fails
+/// with [`Error::InvalidArgument`], and dropping it does not close the end,
+/// so the parent goes on using it. A forked child opens a pipe of its own.
 pub struct PipeEnd {
     // Declared before `seg`: dropped (and marked closed) first.
     raw: RawPipe<'static>,
@@ -398,12 +403,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
-        let pos = self.raw.reserve_until(len, Deadline::NEVER)?;
-        Ok(SendGrant {
-            end: &mut self.raw,
-            pos,
-            len,
-        })
+        self.raw.reserve_grant(len, Deadline::NEVER).map(SendGrant)
     }
 
     /// Receives the next message in place (zero-copy when it lies whole and
@@ -419,19 +419,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        let r = self.raw.recv_ref_until(Deadline::NEVER)?;
-        Ok(match r {
-            Ok((pos, len)) => RecvRef {
-                inner: RefInner::Ring {
-                    end: &mut self.raw,
-                    pos,
-                    len,
-                },
-            },
-            Err(v) => RecvRef {
-                inner: RefInner::Owned(v),
-            },
-        })
+        self.raw.recv_ref_grant(Deadline::NEVER).map(RecvRef)
     }
 
     /// Sends the bytes of a plain-data value.
@@ -569,7 +557,8 @@ impl PipeEnd {
     }
 
     /// Receives the next message and decodes it; one that does not decode
-    /// is consumed and reported as [`Error::InvalidArgument`].
+    /// is consumed and reported as [`Error::InvalidArgument`]. The value is
+    /// decoded from a private copy of the message, never from shared memory.
     ///
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
@@ -579,7 +568,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        let msg = self.recv_ref()?;
+        // Decoded from a private copy: bytes in the ring could be changed
+        // by a hostile process while the decoder reads them.
+        let msg = self.recv()?;
         bincode::deserialize(&msg)
             .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
     }
@@ -587,11 +578,13 @@ impl PipeEnd {
 
 /// Room for one message in a pipe's ring, written in place; see
 /// [`PipeEnd::reserve`].
-pub struct SendGrant<'a> {
-    end: &'a mut RawPipe<'static>,
-    pos: u64,
-    len: usize,
-}
+///
+/// The slice is the ring's shared memory, bounded once at reserve and
+/// always inside the ring. The peer does not touch it before commit; a
+/// hostile process mapping the pipe could read it early or change it while
+/// you write (the message sent is what the ring holds at commit), but can
+/// never make you touch memory outside the ring.
+pub struct SendGrant<'a>(RawSendGrant<'a, 'static>);
 
 impl SendGrant<'_> {
     /// Sends the message.
@@ -604,7 +597,7 @@ impl SendGrant<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn commit(self) {
-        self.end.commit(self.pos, self.len);
+        self.0.commit();
     }
 
     /// Sends only the first `len` bytes (at most the reserved length).
@@ -619,67 +612,46 @@ impl SendGrant<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn commit_len(self, len: usize) {
-        self.end.commit(self.pos, len.min(self.len));
+        self.0.commit_len(len);
     }
 }
 
 impl Deref for SendGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let (pos, len) = (self.pos, self.len);
-        // SAFETY: (pos, len) came from reserve_until on this end, and the
-        // grant borrows the end mutably, so nothing was sent since.
-        let s: &[u8] = unsafe { self.end.reserved_ptr(pos, len) };
-        s
+        &self.0
     }
 }
 
 impl DerefMut for SendGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let (pos, len) = (self.pos, self.len);
-        // SAFETY: as in `deref`.
-        unsafe { self.end.reserved_mut(pos, len) }
+        &mut self.0
     }
 }
 
 impl fmt::Debug for SendGrant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendGrant").field("len", &self.len).finish()
+        f.debug_struct("SendGrant")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
 /// A received message, in place in the ring when possible; consumed when
 /// dropped. See [`PipeEnd::recv_ref`].
-pub struct RecvRef<'a> {
-    inner: RefInner<'a>,
-}
-
-enum RefInner<'a> {
-    Ring {
-        end: &'a mut RawPipe<'static>,
-        pos: u64,
-        len: usize,
-    },
-    Owned(Vec<u8>),
-}
+///
+/// In place, the slice is the ring's shared memory, bounded once when the
+/// message was received and always inside the ring. A well-behaved writer
+/// does not touch it until this value drops; a hostile process mapping the
+/// pipe can change its bytes while you read them (two reads may differ), but
+/// can never make you read outside the ring. If the peer is not trusted,
+/// validate a copy ([`PipeEnd::recv`]), not the slice.
+pub struct RecvRef<'a>(RawRecvRef<'a, 'static>);
 
 impl Deref for RecvRef<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match &self.inner {
-            // SAFETY: (pos, len) came from recv_ref_until on this end, which
-            // we borrow mutably until we release it in drop.
-            RefInner::Ring { end, pos, len } => unsafe { end.in_ring(*pos, *len) },
-            RefInner::Owned(v) => v,
-        }
-    }
-}
-
-impl Drop for RecvRef<'_> {
-    fn drop(&mut self) {
-        if let RefInner::Ring { end, pos, len } = &mut self.inner {
-            end.release_in_ring(*pos, *len);
-        }
+        &self.0
     }
 }
 

@@ -29,6 +29,7 @@ pub mod header;
 mod lock;
 pub(crate) mod notify;
 mod pipe;
+mod ring;
 mod queue;
 mod spin;
 
@@ -36,7 +37,7 @@ pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
 #[cfg(loom)]
 pub use pipe::model as pipe_model;
-pub use pipe::{Direction, PipeLayout, RawPipe};
+pub use pipe::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 #[cfg(loom)]
 pub use queue::model as queue_model;
 pub use queue::{GetGrant, PutGrant, QueueLayout, RawQueue};

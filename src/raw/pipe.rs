@@ -6,56 +6,36 @@
 //! A [`PipeCtl`] (configuration, one record per end, one control block per
 //! ring) followed by the ring buffers: ring 0 carries messages from end 0
 //! (the creator) to end 1, ring 1 the other way. A one-way pipe has one ring.
-//!
-//! # The ring
-//!
-//! `tail` (bytes ever written, by the writer) and `head` (bytes ever read,
-//! by the reader) are 64-bit counters on their own cache lines; the buffer
-//! is `capacity` bytes (a power of two), indexed modulo. Each side keeps a
-//! cached copy of the other's counter and reloads it only when it looks
-//! out of room or out of data, so a message costs one store of each counter
-//! and no cache-line ping-pong beyond them (the "cached indices" SPSC of
-//! Lamport, refined by Giacomoni et al.'s FastForward and by crossbeam's
-//! and rtrb's rings).
-//!
-//! A message is a 4-byte little-endian length, then the bytes. A message
-//! that fits in the ring is published with one `Release` store of `tail`
-//! once all its bytes are in, so the reader sees it whole or not at all.
-//! A larger one is streamed: the writer publishes as much as fits, waits
-//! for room, and goes on; the reader collects the pieces in a buffer of its
-//! own and delivers the message whole.
+//! The ring protocol and its checks are in [`ring`](super::ring).
 //!
 //! # Untrusted memory and dead peers
 //!
-//! Counters read from shared memory are checked: `tail - head` must be
-//! within `0..=capacity` and a length within `max_message`, else the read
-//! is [`Error::Corrupted`]. Each end records its process (pid and start
-//! time) and a `closed` flag; a blocked call wakes every
-//! `LIVENESS_INTERVAL` (20 ms) to look whether its peer still lives.
-//! A peer that closed or died leaves its sent messages readable; after the
-//! last one, reads fail with [`Error::Disconnected`], and so do writes.
+//! The configuration is read once at attach, checked against the region,
+//! and kept in the handle: later writes to it change nothing. Counters and
+//! lengths are checked as `ring` describes; a bad one is [`Error::Corrupted`].
+//! Each end records its process (pid and start time) and a `closed` flag; a
+//! blocked call wakes every `LIVENESS_INTERVAL` (20 ms) to look whether its
+//! peer still lives. A peer that closed or died leaves its sent messages
+//! readable; after the last one, reads fail with [`Error::Disconnected`],
+//! and so do writes.
+//!
+//! # Ownership and fork
+//!
+//! An end belongs to the process that attached it. A child created by
+//! fork(2) inherits the handle but not the end: every call there fails with
+//! [`Error::InvalidArgument`], a grant inherited there commits or releases
+//! nothing, and dropping the handle there does not close the end, so the
+//! parent goes on using it. (Handing the end over at the child's first use
+//! would leave the parent's copy working too, two writers on one SPSC ring;
+//! and the parent's drop of its copy would close the child's end.)
+
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
+use crate::raw::ring::{record_len, Out, RingCtl, Rx, Tx, LEN_BYTES, SKIP};
 use crate::raw::spin::AdaptiveSpin;
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, TaskStamp};
-
-/// The length prefix of every message.
-const LEN_BYTES: usize = 4;
-
-/// A length prefix that means "nothing more before the ring's start": written
-/// so that a message reserved in place is contiguous.
-const SKIP: u32 = u32::MAX;
-
-/// The stream bytes of a message of `len` bytes: prefix, bytes, padding to 4.
-fn record_len(len: usize) -> u64 {
-    (LEN_BYTES + len.div_ceil(4) * 4) as u64
-}
-
-/// One cache line of its own.
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-struct Line<T>(T);
 
 /// One end's record.
 #[repr(C, align(64))]
@@ -65,16 +45,6 @@ pub(crate) struct EndCtl {
     stamp: AtomicU64,
     /// Set when the holder drops its end.
     closed: AtomicU32,
-}
-
-/// One ring's counters and wake-ups.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub(crate) struct RingCtl {
-    tail: Line<AtomicU64>,
-    head: Line<AtomicU64>,
-    readable: Line<Notify>,
-    writable: Line<Notify>,
 }
 
 /// Which way a pipe carries messages.
@@ -145,7 +115,7 @@ pub struct PipeLayout {
     /// Bytes in each direction's ring (rounded up to a power of two, at
     /// least 64).
     pub capacity: usize,
-    /// The largest message, in bytes (at most `u32::MAX`).
+    /// The largest message, in bytes (at most `u32::MAX - 1`).
     pub max_message: usize,
     /// Which way messages go.
     pub direction: Direction,
@@ -159,11 +129,11 @@ impl PipeLayout {
                 self.capacity
             )));
         }
-        if self.max_message > u32::MAX as usize {
+        if self.max_message >= SKIP as usize {
             return Err(Error::InvalidArgument(format!(
                 "pipe max_message {} exceeds {}",
                 self.max_message,
-                u32::MAX
+                SKIP - 1
             )));
         }
         Ok(PipeLayout {
@@ -192,45 +162,37 @@ impl PipeLayout {
     }
 }
 
-/// The writing half of a ring, with its process-local cache.
+/// What an end knows of its peer, and how it waits for it.
 #[derive(Debug)]
-struct Tx {
-    ring: usize,
-    data: *mut u8,
-    tail: u64,
-    head_cache: u64,
-}
-
-/// The reading half of a ring, with its process-local cache and a message
-/// being streamed in.
-#[derive(Debug)]
-struct Rx {
-    ring: usize,
-    data: *mut u8,
-    head: u64,
-    tail_cache: u64,
-    /// A message larger than the ring, being collected: (bytes, expected).
-    partial: Option<(Vec<u8>, usize)>,
-}
-
-/// One end of a pipe in memory the caller manages. Build it with
-/// [`RawPipe::init_in`] (end 0) or [`RawPipe::attach`] (end 1).
-#[derive(Debug)]
-pub struct RawPipe<'a> {
-    ctl: &'a PipeCtl,
-    side: usize,
-    capacity: u64,
-    max_message: usize,
-    direction: Direction,
-    tx: Option<Tx>,
-    rx: Option<Rx>,
-    peer_gone: bool,
+struct Peer<'a> {
+    end: &'a EndCtl,
+    gone: bool,
     /// How long a wait spins before it sleeps.
     spin: AdaptiveSpin,
     /// When the peer's liveness was last read (monotonic nanoseconds).
     last_check: u64,
     /// Unforced liveness looks since the handle was made.
     looks: u32,
+}
+
+/// One end of a pipe in memory the caller manages. Build it with
+/// [`RawPipe::init_in`] (end 0) or [`RawPipe::attach`] (end 1).
+///
+/// An end belongs to the process that made it: in a child created by
+/// fork(2), every call fails with [`Error::InvalidArgument`] and dropping
+/// the handle leaves the end open for the parent.
+#[derive(Debug)]
+pub struct RawPipe<'a> {
+    ctl: &'a PipeCtl,
+    side: usize,
+    /// The pid of the process this end belongs to.
+    owner: u32,
+    capacity: u64,
+    max_message: usize,
+    direction: Direction,
+    tx: Option<Tx<'a>>,
+    rx: Option<Rx<'a>>,
+    peer: Peer<'a>,
 }
 
 // The handle is used by one thread at a time (`&mut self` for every
@@ -347,6 +309,7 @@ impl<'a> RawPipe<'a> {
         super::check_region::<PipeCtl>(ptr, len, "RawPipe")?;
         // SAFETY: aligned and large enough (checked); all atomics.
         let ctl = unsafe { &*ptr.cast::<PipeCtl>() };
+        // The configuration is read once, here, and checked against `len`.
         let capacity = ctl.capacity.load(Ordering::Relaxed);
         let max_message = ctl.max_message.load(Ordering::Relaxed);
         let bad = |what: String| Err(Error::corrupted("", format!("pipe configuration: {what}")));
@@ -356,7 +319,7 @@ impl<'a> RawPipe<'a> {
         if !capacity.is_power_of_two() || !(64..=1 << 40).contains(&capacity) {
             return bad(format!("capacity {capacity}"));
         }
-        if max_message > u64::from(u32::MAX) {
+        if max_message >= u64::from(SKIP) {
             return bad(format!("max_message {max_message}"));
         }
         let layout = PipeLayout {
@@ -368,6 +331,37 @@ impl<'a> RawPipe<'a> {
             Ok(n) if n <= len => {}
             _ => return bad(format!("rings of {capacity} bytes do not fit in {len}")),
         }
+        // Ring data follows the control block, in ring order, present rings only.
+        let mut offset = std::mem::size_of::<PipeCtl>();
+        let mut ring_data = [std::ptr::null_mut(); 2];
+        for (r, d) in ring_data.iter_mut().enumerate() {
+            if direction.has_ring(r) {
+                // SAFETY: layout.size() <= len (checked), so each present
+                // ring's bytes lie inside the region.
+                *d = unsafe { ptr.add(offset) };
+                offset += capacity as usize;
+            }
+        }
+        // The counters this end takes over, checked as at every reload,
+        // before the end is claimed (a refused attach claims nothing).
+        let (out_ring, in_ring) = (side, 1 - side);
+        let tx = match direction.has_ring(out_ring) {
+            true => Some(Tx::attach(
+                &ctl.rings[out_ring],
+                ring_data[out_ring],
+                capacity,
+            )?),
+            false => None,
+        };
+        let rx = match direction.has_ring(in_ring) {
+            true => Some(Rx::attach(
+                &ctl.rings[in_ring],
+                ring_data[in_ring],
+                capacity,
+                max_message as usize,
+            )?),
+            false => None,
+        };
         let me = sync::current_process();
         let end = &ctl.ends[side];
         if side == 0 {
@@ -389,49 +383,22 @@ impl<'a> RawPipe<'a> {
                 },
             );
         }
-        // Ring data follows the control block, in ring order, present rings only.
-        let mut offset = std::mem::size_of::<PipeCtl>();
-        let mut ring_data = [std::ptr::null_mut(); 2];
-        for (r, d) in ring_data.iter_mut().enumerate() {
-            if direction.has_ring(r) {
-                // SAFETY: layout.size() <= len (checked), so each present
-                // ring's bytes lie inside the region.
-                *d = unsafe { ptr.add(offset) };
-                offset += capacity as usize;
-            }
-        }
-        let (out_ring, in_ring) = (side, 1 - side);
-        let tx = direction.has_ring(out_ring).then(|| {
-            let tail = ctl.rings[out_ring].tail.0.load(Ordering::Acquire);
-            Tx {
-                ring: out_ring,
-                data: ring_data[out_ring],
-                tail,
-                head_cache: ctl.rings[out_ring].head.0.load(Ordering::Acquire),
-            }
-        });
-        let rx = direction.has_ring(in_ring).then(|| {
-            let head = ctl.rings[in_ring].head.0.load(Ordering::Acquire);
-            Rx {
-                ring: in_ring,
-                data: ring_data[in_ring],
-                head,
-                tail_cache: head,
-                partial: None,
-            }
-        });
         Ok(RawPipe {
             ctl,
             side,
+            owner: me.tid(),
             capacity,
             max_message: max_message as usize,
             direction,
             tx,
             rx,
-            peer_gone: false,
-            spin: AdaptiveSpin::new(),
-            last_check: 0,
-            looks: 0,
+            peer: Peer {
+                end: &ctl.ends[1 - side],
+                gone: false,
+                spin: AdaptiveSpin::new(),
+                last_check: 0,
+                looks: 0,
+            },
         })
     }
 
@@ -480,179 +447,42 @@ impl<'a> RawPipe<'a> {
         self.rx.is_some()
     }
 
-    // ---- peers ----------------------------------------------------------
+    // ---- ownership and peers ---------------------------------------------
 
-    /// Whether the other end is gone (closed, or its process died). Unless
-    /// `force`, the closed flag is read every time but the clock only every
-    /// 256th time, and `/proc` at most once per `LIVENESS_INTERVAL / 4`.
-    fn peer_gone(&mut self, force: bool) -> bool {
-        if self.peer_gone {
-            return true;
-        }
-        let peer = &self.ctl.ends[1 - self.side];
-        if peer.closed.load(Ordering::Acquire) != 0 {
-            self.peer_gone = true;
-            return true;
-        }
-        let stamp = TaskStamp(peer.stamp.load(Ordering::Acquire));
-        if stamp.0 == 0 {
-            // Not opened yet: nobody to be disconnected from.
-            return false;
-        }
-        if !force {
-            // Off the hot path: a clock read only every 256th look.
-            self.looks = self.looks.wrapping_add(1);
-            if self.looks % 256 != 0 {
-                return false;
-            }
-        }
-        let now = sync::now().as_nanos() as u64;
-        if !force
-            && now.saturating_sub(self.last_check) < (sync::LIVENESS_INTERVAL / 4).as_nanos() as u64
-        {
-            return false;
-        }
-        self.last_check = now;
-        if !sync::task_alive(stamp.tid(), Some(stamp)) {
-            self.peer_gone = true;
-        }
-        self.peer_gone
+    /// Whether the calling process is the one this end belongs to (not a
+    /// child forked since).
+    fn owned(&self) -> bool {
+        sync::current_process().tid() == self.owner
     }
 
-    /// Spins (adaptively), then sleeps on `notify` until `ready()` holds,
-    /// the deadline passes (`Timeout`) or the peer is gone (`Disconnected`).
-    fn wait(
-        &mut self,
-        readable: bool,
-        deadline: Deadline,
-        mut ready: impl FnMut(&mut Self) -> Result<bool>,
-    ) -> Result<()> {
-        // Spin first (adaptively, see `AdaptiveSpin`): a reply often comes
-        // within a microsecond.
-        let spin = std::mem::replace(&mut self.spin, AdaptiveSpin::new());
-        let got = spin.spin(|| match ready(self) {
-            Ok(false) => None,
-            r => Some(r),
-        });
-        self.spin = spin;
-        match got {
-            Some(Ok(_)) => return Ok(()),
-            Some(Err(e)) => return Err(e),
-            None => {}
+    fn check_owned(&self) -> Result<()> {
+        if self.owned() {
+            return Ok(());
         }
-        let mut force_check = false;
-        loop {
-            if self.peer_gone(force_check) {
-                // Last look: the peer may have sent before it went.
-                if ready(self)? {
-                    return Ok(());
-                }
-                return Err(Error::Disconnected);
-            }
-            let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
-            // We read ring `1 - side` and write ring `side`.
-            let ring = if readable { 1 - self.side } else { self.side };
-            let ctl = self.ctl;
-            let rc = &ctl.rings[ring];
-            let notify = if readable {
-                &rc.readable.0
-            } else {
-                &rc.writable.0
-            };
-            let mut r = Ok(false);
-            let peer = &ctl.ends[1 - self.side];
-            let woken = notify.sleep(until, || {
-                r = ready(self);
-                // A close that came before we set the sleepers bit must not
-                // be slept through (its wake-all is already spent).
-                !matches!(r, Ok(false)) || peer.closed.load(Ordering::Acquire) != 0
-            });
-            if r? {
-                return Ok(());
-            }
-            if ready(self)? {
-                return Ok(());
-            }
-            if !woken && is_deadline || deadline.expired() {
-                return Err(Error::Timeout);
-            }
-            force_check = !woken;
-        }
+        Err(Error::InvalidArgument(format!(
+            "this pipe end belongs to process {}; a forked child must open a pipe of its own",
+            self.owner
+        )))
     }
 
     // ---- send -----------------------------------------------------------
 
-    fn tx_free(&self, tx: &Tx) -> u64 {
-        self.capacity - (tx.tail - tx.head_cache)
-    }
-
-    /// Reloads the reader's counter; checks it.
-    fn refresh_head(&self, tx: &mut Tx) -> Result<()> {
-        let head = self.ctl.rings[tx.ring].head.0.load(Ordering::Acquire);
-        if tx.tail.wrapping_sub(head) > self.capacity {
-            return Err(Error::corrupted(
-                "",
-                format!(
-                    "pipe ring head {head} is not within a ring of tail {}",
-                    tx.tail
-                ),
-            ));
-        }
-        tx.head_cache = head;
-        Ok(())
-    }
-
-    /// Waits until the ring has `want` free bytes (deadline permitting).
-    fn room(&mut self, tx: &mut Tx, want: u64, deadline: Deadline) -> Result<()> {
-        if self.tx_free(tx) >= want {
-            return Ok(());
-        }
-        self.refresh_head(tx)?;
-        if self.tx_free(tx) >= want {
-            return Ok(());
-        }
-        self.wait(false, deadline, |me| {
-            me.refresh_head(tx)?;
-            Ok(me.tx_free(tx) >= want)
-        })
-    }
-
-    /// Copies `src` into the ring at stream position `pos`.
-    fn copy_in(&self, data: *mut u8, pos: u64, src: &[u8]) {
-        let cap = self.capacity as usize;
-        let at = (pos % self.capacity) as usize;
-        let first = src.len().min(cap - at);
-        // The caller checked that these bytes are free (not published to the
-        // reader, or already released by it), so nobody else touches them.
-        // SAFETY: `data` is this ring's `capacity` bytes; at + first <= cap,
-        // and the rest (src.len() <= cap) wraps to the start.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(at), first);
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), data, src.len() - first);
-        }
-    }
-
-    fn publish(&self, tx: &Tx) {
-        let rc = &self.ctl.rings[tx.ring];
-        // SYNC POINT: Release pairs with the reader's Acquire load of tail.
-        rc.tail.0.store(tx.tail, Ordering::Release);
-        rc.readable.0.notify();
-    }
-
-    fn take_tx(&mut self) -> Result<Tx> {
+    fn tx(&mut self) -> Result<&mut Tx<'a>> {
         self.tx
-            .take()
+            .as_mut()
             .ok_or_else(|| Error::InvalidArgument("this pipe end is receive-only".into()))
     }
 
     fn check_send(&mut self, len: usize) -> Result<()> {
+        self.check_owned()?;
         if len > self.max_message {
             return Err(Error::MessageTooLarge {
                 len,
                 max: self.max_message,
             });
         }
-        if self.peer_gone(false) {
+        self.tx()?;
+        if self.peer.gone(false) {
             return Err(Error::Disconnected);
         }
         Ok(())
@@ -663,44 +493,40 @@ impl<'a> RawPipe<'a> {
     /// whatever the deadline (a half-sent message cannot be taken back).
     pub(crate) fn send_until(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
         self.check_send(msg.len())?;
-        let mut tx = self.take_tx()?;
-        let r = self.send_inner(&mut tx, msg, deadline);
-        self.tx = Some(tx);
-        r
-    }
-
-    fn send_inner(&mut self, tx: &mut Tx, msg: &[u8], deadline: Deadline) -> Result<()> {
+        let (cap, peer) = (self.capacity, &mut self.peer);
+        let tx = self.tx.as_mut().expect("check_send checked");
         let header = (msg.len() as u32).to_le_bytes();
         let total = record_len(msg.len());
-        if total <= self.capacity {
+        if total <= cap {
             // Whole: wait for room for all of it, publish once.
-            self.room(tx, total, deadline)?;
-            self.copy_in(tx.data, tx.tail, &header);
-            self.copy_in(tx.data, tx.tail + LEN_BYTES as u64, msg);
-            tx.tail += total;
-            self.publish(tx);
+            room(peer, tx, total, deadline)?;
+            tx.write_at(0, &header)?;
+            tx.write_at(LEN_BYTES, msg)?;
+            tx.advance(total);
+            tx.publish();
             return Ok(());
         }
         // Streamed: the length first (the deadline holds until then), then
         // the bytes as room appears, then the padding.
-        self.room(tx, LEN_BYTES as u64, deadline)?;
-        self.copy_in(tx.data, tx.tail, &header);
-        tx.tail += LEN_BYTES as u64;
-        self.publish(tx);
+        room(peer, tx, LEN_BYTES, deadline)?;
+        tx.write_at(0, &header)?;
+        tx.advance(LEN_BYTES);
+        tx.publish();
         let mut sent = 0;
         while sent < msg.len() {
-            self.room(tx, 1, Deadline::NEVER)?;
-            let n = (self.tx_free(tx) as usize).min(msg.len() - sent);
-            self.copy_in(tx.data, tx.tail, &msg[sent..sent + n]);
-            tx.tail += n as u64;
+            room(peer, tx, 1, Deadline::NEVER)?;
+            // `free() <= cap`, so `n` fits in the ring.
+            let n = (tx.free() as usize).min(msg.len() - sent);
+            tx.write_at(0, &msg[sent..sent + n])?;
+            tx.advance(n as u64);
             sent += n;
-            self.publish(tx);
+            tx.publish();
         }
-        let pad = total - LEN_BYTES as u64 - msg.len() as u64;
+        let pad = total - LEN_BYTES - msg.len() as u64;
         if pad > 0 {
-            self.room(tx, pad, Deadline::NEVER)?;
-            tx.tail += pad;
-            self.publish(tx);
+            room(peer, tx, pad, Deadline::NEVER)?;
+            tx.advance(pad);
+            tx.publish();
         }
         Ok(())
     }
@@ -710,285 +536,98 @@ impl<'a> RawPipe<'a> {
     /// position of its first byte. The message must fit in the ring.
     pub(crate) fn reserve_until(&mut self, len: usize, deadline: Deadline) -> Result<u64> {
         self.check_send(len)?;
+        let cap = self.capacity;
         let total = record_len(len);
-        if total > self.capacity {
+        if total > cap {
             return Err(Error::InvalidArgument(format!(
-                "a message of {len} bytes does not fit in this pipe's {}-byte ring: send it by copy",
-                self.capacity
+                "a message of {len} bytes does not fit in this pipe's {cap}-byte ring: send it by copy",
             )));
         }
-        let mut tx = self.take_tx()?;
-        let r = (|| {
-            let at = tx.tail % self.capacity;
-            if at + total > self.capacity {
-                // Would wrap: pad to the ring's start with a skip record.
-                let skip = self.capacity - at;
-                self.room(&mut tx, skip, deadline)?;
-                self.copy_in(tx.data, tx.tail, &SKIP.to_le_bytes());
-                tx.tail += skip;
-                self.publish(&tx);
-            }
-            self.room(&mut tx, total, deadline)?;
-            Ok(tx.tail + LEN_BYTES as u64)
-        })();
-        self.tx = Some(tx);
-        r
+        let peer = &mut self.peer;
+        let tx = self.tx.as_mut().expect("check_send checked");
+        let at = tx.tail_offset();
+        if at + total > cap {
+            // Would wrap: pad to the ring's start with a skip record.
+            let skip = cap - at;
+            room(peer, tx, skip, deadline)?;
+            tx.write_at(0, &SKIP.to_le_bytes())?;
+            tx.advance(skip);
+            tx.publish();
+        }
+        room(peer, tx, total, deadline)?;
+        Ok(tx.tail().wrapping_add(LEN_BYTES))
     }
 
     /// The reserved bytes at stream position `pos` (from `reserve_until`).
-    ///
-    /// # Safety
-    /// `pos` and `len` must come from `reserve_until` on this end, with no
-    /// send or commit since.
-    pub(crate) unsafe fn reserved_mut(&mut self, pos: u64, len: usize) -> &mut [u8] {
+    pub(crate) fn reserved(&self, pos: u64, len: usize) -> (*mut u8, usize) {
         let tx = self.tx.as_ref().expect("reserve_until checked");
-        let at = (pos % self.capacity) as usize;
-        // SAFETY: reserve_until made `len` bytes at `at` contiguous and free,
-        // and nothing is published over them until commit.
-        unsafe { std::slice::from_raw_parts_mut(tx.data.add(at), len) }
+        tx.reserved(pos, len)
+            .expect("reserve_until made it contiguous")
     }
 
-    /// The reserved bytes at stream position `pos`, to read.
-    ///
-    /// # Safety
-    /// As for `reserved_mut`.
-    pub(crate) unsafe fn reserved_ptr(&self, pos: u64, len: usize) -> &[u8] {
-        let tx = self.tx.as_ref().expect("reserve_until checked");
-        let at = (pos % self.capacity) as usize;
-        // SAFETY: as in `reserved_mut`.
-        unsafe { std::slice::from_raw_parts(tx.data.add(at), len) }
-    }
-
-    /// Publishes the message of `len` bytes reserved at `pos`.
+    /// Publishes the message of `len` bytes reserved at `pos`. Does nothing
+    /// in a process the end does not belong to.
     pub(crate) fn commit(&mut self, pos: u64, len: usize) {
-        let mut tx = self.tx.take().expect("reserve_until checked");
-        debug_assert_eq!(pos, tx.tail + LEN_BYTES as u64);
-        self.copy_in(tx.data, tx.tail, &(len as u32).to_le_bytes());
-        tx.tail += record_len(len);
-        self.publish(&tx);
-        self.tx = Some(tx);
+        if !self.owned() {
+            return;
+        }
+        let tx = self.tx.as_mut().expect("reserve_until checked");
+        debug_assert_eq!(pos, tx.tail().wrapping_add(LEN_BYTES));
+        // A 4-byte write always fits in the ring.
+        let _ = tx.write_at(0, &(len as u32).to_le_bytes());
+        tx.advance(record_len(len));
+        tx.publish();
     }
 
     // ---- receive --------------------------------------------------------
 
-    fn rx_avail(&self, rx: &Rx) -> u64 {
-        rx.tail_cache - rx.head
-    }
-
-    fn refresh_tail(&self, rx: &mut Rx) -> Result<()> {
-        let tail = self.ctl.rings[rx.ring].tail.0.load(Ordering::Acquire);
-        if tail.wrapping_sub(rx.head) > self.capacity {
-            return Err(Error::corrupted(
-                "",
-                format!(
-                    "pipe ring tail {tail} is not within a ring of head {}",
-                    rx.head
-                ),
-            ));
+    fn check_recv(&self) -> Result<()> {
+        self.check_owned()?;
+        if self.rx.is_none() {
+            return Err(Error::InvalidArgument("this pipe end is send-only".into()));
         }
-        rx.tail_cache = tail;
         Ok(())
     }
 
-    /// Whether `n` bytes are readable, reloading the writer's counter if needed.
-    fn readable(&self, rx: &mut Rx, n: u64) -> Result<bool> {
-        if self.rx_avail(rx) >= n {
-            return Ok(true);
-        }
-        self.refresh_tail(rx)?;
-        Ok(self.rx_avail(rx) >= n)
-    }
-
-    fn copy_out(&self, data: *const u8, pos: u64, dst: &mut [u8]) {
-        let cap = self.capacity as usize;
-        let at = (pos % self.capacity) as usize;
-        let first = dst.len().min(cap - at);
-        // SAFETY: `data` is this ring's `capacity` bytes; the caller checked
-        // that these bytes were published (Acquire on tail) and not yet
-        // released (head), so the writer does not touch them.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.add(at), dst.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(data, dst.as_mut_ptr().add(first), dst.len() - first);
-        }
-    }
-
-    fn release(&self, rx: &Rx) {
-        let rc = &self.ctl.rings[rx.ring];
-        // SYNC POINT: Release pairs with the writer's Acquire load of head:
-        // our reads of these bytes happen before it overwrites them.
-        rc.head.0.store(rx.head, Ordering::Release);
-        rc.writable.0.notify();
-    }
-
-    fn take_rx(&mut self) -> Result<Rx> {
-        self.rx
-            .take()
-            .ok_or_else(|| Error::InvalidArgument("this pipe end is send-only".into()))
-    }
-
-    /// The length of the next message, without consuming it, once its
-    /// length prefix is readable (or it is being streamed in). Skip records
-    /// are consumed on the way.
-    fn peek_len(&self, rx: &mut Rx) -> Result<Option<usize>> {
-        if let Some(p) = &rx.partial {
-            return Ok(Some(p.1));
-        }
-        loop {
-            if !self.readable(rx, LEN_BYTES as u64)? {
+    /// Waits for the next whole message; checks its length, read once,
+    /// against `need` (the caller's buffer) before anything is consumed.
+    fn complete_until(&mut self, need: Option<usize>, deadline: Deadline) -> Result<usize> {
+        self.check_recv()?;
+        let rx = self.rx.as_mut().expect("check_recv checked");
+        let step = move |rx: &mut Rx<'_>| -> Result<Option<usize>> {
+            let Some(len) = rx.peek_len()? else {
                 return Ok(None);
-            }
-            let mut h = [0u8; LEN_BYTES];
-            self.copy_out(rx.data, rx.head, &mut h);
-            let len = u32::from_le_bytes(h);
-            if len == SKIP {
-                let skip = self.capacity - rx.head % self.capacity;
-                if skip % 4 != 0 || !self.readable(rx, skip)? {
-                    return if skip % 4 != 0 {
-                        Err(Error::corrupted("", "misaligned pipe record"))
-                    } else {
-                        Ok(None)
-                    };
-                }
-                rx.head += skip;
-                self.release(rx);
-                continue;
-            }
-            let len = len as usize;
-            if len > self.max_message {
-                return Err(Error::corrupted(
-                    "",
-                    format!(
-                        "pipe message length {len} exceeds the maximum {}",
-                        self.max_message
-                    ),
-                ));
-            }
-            return Ok(Some(len));
-        }
-    }
-
-    /// Tries to complete the next message: `Some(len)` when it is whole —
-    /// in `rx.partial` if streamed, else still in the ring after its prefix.
-    fn try_complete(&self, rx: &mut Rx) -> Result<Option<usize>> {
-        let Some(len) = self.peek_len(rx)? else {
-            return Ok(None);
-        };
-        let total = record_len(len);
-        if rx.partial.is_none() && total <= self.capacity {
-            return Ok(self.readable(rx, total)?.then_some(len));
-        }
-        // Streamed: take the prefix once, then whatever is there.
-        if rx.partial.is_none() {
-            rx.head += LEN_BYTES as u64;
-            self.release(rx);
-            rx.partial = Some((Vec::with_capacity(len), len));
-        }
-        loop {
-            let (data, head) = (rx.data, rx.head);
-            let p = rx.partial.as_mut().expect("set above");
-            let missing = p.1 - p.0.len();
-            if missing == 0 {
-                // The padding after the bytes.
-                let pad = total - LEN_BYTES as u64 - len as u64;
-                if !self.readable(rx, pad)? {
-                    return Ok(None);
-                }
-                rx.head += pad;
-                self.release(rx);
-                return Ok(Some(len));
-            }
-            let avail = (rx.tail_cache - head) as usize;
-            if avail == 0 {
-                if !self.readable(rx, 1)? {
-                    return Ok(None);
-                }
-                continue;
-            }
-            let n = avail.min(missing);
-            let old = p.0.len();
-            p.0.resize(old + n, 0);
-            self.copy_out(data, head, &mut p.0[old..]);
-            rx.head += n as u64;
-            self.release(rx);
-        }
-    }
-
-    /// Takes the completed message of `len` bytes (see `try_complete`).
-    fn take(&self, rx: &mut Rx, len: usize, out: Out<'_>) -> Option<Vec<u8>> {
-        if let Some((buf, _)) = rx.partial.take() {
-            return match out {
-                Out::Vec => Some(buf),
-                Out::Buf(dst) => {
-                    dst[..len].copy_from_slice(&buf);
-                    None
-                }
             };
-        }
-        let at = rx.head + LEN_BYTES as u64;
-        let r = match out {
-            Out::Vec => {
-                let mut v = vec![0u8; len];
-                self.copy_out(rx.data, at, &mut v);
-                Some(v)
+            if let Some(cap) = need {
+                if len > cap {
+                    return Err(Error::BufferTooSmall { needed: len });
+                }
             }
-            Out::Buf(dst) => {
-                self.copy_out(rx.data, at, &mut dst[..len]);
-                None
-            }
+            Ok(rx.try_complete(len)?.then_some(len))
         };
-        rx.head += record_len(len);
-        self.release(rx);
-        r
-    }
-
-    /// Waits for the next whole message; checks `need` (the caller's buffer)
-    /// before anything is consumed.
-    fn complete_until(
-        &mut self,
-        rx: &mut Rx,
-        need: Option<usize>,
-        deadline: Deadline,
-    ) -> Result<usize> {
-        let check = |len: usize| match need {
-            Some(cap) if len > cap => Err(Error::BufferTooSmall { needed: len }),
-            _ => Ok(()),
-        };
-        if let Some(len) = self.peek_len(rx)? {
-            check(len)?;
-        }
-        if let Some(len) = self.try_complete(rx)? {
+        if let Some(len) = step(rx)? {
             return Ok(len);
         }
         let mut got = None;
-        self.wait(true, deadline, |me| {
-            if let Some(len) = me.peek_len(rx)? {
-                check(len)?;
-            }
-            got = me.try_complete(rx)?;
+        let notify = &rx.ctl().readable.0;
+        self.peer.wait(notify, deadline, || {
+            got = step(rx)?;
             Ok(got.is_some())
         })?;
         Ok(got.expect("wait returns Ok only when complete"))
     }
 
     pub(crate) fn recv_until(&mut self, deadline: Deadline) -> Result<Vec<u8>> {
-        let mut rx = self.take_rx()?;
-        let r = self.complete_until(&mut rx, None, deadline).map(|len| {
-            self.take(&mut rx, len, Out::Vec)
-                .expect("Out::Vec gives a Vec")
-        });
-        self.rx = Some(rx);
-        r
+        let len = self.complete_until(None, deadline)?;
+        let rx = self.rx.as_mut().expect("complete_until checked");
+        Ok(rx.take(len, Out::Vec)?.expect("Out::Vec gives a Vec"))
     }
 
     pub(crate) fn recv_into_until(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
-        let mut rx = self.take_rx()?;
-        let r = self
-            .complete_until(&mut rx, Some(buf.len()), deadline)
-            .inspect(|&len| {
-                self.take(&mut rx, len, Out::Buf(buf));
-            });
-        self.rx = Some(rx);
-        r
+        let len = self.complete_until(Some(buf.len()), deadline)?;
+        let rx = self.rx.as_mut().expect("complete_until checked");
+        rx.take(len, Out::Buf(buf))?;
+        Ok(len)
     }
 
     /// Waits for the next whole message and leaves it in place: returns
@@ -999,58 +638,47 @@ impl<'a> RawPipe<'a> {
         &mut self,
         deadline: Deadline,
     ) -> Result<std::result::Result<(u64, usize), Vec<u8>>> {
-        let mut rx = self.take_rx()?;
-        let r = self.complete_until(&mut rx, None, deadline).map(|len| {
-            let at = rx.head + LEN_BYTES as u64;
-            if rx.partial.is_none() && (at % self.capacity) + len as u64 <= self.capacity {
-                Ok((at, len))
-            } else {
-                Err(self
-                    .take(&mut rx, len, Out::Vec)
-                    .expect("Out::Vec gives a Vec"))
-            }
-        });
-        self.rx = Some(rx);
-        r
+        let len = self.complete_until(None, deadline)?;
+        let rx = self.rx.as_mut().expect("complete_until checked");
+        Ok(match rx.in_place(len) {
+            Some(pos) => Ok((pos, len)),
+            None => Err(rx.take(len, Out::Vec)?.expect("Out::Vec gives a Vec")),
+        })
     }
 
-    /// The bytes of the in-place message at `pos`.
-    ///
-    /// # Safety
-    /// `(pos, len)` must come from `recv_ref_until` on this end, not yet
-    /// released.
-    pub(crate) unsafe fn in_ring(&self, pos: u64, len: usize) -> &[u8] {
+    /// The bytes of the in-place message at `pos` (from `recv_ref_until`).
+    pub(crate) fn in_ring(&self, pos: u64, len: usize) -> (*mut u8, usize) {
         let rx = self.rx.as_ref().expect("recv_ref_until checked");
-        // SAFETY: recv_ref_until found these bytes contiguous, published and
-        // not released: the writer does not touch them until we release.
-        unsafe { std::slice::from_raw_parts(rx.data.add((pos % self.capacity) as usize), len) }
+        rx.bytes_at(pos, len)
+            .expect("recv_ref_until found it contiguous")
     }
 
-    /// Consumes the in-place message at `pos` (from `recv_ref_until`).
-    pub(crate) fn release_in_ring(&mut self, pos: u64, len: usize) {
-        let mut rx = self.rx.take().expect("recv_ref_until checked");
-        debug_assert_eq!(pos, rx.head + LEN_BYTES as u64);
-        rx.head += record_len(len);
-        self.release(&rx);
-        self.rx = Some(rx);
+    /// Consumes the in-place message at `pos` (from `recv_ref_until`). Does
+    /// nothing in a process the end does not belong to.
+    pub(crate) fn release_in_ring(&mut self, _pos: u64, len: usize) {
+        if self.owned() {
+            let rx = self.rx.as_mut().expect("recv_ref_until checked");
+            rx.release_in_place(len);
+        }
     }
 
     /// Waits until a message can be read (without consuming it), or the
     /// deadline passes (`Ok(false)`).
     pub(crate) fn poll_until(&mut self, deadline: Deadline) -> Result<bool> {
-        let mut rx = self.take_rx()?;
-        let r = (|| {
-            if self.peek_len(&mut rx)?.is_some() {
-                return Ok(true);
-            }
-            match self.wait(true, deadline, |me| Ok(me.peek_len(&mut rx)?.is_some())) {
-                Ok(()) => Ok(true),
-                Err(Error::Timeout) => Ok(false),
-                Err(e) => Err(e),
-            }
-        })();
-        self.rx = Some(rx);
-        r
+        self.check_recv()?;
+        let rx = self.rx.as_mut().expect("check_recv checked");
+        if rx.peek_len()?.is_some() {
+            return Ok(true);
+        }
+        let notify = &rx.ctl().readable.0;
+        match self
+            .peer
+            .wait(notify, deadline, || Ok(rx.peek_len()?.is_some()))
+        {
+            Ok(()) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends `msg`, waiting as long as it takes.
@@ -1071,8 +699,200 @@ impl<'a> RawPipe<'a> {
         self.recv_until(Deadline::NEVER)
     }
 
-    /// Marks this end closed and wakes the peer. Called on drop.
+    /// Sends `msg`, waiting for room at most `timeout` ([`Error::Timeout`],
+    /// never earlier; `Duration::ZERO` does not wait). A message larger than
+    /// the ring, once its first bytes are in, is finished whatever the
+    /// timeout.
+    ///
+    /// # Errors
+    /// As [`send`](RawPipe::send), and [`Error::Timeout`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let _b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.send_timeout(&[1; 40], Duration::ZERO)?;
+    /// assert!(matches!(a.send_timeout(&[2; 40], Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(msg, Deadline::after(timeout))
+    }
+
+    /// Receives the next message, waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier; `Duration::ZERO` does not wait).
+    ///
+    /// # Errors
+    /// As [`recv`](RawPipe::recv), and [`Error::Timeout`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// assert!(matches!(b.recv_timeout(Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// a.send(b"x")?;
+    /// assert_eq!(b.recv_timeout(Duration::ZERO)?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_until(Deadline::after(timeout))
+    }
+
+    /// Receives the next message into `buf`, waiting at most `timeout`;
+    /// returns its length. A message longer than `buf` stays queued
+    /// ([`Error::BufferTooSmall`] says how long it is).
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](RawPipe::recv_timeout), and
+    /// [`Error::BufferTooSmall`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.send(b"hello")?;
+    /// let mut small = [0u8; 2];
+    /// assert!(matches!(b.recv_into_timeout(&mut small, Duration::ZERO), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(b.recv_into_timeout(&mut buf, Duration::ZERO)?, 5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_into_until(buf, Deadline::after(timeout))
+    }
+
+    /// Waits up to `timeout` for a message to be readable; never consumes
+    /// one. `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] when the peer is gone and nothing is left;
+    /// [`Error::Corrupted`]; [`Error::InvalidArgument`] on a send-only end.
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// assert!(!b.poll(Duration::ZERO)?);
+    /// a.send(b"")?;
+    /// assert!(b.poll(Duration::ZERO)?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
+        self.poll_until(Deadline::after(timeout))
+    }
+
+    /// Reserves room for a message of `len` bytes, to be written in place,
+    /// waiting for room at most `timeout`. The message must fit in the ring.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`]; [`Error::InvalidArgument`] for a message
+    /// larger than the ring or on a receive-only end;
+    /// [`Error::Disconnected`]; [`Error::Timeout`]; [`Error::Corrupted`].
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// let mut g = a.reserve_timeout(2, Duration::ZERO)?;
+    /// g.copy_from_slice(b"ok");
+    /// g.commit();
+    /// assert_eq!(&*b.recv_ref_timeout(Duration::ZERO)?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<RawSendGrant<'_, 'a>> {
+        self.reserve_grant(len, Deadline::after(timeout))
+    }
+
+    /// [`reserve_timeout`](RawPipe::reserve_timeout) without a timeout.
+    pub(crate) fn reserve_grant(
+        &mut self,
+        len: usize,
+        deadline: Deadline,
+    ) -> Result<RawSendGrant<'_, 'a>> {
+        let pos = self.reserve_until(len, deadline)?;
+        Ok(RawSendGrant {
+            end: self,
+            pos,
+            len,
+        })
+    }
+
+    /// Receives the next message in place, waiting at most `timeout`
+    /// (zero-copy when it lies whole and contiguous in the ring; a wrapped
+    /// or streamed message is copied out). It is consumed when the returned
+    /// value drops.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](RawPipe::recv_timeout).
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.send(b"look")?;
+    /// assert_eq!(&*b.recv_ref_timeout(Duration::ZERO)?, b"look");
+    /// assert!(matches!(b.recv_ref_timeout(Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RawRecvRef<'_, 'a>> {
+        self.recv_ref_grant(Deadline::after(timeout))
+    }
+
+    pub(crate) fn recv_ref_grant(&mut self, deadline: Deadline) -> Result<RawRecvRef<'_, 'a>> {
+        Ok(match self.recv_ref_until(deadline)? {
+            Ok((pos, len)) => RawRecvRef {
+                inner: RefInner::Ring {
+                    end: self,
+                    pos,
+                    len,
+                },
+            },
+            Err(v) => RawRecvRef {
+                inner: RefInner::Owned(v),
+            },
+        })
+    }
+
+    /// Marks this end closed and wakes the peer. Called on drop; does
+    /// nothing in a process the end does not belong to.
     pub(crate) fn close(&self) {
+        if !self.owned() {
+            return;
+        }
         self.ctl.ends[self.side].closed.store(1, Ordering::Release);
         for rc in &self.ctl.rings {
             rc.readable.0.notify_all();
@@ -1082,8 +902,22 @@ impl<'a> RawPipe<'a> {
 
     /// Whether the other end is gone (dropped, or its process died). Reads
     /// `/proc` at most now and then.
-    pub(crate) fn is_disconnected(&mut self) -> bool {
-        self.peer_gone(true)
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// let b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// assert!(!a.is_disconnected());
+    /// drop(b);
+    /// assert!(a.is_disconnected());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_disconnected(&mut self) -> bool {
+        self.peer.gone(true)
     }
 }
 
@@ -1093,9 +927,263 @@ impl Drop for RawPipe<'_> {
     }
 }
 
-enum Out<'b> {
-    Vec,
-    Buf(&'b mut [u8]),
+/// Waits until the ring has `want` free bytes (deadline permitting).
+fn room(peer: &mut Peer<'_>, tx: &mut Tx<'_>, want: u64, deadline: Deadline) -> Result<()> {
+    if tx.free() >= want {
+        return Ok(());
+    }
+    tx.refresh()?;
+    if tx.free() >= want {
+        return Ok(());
+    }
+    let notify = &tx.ctl().writable.0;
+    peer.wait(notify, deadline, || {
+        tx.refresh()?;
+        Ok(tx.free() >= want)
+    })
+}
+
+impl Peer<'_> {
+    /// Whether the other end is gone (closed, or its process died). Unless
+    /// `force`, the closed flag is read every time but the clock only every
+    /// 256th time, and `/proc` at most once per `LIVENESS_INTERVAL / 4`.
+    fn gone(&mut self, force: bool) -> bool {
+        if self.gone {
+            return true;
+        }
+        if self.end.closed.load(Ordering::Acquire) != 0 {
+            self.gone = true;
+            return true;
+        }
+        let stamp = TaskStamp(self.end.stamp.load(Ordering::Acquire));
+        if stamp.0 == 0 {
+            // Not opened yet: nobody to be disconnected from.
+            return false;
+        }
+        if !force {
+            // Off the hot path: a clock read only every 256th look.
+            self.looks = self.looks.wrapping_add(1);
+            if self.looks % 256 != 0 {
+                return false;
+            }
+        }
+        let now = sync::now().as_nanos() as u64;
+        if !force
+            && now.saturating_sub(self.last_check) < (sync::LIVENESS_INTERVAL / 4).as_nanos() as u64
+        {
+            return false;
+        }
+        self.last_check = now;
+        if !sync::task_alive(stamp.tid(), Some(stamp)) {
+            self.gone = true;
+        }
+        self.gone
+    }
+
+    /// Spins (adaptively, unless the deadline has passed), then sleeps on
+    /// `notify` until `ready()` holds, the deadline passes (`Timeout`) or
+    /// the peer is gone (`Disconnected`). Every round does a bounded amount
+    /// of work (`ready` is bounded), so a call with a passed deadline
+    /// returns after one round whatever a peer writes.
+    fn wait(
+        &mut self,
+        notify: &Notify,
+        deadline: Deadline,
+        mut ready: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        if !deadline.expired() {
+            // Spin first (adaptively, see `AdaptiveSpin`): a reply often
+            // comes within a microsecond.
+            let got = self.spin.spin(|| match ready() {
+                Ok(false) => None,
+                r => Some(r),
+            });
+            match got {
+                Some(Ok(_)) => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        let mut force_check = false;
+        loop {
+            if self.gone(force_check) {
+                // Last look: the peer may have sent before it went.
+                if ready()? {
+                    return Ok(());
+                }
+                return Err(Error::Disconnected);
+            }
+            if deadline.expired() {
+                return if ready()? {
+                    Ok(())
+                } else {
+                    Err(Error::Timeout)
+                };
+            }
+            let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
+            let mut r = Ok(false);
+            let peer = self.end;
+            let woken = notify.sleep(until, || {
+                r = ready();
+                // A close that came before we set the sleepers bit must not
+                // be slept through (its wake-all is already spent).
+                !matches!(r, Ok(false)) || peer.closed.load(Ordering::Acquire) != 0
+            });
+            if r? {
+                return Ok(());
+            }
+            if ready()? {
+                return Ok(());
+            }
+            if !woken && is_deadline || deadline.expired() {
+                return Err(Error::Timeout);
+            }
+            force_check = !woken;
+        }
+    }
+}
+
+/// Room for one message in a pipe's ring, written in place; see
+/// [`RawPipe::reserve_timeout`]. Dropping it sends nothing.
+///
+/// The slice is the ring's shared memory. Its bounds were fixed when it was
+/// reserved and never leave the ring. A well-behaved peer does not touch
+/// these bytes until they are committed; a hostile process that maps the
+/// pipe can read them early or change them while you write, so the message
+/// delivered is whatever the ring holds at commit. It cannot make you read
+/// or write anything outside the ring.
+pub struct RawSendGrant<'g, 'a> {
+    end: &'g mut RawPipe<'a>,
+    pos: u64,
+    len: usize,
+}
+
+impl RawSendGrant<'_, '_> {
+    /// Sends the message.
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// a.reserve_timeout(0, Duration::ZERO)?.commit();
+    /// assert_eq!(b.recv()?, b"");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit(self) {
+        self.end.commit(self.pos, self.len);
+    }
+
+    /// Sends only the first `len` bytes (at most the reserved length).
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # use std::time::Duration;
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both ends and is used only through them.
+    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # // SAFETY: as above.
+    /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
+    /// let mut g = a.reserve_timeout(10, Duration::ZERO)?;
+    /// g[..2].copy_from_slice(b"ok");
+    /// g.commit_len(2);
+    /// assert_eq!(b.recv()?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn commit_len(self, len: usize) {
+        self.end.commit(self.pos, len.min(self.len));
+    }
+}
+
+impl std::ops::Deref for RawSendGrant<'_, '_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let (p, len) = self.end.reserved(self.pos, self.len);
+        // SAFETY: (pos, len) came from reserve_until on this end, which made
+        // them contiguous inside the ring and free; the grant borrows the
+        // end mutably, so nothing was sent over them since. A well-behaved
+        // reader does not touch free bytes; a hostile one can only change
+        // their values (see the type's documentation).
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
+}
+
+impl std::ops::DerefMut for RawSendGrant<'_, '_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let (p, len) = self.end.reserved(self.pos, self.len);
+        // SAFETY: as in `deref`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(p, len) }
+    }
+}
+
+impl std::fmt::Debug for RawSendGrant<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSendGrant")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A received message, in place in the ring when possible; consumed when
+/// dropped. See [`RawPipe::recv_ref_timeout`].
+///
+/// In place, the slice is the ring's shared memory. Its bounds were checked
+/// once, when it was received, and never leave the ring; a well-behaved
+/// writer does not touch these bytes until this value drops. A hostile
+/// process that maps the pipe can still change them while you read: you may
+/// see bytes change between two reads (so validate a private copy, not the
+/// slice, if the peer is not trusted), but never memory outside the ring.
+pub struct RawRecvRef<'g, 'a> {
+    inner: RefInner<'g, 'a>,
+}
+
+enum RefInner<'g, 'a> {
+    Ring {
+        end: &'g mut RawPipe<'a>,
+        pos: u64,
+        len: usize,
+    },
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for RawRecvRef<'_, '_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            RefInner::Ring { end, pos, len } => {
+                let (p, len) = end.in_ring(*pos, *len);
+                // SAFETY: (pos, len) came from recv_ref_until on this end,
+                // which found them contiguous inside the ring, published and
+                // not released; we borrow the end mutably until drop releases
+                // them, so a well-behaved writer does not touch them. A
+                // hostile one can only change their values (see the type's
+                // documentation).
+                unsafe { std::slice::from_raw_parts(p, len) }
+            }
+            RefInner::Owned(v) => v,
+        }
+    }
+}
+
+impl Drop for RawRecvRef<'_, '_> {
+    fn drop(&mut self) {
+        if let RefInner::Ring { end, pos, len } = &mut self.inner {
+            end.release_in_ring(*pos, *len);
+        }
+    }
+}
+
+impl std::fmt::Debug for RawRecvRef<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRecvRef")
+            .field("len", &self.len())
+            .finish()
+    }
 }
 
 /// Builds a pipe on the heap for loom models.
