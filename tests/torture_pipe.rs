@@ -444,8 +444,6 @@ fn pipe_trial(seed: u64, trial: u64, small: bool, st: &mut PStats) -> Result<(),
 /// Every receive form, including a too small buffer first (issue 14
 /// defect 2: `recv_into` panics when a message arrives between its peeks).
 #[test]
-#[ignore = "fails on current core: recv_into with a too small buffer panics at \
-            src/raw/pipe.rs take() (`dst[..len]`, issue 14 defect 2)"]
 fn pipe_sigkill_torture() {
     pipe_torture("pipe_sigkill_torture", true);
 }

@@ -29,8 +29,8 @@ pub mod header;
 mod lock;
 pub(crate) mod notify;
 mod pipe;
-mod ring;
 mod queue;
+mod ring;
 mod spin;
 
 pub use event::RawEvent;
