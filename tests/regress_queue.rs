@@ -141,47 +141,25 @@ fn abandoned_grant_gives_its_room_back() {
 #[test]
 fn try_get_after_own_put_is_never_empty() {
     let _w = watchdog(Duration::from_secs(120));
-    let q = Arc::new(Queue::create_unique(4, 4096).unwrap());
-    let rounds = 50_000;
-    let threads = 4;
-    let bad = Arc::new(AtomicU64::new(0));
-    let start = Arc::new(Barrier::new(threads));
-    let hs: Vec<_> = (0..threads)
-        .map(|_| {
-            let (q, bad, start) = (q.clone(), bad.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                for _ in 0..rounds {
-                    q.put(&[7u8; 4096]).unwrap();
-                    // Our message is in the queue and nobody takes more
-                    // than they put, so there is at least one message.
-                    // `Empty` is allowed only after the documented wait
-                    // for a put in flight at the head (its thread stayed
-                    // preempted), never at once.
-                    let t0 = Instant::now();
-                    match q.try_get() {
-                        Ok(_) => {}
-                        Err(Error::Empty) => {
-                            if t0.elapsed() < IN_FLIGHT {
-                                bad.fetch_add(1, Ordering::Relaxed);
-                            }
-                            q.get().unwrap();
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-            })
-        })
-        .collect();
-    for h in hs {
-        h.join().unwrap();
-    }
-    assert_eq!(
-        bad.load(Ordering::Relaxed),
-        0,
-        "try_get said Empty after put"
-    );
-    assert!(q.is_empty());
+    let q = Queue::create_unique(4, 4096).unwrap();
+    // Our message is in the queue and nobody takes more than they put, so
+    // there is at least one message. `Empty` is allowed only after the
+    // documented wait for a put in flight at the head (its thread stayed
+    // preempted), never at once.
+    let bad = quick_refusals(q, |q| {
+        q.put(&[7u8; 4096]).unwrap();
+        let t0 = Instant::now();
+        match q.try_get() {
+            Ok(_) => false,
+            Err(Error::Empty) => {
+                let quick = t0.elapsed() < IN_FLIGHT;
+                q.get().unwrap();
+                quick
+            }
+            Err(e) => panic!("{e}"),
+        }
+    });
+    assert_eq!(bad, 0, "try_get said Empty at once after put");
 }
 
 /// Defect 14, the other side: `try_put` said `Full` while the queue held
@@ -189,12 +167,32 @@ fn try_get_after_own_put_is_never_empty() {
 #[test]
 fn try_put_after_own_get_is_never_full() {
     let _w = watchdog(Duration::from_secs(120));
-    let cap = 4;
-    let q = Arc::new(Queue::create_unique(cap, 4096).unwrap());
-    for _ in 0..cap {
+    let q = Queue::create_unique(4, 4096).unwrap();
+    for _ in 0..4 {
         q.put(&[1u8; 4096]).unwrap();
     }
-    let rounds = 50_000;
+    let bad = quick_refusals(q, |q| {
+        q.get().unwrap();
+        let t0 = Instant::now();
+        match q.try_put(&[1u8; 4096]) {
+            Ok(()) => false,
+            Err(Error::Full) => {
+                let quick = t0.elapsed() < IN_FLIGHT;
+                q.put(&[1u8; 4096]).unwrap();
+                quick
+            }
+            Err(e) => panic!("{e}"),
+        }
+    });
+    assert_eq!(bad, 0, "try_put said Full at once after get");
+}
+
+/// Runs `round` 50 000 times on each of 4 threads sharing `q`; returns how
+/// many rounds said true (a refusal that came without the documented wait).
+/// The queue must hold as many messages at the end as at the start.
+fn quick_refusals(q: Queue, round: fn(&Queue) -> bool) -> u64 {
+    let before = q.len();
+    let q = Arc::new(q);
     let threads = 4;
     let bad = Arc::new(AtomicU64::new(0));
     let start = Arc::new(Barrier::new(threads));
@@ -203,18 +201,9 @@ fn try_put_after_own_get_is_never_full() {
             let (q, bad, start) = (q.clone(), bad.clone(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
-                for _ in 0..rounds {
-                    q.get().unwrap();
-                    let t0 = Instant::now();
-                    match q.try_put(&[1u8; 4096]) {
-                        Ok(()) => {}
-                        Err(Error::Full) => {
-                            if t0.elapsed() < IN_FLIGHT {
-                                bad.fetch_add(1, Ordering::Relaxed);
-                            }
-                            q.put(&[1u8; 4096]).unwrap();
-                        }
-                        Err(e) => panic!("{e}"),
+                for _ in 0..50_000 {
+                    if round(&q) {
+                        bad.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
@@ -223,12 +212,8 @@ fn try_put_after_own_get_is_never_full() {
     for h in hs {
         h.join().unwrap();
     }
-    assert_eq!(
-        bad.load(Ordering::Relaxed),
-        0,
-        "try_put said Full after get"
-    );
-    assert_eq!(q.len(), cap);
+    assert_eq!(q.len(), before);
+    bad.load(Ordering::Relaxed)
 }
 
 /// Defect 16: a blocked producer waited forever on a corpse. The only place

@@ -120,17 +120,9 @@ pub(crate) fn probe_process(pid: u32) -> crate::sys::Probe {
     probe_thread(pid)
 }
 
-#[allow(dead_code)]
 /// Under loom there are no pidfds: no token.
 pub(crate) fn process_token(_pid: u32) -> Option<u64> {
     None
-}
-
-pub(crate) fn task_start_time(tid: u32) -> Option<u64> {
-    match probe_thread(tid) {
-        crate::sys::Probe::Running(s) => Some(s),
-        _ => None,
-    }
 }
 
 pub(crate) fn spin_loop() {

@@ -193,23 +193,11 @@ pub(crate) fn current_process() -> TaskStamp {
     stamps().1
 }
 
-/// The start time of task `tid` when it runs and `/proc` answered; `None`
-/// when it is gone *or the OS did not answer*: never read `None` as dead
-/// (use [`super::liveness`]).
-#[allow(dead_code)]
 /// A number that tells process `pid` from any other process that had or
 /// will have the same pid (its pidfs inode), or `None` if it cannot be had.
 /// Two processes with equal tokens may still differ (older kernels).
 pub(crate) fn process_token(pid: u32) -> Option<u64> {
     sys::pidfs_ino(pid)
-}
-
-#[allow(dead_code)]
-pub(crate) fn task_start_time(tid: u32) -> Option<u64> {
-    match sys::probe_thread(tid) {
-        sys::Probe::Running(s) => Some(s),
-        _ => None,
-    }
 }
 
 /// `/proc` about thread `tid` (see [`sys::probe_thread`]).

@@ -841,15 +841,15 @@ impl<'a> RawQueue<'a> {
         // A claim taken from us by a mistaken recovery is retried at a new
         // position (the message is still ours to copy); a few such losses
         // in a row mean someone keeps writing over our claims.
-        let mut lost = None;
-        for _ in 0..3 {
+        let mut attempt = 1;
+        loop {
             let c = self.claim_put_until(false, deadline)?;
             match self.publish(c, msg.len(), |buf| buf.copy_from_slice(msg)) {
                 Ok(()) => return Ok(()),
-                Err(e) => lost = Some(e),
+                Err(e) if attempt == 3 => return Err(e),
+                Err(_) => attempt += 1,
             }
         }
-        Err(lost.expect("three attempts"))
     }
 
     fn claim_put_until(&self, long: bool, deadline: Option<Deadline>) -> Result<Claim> {

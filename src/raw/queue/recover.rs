@@ -47,7 +47,7 @@
 use std::time::Duration;
 
 use super::{
-    claimant, diff40, p40, Error, RawQueue, SlotHdr, KIND, POS_MASK, READING, SKIP, WRITING,
+    claimant, diff40, p40, Error, RawQueue, SlotHdr, KIND, LONG, POS_MASK, READING, SKIP, WRITING,
 };
 use crate::error::Result;
 use crate::sync::{self, Ordering, TaskStamp};
@@ -211,7 +211,8 @@ impl RawQueue<'_> {
     }
 
     /// Whether the claimant of `s` is dead, read only once the same claim
-    /// has blocked us for [`STUCK`] (or at once when `now` is true).
+    /// has blocked us for [`STUCK`] (or at once when `now` is true, and at
+    /// first sight of a zero-copy grant's claim).
     pub(super) fn claimant_dead(&self, s: u64, now: bool) -> bool {
         let who = claimant(s);
         if who == self.reg_idx.load(Ordering::Relaxed)
@@ -225,7 +226,11 @@ impl RawQueue<'_> {
             if self.stuck.0.load(Ordering::Relaxed) != s {
                 self.stuck.0.store(s, Ordering::Relaxed);
                 self.stuck.1.store(t, Ordering::Relaxed);
-                if !STUCK.is_zero() {
+                // A plain claim in our way is almost always about to end;
+                // a zero-copy grant (LONG) may be held for long, so its
+                // owner's liveness is read once at first sight: a grant
+                // left by a dead process is not reported as a held one.
+                if !STUCK.is_zero() && s & LONG == 0 {
                     return false;
                 }
             } else if t.saturating_sub(self.stuck.1.load(Ordering::Relaxed))
