@@ -112,7 +112,7 @@ use crate::raw::notify::Notify;
 use crate::raw::spin::AdaptiveSpin;
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
 
-use recover::PROCS;
+use recover::{Patience, PROCS};
 
 const POS_MASK: u64 = (1 << 40) - 1;
 const WHO_SHIFT: u32 = 40;
@@ -648,7 +648,7 @@ impl<'a> RawQueue<'a> {
         let who = self.me()?;
         let ctl = self.ctl;
         let slots = self.slots as i64;
-        let mut waited = false;
+        let mut patience = Patience::default();
         let mut t = ctl.tail.0.load(Ordering::Relaxed);
         for _ in 0..BUDGET {
             if self.capacity < self.slots {
@@ -703,11 +703,10 @@ impl<'a> RawQueue<'a> {
                     if self.claimant_dead(s, check_dead) {
                         // The reader of t - slots died: free the slot for t.
                         self.recover_claim(hdr, s);
-                    } else if s & LONG == 0 && !waited {
+                    } else if s & LONG == 0 && !patience.spent() {
                         // A plain get is copying the old message out: it
                         // takes nanoseconds unless its thread is preempted.
-                        waited = true;
-                        self.settle(hdr, s);
+                        self.settle(hdr, s, &mut patience);
                     } else if ctl.tail.0.load(Ordering::Relaxed) == t {
                         return Ok(Try::Full);
                     }
@@ -952,7 +951,7 @@ impl<'a> RawQueue<'a> {
         let who = self.me()?;
         let ctl = self.ctl;
         let slots = self.slots as i64;
-        let mut waited = false;
+        let mut patience = Patience::default();
         let mut h = ctl.head.0.load(Ordering::Relaxed);
         for _ in 0..BUDGET {
             let hdr = self.hdr(h);
@@ -1010,11 +1009,10 @@ impl<'a> RawQueue<'a> {
                 (0, 0) if s == p40(h) => {
                     if ctl.head.0.load(Ordering::Relaxed) == h {
                         let t = ctl.tail.0.load(Ordering::Acquire);
-                        if t.wrapping_sub(h) as i64 > 0 && !waited {
+                        if t.wrapping_sub(h) as i64 > 0 && !patience.spent() {
                             // Position h was claimed and is being given back
                             // (an abandoned grant): wait for that to finish.
-                            waited = true;
-                            self.settle(hdr, s);
+                            self.settle(hdr, s, &mut patience);
                         } else {
                             return self.empty_or_closed(h);
                         }
@@ -1026,12 +1024,11 @@ impl<'a> RawQueue<'a> {
                     } else if ctl.head.0.load(Ordering::Relaxed) == h {
                         let t = ctl.tail.0.load(Ordering::Acquire);
                         let later = t.wrapping_sub(h) as i64 > 1;
-                        if s & LONG == 0 && later && !waited {
+                        if s & LONG == 0 && later && !patience.spent() {
                             // A plain put is copying its message in, and
                             // later positions may be ready already: its copy
                             // takes nanoseconds unless it is preempted.
-                            waited = true;
-                            self.settle(hdr, s);
+                            self.settle(hdr, s, &mut patience);
                         } else {
                             // Being written by a live producer: not there yet.
                             return Ok(Try::Empty);

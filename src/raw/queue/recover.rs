@@ -61,6 +61,27 @@ const REGISTERING: u64 = 1;
 /// How long `settle` spins before it yields to let a preempted claimant run.
 const SPIN_IN_FLIGHT: Duration = Duration::from_micros(50);
 
+/// How long one `try_` call has waited for copies in flight (see
+/// [`RawQueue::settle`]). A call may meet several in a row: the copy at the
+/// head finishes, another consumer takes it, and the next position is being
+/// copied too. A one-shot "waited" flag said `Empty` at the second one
+/// (regression `try_get_after_own_put_is_never_empty`); the time is shared
+/// instead.
+#[derive(Default)]
+pub(super) struct Patience {
+    since: Option<Duration>,
+    spent: bool,
+    waits: u32,
+}
+
+impl Patience {
+    /// Has the call waited its share? Under loom, one wait is the share, so
+    /// that the models stay finite.
+    pub(super) fn spent(&self) -> bool {
+        self.spent || (cfg!(loom) && self.waits > 0)
+    }
+}
+
 /// How long a claim must look stuck before its claimant's liveness is read.
 const STUCK: Duration = if cfg!(loom) {
     Duration::ZERO
@@ -330,23 +351,26 @@ impl RawQueue<'_> {
         }
     }
 
-    /// Waits a little (at most [`IN_FLIGHT`](super::IN_FLIGHT)) for the
-    /// state of `hdr` to move on from `s`: a plain put or get in flight.
-    pub(super) fn settle(&self, hdr: &SlotHdr, s: u64) {
+    /// Waits a little for the state of `hdr` to move on from `s`: a plain
+    /// put or get in flight. All the waits of one call share `patience`, so
+    /// the call waits at most [`IN_FLIGHT`](super::IN_FLIGHT) in all however
+    /// many in-flight copies it meets one after another.
+    pub(super) fn settle(&self, hdr: &SlotHdr, s: u64, patience: &mut Patience) {
+        patience.waits += 1;
         if cfg!(loom) {
             sync::spin_loop();
             return;
         }
-        let mut since = None;
         for i in 0u32.. {
             if hdr.state.load(Ordering::Acquire) != s {
                 return;
             }
             if i % 64 == 63 {
                 let now = sync::now();
-                let start = *since.get_or_insert(now);
+                let start = *patience.since.get_or_insert(now);
                 let waited = now.saturating_sub(start);
                 if waited >= super::IN_FLIGHT {
+                    patience.spent = true;
                     return;
                 }
                 if waited >= SPIN_IN_FLIGHT {
