@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::raw::wait::Source;
+use crate::waitset::{Interest, Waitable};
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::RawEvent;
@@ -208,6 +210,20 @@ impl Event {
         Ok(self.raw().wait_timeout(timeout))
     }
 
+    /// "The flag is up": for a [`WaitSet`](crate::WaitSet) or
+    /// [`wait`](crate::wait). Passing `&event` means the same.
+    ///
+    /// ```
+    /// let ev = shmkit::Event::create_unique()?;
+    /// assert!(!ev.set_interest().is_ready());
+    /// ev.set();
+    /// assert!(ev.set_interest().is_ready());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set_interest(&self) -> Interest<'_> {
+        Interest::new(Source::Event(self.raw))
+    }
+
     /// The name other processes open this event by.
     ///
     /// ```
@@ -231,5 +247,12 @@ impl Event {
     /// ```
     pub fn keep(&mut self) {
         self.seg.keep();
+    }
+}
+
+/// Waiting on an event waits for it to be set: [`Event::set_interest`].
+impl Waitable for Event {
+    fn interest(&self) -> Interest<'_> {
+        self.set_interest()
     }
 }

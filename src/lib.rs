@@ -11,6 +11,7 @@
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
 //! | [`Pipe`]/[`PipeEnd`] | a two-ended message channel                       | `Pipe`            |
 //! | [`Queue`]            | a bounded MPMC queue of byte messages             | `Queue`           |
+//! | [`WaitSet`]/[`wait`] | wait on many queues, pipes and events at once     | `connection.wait` |
 //! | [`raw`]              | the cores, to place in memory you manage          | —                 |
 //!
 //! Every object is created under a name (or [`create_unique`](Lock::create_unique))
@@ -60,6 +61,7 @@ mod segment;
 pub mod sync;
 mod sys;
 mod value;
+mod waitset;
 
 pub use array::{Array, ArrayGuard};
 pub use error::{Error, Result};
@@ -74,6 +76,7 @@ pub use segment::{
     inspect, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT, MAX_LEN,
 };
 pub use value::{AtomicValue, Value, ValueGuard};
+pub use waitset::{wait, Interest, Key, Ready, WaitSet, Waitable};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::raw::wait::Source;
+use crate::waitset::{Interest, Waitable};
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
@@ -459,6 +461,40 @@ impl PipeEnd {
         Ok(v)
     }
 
+    /// "A message to receive": for a [`WaitSet`](crate::WaitSet) or
+    /// [`wait`](crate::wait). Ready when a receive would not wait: bytes
+    /// have arrived, or the peer closed its end or died. Passing `&end`
+    /// means the same. A [`WaitSet`](crate::WaitSet) refuses it on a
+    /// send-only end.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(!b.readable().is_ready());
+    /// a.send(b"hi")?;
+    /// assert!(b.readable().is_ready());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn readable(&self) -> Interest<'_> {
+        Interest::new(Source::PipeRecv(&self.raw))
+    }
+
+    /// "Room to send a message of `len` bytes": for a
+    /// [`WaitSet`](crate::WaitSet) or [`wait`](crate::wait). Ready when such
+    /// a send would not wait for room (for a message larger than the ring:
+    /// when streaming it can start), or the peer is gone. A
+    /// [`WaitSet`](crate::WaitSet) refuses it on a receive-only end.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// assert!(a.writable(100).is_ready());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn writable(&self, len: usize) -> Interest<'_> {
+        Interest::new(Source::PipeSend(&self.raw, len))
+    }
+
     /// Whether the other end is gone (dropped, or its process died).
     ///
     /// ```
@@ -658,5 +694,12 @@ impl Deref for RecvRef<'_> {
 impl fmt::Debug for RecvRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecvRef").field("len", &self.len()).finish()
+    }
+}
+
+/// Waiting on a pipe end waits for a message: [`PipeEnd::readable`].
+impl Waitable for PipeEnd {
+    fn interest(&self) -> Interest<'_> {
+        self.readable()
     }
 }

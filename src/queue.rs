@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::raw::wait::Source;
+use crate::waitset::{Interest, Waitable};
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
@@ -487,6 +489,37 @@ impl Queue {
         self.raw.is_closed()
     }
 
+    /// "A message to get": for a [`WaitSet`](crate::WaitSet) or
+    /// [`wait`](crate::wait). Ready when [`try_get`](Queue::try_get) would
+    /// not say `Empty` (a message, or the queue closed). Passing `&queue`
+    /// means the same.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(2, 8)?;
+    /// assert!(!q.readable().is_ready());
+    /// q.put(b"x")?;
+    /// assert!(q.readable().is_ready());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn readable(&self) -> Interest<'_> {
+        Interest::new(Source::QueueGet(&self.raw))
+    }
+
+    /// "Room to put": for a [`WaitSet`](crate::WaitSet) or
+    /// [`wait`](crate::wait). Ready when [`try_put`](Queue::try_put) would
+    /// not say `Full` (room, or the queue closed).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 8)?;
+    /// assert!(q.writable().is_ready());
+    /// q.put(b"x")?;
+    /// assert!(!q.writable().is_ready());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn writable(&self) -> Interest<'_> {
+        Interest::new(Source::QueuePut(&self.raw))
+    }
+
     /// The name other processes open this queue by.
     ///
     /// ```
@@ -548,5 +581,12 @@ impl Queue {
         let msg = self.get()?;
         bincode::deserialize(&msg)
             .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+    }
+}
+
+/// Waiting on a queue waits for a message: [`Queue::readable`].
+impl Waitable for Queue {
+    fn interest(&self) -> Interest<'_> {
+        self.readable()
     }
 }

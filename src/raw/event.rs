@@ -175,6 +175,18 @@ impl RawEvent {
         }
     }
 
+    /// Registers a waiter on several words at once (see `raw::wait`): sets
+    /// `WAITERS`, so that the next `set` wakes, and returns the value to
+    /// sleep on with [`futex`](RawEvent::futex). Ready means `is_set`.
+    pub(crate) fn arm(&self) -> u32 {
+        self.word.word().fetch_or(WAITERS, Ordering::Acquire) | WAITERS
+    }
+
+    /// The event's futex word.
+    pub(crate) fn futex(&self) -> &Futex {
+        &self.word
+    }
+
     /// Lowers the flag.
     ///
     /// ```

@@ -32,6 +32,7 @@ mod pipe;
 mod queue;
 mod ring;
 mod spin;
+pub(crate) mod wait;
 
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};

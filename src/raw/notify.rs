@@ -74,15 +74,29 @@ impl Notify {
     /// holds once the sleeper is registered. Returns false on timeout.
     /// Callers loop: a return says only "look again".
     pub(crate) fn sleep(&self, until: Option<Duration>, ready: impl FnOnce() -> bool) -> bool {
+        let w = self.arm();
+        if ready() {
+            return true;
+        }
+        self.word.wait(w, until)
+    }
+
+    /// The first half of [`sleep`](Notify::sleep), for a waiter on several
+    /// words at once: registers as a sleeper and returns the value to sleep
+    /// on with [`futex`](Notify::futex). The caller checks its condition
+    /// after this and sleeps only if it does not hold.
+    pub(crate) fn arm(&self) -> u32 {
         let w = self.word.word().fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS;
         // SYNC POINT: pairs with the fence in `notify`. Without it the
         // condition's loads may be ordered before the bit is visible, and
         // both sides miss each other (store buffering; the loom model of
         // the queue finds this lost wake-up).
         sync::fence(Ordering::SeqCst);
-        if ready() {
-            return true;
-        }
-        self.word.wait(w, until)
+        w
+    }
+
+    /// The futex word a sleeper armed by [`arm`](Notify::arm) sleeps on.
+    pub(crate) fn futex(&self) -> &Futex {
+        &self.word
     }
 }

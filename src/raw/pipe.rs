@@ -465,6 +465,65 @@ impl<'a> RawPipe<'a> {
         )))
     }
 
+    // ---- readiness, for waiting on many ----------------------------------
+
+    /// The word a waiter for "a message to receive" sleeps on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] on a send-only end.
+    pub(crate) fn recv_notify(&self) -> Result<&'a Notify> {
+        self.rx
+            .as_ref()
+            .map(|rx| &rx.ctl().readable.0)
+            .ok_or_else(|| Error::InvalidArgument("this pipe end is send-only".into()))
+    }
+
+    /// The word a waiter for "room to send" sleeps on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] on a receive-only end.
+    pub(crate) fn send_notify(&self) -> Result<&'a Notify> {
+        self.tx
+            .as_ref()
+            .map(|tx| &tx.ctl().writable.0)
+            .ok_or_else(|| Error::InvalidArgument("this pipe end is receive-only".into()))
+    }
+
+    /// Whether a receive would not say "nothing yet" now: bytes have been
+    /// sent, the peer closed its end, or (`check_dead`) its process died.
+    /// Also true in a process this end does not belong to (every call there
+    /// fails at once).
+    pub(crate) fn recv_ready(&self, check_dead: bool) -> bool {
+        let Some(rx) = self.rx.as_ref() else {
+            return true;
+        };
+        rx.has_bytes() || !self.owned() || self.peer_gone_now(check_dead)
+    }
+
+    /// Whether a send of `len` bytes would not wait for room now: the ring
+    /// has room for it (or, for a message larger than the ring, is empty
+    /// enough to start streaming it: any room at all), or the peer is gone.
+    pub(crate) fn send_ready(&self, len: usize, check_dead: bool) -> bool {
+        let Some(tx) = self.tx.as_ref() else {
+            return true;
+        };
+        let want = record_len(len.min(self.max_message)).min(self.capacity).max(1);
+        tx.room_now(want) || !self.owned() || self.peer_gone_now(check_dead)
+    }
+
+    /// The peer's end is closed, or (`check_dead`) its process is gone.
+    fn peer_gone_now(&self, check_dead: bool) -> bool {
+        let end = self.peer.end;
+        if self.peer.gone || end.closed.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        if !check_dead {
+            return false;
+        }
+        let stamp = TaskStamp(end.stamp.load(Ordering::Acquire));
+        stamp.0 != 0 && !sync::task_alive(stamp.tid(), Some(stamp))
+    }
+
     // ---- send -----------------------------------------------------------
 
     fn tx(&mut self) -> Result<&mut Tx<'a>> {

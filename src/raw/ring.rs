@@ -188,6 +188,15 @@ impl<'a> Tx<'a> {
             .saturating_sub(self.tail.wrapping_sub(self.head_cache))
     }
 
+    /// Whether `want` bytes are free now, by a fresh look at the reader's
+    /// counter; a counter out of bounds also says yes (the next send
+    /// reports it as `Corrupted` rather than waiting).
+    pub(crate) fn room_now(&self, want: u64) -> bool {
+        let head = self.ctl.head.0.load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
+        used > self.bytes.cap || self.bytes.cap - used >= want
+    }
+
     /// Reloads the reader's counter; checks it.
     pub(crate) fn refresh(&mut self) -> Result<()> {
         let head = self.ctl.head.0.load(Ordering::Acquire);
@@ -275,6 +284,13 @@ impl<'a> Rx<'a> {
 
     pub(crate) fn ctl(&self) -> &'a RingCtl {
         self.ctl
+    }
+
+    /// Whether the writer has published bytes we have not read, by a fresh
+    /// look at its counter (a counter out of bounds also says yes: the
+    /// next receive reports it).
+    pub(crate) fn has_bytes(&self) -> bool {
+        self.ctl.tail.0.load(Ordering::Acquire) != self.head
     }
 
     fn avail(&self) -> u64 {

@@ -173,3 +173,21 @@ pub mod support {
         TID.with(|t| *t)
     }
 }
+
+/// The most words [`wait_any`] sleeps on at once.
+pub(crate) const WAIT_ANY_MAX: usize = 128;
+
+/// `wait_any` under loom: a loom condition variable cannot wait on several
+/// words, so this looks at them all and, if none changed, yields and
+/// returns as if spuriously woken (or timed out, when timeouts fire).
+/// Callers loop until ready, which loom explores like any spin loop.
+pub(crate) fn wait_any(words: &[(&Futex, u32)], until: Option<Duration>) -> bool {
+    if words
+        .iter()
+        .any(|(f, v)| f.word().load(super::Ordering::SeqCst) != *v)
+    {
+        return true;
+    }
+    loom::thread::yield_now();
+    !(until.is_some() && TIMEOUTS_FIRE.with(Cell::get))
+}

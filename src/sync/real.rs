@@ -117,6 +117,55 @@ impl Futex {
     }
 }
 
+/// The most words [`wait_any`] sleeps on at once.
+pub(crate) const WAIT_ANY_MAX: usize = sys::FUTEX_WAITV_MAX;
+
+/// Without `futex_waitv`, [`wait_any`] sleeps on its first word for at most
+/// this long at a time, then returns so that its caller re-checks them all.
+pub(crate) const WAIT_ANY_FALLBACK_SLICE: Duration = Duration::from_millis(2);
+
+/// Set once the kernel said it has no `futex_waitv`.
+static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sleeps until any of `words` no longer holds its expected value or is
+/// woken, or until `until` (absolute monotonic time). Returns false when
+/// `until` passed. May return true spuriously: callers re-check. At most
+/// [`WAIT_ANY_MAX`] words; callers refuse more.
+///
+/// On kernels without `futex_waitv(2)` (before 5.16) it sleeps on the first
+/// word alone, for at most [`WAIT_ANY_FALLBACK_SLICE`], and returns true:
+/// a change of another word is then seen within that slice.
+pub(crate) fn wait_any(words: &[(&Futex, u32)], until: Option<Duration>) -> bool {
+    debug_assert!(words.len() <= WAIT_ANY_MAX);
+    let Some(&(first, first_val)) = words.first() else {
+        return true;
+    };
+    if words.len() == 1 {
+        return first.wait(first_val, until);
+    }
+    if !NO_WAITV.load(Ordering::Relaxed) {
+        let mut raw = [(std::ptr::null::<u32>(), 0u32); WAIT_ANY_MAX];
+        let n = words.len().min(WAIT_ANY_MAX);
+        for (r, &(f, v)) in raw.iter_mut().zip(&words[..n]) {
+            *r = (f.0.as_ptr().cast_const(), v);
+        }
+        // SAFETY: every word is a live, aligned AtomicU32 borrowed for the
+        // whole call (`&Futex`), only ever accessed atomically.
+        match unsafe { sys::futex_waitv(&raw[..n], until) } {
+            sys::WaitvOutcome::Woken => return true,
+            sys::WaitvOutcome::TimedOut => return false,
+            sys::WaitvOutcome::Unsupported => NO_WAITV.store(true, Ordering::Relaxed),
+        }
+    }
+    let slice = now().checked_add(WAIT_ANY_FALLBACK_SLICE);
+    let (wake_at, is_until) = match (until, slice) {
+        (Some(u), Some(s)) if u <= s => (Some(u), true),
+        (Some(u), None) => (Some(u), true),
+        (_, s) => (s, false),
+    };
+    first.wait(first_val, wake_at) || !is_until
+}
+
 /// Monotonic time shared by every process on the machine.
 #[inline]
 pub(crate) fn now() -> Duration {

@@ -202,6 +202,106 @@ pub(crate) unsafe fn futex_wait(
     }
 }
 
+/// The most words one [`futex_waitv`] call can wait on (the kernel's
+/// `FUTEX_WAITV_MAX`).
+pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+
+/// What [`futex_waitv`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitvOutcome {
+    /// Woken, or a word no longer held its expected value (or spuriously):
+    /// look again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// The kernel has no `futex_waitv` (before Linux 5.16, or filtered out
+    /// by a seccomp policy).
+    Unsupported,
+}
+
+/// The kernel's `struct futex_waitv`.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: the words are 32 bits; no `FUTEX2_PRIVATE`, so they
+/// are shared between processes.
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// Sleeps until any of `words` (address, expected value) no longer holds its
+/// value or is woken, or until `deadline` (absolute, on `CLOCK_MONOTONIC`).
+/// `EINTR` is retried with the same deadline. At most [`FUTEX_WAITV_MAX`]
+/// words (more are cut to the first `FUTEX_WAITV_MAX`, which callers
+/// prevent).
+///
+/// # Safety
+/// Every address must point to a live, 4-byte-aligned `u32` that is only
+/// accessed atomically, for the whole call.
+pub(crate) unsafe fn futex_waitv(
+    words: &[(*const u32, u32)],
+    deadline: Option<Duration>,
+) -> WaitvOutcome {
+    if words.is_empty() {
+        return WaitvOutcome::Woken;
+    }
+    let mut v = [const {
+        FutexWaitv {
+            val: 0,
+            uaddr: 0,
+            flags: 0,
+            reserved: 0,
+        }
+    }; FUTEX_WAITV_MAX];
+    let n = words.len().min(FUTEX_WAITV_MAX);
+    for (slot, &(addr, val)) in v.iter_mut().zip(&words[..n]) {
+        *slot = FutexWaitv {
+            val: u64::from(val),
+            uaddr: addr as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        };
+    }
+    let ts = deadline.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    loop {
+        // SAFETY: `v[..n]` are initialised entries naming words the caller
+        // guarantees live and atomic; `ts_ptr` is null or points at `ts`,
+        // alive for the call. The deadline is absolute on CLOCK_MONOTONIC.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex_waitv,
+                v.as_ptr(),
+                n as libc::c_uint,
+                0 as libc::c_uint,
+                ts_ptr,
+                libc::CLOCK_MONOTONIC,
+            )
+        };
+        if r >= 0 {
+            return WaitvOutcome::Woken;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ETIMEDOUT) => return WaitvOutcome::TimedOut,
+            Some(libc::EAGAIN) => return WaitvOutcome::Woken,
+            Some(libc::ENOSYS) | Some(libc::EPERM) => return WaitvOutcome::Unsupported,
+            e => {
+                debug_assert!(false, "unexpected futex_waitv error {e:?}");
+                return WaitvOutcome::Unsupported;
+            }
+        }
+    }
+}
+
 /// Wakes up to `n` threads waiting on `addr`; returns how many woke.
 ///
 /// # Safety

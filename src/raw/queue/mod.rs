@@ -1095,6 +1095,67 @@ impl<'a> RawQueue<'a> {
         )
     }
 
+    // ---- readiness, for waiting on many ----------------------------------
+
+    /// The word a waiter for "a message to get" sleeps on.
+    pub(crate) fn get_notify(&self) -> &Notify {
+        &self.ctl.not_empty.0
+    }
+
+    /// The word a waiter for "room to put" sleeps on.
+    pub(crate) fn put_notify(&self) -> &Notify {
+        &self.ctl.not_full.0
+    }
+
+    /// Whether a get would find something now: a message at the head, or
+    /// something there to step over, or the queue closed. With
+    /// `check_dead`, a claim at the head whose owner died is recovered
+    /// first (what a consumer would do), which makes the head ready.
+    pub(crate) fn get_ready(&self, check_dead: bool) -> bool {
+        if self.message_maybe() {
+            return true;
+        }
+        if check_dead {
+            let h = self.ctl.head.0.load(Ordering::Relaxed);
+            let hdr = self.hdr(h);
+            let s = hdr.state.load(Ordering::Acquire);
+            if s & KIND == WRITING && diff40(s, h) == 0 && self.claimant_dead(s, true) {
+                self.recover_claim(hdr, s);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether a put would find room now (or the queue closed). With
+    /// `check_dead`, a claim of the last lap at the tail whose owner died is
+    /// recovered first (what a blocked producer would do).
+    pub(crate) fn put_ready(&self, check_dead: bool) -> bool {
+        if self.room_maybe() {
+            return true;
+        }
+        if check_dead {
+            let t = self.ctl.tail.0.load(Ordering::Relaxed);
+            let hdr = self.hdr(t);
+            let s = hdr.state.load(Ordering::Acquire);
+            if s & KIND & (READING | WRITING) != 0
+                && diff40(s, t) == -(self.slots as i64)
+                && self.claimant_dead(s, true)
+            {
+                self.recover_claim(hdr, s);
+                return true;
+            }
+            let h = self.ctl.head.0.load(Ordering::Acquire);
+            let hdr = self.hdr(h);
+            let s = hdr.state.load(Ordering::Acquire);
+            if s & KIND == WRITING && diff40(s, h) == 0 && self.claimant_dead(s, true) {
+                self.recover_claim(hdr, s);
+                return true;
+            }
+        }
+        false
+    }
+
     /// A cheap look: might a get succeed now (or should a sleeper wake)?
     /// Not while the slot at the head is free or being written: the
     /// producer notifies when it publishes (or is found dead at the next

@@ -1,0 +1,173 @@
+//! Waiting on many cores at once: the algorithm under [`WaitSet`](crate::WaitSet).
+//!
+//! # Algorithm
+//!
+//! Every source has a futex word that changes whenever its readiness may
+//! change (a queue's `not_empty`/`not_full` event counts, a pipe ring's
+//! `readable`/`writable`, an event's own word) and a readiness check that
+//! reads shared state once and claims nothing. A wait:
+//!
+//! 1. checks every source; any ready: return them all (level-triggered);
+//! 2. arms every source: registers as a sleeper on its word (the sleepers
+//!    bit of a `Notify`, `WAITERS` of an event) and notes the value, then a
+//!    SeqCst fence (inside `arm`);
+//! 3. checks every source again: a change published before step 2 is seen
+//!    here, and one published after it finds the sleepers bit and wakes;
+//! 4. sleeps on all the words at once (`futex_waitv`, one syscall) until
+//!    one changes, the deadline, or the liveness interval;
+//! 5. after a sleep that ended by the interval, the next check also reads
+//!    liveness: a source blocked by a dead claimant or a dead peer is ready
+//!    (a dead queue claim is recovered as a consumer or producer would).
+//!
+//! | source         | ready when                                                       |
+//! |----------------|------------------------------------------------------------------|
+//! | queue get      | a message or a skipped put at the head, or closed; a dead put at the head |
+//! | queue put      | room at the tail (by slot and by count), or closed; a dead claim in the way |
+//! | pipe receive   | bytes published, the peer's end closed, the peer's process dead  |
+//! | pipe send      | room for a message of the given length, peer closed or dead      |
+//! | event          | the flag is up                                                   |
+//!
+//! Ready says the matching `try_` call would not say `Empty`/`Full` when
+//! the check ran; another consumer may take the message first, so callers
+//! use `try_` calls after a wait and wait again on `Empty`/`Full`.
+//!
+//! # Crash cases
+//!
+//! The wait claims nothing, so a waiter that dies leaves at most a sleepers
+//! bit behind (one spurious wake for the next notifier, as for any
+//! sleeper). A peer that dies is noticed within one liveness interval.
+//! A peer that scribbles a word can make the wait return early (it then
+//! re-checks and sleeps again), never read out of bounds: the checks read
+//! atomics only and compare them, they index nothing.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::raw::{RawEvent, RawPipe, RawQueue};
+use crate::sync::{self, Deadline, Futex};
+
+/// The most sources one wait can watch: the kernel's limit for one
+/// `futex_waitv` call.
+pub(crate) const MAX_SOURCES: usize = sync::WAIT_ANY_MAX;
+
+/// One thing to wait for.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// A message to get (or the queue closed).
+    QueueGet(&'a RawQueue<'a>),
+    /// Room to put (or the queue closed).
+    QueuePut(&'a RawQueue<'a>),
+    /// A message to receive (or the peer gone).
+    PipeRecv(&'a RawPipe<'a>),
+    /// Room to send a message of this length (or the peer gone).
+    PipeSend(&'a RawPipe<'a>, usize),
+    /// The flag up.
+    Event(&'a RawEvent),
+}
+
+impl<'a> Source<'a> {
+    /// Refuses a source that can never be ready the way it is asked for.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            Source::PipeRecv(p) => p.recv_notify().map(drop),
+            Source::PipeSend(p, _) => p.send_notify().map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// See the module documentation.
+    pub(crate) fn ready(&self, check_dead: bool) -> bool {
+        match *self {
+            Source::QueueGet(q) => q.get_ready(check_dead),
+            Source::QueuePut(q) => q.put_ready(check_dead),
+            Source::PipeRecv(p) => p.recv_ready(check_dead),
+            Source::PipeSend(p, len) => p.send_ready(len, check_dead),
+            Source::Event(e) => e.is_set(),
+        }
+    }
+
+    /// Registers as a sleeper; the word and the value to sleep on.
+    fn arm(&self) -> Option<(&'a Futex, u32)> {
+        match *self {
+            Source::QueueGet(q) => {
+                let n = q.get_notify();
+                Some((n.futex(), n.arm()))
+            }
+            Source::QueuePut(q) => {
+                let n = q.put_notify();
+                Some((n.futex(), n.arm()))
+            }
+            Source::PipeRecv(p) => p.recv_notify().ok().map(|n| (n.futex(), n.arm())),
+            Source::PipeSend(p, _) => p.send_notify().ok().map(|n| (n.futex(), n.arm())),
+            Source::Event(e) => Some((e.futex(), e.arm())),
+        }
+    }
+}
+
+/// Collects into `out` the indices of the ready sources; whether any is.
+fn collect(sources: &[Source<'_>], check_dead: bool, out: &mut Vec<usize>) -> bool {
+    out.clear();
+    out.extend(
+        sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.ready(check_dead))
+            .map(|(i, _)| i),
+    );
+    !out.is_empty()
+}
+
+/// Waits until at least one of `sources` is ready or `deadline` passes.
+/// On return `out` holds the indices of every source that was ready at the
+/// last check (empty on timeout). Returns false on timeout. Never returns
+/// before the deadline with nothing ready; with no sources, sleeps until the
+/// deadline.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for more than [`MAX_SOURCES`] sources.
+pub(crate) fn wait(sources: &[Source<'_>], deadline: Deadline, out: &mut Vec<usize>) -> Result<bool> {
+    if sources.len() > MAX_SOURCES {
+        return Err(too_many(sources.len()));
+    }
+    let mut words: Vec<(&Futex, u32)> = Vec::with_capacity(sources.len());
+    let mut check_dead = false;
+    loop {
+        if collect(sources, check_dead, out) {
+            return Ok(true);
+        }
+        if deadline.expired() {
+            // One last look, with liveness, so that a wait of zero still
+            // sees a dead peer.
+            return Ok(collect(sources, true, out));
+        }
+        words.clear();
+        words.extend(sources.iter().filter_map(Source::arm));
+        if collect(sources, false, out) {
+            return Ok(true);
+        }
+        let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
+        let woken = if words.is_empty() {
+            sleep_until(until)
+        } else {
+            sync::wait_any(&words, until)
+        };
+        if !woken && is_deadline {
+            return Ok(collect(sources, true, out));
+        }
+        check_dead = !woken;
+    }
+}
+
+/// Sleeps until `until` with nothing to wake it (a wait on no sources).
+fn sleep_until(until: Option<Duration>) -> bool {
+    let f = Futex::new(0);
+    // Nobody wakes `f`: this returns at `until` (or spuriously).
+    f.wait(0, until)
+}
+
+pub(crate) fn too_many(n: usize) -> Error {
+    Error::InvalidArgument(format!(
+        "a wait can watch at most {MAX_SOURCES} sources (one futex_waitv call), not {n}; \
+         split them over several threads or wait sets"
+    ))
+}
