@@ -163,6 +163,17 @@ impl PipeLayout {
 }
 
 /// What an end knows of its peer, and how it waits for it.
+/// How hard [`Peer::gone_by`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// The closed flag; the clock every 256th look; `/proc` rate-limited.
+    Cheap,
+    /// The closed flag; the clock; `/proc` rate-limited.
+    Timed,
+    /// The closed flag and `/proc`, now.
+    Force,
+}
+
 #[derive(Debug)]
 struct Peer<'a> {
     end: &'a EndCtl,
@@ -507,7 +518,9 @@ impl<'a> RawPipe<'a> {
         let Some(tx) = self.tx.as_ref() else {
             return true;
         };
-        let want = record_len(len.min(self.max_message)).min(self.capacity).max(1);
+        let want = record_len(len.min(self.max_message))
+            .min(self.capacity)
+            .max(1);
         tx.room_now(want) || !self.owned() || self.peer_gone_now(check_dead)
     }
 
@@ -1007,6 +1020,16 @@ impl Peer<'_> {
     /// `force`, the closed flag is read every time but the clock only every
     /// 256th time, and `/proc` at most once per `LIVENESS_INTERVAL / 4`.
     fn gone(&mut self, force: bool) -> bool {
+        self.gone_by(if force { Look::Force } else { Look::Cheap })
+    }
+
+    /// [`gone`](Peer::gone) without the every-256th-look count: the clock
+    /// every time, `/proc` at most once per `LIVENESS_INTERVAL / 4`.
+    fn gone_timed(&mut self) -> bool {
+        self.gone_by(Look::Timed)
+    }
+
+    fn gone_by(&mut self, look: Look) -> bool {
         if self.gone {
             return true;
         }
@@ -1019,7 +1042,7 @@ impl Peer<'_> {
             // Not opened yet: nobody to be disconnected from.
             return false;
         }
-        if !force {
+        if look == Look::Cheap {
             // Off the hot path: a clock read only every 256th look.
             self.looks = self.looks.wrapping_add(1);
             if self.looks % 256 != 0 {
@@ -1027,7 +1050,7 @@ impl Peer<'_> {
             }
         }
         let now = sync::now().as_nanos() as u64;
-        if !force
+        if look != Look::Force
             && now.saturating_sub(self.last_check) < (sync::LIVENESS_INTERVAL / 4).as_nanos() as u64
         {
             return false;
@@ -1073,11 +1096,17 @@ impl Peer<'_> {
                 return Err(Error::Disconnected);
             }
             if deadline.expired() {
-                return if ready()? {
-                    Ok(())
+                if ready()? {
+                    return Ok(());
+                }
+                // Time's up: a peer that died says so rather than Timeout
+                // (as a WaitSet reported it ready), with `/proc` read at
+                // most once per LIVENESS_INTERVAL / 4.
+                return Err(if self.gone_timed() {
+                    Error::Disconnected
                 } else {
-                    Err(Error::Timeout)
-                };
+                    Error::Timeout
+                });
             }
             let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
             let mut r = Ok(false);

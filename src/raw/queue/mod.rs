@@ -1108,32 +1108,21 @@ impl<'a> RawQueue<'a> {
     }
 
     /// Whether a get would find something now: a message at the head, or
-    /// something there to step over, or the queue closed. With
-    /// `check_dead`, a claim at the head whose owner died is recovered
-    /// first (what a consumer would do), which makes the head ready.
+    /// the queue closed. First it helps the head over what needs no
+    /// consumer (a skipped put; with `check_dead`, a put whose producer
+    /// died), as a consumer would, so that such a position does not make
+    /// the queue look ready.
     pub(crate) fn get_ready(&self, check_dead: bool) -> bool {
-        if self.message_maybe() {
-            return true;
-        }
-        if check_dead {
-            let h = self.ctl.head.0.load(Ordering::Relaxed);
-            let hdr = self.hdr(h);
-            let s = hdr.state.load(Ordering::Acquire);
-            if s & KIND == WRITING && diff40(s, h) == 0 && self.claimant_dead(s, true) {
-                self.recover_claim(hdr, s);
-                return true;
-            }
-        }
-        false
+        self.help_head_a_little(check_dead);
+        self.message_maybe()
     }
 
-    /// Whether a put would find room now (or the queue closed). With
-    /// `check_dead`, a claim of the last lap at the tail whose owner died is
-    /// recovered first (what a blocked producer would do).
+    /// Whether a put would find room now (or the queue closed). First it
+    /// helps the head on (see `get_ready`) and, with `check_dead`, frees a
+    /// last-lap slot at the tail whose reader or writer died, as a blocked
+    /// producer would.
     pub(crate) fn put_ready(&self, check_dead: bool) -> bool {
-        if self.room_maybe() {
-            return true;
-        }
+        self.help_head_a_little(check_dead);
         if check_dead {
             let t = self.ctl.tail.0.load(Ordering::Relaxed);
             let hdr = self.hdr(t);
@@ -1143,17 +1132,20 @@ impl<'a> RawQueue<'a> {
                 && self.claimant_dead(s, true)
             {
                 self.recover_claim(hdr, s);
-                return true;
-            }
-            let h = self.ctl.head.0.load(Ordering::Acquire);
-            let hdr = self.hdr(h);
-            let s = hdr.state.load(Ordering::Acquire);
-            if s & KIND == WRITING && diff40(s, h) == 0 && self.claimant_dead(s, true) {
-                self.recover_claim(hdr, s);
-                return true;
+                self.help_head_a_little(false);
             }
         }
-        false
+        self.room_maybe()
+    }
+
+    /// A bounded number of `help_head` steps.
+    fn help_head_a_little(&self, check_dead: bool) {
+        for _ in 0..8 {
+            let h = self.ctl.head.0.load(Ordering::Relaxed);
+            if !self.help_head(h, check_dead) {
+                break;
+            }
+        }
     }
 
     /// A cheap look: might a get succeed now (or should a sleeper wake)?

@@ -1,0 +1,274 @@
+//! WaitSet and wait(): readiness of queues, pipes and events, across
+//! processes, with dead peers, and timeouts that never return early.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{dispatch, spawn, watchdog};
+use shmkit::raw::Direction;
+use shmkit::{Error, Event, Pipe, Queue, WaitSet, Waitable};
+
+#[test]
+fn child() {
+    dispatch(&[
+        ("stepper", stepper),
+        ("idle_peer", idle_peer),
+        ("dead_producer", dead_producer),
+    ]);
+}
+
+/// Makes one source ready per command from the `cmd` queue: "queue",
+/// "pipe", "event"; returns on "done".
+fn stepper(args: &[String]) {
+    let cmd = Queue::open(&args[0]).unwrap();
+    let q = Queue::open(&args[1]).unwrap();
+    let mut p = Pipe::open(&args[2]).unwrap();
+    let ev = Event::open(&args[3]).unwrap();
+    loop {
+        match &cmd.get().unwrap()[..] {
+            b"queue" => q.put(b"job").unwrap(),
+            b"pipe" => p.send(b"ping").unwrap(),
+            b"event" => ev.set(),
+            b"done" => return,
+            other => panic!("stepper: unknown command {other:?}"),
+        }
+    }
+}
+
+/// Opens the pipe end, says so, and waits to be killed.
+fn idle_peer(args: &[String]) {
+    let _p = Pipe::open(&args[0]).unwrap();
+    Event::open(&args[1]).unwrap().set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Claims the queue's next place with a grant, says so, and waits to be
+/// killed holding it.
+fn dead_producer(args: &[String]) {
+    let q = Queue::open(&args[0]).unwrap();
+    let _grant = q.reserve(4).unwrap();
+    Event::open(&args[1]).unwrap().set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn ready_set(ws: &mut WaitSet<'_>) -> Vec<usize> {
+    ws.wait_timeout(Duration::from_secs(30))
+        .expect("something became ready")
+        .iter()
+        .map(|k| k.index())
+        .collect()
+}
+
+/// Each source becomes ready in turn, made so by another process, and the
+/// wait reports exactly that one; a SIGKILLed peer makes its pipe ready.
+#[test]
+fn each_source_becomes_ready_in_turn_across_processes() {
+    let _w = watchdog(Duration::from_secs(120));
+    let cmd = Queue::create_unique(8, 16).unwrap();
+    let q = Queue::create_unique(4, 16).unwrap();
+    let mut p = Pipe::create_unique().unwrap();
+    let ev = Event::create_unique().unwrap();
+    let mut dying = Pipe::create_unique().unwrap();
+    let opened = Event::create_unique().unwrap();
+    let stepper = spawn("stepper", &[cmd.name(), q.name(), p.name(), ev.name()]);
+    let mut peer = Some(spawn("idle_peer", &[dying.name(), opened.name()]));
+    assert!(opened.wait_timeout(Duration::from_secs(30)).unwrap());
+
+    {
+        let mut ws = WaitSet::new();
+        for w in [&q as &dyn Waitable, &p, &ev, &dying] {
+            ws.add(w.interest()).unwrap();
+        }
+        assert!(ws.poll().unwrap().is_empty(), "nothing is ready yet");
+    }
+    for (i, step) in ["queue", "pipe", "event", "kill"].into_iter().enumerate() {
+        if step == "kill" {
+            peer.take().unwrap().kill();
+        } else {
+            cmd.put(step.as_bytes()).unwrap();
+        }
+        let got = {
+            let mut ws = WaitSet::new();
+            for w in [&q as &dyn Waitable, &p, &ev, &dying] {
+                ws.add(w.interest()).unwrap();
+            }
+            ready_set(&mut ws)
+        };
+        assert_eq!(got, [i], "after {step}");
+        // Consume it, so that the next round sees only the next source.
+        match step {
+            "queue" => assert_eq!(q.try_get().unwrap(), b"job"),
+            "pipe" => assert_eq!(p.recv().unwrap(), b"ping"),
+            "event" => ev.clear(),
+            _ => assert!(matches!(
+                dying.recv_timeout(Duration::ZERO),
+                Err(Error::Disconnected)
+            )),
+        }
+    }
+    cmd.put(b"done").unwrap();
+    assert_eq!(stepper.wait(), 0);
+}
+
+/// A producer killed while its grant holds the head: the queue's entry
+/// does not report a message that is not there (the dead claim is
+/// stepped over), and a later put makes it ready.
+#[test]
+fn a_dead_claim_at_the_head_is_stepped_over_not_reported() {
+    let _w = watchdog(Duration::from_secs(120));
+    let q = Queue::create_unique(2, 16).unwrap();
+    let claimed = Event::create_unique().unwrap();
+    let child = spawn("dead_producer", &[q.name(), claimed.name()]);
+    assert!(claimed.wait_timeout(Duration::from_secs(30)).unwrap());
+    child.kill();
+    let mut ws = WaitSet::new();
+    let k = ws.add(&q).unwrap();
+    // Long enough for the liveness interval to pass more than once.
+    let t0 = Instant::now();
+    assert!(matches!(
+        ws.wait_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    assert!(t0.elapsed() >= Duration::from_millis(100));
+    q.put(b"after").unwrap();
+    assert!(ws
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .contains(k));
+    assert_eq!(q.try_get().unwrap(), b"after");
+}
+
+#[test]
+fn timeouts_never_return_early() {
+    let _w = watchdog(Duration::from_secs(60));
+    let ev = Event::create_unique().unwrap();
+    let q = Queue::create_unique(1, 8).unwrap();
+    for ms in [0u64, 1, 5, 25, 60] {
+        let d = Duration::from_millis(ms);
+        let mut ws = WaitSet::new();
+        ws.add(&ev).unwrap();
+        ws.add(&q).unwrap();
+        let t0 = Instant::now();
+        assert!(matches!(ws.wait_timeout(d), Err(Error::Timeout)));
+        assert!(t0.elapsed() >= d, "wait_timeout({d:?}) returned early");
+        let t0 = Instant::now();
+        assert!(matches!(ws.wait_deadline(t0 + d), Err(Error::Timeout)));
+        assert!(t0.elapsed() >= d, "wait_deadline returned early");
+        let t0 = Instant::now();
+        assert!(shmkit::wait(&[&ev, &q], Some(d)).unwrap().is_empty());
+        assert!(t0.elapsed() >= d, "wait() returned early");
+    }
+    // A set of one entry takes the single-futex path.
+    let mut ws = WaitSet::new();
+    ws.add(&ev).unwrap();
+    let t0 = Instant::now();
+    assert!(matches!(
+        ws.wait_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert!(t0.elapsed() >= Duration::from_millis(30));
+}
+
+/// A wait with no timeout sleeps until another thread makes an entry
+/// ready (a lost wake-up would hang here, caught by the watchdog).
+#[test]
+fn blocking_wait_is_woken_by_each_kind_of_change() {
+    let _w = watchdog(Duration::from_secs(120));
+    let q = Arc::new(Queue::create_unique(1, 8).unwrap());
+    let ev = Arc::new(Event::create_unique().unwrap());
+    for round in 0..200 {
+        let (q2, ev2) = (q.clone(), ev.clone());
+        let t = std::thread::spawn(move || {
+            if round % 2 == 0 {
+                q2.put(b"x").unwrap();
+            } else {
+                ev2.set();
+            }
+        });
+        let mut ws = WaitSet::new();
+        let (kq, ke) = (ws.add(&*q).unwrap(), ws.add(&*ev).unwrap());
+        let ready = ws.wait().unwrap();
+        t.join().unwrap();
+        if round % 2 == 0 {
+            assert!(ready.contains(kq));
+            q.try_get().unwrap();
+        } else {
+            assert!(ready.contains(ke));
+            ev.clear();
+        }
+    }
+}
+
+#[test]
+fn queue_writable_and_closed() {
+    let _w = watchdog(Duration::from_secs(60));
+    let q = Queue::create_unique(1, 8).unwrap();
+    q.put(b"x").unwrap();
+    assert!(!q.writable().is_ready());
+    let mut ws = WaitSet::new();
+    let put = ws.add(q.writable()).unwrap();
+    let get = ws.add(&q).unwrap();
+    let r = ws.poll().unwrap();
+    assert!(r.contains(get) && !r.contains(put));
+    q.try_get().unwrap();
+    let r = ws.poll().unwrap();
+    assert!(r.contains(put) && !r.contains(get));
+    q.close();
+    let r = ws.poll().unwrap();
+    assert!(
+        r.contains(put) && r.contains(get),
+        "a closed queue is ready both ways"
+    );
+}
+
+#[test]
+fn pipe_writable_follows_room() {
+    let _w = watchdog(Duration::from_secs(60));
+    let mut a = Pipe::builder().capacity(256).create_unique().unwrap();
+    let mut b = Pipe::open(a.name()).unwrap();
+    while a.send_timeout(&[1u8; 60], Duration::ZERO).is_ok() {}
+    assert!(!a.writable(60).is_ready());
+    b.recv().unwrap();
+    assert!(a.writable(60).is_ready());
+    drop(b);
+    assert!(a.writable(1000).is_ready(), "a closed peer is ready");
+}
+
+#[test]
+fn impossible_entries_and_too_many_are_refused() {
+    let a = Pipe::builder()
+        .direction(Direction::CreatorSends)
+        .create_unique()
+        .unwrap();
+    let b = Pipe::open(a.name()).unwrap();
+    let mut ws = WaitSet::new();
+    assert!(matches!(ws.add(&a), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        ws.add(b.writable(1)),
+        Err(Error::InvalidArgument(_))
+    ));
+    ws.add(a.writable(1)).unwrap();
+    ws.add(&b).unwrap();
+
+    let ev = Event::create_unique().unwrap();
+    let mut ws = WaitSet::new();
+    for _ in 0..128 {
+        ws.add(&ev).unwrap();
+    }
+    match ws.add(&ev) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("128"), "{m}"),
+        r => panic!("129th entry: {r:?}"),
+    }
+    ev.set();
+    assert_eq!(ws.wait().unwrap().len(), 128);
+    assert!(matches!(
+        WaitSet::new().wait(),
+        Err(Error::InvalidArgument(_))
+    ));
+}
