@@ -16,6 +16,7 @@ fn child() {
         ("stepper", stepper),
         ("idle_peer", idle_peer),
         ("dead_producer", dead_producer),
+        ("idle_participant", idle_participant),
     ]);
 }
 
@@ -41,6 +42,19 @@ fn stepper(args: &[String]) {
 fn idle_peer(args: &[String]) {
     let _p = Pipe::open(&args[0]).unwrap();
     Event::open(&args[1]).unwrap().set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Takes part in the queue (one put and get) and in the pipe, says so,
+/// and waits, silent, to be killed.
+fn idle_participant(args: &[String]) {
+    let q = Queue::open(&args[0]).unwrap();
+    q.put(b"hello").unwrap();
+    q.get().unwrap();
+    let _p = Pipe::open(&args[1]).unwrap();
+    Event::open(&args[2]).unwrap().set();
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -271,4 +285,65 @@ fn impossible_entries_and_too_many_are_refused() {
         WaitSet::new().wait(),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+/// The calling thread's voluntary context switches so far.
+fn voluntary_switches() -> u64 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Blocked calls with a live, silent peer do not wake every liveness
+/// interval to look for a death (they did: 50 wake-ups a second); the
+/// peer's exit would wake them. Each call here blocks 2 s: about 2
+/// wake-ups are expected, 150 before.
+#[test]
+fn idle_blocked_calls_wake_about_once_a_second() {
+    let _w = watchdog(Duration::from_secs(120));
+    let q = Arc::new(Queue::create_unique(4, 8).unwrap());
+    let mut p = Pipe::create_unique().unwrap();
+    let ready = Event::create_unique().unwrap();
+    let child = spawn("idle_participant", &[q.name(), p.name(), ready.name()]);
+    assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap());
+    let d = Duration::from_secs(2);
+    let limit = 8;
+    let q2 = q.clone();
+    let queue = std::thread::spawn(move || {
+        let before = voluntary_switches();
+        assert!(matches!(q2.get_timeout(d), Err(Error::Timeout)));
+        voluntary_switches() - before
+    });
+    let q3 = q.clone();
+    let set = std::thread::spawn(move || {
+        let ev = Event::create_unique().unwrap();
+        let before = voluntary_switches();
+        let mut ws = WaitSet::new();
+        ws.add(&*q3).unwrap();
+        ws.add(&ev).unwrap();
+        assert!(matches!(ws.wait_timeout(d), Err(Error::Timeout)));
+        voluntary_switches() - before
+    });
+    let before = voluntary_switches();
+    assert!(matches!(p.recv_timeout(d), Err(Error::Timeout)));
+    let pipe = voluntary_switches() - before;
+    let (queue, set) = (queue.join().unwrap(), set.join().unwrap());
+    child.kill();
+    assert!(
+        pipe <= limit,
+        "Pipe::recv_timeout woke {pipe} times in {d:?}"
+    );
+    assert!(
+        queue <= limit,
+        "Queue::get_timeout woke {queue} times in {d:?}"
+    );
+    assert!(
+        set <= limit,
+        "WaitSet::wait_timeout woke {set} times in {d:?}"
+    );
 }

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
 use crate::raw::ring::{record_len, Out, RingCtl, Rx, Tx, LEN_BYTES, SKIP};
 use crate::raw::spin::AdaptiveSpin;
-use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, TaskStamp};
+use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, Target, TaskStamp};
 
 /// One end's record.
 #[repr(C, align(64))]
@@ -522,6 +522,13 @@ impl<'a> RawPipe<'a> {
             .min(self.capacity)
             .max(1);
         tx.room_now(want) || !self.owned() || self.peer_gone_now(check_dead)
+    }
+
+    /// The process a waiter on this end waits for (see `sync::watch`).
+    pub(crate) fn watch_targets(&self) -> Vec<Target> {
+        vec![Target::Process(TaskStamp(
+            self.peer.end.stamp.load(Ordering::Acquire),
+        ))]
     }
 
     /// The peer's end is closed, or (`check_dead`) its process is gone.
@@ -1108,7 +1115,16 @@ impl Peer<'_> {
                     Error::Timeout
                 });
             }
-            let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
+            // Have the peer's exit wake us (see `sync::watch`): then the
+            // sleep needs no short interval to notice a death.
+            let deaths = sync::deaths();
+            let stamp = TaskStamp(self.end.stamp.load(Ordering::Acquire));
+            let watch = sync::watch(notify.futex(), &[Target::Process(stamp)]);
+            if watch.dead {
+                force_check = true;
+                continue;
+            }
+            let (until, is_deadline) = deadline.or_within(watch.interval());
             let mut r = Ok(false);
             let peer = self.end;
             let woken = notify.sleep(until, || {
@@ -1117,6 +1133,7 @@ impl Peer<'_> {
                 // be slept through (its wake-all is already spent).
                 !matches!(r, Ok(false)) || peer.closed.load(Ordering::Acquire) != 0
             });
+            drop(watch);
             if r? {
                 return Ok(());
             }
@@ -1126,7 +1143,7 @@ impl Peer<'_> {
             if !woken && is_deadline || deadline.expired() {
                 return Err(Error::Timeout);
             }
-            force_check = !woken;
+            force_check = !woken || sync::deaths() != deaths;
         }
     }
 }

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::raw::{RawEvent, RawPipe, RawQueue};
-use crate::sync::{self, Deadline, Futex};
+use crate::sync::{self, Deadline, Futex, Target};
 
 /// The most sources one wait can watch: the kernel's limit for one
 /// `futex_waitv` call.
@@ -83,6 +83,15 @@ impl<'a> Source<'a> {
             Source::PipeRecv(p) => p.recv_ready(check_dead),
             Source::PipeSend(p, len) => p.send_ready(len, check_dead),
             Source::Event(e) => e.is_set(),
+        }
+    }
+
+    /// The tasks whose death makes this source ready (see `sync::watch`).
+    fn watch_targets(&self) -> Vec<Target> {
+        match *self {
+            Source::QueueGet(q) | Source::QueuePut(q) => q.watch_targets(),
+            Source::PipeRecv(p) | Source::PipeSend(p, _) => p.watch_targets(),
+            Source::Event(_) => Vec::new(),
         }
     }
 
@@ -135,6 +144,7 @@ pub(crate) fn wait(
     }
     let mut words: Vec<(&Futex, u32)> = Vec::with_capacity(sources.len());
     let mut check_dead = false;
+    let mut looked_at_dead = false;
     loop {
         if collect(sources, check_dead, out) {
             return Ok(true);
@@ -144,21 +154,45 @@ pub(crate) fn wait(
             // sees a dead peer.
             return Ok(collect(sources, true, out));
         }
+        // Have the exit of anyone a source depends on wake us (see
+        // `sync::watch`), then arm every source.
+        let deaths = sync::deaths();
+        let mut interval = sync::WATCHED_INTERVAL;
+        let mut dead = false;
+        let mut watches = Vec::with_capacity(sources.len());
         words.clear();
-        words.extend(sources.iter().filter_map(Source::arm));
+        for s in sources {
+            let Some((word, val)) = s.arm() else {
+                continue;
+            };
+            let targets = s.watch_targets();
+            if !targets.is_empty() {
+                let w = sync::watch(word, &targets);
+                interval = interval.min(w.interval());
+                dead |= w.dead;
+                watches.push(w);
+            }
+            words.push((word, val));
+        }
+        if dead && !looked_at_dead {
+            looked_at_dead = true;
+            check_dead = true;
+            continue;
+        }
         if collect(sources, false, out) {
             return Ok(true);
         }
-        let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
+        let (until, is_deadline) = deadline.or_within(interval);
         let woken = if words.is_empty() {
             sleep_until(until)
         } else {
             sync::wait_any(&words, until)
         };
+        drop(watches);
         if !woken && is_deadline {
             return Ok(collect(sources, true, out));
         }
-        check_dead = !woken;
+        check_dead = !woken || sync::deaths() != deaths;
     }
 }
 

@@ -16,6 +16,10 @@ use std::time::Duration;
 mod real;
 #[cfg(not(loom))]
 pub(crate) use real::*;
+#[cfg(not(loom))]
+mod watch;
+#[cfg(not(loom))]
+pub(crate) use watch::{deaths, watch, Target, WATCHED_INTERVAL};
 
 #[cfg(loom)]
 mod model;
@@ -59,7 +63,7 @@ impl Deadline {
 /// Identifies a running thread even after its id is reused: the kernel
 /// thread id (22 bits suffice, `PID_MAX_LIMIT` is 2^22) and the thread's start
 /// time in clock ticks (40 bits), packed into one `u64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TaskStamp(pub(crate) u64);
 
 impl TaskStamp {

@@ -191,3 +191,38 @@ pub(crate) fn wait_any(words: &[(&Futex, u32)], until: Option<Duration>) -> bool
     loom::thread::yield_now();
     !(until.is_some() && TIMEOUTS_FIRE.with(Cell::get))
 }
+
+/// Under loom, as in real builds.
+pub(crate) const WATCHED_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Death notice under loom: nothing is watched (a model's deaths are seen
+/// by its liveness checks, driven by timeouts), so sleepers keep the short
+/// liveness interval.
+pub(crate) struct Watch {
+    pub(crate) all: bool,
+    pub(crate) dead: bool,
+}
+
+impl Watch {
+    pub(crate) fn interval(&self) -> Duration {
+        LIVENESS_INTERVAL
+    }
+}
+
+/// See the real `sync::watch::Target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    Process(TaskStamp),
+    Thread(TaskStamp),
+}
+
+pub(crate) fn watch(_word: &Futex, _targets: &[Target]) -> Watch {
+    Watch {
+        all: false,
+        dead: false,
+    }
+}
+
+pub(crate) fn deaths() -> u64 {
+    0
+}

@@ -177,6 +177,13 @@ pub(crate) fn now() -> Duration {
 static FORK_GEN: AtomicU32 = AtomicU32::new(0);
 static ATFORK: std::sync::Once = std::sync::Once::new();
 
+/// This process's fork generation: 0 in the first process, bumped in each
+/// child of fork(2).
+pub(crate) fn fork_gen() -> u32 {
+    ATFORK.call_once(|| sys::on_fork_child(after_fork_in_child));
+    FORK_GEN.load(Ordering::Relaxed)
+}
+
 extern "C" fn after_fork_in_child() {
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
 }

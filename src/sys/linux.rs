@@ -535,6 +535,91 @@ pub(crate) fn random_u64() -> u64 {
     u64::from_ne_bytes(buf)
 }
 
+// ---- death notice: pidfds and epoll ---------------------------------------
+
+/// `PIDFD_THREAD` (Linux 6.9): a pidfd for one thread rather than its
+/// thread group; it becomes readable when that thread exits.
+const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+
+/// Opens a pidfd for process `pid` (`thread` false) or for thread `pid`
+/// (`thread` true, Linux 6.9+). It becomes readable when the process (every
+/// thread of it) or the thread has exited. `None` when the kernel refused
+/// (no such task, no pidfd support, out of descriptors, ...).
+pub(crate) fn pidfd_open(pid: u32, thread: bool) -> Option<OwnedFd> {
+    let flags = if thread { PIDFD_THREAD } else { 0 };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, flags) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a descriptor the kernel just gave us, owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// A new epoll instance (close-on-exec).
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers are passed.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor the kernel just gave us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to `ep` for readability, with `data` returned by [`epoll_wait`].
+pub(crate) fn epoll_add(ep: &OwnedFd, fd: &OwnedFd, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: data,
+    };
+    // SAFETY: both descriptors are open (borrowed); `ev` is a valid event
+    // for the call.
+    let r =
+        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Removes `fd` from `ep` (closing `fd` does it too; this is for clarity
+/// when the descriptor is kept).
+pub(crate) fn epoll_del(ep: &OwnedFd, fd: &OwnedFd) {
+    // SAFETY: both descriptors are open; EPOLL_CTL_DEL ignores the event.
+    unsafe {
+        libc::epoll_ctl(
+            ep.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// Waits on `ep` for at most `timeout_ms` (-1: as long as it takes);
+/// returns the `data` of each ready descriptor in `out` (cleared first).
+/// A timeout or `EINTR` returns with `out` empty.
+pub(crate) fn epoll_wait(ep: &OwnedFd, out: &mut Vec<u64>, timeout_ms: i32) {
+    const N: usize = 64;
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; N];
+    out.clear();
+    // SAFETY: `evs` has room for N events and lives for the call.
+    let n = unsafe {
+        libc::epoll_wait(
+            ep.as_raw_fd(),
+            evs.as_mut_ptr(),
+            N as libc::c_int,
+            timeout_ms,
+        )
+    };
+    for ev in evs.iter().take(n.max(0) as usize) {
+        let data = ev.u64;
+        out.push(data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -874,6 +874,7 @@ impl<'a> RawQueue<'a> {
     ) -> Result<T> {
         let mut spun = false;
         let mut check_dead = false;
+        let mut looked_at_dead = false;
         loop {
             let not_now = match claim(check_dead)? {
                 Try::Done(v) => return Ok(v),
@@ -898,8 +899,20 @@ impl<'a> RawQueue<'a> {
             if deadline.expired() {
                 return Err(Error::Timeout);
             }
-            let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
+            // Have a participant's exit wake us (see `sync::watch`): then
+            // the sleep needs no short interval to notice a death.
+            let deaths = sync::deaths();
+            let watch = sync::watch(notify.futex(), &self.watch_targets());
+            if watch.dead && !looked_at_dead {
+                // A participant is dead already: one look with liveness
+                // (its entry may stay in the table long after).
+                looked_at_dead = true;
+                check_dead = true;
+                continue;
+            }
+            let (until, is_deadline) = deadline.or_within(watch.interval());
             let woken = notify.sleep(until, &maybe);
+            drop(watch);
             if !woken && is_deadline {
                 // One last look, then Timeout.
                 return match claim(true)? {
@@ -907,7 +920,7 @@ impl<'a> RawQueue<'a> {
                     _ => Err(Error::Timeout),
                 };
             }
-            check_dead = !woken;
+            check_dead = !woken || sync::deaths() != deaths;
         }
     }
 

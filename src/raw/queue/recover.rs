@@ -50,7 +50,7 @@ use super::{
     claimant, diff40, p40, Error, RawQueue, SlotHdr, KIND, LONG, POS_MASK, READING, SKIP, WRITING,
 };
 use crate::error::Result;
-use crate::sync::{self, Ordering, TaskStamp};
+use crate::sync::{self, Ordering, Target, TaskStamp};
 
 /// Entries in the table of participants.
 pub(super) const PROCS: usize = if cfg!(loom) { 8 } else { 256 };
@@ -134,6 +134,26 @@ impl RawQueue<'_> {
                 }
             };
         }
+    }
+
+    /// The processes a sleeper on this queue waits for, to be woken when
+    /// one dies (see `sync::watch`): every participant but this process.
+    /// Any of them may hold the claim that keeps the sleeper out, now or by
+    /// the time it sleeps.
+    pub(crate) fn watch_targets(&self) -> Vec<Target> {
+        let me = sync::current_process().0;
+        let mut v: Vec<u64> = self
+            .ctl
+            .procs
+            .iter()
+            .map(|e| e.load(Ordering::Acquire))
+            .filter(|&s| s != 0 && s != me && s != REGISTERING)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter()
+            .map(|s| Target::Process(TaskStamp(s)))
+            .collect()
     }
 
     /// Takes an entry of the participant table for `me`.

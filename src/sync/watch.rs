@@ -1,0 +1,414 @@
+//! Death notice: a sleeper that depends on other tasks (a lock's owner, a
+//! pipe's peer, a queue's participants) is woken as soon as one of them
+//! exits, instead of waking every liveness interval to look.
+//!
+//! # Mechanism
+//!
+//! One lazily started thread per process, the watcher, sleeps in
+//! `epoll_wait` over pidfds: one per awaited process (or, for a lock owned
+//! by a thread, per thread with `PIDFD_THREAD`, Linux 6.9+). A sleeper
+//! registers, before it sleeps, the futex word it sleeps on and the tasks
+//! it waits for ([`watch`]); the returned [`Watch`] unregisters when
+//! dropped. When a pidfd becomes readable the watcher bumps the process's
+//! death epoch ([`deaths`]) and wakes every word registered for that task.
+//! The woken sleeper sees the epoch moved and reads liveness at once.
+//!
+//! A watch is a hint, never a verdict: the liveness check that follows it
+//! decides, as before, from `/proc` (only "no such task" is dead). A pidfd
+//! is opened by id and then checked against the stamp (start time), so a
+//! reused id is not watched in the dead task's stead; if that cannot be
+//! settled (unknown start time, `/proc` or `pidfd_open` failing), the task
+//! is reported unwatched and the sleeper keeps the short liveness interval.
+//!
+//! # Costs
+//!
+//! Nothing here runs on an uncontended path: only a caller about to sleep
+//! registers. The first registration for a task costs `pidfd_open`, a
+//! `/proc` read and `epoll_ctl`; pidfds are then cached (up to
+//! [`CACHE`] tasks nobody waits for), so a lock contended again and again
+//! costs one mutex and a few hash lookups per sleep.
+//!
+//! # Fork
+//!
+//! A forked child has no watcher thread and shares its parent's epoll
+//! instance. The registry is kept per fork generation: the child's first
+//! registration builds a new one (and a new thread), and leaves the
+//! inherited one alone (leaked, never locked: its mutex may have been held
+//! by a parent thread at the fork).
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicPtr, AtomicU64};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{Futex, Liveness, Ordering, TaskStamp};
+use crate::sys;
+
+/// How long a sleeper whose every dependency is watched sleeps before it
+/// looks for itself anyway (a wake lost to an error of the watcher, or a
+/// dependency that changed while it slept).
+pub(crate) const WATCHED_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many pidfds of tasks nobody waits for stay open.
+const CACHE: usize = 256;
+
+/// A task a sleeper waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    /// A process (its stamp: pid and start time).
+    Process(TaskStamp),
+    /// A thread (a lock's owner).
+    #[allow(dead_code)] // for the Lock's waiters, next
+    Thread(TaskStamp),
+}
+
+/// Deaths the watcher of this process has seen. A sleeper reads it before
+/// it sleeps; a change afterwards means "read liveness now".
+pub(crate) fn deaths() -> u64 {
+    DEATHS.load(Ordering::SeqCst)
+}
+
+static DEATHS: AtomicU64 = AtomicU64::new(0);
+
+/// What [`watch`] arranged.
+#[must_use]
+pub(crate) struct Watch {
+    reg: Option<&'static Registry>,
+    word: usize,
+    keys: Vec<Target>,
+    /// Every target is watched.
+    pub(crate) all: bool,
+    /// A target was found dead while registering.
+    pub(crate) dead: bool,
+}
+
+impl Watch {
+    /// How long to sleep at most before looking for oneself.
+    pub(crate) fn interval(&self) -> Duration {
+        if self.all {
+            WATCHED_INTERVAL
+        } else {
+            super::LIVENESS_INTERVAL
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(reg) = self.reg {
+            reg.unregister(self.word, &self.keys);
+        }
+    }
+}
+
+/// Registers `word` to be woken when any of `targets` exits; see the
+/// module documentation. `word` must stay mapped until the `Watch` drops
+/// (it is borrowed for that long by the caller's sleep).
+pub(crate) fn watch(word: &Futex, targets: &[Target]) -> Watch {
+    let addr = word.word().as_ptr() as usize;
+    let mut w = Watch {
+        reg: None,
+        word: addr,
+        keys: Vec::with_capacity(targets.len()),
+        all: true,
+        dead: false,
+    };
+    let Some(reg) = registry() else {
+        w.all = false;
+        return w;
+    };
+    w.reg = Some(reg);
+    reg.register(addr, targets, &mut w);
+    w
+}
+
+struct Entry {
+    fd: OwnedFd,
+    id: u64,
+    /// Registered words and how many sleepers registered each.
+    words: Vec<(usize, u32)>,
+    /// Set once the task exited: how many times its words were woken.
+    woken: Option<u32>,
+}
+
+/// After a death, the watcher wakes the task's words again every
+/// [`REWAKE_MS`] while sleepers are still registered on them, at most this
+/// many times. A sleeper that registered, looked, and had not yet gone to
+/// sleep when the first wake came (the word itself does not change: it may
+/// be a lock's owner word) is woken by the next one.
+const REWAKES: u32 = 100;
+const REWAKE_MS: i32 = 1;
+
+struct State {
+    ep: OwnedFd,
+    entries: HashMap<Target, Entry>,
+    by_id: HashMap<u64, Target>,
+    next_id: u64,
+}
+
+struct Registry {
+    gen: u32,
+    state: Mutex<State>,
+}
+
+static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This fork generation's registry, built (with its thread) on first use;
+/// `None` if epoll or the thread cannot be had.
+fn registry() -> Option<&'static Registry> {
+    let gen = super::fork_gen();
+    let cur = REGISTRY.load(Ordering::Acquire);
+    // SAFETY: a non-null REGISTRY always points at a leaked (never freed)
+    // Registry, so the reference is valid for 'static.
+    if let Some(r) = unsafe { cur.as_ref() } {
+        if r.gen == gen {
+            return Some(r);
+        }
+    }
+    let ep = sys::epoll_create().ok()?;
+    let reg: &'static Registry = Box::leak(Box::new(Registry {
+        gen,
+        state: Mutex::new(State {
+            ep,
+            entries: HashMap::new(),
+            by_id: HashMap::new(),
+            next_id: 1,
+        }),
+    }));
+    let ptr = reg as *const Registry as *mut Registry;
+    match REGISTRY.compare_exchange(cur, ptr, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            let ep = reg.state.lock().ok()?.ep.try_clone().ok()?;
+            let spawned = std::thread::Builder::new()
+                .name("shmkit-watch".into())
+                .spawn(move || reg.run(ep));
+            spawned.is_ok().then_some(reg)
+        }
+        // Another thread built it first: use that one (ours leaks, unused).
+        // SAFETY: as above, a non-null REGISTRY is a leaked Registry.
+        Err(other) => unsafe { other.as_ref() }.filter(|r| r.gen == gen),
+    }
+}
+
+impl Registry {
+    fn register(&self, addr: usize, targets: &[Target], w: &mut Watch) {
+        let Ok(mut st) = self.state.lock() else {
+            w.all = false;
+            return;
+        };
+        for &t in targets {
+            if !st.entries.contains_key(&t) {
+                match open(t) {
+                    Opened::Fd(fd) => {
+                        let id = st.next_id;
+                        st.next_id += 1;
+                        if sys::epoll_add(&st.ep, &fd, id).is_err() {
+                            w.all = false;
+                            continue;
+                        }
+                        st.by_id.insert(id, t);
+                        st.entries.insert(
+                            t,
+                            Entry {
+                                fd,
+                                id,
+                                words: Vec::new(),
+                                woken: None,
+                            },
+                        );
+                    }
+                    Opened::Dead => {
+                        w.dead = true;
+                        continue;
+                    }
+                    Opened::Unwatched => {
+                        w.all = false;
+                        continue;
+                    }
+                }
+            }
+            let e = st.entries.get_mut(&t).expect("inserted above");
+            if e.woken.is_some() {
+                // Exited already: look now rather than sleep.
+                w.dead = true;
+                continue;
+            }
+            match e.words.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, n)) => *n += 1,
+                None => e.words.push((addr, 1)),
+            }
+            w.keys.push(t);
+        }
+    }
+
+    fn unregister(&self, addr: usize, keys: &[Target]) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        for t in keys {
+            if let Some(e) = st.entries.get_mut(t) {
+                if let Some(i) = e.words.iter().position(|(a, _)| *a == addr) {
+                    e.words[i].1 -= 1;
+                    if e.words[i].1 == 0 {
+                        e.words.swap_remove(i);
+                    }
+                }
+            }
+        }
+        if st.entries.len() > CACHE {
+            // Close the pidfds nobody waits on.
+            let idle: Vec<Target> = st
+                .entries
+                .iter()
+                .filter(|(_, e)| e.words.is_empty() && e.woken.is_none())
+                .map(|(t, _)| *t)
+                .collect();
+            for t in idle {
+                if let Some(e) = st.entries.remove(&t) {
+                    st.by_id.remove(&e.id);
+                    sys::epoll_del(&st.ep, &e.fd);
+                }
+            }
+        }
+    }
+
+    /// The watcher thread: wakes the words of every task that exits.
+    fn run(&self, ep: OwnedFd) {
+        let mut ready = Vec::new();
+        let mut rewaking = false;
+        loop {
+            sys::epoll_wait(&ep, &mut ready, if rewaking { REWAKE_MS } else { -1 });
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            let st = &mut *st;
+            for id in &ready {
+                let Some(t) = st.by_id.remove(id) else {
+                    continue;
+                };
+                if let Some(e) = st.entries.get_mut(&t) {
+                    sys::epoll_del(&st.ep, &e.fd);
+                    e.woken = Some(0);
+                }
+                DEATHS.fetch_add(1, Ordering::SeqCst);
+            }
+            rewaking = false;
+            st.entries.retain(|_, e| {
+                let Some(n) = e.woken.as_mut() else {
+                    return true;
+                };
+                for &(addr, _) in &e.words {
+                    // SAFETY: a registered word stays mapped until its
+                    // sleeper unregisters, which takes this mutex, held
+                    // here. FUTEX_WAKE does not write the word.
+                    unsafe { sys::futex_wake(addr as *const u32, u32::MAX) };
+                }
+                *n += 1;
+                let keep = !e.words.is_empty() && *n < REWAKES;
+                rewaking |= keep;
+                keep
+            });
+        }
+    }
+}
+
+enum Opened {
+    Fd(OwnedFd),
+    Dead,
+    Unwatched,
+}
+
+/// Opens a pidfd for `t` and makes sure it is the task the stamp names.
+fn open(t: Target) -> Opened {
+    let (stamp, thread) = match t {
+        Target::Process(s) => (s, false),
+        Target::Thread(s) => (s, true),
+    };
+    if !stamp.start_known() || stamp.tid() == 0 {
+        return Opened::Unwatched;
+    }
+    let fd = match sys::pidfd_open(stamp.tid(), thread) {
+        Some(fd) => fd,
+        None => {
+            // ESRCH (no such task) and every other refusal look alike
+            // here: let the liveness check tell them apart.
+            return match check(stamp, thread) {
+                Liveness::Dead => Opened::Dead,
+                _ => Opened::Unwatched,
+            };
+        }
+    };
+    // The id may have been reused before the open: the start time says.
+    match check(stamp, thread) {
+        Liveness::Alive => Opened::Fd(fd),
+        Liveness::Dead => Opened::Dead,
+        Liveness::Unknown => Opened::Unwatched,
+    }
+}
+
+fn check(stamp: TaskStamp, thread: bool) -> Liveness {
+    if thread {
+        super::thread_liveness(stamp.tid(), Some(stamp))
+    } else {
+        super::liveness(stamp.tid(), Some(stamp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp_of(pid: u32) -> TaskStamp {
+        match super::super::probe_process(pid) {
+            sys::Probe::Running(start) => TaskStamp::new(pid, start),
+            p => panic!("child {pid}: {p:?}"),
+        }
+    }
+
+    /// A sleeper whose dependency is killed is woken by the watcher (the
+    /// wait returns "woken", not "timed out"), and the death epoch moves.
+    #[test]
+    fn a_watched_death_wakes_the_sleeper() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("120")
+            .spawn()
+            .unwrap();
+        let stamp = stamp_of(child.id());
+        let word = Futex::new(7);
+        let before = deaths();
+        let w = watch(&word, &[Target::Process(stamp)]);
+        assert!(w.all && !w.dead);
+        assert_eq!(w.interval(), WATCHED_INTERVAL);
+        child.kill().unwrap();
+        let until = super::super::now() + Duration::from_secs(60);
+        // Woken (true) rather than timed out; a spurious return would also
+        // say true, so also check that the epoch moved.
+        let mut woken = false;
+        while deaths() == before {
+            woken = word.wait(7, Some(until));
+            assert!(woken, "the watcher did not wake the word within 60 s");
+        }
+        let _ = woken;
+        drop(w);
+        child.wait().unwrap();
+        // The task is gone now: a new watch reports it dead at once.
+        let w = watch(&word, &[Target::Process(stamp)]);
+        assert!(w.dead);
+    }
+
+    /// A stamp that does not match the task holding the id (a reused pid)
+    /// is not watched in its stead: it is dead.
+    #[test]
+    fn a_reused_id_is_not_watched_for_the_dead_task() {
+        let me = super::super::current_process();
+        let wrong = TaskStamp::new(me.tid(), me.start().wrapping_add(1) & TaskStamp::START_MASK);
+        let word = Futex::new(0);
+        let w = watch(&word, &[Target::Process(wrong)]);
+        assert!(w.dead, "a stamp with another start time names a dead task");
+        let unknown = TaskStamp::new(me.tid(), TaskStamp::START_UNKNOWN);
+        let w = watch(&word, &[Target::Process(unknown)]);
+        assert!(!w.all && !w.dead, "an unknown start time cannot be watched");
+        assert_eq!(w.interval(), super::super::LIVENESS_INTERVAL);
+    }
+}
