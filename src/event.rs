@@ -3,12 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::raw::wait::Source;
-use crate::waitset::{Interest, Waitable};
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
+use crate::raw::wait::Source;
 use crate::raw::RawEvent;
 use crate::segment::{Options, Segment, Spec};
+use crate::waitset::{Interest, Waitable};
 
 /// A manual-reset event shared by every process that opens its name
 /// (Python's `multiprocessing.Event`), built on [`RawEvent`].

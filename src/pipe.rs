@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::raw::wait::Source;
-use crate::waitset::{Interest, Waitable};
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
+use crate::raw::wait::Source;
 use crate::raw::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
+use crate::waitset::{Interest, Waitable};
 
 /// Bytes in each direction's ring, by default.
 pub const DEFAULT_PIPE_CAPACITY: usize = 64 * 1024;

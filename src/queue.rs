@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::raw::wait::Source;
-use crate::waitset::{Interest, Waitable};
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
+use crate::raw::wait::Source;
 use crate::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
+use crate::waitset::{Interest, Waitable};
 
 /// A bounded queue of byte messages shared by every process that opens its
 /// name (Python's `multiprocessing.Queue`, with Boost's fixed maximum message

@@ -96,7 +96,11 @@ fn my_stamp(tid: u32) -> u64 {
 
 /// Whether `path`'s thread is asleep in futex(2) (x86_64: 202; aarch64: 98).
 fn asleep_in_futex(path: &str) -> bool {
-    let nr = if cfg!(target_arch = "aarch64") { 98 } else { 202 };
+    let nr = if cfg!(target_arch = "aarch64") {
+        98
+    } else {
+        202
+    };
     stat_field(path, 3).as_deref() == Some("S")
         && std::fs::read_to_string(format!("/proc/{path}/syscall"))
             .ok()
@@ -357,7 +361,10 @@ fn orphan_a_handoff(lock: &Lock, raw: &Raw) -> bool {
     assert!(!g.owner_died());
     // The next contended unlock is the 32nd: a fair one.
     raw.u32_at(LOCK + 4).store(31, Ordering::SeqCst);
-    let kid = spawn("sleep_in_lock", &[lock.name(), tid.name(), &cpu.to_string()]);
+    let kid = spawn(
+        "sleep_in_lock",
+        &[lock.name(), tid.name(), &cpu.to_string()],
+    );
     assert!(wait_for(REACH, || tid.load() != 0), "child never started");
     let path = format!("{}/task/{}", kid.pid(), tid.load());
     assert!(
@@ -368,7 +375,7 @@ fn orphan_a_handoff(lock: &Lock, raw: &Raw) -> bool {
     assert_eq!(unsafe { libc::kill(kid.pid() as i32, libc::SIGKILL) }, 0);
     drop(g);
     kid.kill(); // reaps it
-    // A hand-off that was undone leaves the lock free for anyone at once.
+                // A hand-off that was undone leaves the lock free for anyone at once.
     match lock.try_lock().unwrap() {
         Some(g) => {
             drop(g);
@@ -425,7 +432,10 @@ fn a_lock_held_by_an_exited_leader_thread_is_taken_over() {
     let lock = Lock::create_unique().unwrap();
     let pid = Value::<u32>::create_unique(0).unwrap();
     let kid = spawn("leader_exits_holding", &[lock.name(), pid.name()]);
-    assert!(wait_for(REACH, || pid.load() != 0), "grandchild never locked");
+    assert!(
+        wait_for(REACH, || pid.load() != 0),
+        "grandchild never locked"
+    );
     let p = pid.load().to_string();
     assert!(
         wait_for(REACH, || stat_field(&p, 3).as_deref() == Some("Z")),

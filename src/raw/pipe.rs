@@ -507,7 +507,9 @@ impl<'a> RawPipe<'a> {
         let Some(tx) = self.tx.as_ref() else {
             return true;
         };
-        let want = record_len(len.min(self.max_message)).min(self.capacity).max(1);
+        let want = record_len(len.min(self.max_message))
+            .min(self.capacity)
+            .max(1);
         tx.room_now(want) || !self.owned() || self.peer_gone_now(check_dead)
     }
 

@@ -125,7 +125,11 @@ fn collect(sources: &[Source<'_>], check_dead: bool, out: &mut Vec<usize>) -> bo
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for more than [`MAX_SOURCES`] sources.
-pub(crate) fn wait(sources: &[Source<'_>], deadline: Deadline, out: &mut Vec<usize>) -> Result<bool> {
+pub(crate) fn wait(
+    sources: &[Source<'_>],
+    deadline: Deadline,
+    out: &mut Vec<usize>,
+) -> Result<bool> {
     if sources.len() > MAX_SOURCES {
         return Err(too_many(sources.len()));
     }

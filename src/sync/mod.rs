@@ -160,3 +160,70 @@ pub(crate) fn task_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
 pub(crate) fn thread_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
     thread_liveness(tid, stamp) != Liveness::Dead
 }
+
+/// Names a lock in the calling thread's set of held locks: its address in
+/// this process and, for a lock in a named segment, the object's identity
+/// (device, inode), which every mapping of the object shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldKey {
+    pub(crate) addr: usize,
+    pub(crate) object: Option<(u64, u64)>,
+}
+
+impl HeldKey {
+    fn same_lock(&self, other: &HeldKey) -> bool {
+        self.addr == other.addr || (self.object.is_some() && self.object == other.object)
+    }
+}
+
+// HELD: the locks the calling thread holds (a guard of this thread exists,
+// or was leaked), each with the thread id it was taken under. A forked child
+// inherits its parent thread's set; the ids tell its entries apart. Only
+// this thread's own record can say "you already hold it": a lock word is
+// shared memory, and a peer can write our stamp into it.
+#[cfg(not(loom))]
+std::thread_local! {
+    static HELD: HeldSet = const { std::cell::RefCell::new(Vec::new()) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static HELD: HeldSet = std::cell::RefCell::new(Vec::new());
+}
+
+type HeldSet = std::cell::RefCell<Vec<(HeldKey, u32)>>;
+
+/// Runs `f` on this thread's set; `None` during thread teardown, when the
+/// set is gone (a relock then waits instead of failing with `Deadlock`,
+/// which is never wrong).
+fn with_held<R>(f: impl FnOnce(&HeldSet) -> R) -> Option<R> {
+    #[cfg(not(loom))]
+    return HELD.try_with(f).ok();
+    #[cfg(loom)]
+    return Some(HELD.with(f));
+}
+
+/// Records that thread `tid` (the caller) now holds the lock `key`.
+pub(crate) fn held_insert(key: HeldKey, tid: u32) {
+    with_held(|h| h.borrow_mut().push((key, tid)));
+}
+
+/// Forgets one record of `held_insert(key, tid)`.
+pub(crate) fn held_remove(key: HeldKey, tid: u32) {
+    with_held(|h| {
+        let mut h = h.borrow_mut();
+        if let Some(i) = h.iter().rposition(|e| *e == (key, tid)) {
+            h.swap_remove(i);
+        }
+    });
+}
+
+/// Whether thread `tid` (the caller) holds the lock `key` (through any
+/// mapping of its object).
+pub(crate) fn held_contains(key: HeldKey, tid: u32) -> bool {
+    with_held(|h| {
+        h.borrow()
+            .iter()
+            .any(|(k, t)| *t == tid && k.same_lock(&key))
+    })
+    .unwrap_or(false)
+}
