@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{dispatch, spawn, wait_for, watchdog};
-use shmkit::{Array, Error, Event, Lock, Value};
+use shmkit::{Array, Error, Lock, Value};
 
 const WATCHDOG: Duration = Duration::from_secs(120);
 const REACH: Duration = Duration::from_secs(30);
