@@ -385,6 +385,7 @@ impl RawLock {
 
     /// [`lock_timeout`](RawLock::lock_timeout) (or `lock` for `None`) for a
     /// lock in the shared object `object`.
+    #[inline]
     pub(crate) fn lock_in(
         &self,
         object: Option<(u64, u64)>,

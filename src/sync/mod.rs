@@ -176,40 +176,123 @@ impl HeldKey {
     }
 }
 
-// HELD: the locks the calling thread holds (a guard of this thread exists,
-// or was leaked), each with the thread id it was taken under. A forked child
+// The locks the calling thread holds (a guard of this thread exists, or was
+// leaked), each with the thread id it was taken under. A forked child
 // inherits its parent thread's set; the ids tell its entries apart. Only
 // this thread's own record can say "you already hold it": a lock word is
 // shared memory, and a peer can write our stamp into it.
+//
+// The first `HELD_INLINE` entries live in a thread-local without a
+// destructor (the cheapest kind to reach: it costs the lock's fast path a
+// few nanoseconds); more nested locks spill into a `Vec`. During thread
+// teardown the spill may be gone: a relock then waits instead of failing
+// with `Deadlock`, which is never wrong.
+
+type Held = (HeldKey, u32);
+
+#[cfg(not(loom))]
+const NO_HELD: Held = (
+    HeldKey {
+        addr: 0,
+        object: None,
+    },
+    0,
+);
+
+#[cfg(not(loom))]
+const HELD_INLINE: usize = 8;
+
+#[cfg(not(loom))]
+struct HeldSet {
+    /// Entries used in `inline`.
+    len: std::cell::Cell<usize>,
+    /// Entries in `HELD_MORE`.
+    more: std::cell::Cell<usize>,
+    inline: std::cell::RefCell<[Held; HELD_INLINE]>,
+}
+
 #[cfg(not(loom))]
 std::thread_local! {
-    static HELD: HeldSet = const { std::cell::RefCell::new(Vec::new()) };
-}
-#[cfg(loom)]
-loom::thread_local! {
-    static HELD: HeldSet = std::cell::RefCell::new(Vec::new());
-}
-
-type HeldSet = std::cell::RefCell<Vec<(HeldKey, u32)>>;
-
-/// Runs `f` on this thread's set; `None` during thread teardown, when the
-/// set is gone (a relock then waits instead of failing with `Deadlock`,
-/// which is never wrong).
-fn with_held<R>(f: impl FnOnce(&HeldSet) -> R) -> Option<R> {
-    #[cfg(not(loom))]
-    return HELD.try_with(f).ok();
-    #[cfg(loom)]
-    return Some(HELD.with(f));
+    static HELD: HeldSet = const {
+        HeldSet {
+            len: std::cell::Cell::new(0),
+            more: std::cell::Cell::new(0),
+            inline: std::cell::RefCell::new([NO_HELD; HELD_INLINE]),
+        }
+    };
+    static HELD_MORE: std::cell::RefCell<Vec<Held>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Records that thread `tid` (the caller) now holds the lock `key`.
+#[cfg(not(loom))]
 pub(crate) fn held_insert(key: HeldKey, tid: u32) {
-    with_held(|h| h.borrow_mut().push((key, tid)));
+    let _ = HELD.try_with(|h| {
+        let n = h.len.get();
+        if n < HELD_INLINE {
+            h.inline.borrow_mut()[n] = (key, tid);
+            h.len.set(n + 1);
+        } else if HELD_MORE
+            .try_with(|m| m.borrow_mut().push((key, tid)))
+            .is_ok()
+        {
+            h.more.set(h.more.get() + 1);
+        }
+    });
 }
 
 /// Forgets one record of `held_insert(key, tid)`.
+#[cfg(not(loom))]
 pub(crate) fn held_remove(key: HeldKey, tid: u32) {
-    with_held(|h| {
+    let _ = HELD.try_with(|h| {
+        let n = h.len.get();
+        let mut a = h.inline.borrow_mut();
+        if let Some(i) = a[..n].iter().rposition(|e| *e == (key, tid)) {
+            a[i] = a[n - 1];
+            h.len.set(n - 1);
+            return;
+        }
+        if h.more.get() > 0 {
+            let _ = HELD_MORE.try_with(|m| {
+                let mut m = m.borrow_mut();
+                if let Some(i) = m.iter().rposition(|e| *e == (key, tid)) {
+                    m.swap_remove(i);
+                    h.more.set(h.more.get() - 1);
+                }
+            });
+        }
+    });
+}
+
+/// Whether thread `tid` (the caller) holds the lock `key` (through any
+/// mapping of its object).
+#[cfg(not(loom))]
+pub(crate) fn held_contains(key: HeldKey, tid: u32) -> bool {
+    let hit = |e: &Held| e.1 == tid && e.0.same_lock(&key);
+    HELD.try_with(|h| {
+        h.inline.borrow()[..h.len.get()].iter().any(hit)
+            || (h.more.get() > 0
+                && HELD_MORE
+                    .try_with(|m| m.borrow().iter().any(hit))
+                    .unwrap_or(false))
+    })
+    .unwrap_or(false)
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static HELD: std::cell::RefCell<Vec<Held>> = std::cell::RefCell::new(Vec::new());
+}
+
+/// Records that thread `tid` (the caller) now holds the lock `key`.
+#[cfg(loom)]
+pub(crate) fn held_insert(key: HeldKey, tid: u32) {
+    HELD.with(|h| h.borrow_mut().push((key, tid)));
+}
+
+/// Forgets one record of `held_insert(key, tid)`.
+#[cfg(loom)]
+pub(crate) fn held_remove(key: HeldKey, tid: u32) {
+    HELD.with(|h| {
         let mut h = h.borrow_mut();
         if let Some(i) = h.iter().rposition(|e| *e == (key, tid)) {
             h.swap_remove(i);
@@ -217,13 +300,8 @@ pub(crate) fn held_remove(key: HeldKey, tid: u32) {
     });
 }
 
-/// Whether thread `tid` (the caller) holds the lock `key` (through any
-/// mapping of its object).
+/// Whether thread `tid` (the caller) holds the lock `key`.
+#[cfg(loom)]
 pub(crate) fn held_contains(key: HeldKey, tid: u32) -> bool {
-    with_held(|h| {
-        h.borrow()
-            .iter()
-            .any(|(k, t)| *t == tid && k.same_lock(&key))
-    })
-    .unwrap_or(false)
+    HELD.with(|h| h.borrow().iter().any(|e| e.1 == tid && e.0.same_lock(&key)))
 }
