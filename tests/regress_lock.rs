@@ -397,6 +397,7 @@ fn try_lock_takes_a_handoff_orphaned_by_a_dead_sleeper() {
         tries += 1;
         assert!(tries < 50, "could not orphan a hand-off");
     }
+    eprintln!("orphaned a hand-off after {tries} undone tries");
     assert!(!lock.is_locked());
     let took = wait_for(Duration::from_secs(5), || {
         lock.try_lock().unwrap().is_some_and(|g| !g.owner_died())
