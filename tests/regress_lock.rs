@@ -351,8 +351,8 @@ fn pin_to(cpu: usize) {
 /// Makes an orphaned fair hand-off: a sleeper in `lock()` is SIGKILLed and,
 /// before it runs again (it is pinned to this CPU at SCHED_IDLE), this
 /// thread's unlock, the 32nd contended one, reserves the lock for it and
-/// wakes it. Returns false when the unlock did not see the sleeper (the
-/// hand-off was undone), so the caller tries again.
+/// wakes it. Returns false when the unlock did not see the sleeper (it had
+/// run already, and the hand-off was undone), so the caller tries again.
 fn orphan_a_handoff(lock: &Lock, raw: &Raw) -> bool {
     let tid = Value::<u32>::create_unique(0).unwrap();
     let cpu = current_cpu();
@@ -374,15 +374,16 @@ fn orphan_a_handoff(lock: &Lock, raw: &Raw) -> bool {
     // SAFETY: signals our own child.
     assert_eq!(unsafe { libc::kill(kid.pid() as i32, libc::SIGKILL) }, 0);
     drop(g);
+    // Reserved for a sleeper (the hand-off bit: bit 62 of the state word
+    // now, bit 29 of the futex word in the old layout), or undone (free).
+    let reserved = raw.u64_at(LOCK + 8).load(Ordering::SeqCst) & (1 << 62) != 0
+        || raw.u32_at(LOCK).load(Ordering::SeqCst) & (1 << 29) != 0;
     kid.kill(); // reaps it
-                // A hand-off that was undone leaves the lock free for anyone at once.
-    match lock.try_lock().unwrap() {
-        Some(g) => {
-            drop(g);
-            false
-        }
-        None => true,
+    if !reserved {
+        let g = lock.try_lock().unwrap();
+        assert!(g.is_some(), "an undone hand-off left the lock taken");
     }
+    reserved
 }
 
 /// Defect 11: an orphaned fair hand-off (the woken sleeper died before it
