@@ -1,5 +1,5 @@
 //! `Lock` across real processes and threads: mutual exclusion, a holder
-//! SIGKILLed 200 times (and at random moments), timeouts that never come
+//! SIGKILLed 200 times (`SHMKIT_TORTURE_TRIALS`; and at random moments), timeouts that never come
 //! early, a slow live holder that is never robbed, deadlock detection, a
 //! thread that exits holding the lock, and fairness between two processes.
 
