@@ -236,13 +236,27 @@ impl<T: Pod> Array<T> {
     }
 
     fn lock_raw(&self) -> RawLockGuard<'_> {
-        lock_or_panic(self.raw_lock(), "Array", self.name())
+        lock_or_panic(self.raw_lock(), &self.seg, "Array")
     }
 
-    /// Element `index`, or `None` past the end. Takes the lock.
+    fn guard<'a>(&'a self, inner: RawLockGuard<'a>) -> ArrayGuard<'a, T> {
+        ArrayGuard {
+            data: self.data(),
+            len: self.len,
+            inner,
+        }
+    }
+
+    /// Element `index`, or `None` past the end. Takes the lock, waiting for
+    /// as long as it is held (a dead holder's lock is taken over within
+    /// about 20 ms); for a bounded wait index the guard of
+    /// [`lock_timeout`](Array::lock_timeout).
     ///
     /// # Panics
-    /// If the calling thread holds this array's lock (index the guard).
+    /// If the calling thread holds this array's lock (an [`ArrayGuard`] of
+    /// this thread, through any handle on the array): index the guard.
+    /// Bytes a peer writes into the lock never make it panic; a forged live
+    /// owner makes it wait.
     ///
     /// ```
     /// let a = shmkit::Array::from_slice_unique(&[1u8, 2])?;
@@ -260,7 +274,9 @@ impl<T: Pod> Array<T> {
         Some(unsafe { self.data().add(index).read() })
     }
 
-    /// Sets element `index`. Takes the lock.
+    /// Sets element `index`. Takes the lock, waiting for as long as it is
+    /// held; for a bounded wait write through the guard of
+    /// [`lock_timeout`](Array::lock_timeout).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `index >= len()`;
@@ -281,16 +297,26 @@ impl<T: Pod> Array<T> {
                 self.len
             )));
         }
-        let _g = self.raw_lock().lock_one_shot()?;
+        let _g = self.raw_lock().lock_one_shot(self.seg.object_id())?;
         // SAFETY: index < len; we hold the lock.
         unsafe { self.data().add(index).write(value) };
         Ok(())
     }
 
-    /// A copy of every element, taken under the lock.
+    /// A copy of every element, taken under the lock, waiting for as long
+    /// as it is held; for a bounded wait copy the guard of
+    /// [`lock_timeout`](Array::lock_timeout).
+    ///
+    /// Always exactly [`len`](Array::len) elements, copied from the array's
+    /// own bytes: the length is this handle's, checked against the object
+    /// at open, and nothing read from shared memory changes it. A peer that
+    /// ignores the lock (or forges it) and writes meanwhile can make the
+    /// copy a mix of old and new values, never a read outside the array.
     ///
     /// # Panics
-    /// If the calling thread holds this array's lock (copy the guard).
+    /// If the calling thread holds this array's lock (an [`ArrayGuard`] of
+    /// this thread, through any handle on the array): copy the guard. Bytes
+    /// a peer writes into the lock never make it panic.
     ///
     /// ```
     /// let a = shmkit::Array::from_slice_unique(&[3u32, 4])?;
@@ -303,10 +329,15 @@ impl<T: Pod> Array<T> {
         unsafe { std::slice::from_raw_parts(self.data(), self.len) }.to_vec()
     }
 
-    /// Takes the lock and gives the elements as a slice until the guard drops.
+    /// Takes the lock and gives the elements as a slice until the guard
+    /// drops. Waits for as long as the lock is held (a dead holder's lock is
+    /// taken over within about 20 ms); see
+    /// [`lock_timeout`](Array::lock_timeout) and
+    /// [`try_lock`](Array::try_lock) for bounded waits.
     ///
     /// # Errors
-    /// [`Error::Deadlock`] if this thread already holds it.
+    /// [`Error::Deadlock`] if this thread already holds it (through this or
+    /// another handle on the array).
     ///
     /// ```
     /// let a = shmkit::Array::create_unique(3, 1i32)?;
@@ -320,12 +351,52 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        let inner = self.raw_lock().lock()?;
-        Ok(ArrayGuard {
-            data: self.data(),
-            len: self.len,
-            inner,
-        })
+        let inner = self.raw_lock().lock_in(self.seg.object_id(), None)?;
+        Ok(self.guard(inner))
+    }
+
+    /// As [`lock`](Array::lock), but fails with [`Error::Timeout`] once
+    /// `timeout` has passed (never earlier): the timed form of
+    /// [`get`](Array::get), [`set`](Array::set) and
+    /// [`to_vec`](Array::to_vec), for when a holder that lives but never
+    /// lets go (or a peer that forges one) must not block the caller
+    /// forever. A dead holder's lock is taken over even with a zero timeout.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]; [`Error::Deadlock`] if this thread holds the lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let a = shmkit::Array::from_slice_unique(&[1u32, 2, 3])?;
+    /// let t = Duration::from_millis(100);
+    /// a.lock_timeout(t)?[0] = 10; // a timed set
+    /// assert_eq!(a.lock_timeout(t)?.get(0).copied(), Some(10)); // a timed get
+    /// assert_eq!(a.lock_timeout(t)?.to_vec(), [10, 2, 3]); // a timed to_vec
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ArrayGuard<'_, T>> {
+        let inner = self
+            .raw_lock()
+            .lock_in(self.seg.object_id(), Some(timeout))?;
+        Ok(self.guard(inner))
+    }
+
+    /// As [`lock`](Array::lock) if that needs no waiting (the lock is free,
+    /// or its holder is dead); `None` if it is held, also by this thread.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for a corrupted lock.
+    ///
+    /// ```
+    /// let a = shmkit::Array::create_unique(2, 0u8)?;
+    /// let g = a.try_lock()?.expect("free");
+    /// assert!(a.try_lock()?.is_none());
+    /// assert_eq!(g.len(), 2);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
+        let inner = self.raw_lock().try_lock_in(self.seg.object_id())?;
+        Ok(inner.map(|g| self.guard(g)))
     }
 
     /// The name other processes open this array by.
@@ -355,6 +426,16 @@ impl<T: Pod> Array<T> {
 }
 
 /// The elements of an [`Array`], locked until dropped.
+///
+/// The slice is the array's shared bytes in place, exactly
+/// [`Array::len`] elements (a length this handle checked against the object
+/// at open; nothing read from shared memory changes it), so no access
+/// through the guard can leave the array. The lock keeps out every peer
+/// that follows the protocol. A hostile peer (one that writes the bytes
+/// without the lock, or forges the lock word) can change elements under the
+/// guard: the holder may then see values change between two reads, and its
+/// writes may be overwritten. It never sees memory outside the array, and
+/// `T: Pod` makes every bit pattern a valid `T`.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {
     data: *mut T,

@@ -191,7 +191,9 @@ impl Lock {
     /// ```
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
-        self.raw().lock().map(|inner| LockGuard { inner })
+        self.raw()
+            .lock_in(self.seg.object_id(), None)
+            .map(|inner| LockGuard { inner })
     }
 
     /// Takes the lock if that needs no waiting.
@@ -204,7 +206,10 @@ impl Lock {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>> {
-        Ok(self.raw().try_lock()?.map(|inner| LockGuard { inner }))
+        Ok(self
+            .raw()
+            .try_lock_in(self.seg.object_id())?
+            .map(|inner| LockGuard { inner }))
     }
 
     /// Takes the lock, or fails with [`Error::Timeout`](crate::Error::Timeout)
@@ -219,7 +224,7 @@ impl Lock {
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
         self.raw()
-            .lock_timeout(timeout)
+            .lock_in(self.seg.object_id(), Some(timeout))
             .map(|inner| LockGuard { inner })
     }
 

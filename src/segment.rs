@@ -146,6 +146,9 @@ pub struct Segment {
     name: String,
     map: MmapRaw,
     owner: bool,
+    /// The object's device and inode, if `fstat` told them: what tells two
+    /// mappings of one object from mappings of two (see `object_id`).
+    id: Option<(u64, u64)>,
 }
 
 impl fmt::Debug for Segment {
@@ -398,6 +401,15 @@ impl Segment {
         unsafe { &*(self.map.as_ptr() as *const Header) }
     }
 
+    /// The mapped object's identity (device, inode), the same for every
+    /// mapping of it in this process; `None` if `fstat` failed at create.
+    /// The Lock, Value and Array handles name their lock by it, so that a
+    /// relock through a second handle on the same object is told apart from
+    /// a peer's forged "owner is you".
+    pub(crate) fn object_id(&self) -> Option<(u64, u64)> {
+        self.id
+    }
+
     /// Creates a segment of `kind` with `payload_len` bytes, lets `init` fill
     /// the payload, then publishes the header.
     pub(crate) fn create_kind(
@@ -434,6 +446,7 @@ impl Segment {
             name: name.into(),
             map,
             owner: true,
+            id: sys::fstat(&file).ok().map(|st| (st.dev, st.ino)),
         };
         let header = seg.header();
         // An unknown start time (0, /proc did not answer) names the pid only.
@@ -525,6 +538,7 @@ impl Segment {
             name: name.into(),
             map,
             owner: false,
+            id: Some((st.dev, st.ino)),
         };
         let header = seg.header();
         let fields = loop {

@@ -23,12 +23,17 @@ pub(crate) fn data_offset<T>() -> usize {
 /// 64 bytes into a page.
 pub(crate) const MAX_ALIGN: usize = 64;
 
-/// Locks for one read or write (see `RawLock::lock_one_shot`); a relock by
-/// the holding thread is a documented panic of the calling method.
-pub(crate) fn lock_or_panic<'a>(lock: &'a RawLock, kind: &str, name: &str) -> RawLockGuard<'a> {
-    match lock.lock_one_shot() {
+/// Locks for one read or write (see `RawLock::lock_one_shot`) the lock of
+/// the segment `seg`. The only error of an untimed lock is `Deadlock`, and
+/// that only when this thread's own record says it holds the lock (a guard
+/// of this thread, through any handle on the object, exists or was leaked):
+/// a documented panic of the calling method, a programming error like a
+/// `RefCell` borrowed twice. Bytes written by a peer (a forged "owner is
+/// you") can only make it wait.
+pub(crate) fn lock_or_panic<'a>(lock: &'a RawLock, seg: &Segment, kind: &str) -> RawLockGuard<'a> {
+    match lock.lock_one_shot(seg.object_id()) {
         Ok(g) => g,
-        Err(e) => panic!("{kind} {name:?}: {e} (use the guard you hold)"),
+        Err(e) => panic!("{kind} {:?}: {e} (use the guard you hold)", seg.name()),
     }
 }
 
@@ -99,7 +104,9 @@ unsafe fn write<T: Pod>(p: *mut T, v: T) {
 /// - [`lock`](Value::lock) gives a guard to read-modify-write under the lock;
 ///   it works on a copy and writes it back when dropped, so a holder that
 ///   dies mid-update leaves the old value, and the next locker is told
-///   ([`ValueGuard::owner_died`]);
+///   ([`ValueGuard::owner_died`]); [`lock_timeout`](Value::lock_timeout)
+///   and [`try_lock`](Value::try_lock) bound the wait (as on
+///   [`Lock`](crate::Lock)), and are the timed forms of `load` and `store`;
 /// - for the primitive integers, [`fetch_add`](Value::fetch_add),
 ///   [`fetch_sub`](Value::fetch_sub), [`swap`](Value::swap) and
 ///   [`compare_exchange`](Value::compare_exchange) are lock-free atomics.
@@ -263,11 +270,16 @@ impl<T: Pod> Value<T> {
     }
 
     /// The current value. Lock-free for 1-, 2-, 4- and 8-byte types; larger
-    /// ones are read under the lock.
+    /// ones are read under the lock, waiting for as long as it is held (a
+    /// dead holder's lock is taken over within about 20 ms). For a bounded
+    /// wait, read through [`lock_timeout`](Value::lock_timeout).
     ///
     /// # Panics
     /// For a type larger than 8 bytes, if the calling thread holds this
-    /// value's lock (read the guard instead).
+    /// value's lock (a [`ValueGuard`] of this thread, through any handle on
+    /// the value): read the guard instead. Bytes a peer writes into the lock
+    /// (its own stamp, ours, garbage) never make it panic; a forged live
+    /// owner makes it wait.
     ///
     /// ```
     /// let v = shmkit::Value::create_unique([1u32, 2, 3])?;
@@ -285,11 +297,14 @@ impl<T: Pod> Value<T> {
         unsafe { self.data().read() }
     }
 
-    /// Replaces the value, under the lock.
+    /// Replaces the value, under the lock, waiting for as long as it is
+    /// held (a dead holder's lock is taken over within about 20 ms). For a
+    /// bounded wait, write through [`lock_timeout`](Value::lock_timeout).
     ///
     /// # Panics
-    /// If the calling thread holds this value's lock (write through the
-    /// guard instead).
+    /// If the calling thread holds this value's lock (a [`ValueGuard`] of
+    /// this thread, through any handle on the value): write through the
+    /// guard instead. Bytes a peer writes into the lock never make it panic.
     ///
     /// ```
     /// let v = shmkit::Value::create_unique(1u16)?;
@@ -305,14 +320,32 @@ impl<T: Pod> Value<T> {
     }
 
     fn lock_raw(&self) -> RawLockGuard<'_> {
-        lock_or_panic(self.raw_lock(), "Value", self.name())
+        lock_or_panic(self.raw_lock(), &self.seg, "Value")
+    }
+
+    fn guard<'a>(&'a self, inner: RawLockGuard<'a>) -> ValueGuard<'a, T> {
+        // SAFETY: we hold the lock: no guard or store writes concurrently,
+        // and small types are read atomically.
+        let value = unsafe { atomic_read(self.data()) }.unwrap_or_else(|| {
+            // SAFETY: as above; large types are only written under the lock.
+            unsafe { self.data().read() }
+        });
+        ValueGuard {
+            value,
+            target: self.data(),
+            inner,
+        }
     }
 
     /// Takes the lock and returns a guard that derefs to a copy of the value;
-    /// the copy is written back when the guard drops.
+    /// the copy is written back when the guard drops. Waits for as long as
+    /// the lock is held (a dead holder's lock is taken over within about
+    /// 20 ms); see [`lock_timeout`](Value::lock_timeout) and
+    /// [`try_lock`](Value::try_lock) for bounded waits.
     ///
     /// # Errors
-    /// [`Error::Deadlock`] if this thread already holds the lock.
+    /// [`Error::Deadlock`] if this thread already holds the lock (through
+    /// this or another handle on the value).
     ///
     /// ```
     /// let v = shmkit::Value::create_unique(0u64)?;
@@ -325,18 +358,59 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
-        let inner = self.raw_lock().lock()?;
-        // SAFETY: we hold the lock: no guard or store writes concurrently,
-        // and small types are read atomically.
-        let value = unsafe { atomic_read(self.data()) }.unwrap_or_else(|| {
-            // SAFETY: as above; large types are only written under the lock.
-            unsafe { self.data().read() }
-        });
-        Ok(ValueGuard {
-            value,
-            target: self.data(),
-            inner,
-        })
+        let inner = self.raw_lock().lock_in(self.seg.object_id(), None)?;
+        Ok(self.guard(inner))
+    }
+
+    /// As [`lock`](Value::lock), but fails with [`Error::Timeout`] once
+    /// `timeout` has passed (never earlier): the timed form of
+    /// [`load`](Value::load) and [`store`](Value::store), for when a holder
+    /// that lives but never lets go (or a peer that forges one) must not
+    /// block the caller forever. A dead holder's lock is taken over even
+    /// with a zero timeout.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]; [`Error::Deadlock`] if this thread holds the lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let v = shmkit::Value::create_unique([0u64; 4])?;
+    /// *v.lock_timeout(Duration::from_millis(100))? = [1, 2, 3, 4]; // a timed store
+    /// let now = *v.lock_timeout(Duration::from_millis(100))?; // a timed load
+    /// assert_eq!(now, [1, 2, 3, 4]);
+    /// let g = v.lock()?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let r = v.lock_timeout(Duration::from_millis(10));
+    ///         assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    ///     });
+    /// });
+    /// # drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ValueGuard<'_, T>> {
+        let inner = self
+            .raw_lock()
+            .lock_in(self.seg.object_id(), Some(timeout))?;
+        Ok(self.guard(inner))
+    }
+
+    /// As [`lock`](Value::lock) if that needs no waiting (the lock is free,
+    /// or its holder is dead); `None` if it is held, also by this thread.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for a corrupted lock.
+    ///
+    /// ```
+    /// let v = shmkit::Value::create_unique(1u8)?;
+    /// let g = v.try_lock()?.expect("free");
+    /// assert!(v.try_lock()?.is_none());
+    /// assert_eq!(*g, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
+        let inner = self.raw_lock().try_lock_in(self.seg.object_id())?;
+        Ok(inner.map(|g| self.guard(g)))
     }
 
     /// The name other processes open this value by.

@@ -1,5 +1,5 @@
 //! `Lock` across real processes and threads: mutual exclusion, a holder
-//! SIGKILLed 200 times (and at random moments), timeouts that never come
+//! SIGKILLed 200 times (`SHMKIT_TORTURE_TRIALS`; and at random moments), timeouts that never come
 //! early, a slow live holder that is never robbed, deadlock detection, a
 //! thread that exits holding the lock, and fairness between two processes.
 
@@ -321,14 +321,23 @@ fn a_live_slow_holder_is_never_robbed() {
 
 // ---------------------------------------------------------------- death
 
-const TRIALS: usize = 200;
+/// Trials of the SIGKILLed-holder torture unless `SHMKIT_TORTURE_TRIALS`
+/// says otherwise.
+const TRIALS: u64 = 200;
 
+/// A holder is SIGKILLed `SHMKIT_TORTURE_TRIALS` times (200 by default);
+/// every lock must be recovered, with the "previous owner died" notice
+/// given exactly once.
 #[test]
 fn holder_sigkilled_200_times_is_taken_over_and_the_lock_keeps_working() {
-    let _w = watchdog(WATCHDOG);
+    let trials = common::count_from_env("SHMKIT_TORTURE_TRIALS", TRIALS);
+    // About 40 ms a trial; the watchdog grows with the count.
+    let _w = watchdog(WATCHDOG + Duration::from_millis(100) * trials as u32);
     let lock = Lock::create_unique().unwrap();
     let held = Event::create_unique().unwrap();
-    for i in 0..TRIALS {
+    let (mut kills, mut recovered, mut told) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    for i in 0..trials {
         held.clear();
         let kid = spawn("hold_and_hang", &[lock.name(), held.name()]);
         assert!(
@@ -378,6 +387,9 @@ fn holder_sigkilled_200_times_is_taken_over_and_the_lock_keeps_working() {
                 lock.lock_timeout(REACH).unwrap().owner_died()
             }
         };
+        kills += 1;
+        recovered += 1;
+        told += u64::from(died);
         assert!(died, "trial {i} (mode {}): owner_died() was false", i % 4);
         assert!(!lock.is_locked(), "trial {i}");
         for _ in 0..2 {
@@ -388,6 +400,11 @@ fn holder_sigkilled_200_times_is_taken_over_and_the_lock_keeps_working() {
             assert!(!g.owner_died(), "trial {i}: told twice");
         }
     }
+    eprintln!(
+        "lock torture: {trials} trials, {kills} holders SIGKILLed, {recovered} locks recovered, \
+         {told} told owner_died, in {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -654,9 +671,11 @@ fn fair_unlock_with_nobody_asleep_leaves_the_lock_free() {
     #[repr(C, align(8))]
     struct Region([u8; 16]);
     let mut r = Region([0; 16]);
-    // WAITERS set, owner a dead thread id, 31 contended unlocks so far.
-    r.0[0..4].copy_from_slice(&((1u32 << 31) | 0x3f_ffff).to_le_bytes());
+    // WAITERS set, owner a dead thread (id 0x3f_ffff, start time 1), 31
+    // contended unlocks so far (layout: `src/raw/lock.rs`).
+    let state = (1u64 << 63) | (0x3f_ffffu64 << 40) | 1;
     r.0[4..8].copy_from_slice(&31u32.to_le_bytes());
+    r.0[8..16].copy_from_slice(&state.to_le_bytes());
     // SAFETY: `r` outlives `lock` and is used only through it.
     let lock = unsafe { shmkit::raw::RawLock::attach(r.0.as_mut_ptr(), 16) }.unwrap();
     let g = lock.try_lock().unwrap().unwrap();

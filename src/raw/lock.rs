@@ -1,62 +1,98 @@
 //! `RawLock`: a robust, futex-based mutual-exclusion lock for shared memory.
 //!
-//! The lock word is a futex that holds the owner's kernel thread id, as in
-//! Drepper's "Futexes Are Tricky" mutex with the owner recorded (Linux's
-//! robust-futex word has the same shape, without the kernel's help here).
-//! Next to it, the owner records its [`TaskStamp`] (thread id and start
-//! time), so that a waiter can tell a dead owner from a live one even after
-//! the id is reused. No `pthread_mutex_t` lives in shared memory.
+//! The lock is one 64-bit word that holds the owner's [`TaskStamp`] (thread
+//! id and start time): the owner claims the lock *and* names itself with a
+//! single CAS `0 → stamp`, so no crash can leave a held lock whose owner is
+//! unknown, and a waiter can tell a dead owner from a live one even after
+//! its id is reused. Sleepers wait on a separate 32-bit futex word, a wake-up
+//! counter. No `pthread_mutex_t` lives in shared memory.
 //!
-//! # The word
+//! # The words
 //!
-//! | bits   | name       | meaning                                                    |
-//! |--------|------------|------------------------------------------------------------|
-//! | 0..22  | `TID_MASK` | the owner's thread id (Linux ids are below 2^22)           |
-//! | 29     | `HANDOFF`  | free, but reserved for a thread that has already slept     |
-//! | 31     | `WAITERS`  | someone may be asleep on the futex: unlock must wake       |
+//! | bytes | field   | meaning                                                       |
+//! |-------|---------|---------------------------------------------------------------|
+//! | 0..4  | `wake`  | futex word: bumped by every unlock that must wake a sleeper   |
+//! | 4..8  | `aux`   | bit 31 `DIED` (sticky owner-death notice); bits 0..31 count contended unlocks |
+//! | 8..16 | `state` | the lock (below)                                              |
 //!
-//! | word                   | state                                  | what a survivor does when the owner died |
-//! |------------------------|----------------------------------------|------------------------------------------|
-//! | `0`                    | free                                   | takes it                                 |
-//! | `tid`                  | held, nobody asleep                    | a waiter finds `tid` dead, takes over    |
-//! | `tid \| WAITERS`       | held, sleepers                         | same                                     |
-//! | `HANDOFF \| WAITERS`   | free, reserved for a woken sleeper     | any thread that has slept takes it (the woken one may have died) |
-//! | anything else          | only a scribbler writes it             | the id part names no live owner: taken over |
+//! | `state` bits | name       | meaning                                                  |
+//! |--------------|------------|----------------------------------------------------------|
+//! | 0..62        | stamp      | the owner's stamp (tid << 40 \| start time); 0: free     |
+//! | 62           | `HANDOFF`  | free, but reserved for a thread that has slept; bits 0..40 then hold the hand-off time (ms) |
+//! | 63           | `WAITERS`  | someone may be asleep on `wake`: unlock must wake        |
+//!
+//! | `state`                        | what it is                          | what a survivor does when the owner died |
+//! |--------------------------------|-------------------------------------|------------------------------------------|
+//! | `0` (or `WAITERS`)             | free                                | takes it                                 |
+//! | `stamp` (`\| WAITERS`)         | held by the task `stamp` names      | a waiter finds the thread gone (or its id running with another start time), takes over |
+//! | `HANDOFF \| WAITERS \| t`      | free, reserved for a woken sleeper  | any thread that has slept takes it; anyone takes it once it is 20 ms old (the woken sleeper died or is stuck) |
+//! | stamp with thread id 0         | only a scribbler writes it          | taken over                               |
 //!
 //! # Paths
 //!
-//! - lock: one CAS `0 → tid` (fast path), then a short spin, then sleep on
-//!   the futex with `WAITERS` set. Sleeps last at most
-//!   20 ms (the liveness interval); after each timed-out sleep the waiter looks whether
-//!   the owner still runs (`/proc/<tid>/stat`, start time compared), and if
-//!   not, takes the lock over with a CAS from the exact word it saw, and is
-//!   told so (`owner_died`).
-//! - unlock: clear the stamp, then one CAS `tid → 0`; only if `WAITERS` was
-//!   set does it wake one sleeper (one syscall). Every 32nd contended unlock
-//!   is a fair one: the word becomes `HANDOFF | WAITERS`, which only a thread
-//!   that has slept may take, so a thread that relocks in a tight loop cannot
-//!   starve the others (parking_lot's "eventual fairness", by count instead
-//!   of by time).
+//! - lock: one CAS `0 → stamp` (fast path), then a short spin, then sleep:
+//!   read `wake`, set `WAITERS` with a CAS from the exact state judged, and
+//!   futex-wait on `wake` for the value read first. Sleeps last at most
+//!   20 ms (the liveness interval); after each timed-out sleep (and once more
+//!   before giving up on a deadline) the waiter asks whether the owner's
+//!   thread still runs (`sync::thread_alive`: only "no such thread" is dead,
+//!   "unknown" is alive), and if not, takes the lock over with a CAS from the
+//!   exact word it judged, and is told so (`owner_died`).
+//! - unlock: one CAS `stamp → 0` when nobody waits; else a CAS that clears
+//!   `WAITERS`, then `wake += 1` and one futex wake. Every 32nd contended
+//!   unlock is a fair one: the state becomes `HANDOFF | WAITERS | now`,
+//!   which only a thread that has slept may take, so a thread that relocks
+//!   in a tight loop cannot starve the others (parking_lot's "eventual
+//!   fairness", by count instead of by time). If the wake found nobody
+//!   asleep, the hand-off is undone at once.
+//! - no lost wake-up: a sleeper reads `wake` before its CAS that sets
+//!   `WAITERS` (Release); the unlocker's CAS that clears `WAITERS` (Acquire)
+//!   reads that CAS or a later one, so its `wake += 1` comes after the
+//!   sleeper's read; the futex then either sees the new count (and does not
+//!   sleep) or is already asleep when the wake comes.
 //! - the takeover sets a sticky `DIED` bit in `aux`; every guard taken
 //!   while it is set reports `owner_died`, and the first such guard to drop
 //!   clears it (as `EOWNERDEAD` stays until `pthread_mutex_consistent`).
 //!   Crate-internal one-shot users (`Array::get`, `Value::store`, …) leave
 //!   it for the next guard, since they cannot repair anything.
-//! - a live owner is never robbed: the takeover needs the owner's thread to
-//!   be gone (or a zombie), and the CAS needs the word unchanged since.
+//! - a relock by the holding thread is `Error::Deadlock`, decided by the
+//!   thread's own record of the locks it holds (`sync::held_*`), never by
+//!   the stamp alone: a peer can write our stamp (tid and start time are in
+//!   `/proc`), and a forged "owner is you" is a foreign live owner: waited
+//!   for (up to the caller's deadline), never taken, never an error.
+//!
+//! # Crash cases
+//!
+//! | killed …                                  | left behind                 | recovery |
+//! |-------------------------------------------|-----------------------------|----------|
+//! | before the claiming CAS                   | nothing                     | — |
+//! | after it (anywhere while holding)         | `state` = its stamp         | waiters see the thread gone: takeover, `owner_died` |
+//! | after a takeover CAS, before `DIED` is set| `state` = its stamp         | the next takeover sets `DIED` |
+//! | asleep (its `WAITERS` left set)           | `WAITERS`                   | costs one wake syscall at the next unlock |
+//! | woken by a fair unlock, before taking it  | `HANDOFF \| WAITERS \| t`   | taken by the next sleeper, or by anyone once 20 ms old |
+//! | in unlock, after the CAS, before the wake | `wake` not bumped           | sleepers wake within 20 ms by their timeout |
+//!
+//! A live owner is never robbed: a takeover needs the owner's thread to be
+//! gone (no such task, a zombie, or its id running with another start
+//! time), and the CAS needs the state unchanged since it was judged. Taking
+//! a stale hand-off robs nobody: a reserved lock has no holder, and its
+//! late recipient, if alive, simply waits again.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use crate::error::{Error, Result};
-use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, Ordering, TaskStamp};
+use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, HeldKey, Ordering, TaskStamp};
 
-const TID_MASK: u32 = (1 << 22) - 1;
 /// In `aux`: a holder died, and no guard that reported it has dropped yet.
 const DIED: u32 = 1 << 31;
 const COUNT_MASK: u32 = DIED - 1;
-const HANDOFF: u32 = 1 << 29;
-const WAITERS: u32 = 1 << 31;
+/// In `state`: the owner's stamp.
+const STAMP_MASK: u64 = (1 << 62) - 1;
+const HANDOFF: u64 = 1 << 62;
+const WAITERS: u64 = 1 << 63;
+/// In a `HANDOFF` state: the hand-off time, monotonic milliseconds mod 2^40.
+const TIME_MASK: u64 = (1 << 40) - 1;
 
 /// Every this many contended unlocks, hand the lock to a sleeper.
 #[cfg(not(loom))]
@@ -67,12 +103,23 @@ const FAIR_EVERY: u32 = 2;
 /// How many times `lock` spins before it sleeps.
 const SPIN_LIMIT: u32 = 100;
 
+/// How many CAS races `try_lock` runs before it says "busy" (a state that
+/// keeps changing under it is contention or a scribbler, not a free lock).
+const TRY_LIMIT: u32 = 64;
+
 /// A robust lock that any thread of any process mapping it can take.
 ///
 /// 16 bytes, `repr(C)`, 8-byte aligned; all-zero bytes are an unlocked lock.
 /// See the module documentation for the protocol. Use it through
 /// [`Lock`](crate::Lock), or place it yourself with
 /// [`init_in`](RawLock::init_in) / [`attach`](RawLock::attach).
+///
+/// The calling thread's record of the locks it holds names a `RawLock` by
+/// its address: a second mapping of the same memory at another address is
+/// not recognised as "already held", and a relock through it waits instead
+/// of failing with [`Error::Deadlock`]. The handles ([`Lock`](crate::Lock),
+/// [`Value`](crate::Value), [`Array`](crate::Array)) name their lock by the
+/// shared object as well, so they detect that case too.
 ///
 /// ```
 /// let lock = shmkit::raw::RawLock::new();
@@ -85,11 +132,13 @@ const SPIN_LIMIT: u32 = 100;
 /// ```
 #[repr(C)]
 pub struct RawLock {
-    word: Futex,
+    /// The futex sleepers wait on: a count of wake-ups.
+    wake: Futex,
     /// Bit 31: `DIED`, sticky until a guard that reported it drops; bits
     /// 0..31: contended unlocks, counted for the fair hand-off.
     aux: AtomicU32,
-    owner: AtomicU64,
+    /// The lock: owner stamp, `HANDOFF`, `WAITERS`.
+    state: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -112,6 +161,28 @@ impl fmt::Debug for RawLock {
     }
 }
 
+/// What a locker makes of a state it read.
+enum Verdict {
+    /// Take it with a CAS from that state; `true`: over a dead owner.
+    Take(bool),
+    /// Held (or reserved) by someone else: wait.
+    Busy,
+    /// Held by the calling thread.
+    Deadlock,
+}
+
+/// The monotonic clock in milliseconds, mod 2^40.
+fn now_ms() -> u64 {
+    (sync::now().as_millis() as u64) & TIME_MASK
+}
+
+/// Whether a `HANDOFF` state is old enough that its woken recipient should
+/// have taken it (a time in the future, only a scribbler's, counts as old).
+fn handoff_stale(w: u64) -> bool {
+    let age = now_ms().wrapping_sub(w & TIME_MASK) & TIME_MASK;
+    age >= sync::LIVENESS_INTERVAL.as_millis() as u64
+}
+
 impl RawLock {
     /// An unlocked lock, for use within one process (or under loom).
     ///
@@ -121,9 +192,9 @@ impl RawLock {
     /// ```
     pub fn new() -> RawLock {
         RawLock {
-            word: Futex::new(0),
+            wake: Futex::new(0),
             aux: AtomicU32::new(0),
-            owner: AtomicU64::new(0),
+            state: AtomicU64::new(0),
         }
     }
 
@@ -201,8 +272,7 @@ impl RawLock {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_locked(&self) -> bool {
-        let w = self.word.word().load(Ordering::Relaxed);
-        w != 0 && w & HANDOFF == 0
+        self.owner_tid().is_some()
     }
 
     /// The thread id of the holder, if any (a snapshot).
@@ -212,13 +282,13 @@ impl RawLock {
     /// assert_eq!(lock.owner_tid(), None);
     /// ```
     pub fn owner_tid(&self) -> Option<u32> {
-        let w = self.word.word().load(Ordering::Relaxed);
-        (w != 0 && w & HANDOFF == 0).then_some(w & TID_MASK)
+        let w = self.state.load(Ordering::Relaxed);
+        (w & HANDOFF == 0 && w & STAMP_MASK != 0).then(|| TaskStamp(w & STAMP_MASK).tid())
     }
 
     /// Takes the lock, waiting as long as it takes. If the holder died, the
-    /// lock is taken over within about 20 ms (the liveness interval) and the guard's
-    /// [`owner_died`](RawLockGuard::owner_died) is true.
+    /// lock is taken over within about 20 ms (the liveness interval) and the
+    /// guard's [`owner_died`](RawLockGuard::owner_died) is true.
     ///
     /// # Errors
     /// [`Error::Deadlock`] if the calling thread already holds it.
@@ -232,11 +302,12 @@ impl RawLock {
     /// ```
     #[inline]
     pub fn lock(&self) -> Result<RawLockGuard<'_>> {
-        self.lock_until(Deadline::NEVER)
+        self.lock_until(self.key(None), Deadline::NEVER)
     }
 
     /// Takes the lock, or fails with [`Error::Timeout`] once `timeout` has
-    /// passed (never earlier).
+    /// passed (never earlier). A dead holder's lock is taken over even with
+    /// no time left, as by [`try_lock`](RawLock::try_lock).
     ///
     /// # Errors
     /// [`Error::Timeout`]; [`Error::Deadlock`].
@@ -250,10 +321,12 @@ impl RawLock {
     /// ```
     #[inline]
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<RawLockGuard<'_>> {
-        self.lock_until(Deadline::after(timeout))
+        self.lock_until(self.key(None), Deadline::after(timeout))
     }
 
-    /// Takes the lock if it is free (or its holder is dead), without waiting.
+    /// Takes the lock if it is free, its holder is dead, or it is a
+    /// hand-off whose woken recipient did not take it within 20 ms; never
+    /// waits. `None` also when the calling thread holds it.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for a corrupted lock.
@@ -266,51 +339,101 @@ impl RawLock {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_lock(&self) -> Result<Option<RawLockGuard<'_>>> {
+        self.try_lock_in(None)
+    }
+
+    /// This lock's name in the calling thread's record of held locks:
+    /// its address, and the shared object it lives in if the caller knows.
+    fn key(&self, object: Option<(u64, u64)>) -> HeldKey {
+        HeldKey {
+            addr: self as *const RawLock as usize,
+            object,
+        }
+    }
+
+    /// [`try_lock`](RawLock::try_lock) for a lock in the shared object
+    /// `object` (see [`crate::segment::Segment::object_id`]).
+    pub(crate) fn try_lock_in(
+        &self,
+        object: Option<(u64, u64)>,
+    ) -> Result<Option<RawLockGuard<'_>>> {
         let me = sync::current_stamp();
-        let word = self.word.word();
-        let mut w = word.load(Ordering::Relaxed);
-        loop {
-            let (new, died) = if w == 0 {
-                (me.tid(), false)
-            } else if w & HANDOFF == 0 && w & TID_MASK != me.tid() && !self.owner_alive(w) {
-                (me.tid() | (w & WAITERS), true)
-            } else {
-                return Ok(None);
+        let key = self.key(object);
+        let mut w = self.state.load(Ordering::Relaxed);
+        for _ in 0..TRY_LIMIT {
+            let died = match self.judge(w, me, key, false, true) {
+                Verdict::Take(died) => died,
+                Verdict::Busy | Verdict::Deadlock => return Ok(None),
             };
-            match word.compare_exchange(w, new, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(Some(self.acquired(me, died))),
+            let new = me.0
+                | if died || w & HANDOFF != 0 {
+                    WAITERS
+                } else {
+                    w & WAITERS
+                };
+            // SYNC POINT: Acquire pairs with the Release of the unlock.
+            match self
+                .state
+                .compare_exchange(w, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(Some(self.acquired(me, key, died))),
                 Err(cur) => w = cur,
             }
         }
+        Ok(None)
+    }
+
+    /// [`lock_timeout`](RawLock::lock_timeout) (or `lock` for `None`) for a
+    /// lock in the shared object `object`.
+    #[inline]
+    pub(crate) fn lock_in(
+        &self,
+        object: Option<(u64, u64)>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<RawLockGuard<'_>> {
+        let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
+        self.lock_until(self.key(object), deadline)
+    }
+
+    /// Takes the lock for one read or write by crate internals that cannot
+    /// repair data: a dead holder's mark is left for the next guard.
+    pub(crate) fn lock_one_shot(&self, object: Option<(u64, u64)>) -> Result<RawLockGuard<'_>> {
+        let mut g = self.lock_until(self.key(object), Deadline::NEVER)?;
+        g.defer_owner_died();
+        Ok(g)
     }
 
     #[inline]
-    fn lock_until(&self, deadline: Deadline) -> Result<RawLockGuard<'_>> {
+    fn lock_until(&self, key: HeldKey, deadline: Deadline) -> Result<RawLockGuard<'_>> {
         let me = sync::current_stamp();
         // SYNC POINT: Acquire pairs with the Release in `unlock`.
         if self
-            .word
-            .word()
-            .compare_exchange(0, me.tid(), Ordering::Acquire, Ordering::Relaxed)
+            .state
+            .compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            return Ok(self.acquired(me, false));
+            return Ok(self.acquired(me, key, false));
         }
-        self.lock_slow(me, deadline)
+        self.lock_slow(me, key, deadline)
     }
 
     #[cold]
-    fn lock_slow(&self, me: TaskStamp, deadline: Deadline) -> Result<RawLockGuard<'_>> {
-        let word = self.word.word();
+    fn lock_slow(
+        &self,
+        me: TaskStamp,
+        key: HeldKey,
+        deadline: Deadline,
+    ) -> Result<RawLockGuard<'_>> {
         // Spin while nobody sleeps: the holder may be about to let go.
         for _ in 0..SPIN_LIMIT {
-            let w = word.load(Ordering::Relaxed);
+            let w = self.state.load(Ordering::Relaxed);
             if w == 0 {
-                if word
-                    .compare_exchange(0, me.tid(), Ordering::Acquire, Ordering::Relaxed)
+                if self
+                    .state
+                    .compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok(self.acquired(me, false));
+                    return Ok(self.acquired(me, key, false));
                 }
                 continue;
             }
@@ -321,91 +444,108 @@ impl RawLock {
         }
         let mut slept = false;
         let mut check_owner = false;
-        let mut owner_checked = false;
+        let mut last_checked = false;
         let mut deadline_hit = false;
         loop {
-            let w = word.load(Ordering::Relaxed);
-            let take = match self.may_take(w, me, slept)? {
-                Some(died) => Some(died),
-                // After a timed-out sleep, or before giving up: is the
-                // holder still there?
-                None if check_owner && w & HANDOFF == 0 => {
-                    owner_checked = true;
-                    (!self.owner_alive(w)).then_some(true)
+            // Read the wake count before judging the state (see "no lost
+            // wake-up" in the module docs).
+            let seq = self.wake.word().load(Ordering::Acquire);
+            let w = self.state.load(Ordering::Relaxed);
+            match self.judge(w, me, key, slept, check_owner) {
+                Verdict::Take(died) => {
+                    // Once we have slept, or over a dead owner or a
+                    // hand-off, others may be asleep: keep WAITERS set.
+                    let keep = if slept || died || w & HANDOFF != 0 {
+                        WAITERS
+                    } else {
+                        w & WAITERS
+                    };
+                    // SYNC POINT: Acquire pairs with the Release of the unlock.
+                    if self
+                        .state
+                        .compare_exchange(w, me.0 | keep, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return Ok(self.acquired(me, key, died));
+                    }
+                    continue;
                 }
-                None => None,
-            };
-            if let Some(died) = take {
-                // Keep WAITERS set: others may still be asleep.
-                if word
-                    .compare_exchange(w, me.tid() | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Ok(self.acquired(me, died));
-                }
-                continue;
+                Verdict::Deadlock => return Err(Error::Deadlock),
+                Verdict::Busy => {}
             }
             if deadline_hit || deadline.expired() {
-                if !owner_checked {
-                    // A dead holder is taken over even by a call that has
-                    // no time left to wait, as by `try_lock`.
+                if !last_checked {
+                    // A dead holder (or a stale hand-off) is taken even by
+                    // a call that has no time left to wait, as by try_lock.
                     check_owner = true;
-                    owner_checked = true;
+                    last_checked = true;
                     continue;
                 }
                 return Err(Error::Timeout);
             }
-            if w & WAITERS == 0
-                && word
-                    .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
+            // SYNC POINT: Release, so that the unlocker that reads this CAS
+            // (Acquire) bumps `wake` after our read of it above.
+            if self
+                .state
+                .compare_exchange(w, w | WAITERS, Ordering::Release, Ordering::Relaxed)
+                .is_err()
             {
                 continue;
             }
             let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
-            let woken = self.word.wait(w | WAITERS, until);
+            let woken = self.wake.wait(seq, until);
             slept = true;
             check_owner = !woken;
             deadline_hit = !woken && is_deadline;
         }
     }
 
-    /// Takes the lock for one read or write by crate internals that cannot
-    /// repair data: a dead holder's mark is left for the next guard.
-    pub(crate) fn lock_one_shot(&self) -> Result<RawLockGuard<'_>> {
-        let mut g = self.lock()?;
-        g.defer_owner_died();
-        Ok(g)
-    }
-
-    /// Whether a waiter that saw `w` may take the lock now: `Some(owner_died)`.
-    fn may_take(&self, w: u32, me: TaskStamp, slept: bool) -> Result<Option<bool>> {
-        if w == 0 {
-            return Ok(Some(false));
-        }
+    /// What a locker `me` that saw `w` may do. `slept`: it has slept in this
+    /// call (may take a hand-off); `check_owner`: it may read the owner's
+    /// liveness (a `/proc` read).
+    fn judge(
+        &self,
+        w: u64,
+        me: TaskStamp,
+        key: HeldKey,
+        slept: bool,
+        check_owner: bool,
+    ) -> Verdict {
         if w & HANDOFF != 0 {
-            return Ok(slept.then_some(false));
+            return if slept || handoff_stale(w) {
+                Verdict::Take(false)
+            } else {
+                Verdict::Busy
+            };
         }
-        if w & TID_MASK == me.tid() {
-            // Held by our thread id: by us, or by a dead thread whose id we
-            // inherited (we are here, so we are not between CAS and stamp).
-            // (A stamp with an unknown start time may be ours: never guess "dead".)
-            if TaskStamp(self.owner.load(Ordering::Relaxed)).could_be(me) {
-                return Err(Error::Deadlock);
+        let owner = TaskStamp(w & STAMP_MASK);
+        if owner.0 == 0 {
+            return Verdict::Take(false);
+        }
+        if owner.tid() == 0 {
+            // No task has id 0: only a scribbler writes this.
+            return Verdict::Take(true);
+        }
+        if owner.tid() == me.tid() {
+            if !owner.could_be(me) {
+                // Our id, another start time: a dead task whose id we have.
+                return Verdict::Take(true);
             }
-            return Ok(Some(true));
+            if sync::held_contains(key, me.tid()) {
+                return Verdict::Deadlock;
+            }
+            // Our stamp, but we hold no such lock: a forgery. We are alive,
+            // so the "owner" is too: wait, as for any live owner.
+            return Verdict::Busy;
         }
-        Ok(None)
-    }
-
-    fn owner_alive(&self, w: u32) -> bool {
-        let stamp = TaskStamp(self.owner.load(Ordering::Relaxed));
-        sync::task_alive(w & TID_MASK, Some(stamp))
+        if check_owner && !sync::thread_alive(owner.tid(), Some(owner)) {
+            return Verdict::Take(true);
+        }
+        Verdict::Busy
     }
 
     #[inline]
-    fn acquired(&self, me: TaskStamp, took_over: bool) -> RawLockGuard<'_> {
-        self.owner.store(me.0, Ordering::Relaxed);
+    fn acquired(&self, me: TaskStamp, key: HeldKey, took_over: bool) -> RawLockGuard<'_> {
         // `aux` is only written by holders, so the lock orders these.
         let owner_died = if took_over {
             self.aux.fetch_or(DIED, Ordering::Relaxed);
@@ -413,9 +553,11 @@ impl RawLock {
         } else {
             self.aux.load(Ordering::Relaxed) & DIED != 0
         };
+        sync::held_insert(key, me.tid());
         RawLockGuard {
             lock: self,
-            tid: me.tid(),
+            stamp: me.0,
+            key,
             owner_died,
             defer: false,
             _not_send: PhantomData,
@@ -423,12 +565,10 @@ impl RawLock {
     }
 
     #[inline]
-    fn unlock(&self, me: u32) {
-        self.owner.store(0, Ordering::Relaxed);
+    fn unlock(&self, me: u64) {
         // SYNC POINT: Release pairs with the Acquire of the next locker.
         if self
-            .word
-            .word()
+            .state
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
@@ -437,42 +577,51 @@ impl RawLock {
     }
 
     #[cold]
-    fn unlock_slow(&self, me: u32) {
-        let word = self.word.word();
+    fn unlock_slow(&self, me: u64) {
         // Count contended unlocks (we hold the lock: no other writer of aux).
         let a = self.aux.load(Ordering::Relaxed);
         let n = (a.wrapping_add(1)) & COUNT_MASK;
         self.aux.store((a & DIED) | n, Ordering::Relaxed);
-        let fair = n % FAIR_EVERY == 0;
-        let new = if fair { HANDOFF | WAITERS } else { 0 };
-        let mut w = word.load(Ordering::Relaxed);
-        loop {
-            if w & TID_MASK != me || w & HANDOFF != 0 {
+        let mut w = self.state.load(Ordering::Relaxed);
+        let (fair, new) = loop {
+            if w & HANDOFF != 0 || w & STAMP_MASK != me {
                 // Not ours any more: only a scribbler can have done this.
                 return;
             }
-            match word.compare_exchange(w, new, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => break,
+            // Only a waiter sets WAITERS: without it nobody needs the hand-off.
+            let fair = n % FAIR_EVERY == 0 && w & WAITERS != 0;
+            let new = if fair {
+                HANDOFF | WAITERS | now_ms()
+            } else {
+                0
+            };
+            // SYNC POINT: Release hands the data to the next holder; Acquire
+            // orders our `wake` bump after the sleepers' reads of it.
+            match self
+                .state
+                .compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break (fair, new),
                 Err(cur) => w = cur,
             }
+        };
+        if w & WAITERS == 0 {
+            return;
         }
-        if w & WAITERS != 0 {
-            let woke = self.word.wake_one();
-            if fair && woke == 0 {
-                // Nobody was asleep after all (WAITERS is kept set
-                // conservatively): do not keep the lock reserved for no one.
-                if word
-                    .compare_exchange(new, 0, Ordering::Release, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    // Someone may have gone to sleep on the reserved word
-                    // meanwhile; let it look again.
-                    self.word.wake_one();
-                }
-            }
-        } else if fair {
-            // Only a waiter sets WAITERS, and none had: release for real.
-            let _ = word.compare_exchange(new, 0, Ordering::Release, Ordering::Relaxed);
+        self.wake.word().fetch_add(1, Ordering::Release);
+        let woke = self.wake.wake_one();
+        if fair
+            && woke == 0
+            && self
+                .state
+                .compare_exchange(new, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            // Nobody was asleep after all (WAITERS is kept set
+            // conservatively): the lock is free again, and whoever went to
+            // sleep on the reserved state meanwhile must look again.
+            self.wake.word().fetch_add(1, Ordering::Release);
+            self.wake.wake_one();
         }
     }
 }
@@ -483,8 +632,10 @@ impl RawLock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RawLockGuard<'a> {
     lock: &'a RawLock,
-    /// The holder's thread id (what the word holds).
-    tid: u32,
+    /// The holder's stamp (what `state` holds).
+    stamp: u64,
+    /// The lock's name in the holder's record of held locks.
+    key: HeldKey,
     owner_died: bool,
     /// Leave the "a holder died" mark for the next guard: set by crate
     /// internals that lock for one read or write and cannot repair.
@@ -518,11 +669,18 @@ impl RawLockGuard<'_> {
 impl Drop for RawLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        let tid = TaskStamp(self.stamp).tid();
+        sync::held_remove(self.key, tid);
+        if sync::current_stamp().tid() != tid {
+            // A forked child's copy of its parent's guard: the lock is the
+            // parent thread's, not ours to release.
+            return;
+        }
         if self.owner_died && !self.defer {
             // The holder that was told has had its chance to repair.
             self.lock.aux.fetch_and(!DIED, Ordering::Relaxed);
         }
-        self.lock.unlock(self.tid);
+        self.lock.unlock(self.stamp);
     }
 }
 

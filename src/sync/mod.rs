@@ -164,3 +164,148 @@ pub(crate) fn task_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
 pub(crate) fn thread_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
     thread_liveness(tid, stamp) != Liveness::Dead
 }
+
+/// Names a lock in the calling thread's set of held locks: its address in
+/// this process and, for a lock in a named segment, the object's identity
+/// (device, inode), which every mapping of the object shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldKey {
+    pub(crate) addr: usize,
+    pub(crate) object: Option<(u64, u64)>,
+}
+
+impl HeldKey {
+    fn same_lock(&self, other: &HeldKey) -> bool {
+        self.addr == other.addr || (self.object.is_some() && self.object == other.object)
+    }
+}
+
+// The locks the calling thread holds (a guard of this thread exists, or was
+// leaked), each with the thread id it was taken under. A forked child
+// inherits its parent thread's set; the ids tell its entries apart. Only
+// this thread's own record can say "you already hold it": a lock word is
+// shared memory, and a peer can write our stamp into it.
+//
+// The first `HELD_INLINE` entries live in a thread-local without a
+// destructor (the cheapest kind to reach: it costs the lock's fast path a
+// few nanoseconds); more nested locks spill into a `Vec`. During thread
+// teardown the spill may be gone: a relock then waits instead of failing
+// with `Deadlock`, which is never wrong.
+
+type Held = (HeldKey, u32);
+
+#[cfg(not(loom))]
+const NO_HELD: Held = (
+    HeldKey {
+        addr: 0,
+        object: None,
+    },
+    0,
+);
+
+#[cfg(not(loom))]
+const HELD_INLINE: usize = 8;
+
+#[cfg(not(loom))]
+struct HeldSet {
+    /// Entries used in `inline`.
+    len: std::cell::Cell<usize>,
+    /// Entries in `HELD_MORE`.
+    more: std::cell::Cell<usize>,
+    inline: std::cell::RefCell<[Held; HELD_INLINE]>,
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static HELD: HeldSet = const {
+        HeldSet {
+            len: std::cell::Cell::new(0),
+            more: std::cell::Cell::new(0),
+            inline: std::cell::RefCell::new([NO_HELD; HELD_INLINE]),
+        }
+    };
+    static HELD_MORE: std::cell::RefCell<Vec<Held>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records that thread `tid` (the caller) now holds the lock `key`.
+#[cfg(not(loom))]
+pub(crate) fn held_insert(key: HeldKey, tid: u32) {
+    let _ = HELD.try_with(|h| {
+        let n = h.len.get();
+        if n < HELD_INLINE {
+            h.inline.borrow_mut()[n] = (key, tid);
+            h.len.set(n + 1);
+        } else if HELD_MORE
+            .try_with(|m| m.borrow_mut().push((key, tid)))
+            .is_ok()
+        {
+            h.more.set(h.more.get() + 1);
+        }
+    });
+}
+
+/// Forgets one record of `held_insert(key, tid)`.
+#[cfg(not(loom))]
+pub(crate) fn held_remove(key: HeldKey, tid: u32) {
+    let _ = HELD.try_with(|h| {
+        let n = h.len.get();
+        let mut a = h.inline.borrow_mut();
+        if let Some(i) = a[..n].iter().rposition(|e| *e == (key, tid)) {
+            a[i] = a[n - 1];
+            h.len.set(n - 1);
+            return;
+        }
+        if h.more.get() > 0 {
+            let _ = HELD_MORE.try_with(|m| {
+                let mut m = m.borrow_mut();
+                if let Some(i) = m.iter().rposition(|e| *e == (key, tid)) {
+                    m.swap_remove(i);
+                    h.more.set(h.more.get() - 1);
+                }
+            });
+        }
+    });
+}
+
+/// Whether thread `tid` (the caller) holds the lock `key` (through any
+/// mapping of its object).
+#[cfg(not(loom))]
+pub(crate) fn held_contains(key: HeldKey, tid: u32) -> bool {
+    let hit = |e: &Held| e.1 == tid && e.0.same_lock(&key);
+    HELD.try_with(|h| {
+        h.inline.borrow()[..h.len.get()].iter().any(hit)
+            || (h.more.get() > 0
+                && HELD_MORE
+                    .try_with(|m| m.borrow().iter().any(hit))
+                    .unwrap_or(false))
+    })
+    .unwrap_or(false)
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static HELD: std::cell::RefCell<Vec<Held>> = std::cell::RefCell::new(Vec::new());
+}
+
+/// Records that thread `tid` (the caller) now holds the lock `key`.
+#[cfg(loom)]
+pub(crate) fn held_insert(key: HeldKey, tid: u32) {
+    HELD.with(|h| h.borrow_mut().push((key, tid)));
+}
+
+/// Forgets one record of `held_insert(key, tid)`.
+#[cfg(loom)]
+pub(crate) fn held_remove(key: HeldKey, tid: u32) {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if let Some(i) = h.iter().rposition(|e| *e == (key, tid)) {
+            h.swap_remove(i);
+        }
+    });
+}
+
+/// Whether thread `tid` (the caller) holds the lock `key`.
+#[cfg(loom)]
+pub(crate) fn held_contains(key: HeldKey, tid: u32) -> bool {
+    HELD.with(|h| h.borrow().iter().any(|e| e.1 == tid && e.0.same_lock(&key)))
+}

@@ -99,6 +99,9 @@ pub(crate) struct Stat {
     pub(crate) len: u64,
     pub(crate) uid: u32,
     pub(crate) mode: u32,
+    /// The object's device and inode: equal for every mapping of it.
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
 }
 
 pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
@@ -110,6 +113,8 @@ pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
         len: st.st_size as u64,
         uid: st.st_uid,
         mode: st.st_mode & 0o7777,
+        dev: st.st_dev,
+        ino: st.st_ino,
     })
 }
 
