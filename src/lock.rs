@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
+use crate::raw::wait::Source;
 use crate::raw::{RawLock, RawLockGuard};
 use crate::segment::{Options, Segment, Spec};
+use crate::waitset::{Interest, Waitable};
 
 /// A lock shared by every process that opens its name (Python's
 /// `multiprocessing.Lock`), built on [`RawLock`].
@@ -239,6 +241,23 @@ impl Lock {
         self.raw().is_locked()
     }
 
+    /// "The lock is free": for a [`WaitSet`](crate::WaitSet) or
+    /// [`wait`](crate::wait). Ready when [`try_lock`](Lock::try_lock)
+    /// would take it: free, or its holder died. Passing `&lock` means the
+    /// same. Being ready does not reserve it: take it with `try_lock`.
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// assert!(lock.free_interest().is_ready());
+    /// let g = lock.lock()?;
+    /// assert!(!lock.free_interest().is_ready());
+    /// drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn free_interest(&self) -> Interest<'_> {
+        Interest::new(Source::Lock(self.raw()))
+    }
+
     /// The name other processes open this lock by.
     ///
     /// ```
@@ -262,5 +281,12 @@ impl Lock {
     /// ```
     pub fn keep(&mut self) {
         self.seg.keep();
+    }
+}
+
+/// Waiting on a lock waits for it to be free: [`Lock::free_interest`].
+impl Waitable for Lock {
+    fn interest(&self) -> Interest<'_> {
+        self.free_interest()
     }
 }

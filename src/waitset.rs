@@ -14,8 +14,10 @@ use crate::sync::Deadline;
 /// [`Queue::writable`](crate::Queue::writable),
 /// [`PipeEnd::readable`](crate::PipeEnd::readable),
 /// [`PipeEnd::writable`](crate::PipeEnd::writable) or
-/// [`Event::set_interest`](crate::Event::set_interest), or pass the handle
-/// itself (a queue or pipe end stands for "readable", an event for "set").
+/// [`Event::set_interest`](crate::Event::set_interest) or
+/// [`Lock::free_interest`](crate::Lock::free_interest), or pass the handle
+/// itself (a queue or pipe end stands for "readable", an event for "set",
+/// a lock for "free").
 ///
 /// ```
 /// let q = shmkit::Queue::create_unique(4, 64)?;
@@ -56,6 +58,7 @@ impl fmt::Debug for Interest<'_> {
             Source::PipeRecv(_) => "pipe readable",
             Source::PipeSend(..) => "pipe writable",
             Source::Event(_) => "event set",
+            Source::Lock(_) => "lock free",
         };
         f.debug_tuple("Interest").field(&what).finish()
     }
@@ -64,7 +67,8 @@ impl fmt::Debug for Interest<'_> {
 /// A handle that can be waited on with [`wait`] or a [`WaitSet`].
 ///
 /// Implemented by [`Queue`](crate::Queue) and [`PipeEnd`](crate::PipeEnd)
-/// (a message to take), [`Event`](crate::Event) (set), and [`Interest`]
+/// (a message to take), [`Event`](crate::Event) (set),
+/// [`Lock`](crate::Lock) (free), and [`Interest`]
 /// (anything more specific).
 ///
 /// ```
@@ -175,7 +179,7 @@ impl Ready {
     }
 }
 
-/// Waits on many queues, pipe ends and events at once: Python's
+/// Waits on many queues, pipe ends, events and locks at once: Python's
 /// `multiprocessing.connection.wait`, crossbeam's `Select`, iceoryx2's
 /// WaitSet.
 ///

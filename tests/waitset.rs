@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{dispatch, spawn, watchdog};
 use shmkit::raw::Direction;
-use shmkit::{Error, Event, Pipe, Queue, WaitSet, Waitable};
+use shmkit::{Error, Event, Lock, Pipe, Queue, WaitSet, Waitable};
 
 #[test]
 fn child() {
@@ -17,6 +17,7 @@ fn child() {
         ("idle_peer", idle_peer),
         ("dead_producer", dead_producer),
         ("idle_participant", idle_participant),
+        ("hold_lock", hold_lock),
     ]);
 }
 
@@ -41,6 +42,16 @@ fn stepper(args: &[String]) {
 /// Opens the pipe end, says so, and waits to be killed.
 fn idle_peer(args: &[String]) {
     let _p = Pipe::open(&args[0]).unwrap();
+    Event::open(&args[1]).unwrap().set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Takes the lock, says so, and waits to be killed holding it.
+fn hold_lock(args: &[String]) {
+    let l = Lock::open(&args[0]).unwrap();
+    let _g = l.lock().unwrap();
     Event::open(&args[1]).unwrap().set();
     loop {
         std::thread::sleep(Duration::from_secs(1));
@@ -313,6 +324,15 @@ fn idle_blocked_calls_wake_about_once_a_second() {
     assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap());
     let d = Duration::from_secs(2);
     let limit = 8;
+    let l = Lock::create_unique().unwrap();
+    let held = Event::create_unique().unwrap();
+    let holder = spawn("hold_lock", &[l.name(), held.name()]);
+    assert!(held.wait_timeout(Duration::from_secs(30)).unwrap());
+    let lock = std::thread::spawn(move || {
+        let before = voluntary_switches();
+        assert!(matches!(l.lock_timeout(d), Err(Error::Timeout)));
+        voluntary_switches() - before
+    });
     let q2 = q.clone();
     let queue = std::thread::spawn(move || {
         let before = voluntary_switches();
@@ -333,7 +353,13 @@ fn idle_blocked_calls_wake_about_once_a_second() {
     assert!(matches!(p.recv_timeout(d), Err(Error::Timeout)));
     let pipe = voluntary_switches() - before;
     let (queue, set) = (queue.join().unwrap(), set.join().unwrap());
+    let lock = lock.join().unwrap();
     child.kill();
+    holder.kill();
+    assert!(
+        lock <= limit,
+        "Lock::lock_timeout woke {lock} times in {d:?}"
+    );
     assert!(
         pipe <= limit,
         "Pipe::recv_timeout woke {pipe} times in {d:?}"
@@ -346,4 +372,54 @@ fn idle_blocked_calls_wake_about_once_a_second() {
         set <= limit,
         "WaitSet::wait_timeout woke {set} times in {d:?}"
     );
+}
+
+/// A lock entry: not ready while held, ready when its holder is SIGKILLed
+/// (and `try_lock` then takes it, told that the owner died), ready when
+/// released by another thread; a locker asleep meanwhile still gets it.
+#[test]
+fn lock_entries_follow_holders_and_their_deaths() {
+    let _w = watchdog(Duration::from_secs(120));
+    let l = Arc::new(Lock::create_unique().unwrap());
+    let held = Event::create_unique().unwrap();
+    let child = spawn("hold_lock", &[l.name(), held.name()]);
+    assert!(held.wait_timeout(Duration::from_secs(30)).unwrap());
+    let mut ws = WaitSet::new();
+    let k = ws.add(&*l).unwrap();
+    assert!(ws.poll().unwrap().is_empty());
+    child.kill();
+    assert!(ws
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .contains(k));
+    let g = l
+        .try_lock()
+        .unwrap()
+        .expect("the dead holder's lock is free");
+    assert!(g.owner_died());
+
+    drop(g);
+    // Held by another thread; a locker thread sleeps on it; the set sees
+    // the unlock; the locker still gets the lock (the set passes the
+    // wake-up on). The pause only lets the locker reach its sleep: the
+    // outcome is the same without it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l3 = l.clone();
+    let holder = std::thread::spawn(move || {
+        let g = l3.lock().unwrap();
+        tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        drop(g);
+    });
+    rx.recv().unwrap();
+    let l2 = l.clone();
+    let locker = std::thread::spawn(move || drop(l2.lock().unwrap()));
+    let mut ws = WaitSet::new();
+    let k = ws.add(l.free_interest()).unwrap();
+    let _ = ws
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .contains(k);
+    holder.join().unwrap();
+    locker.join().unwrap();
 }

@@ -29,7 +29,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// "SHMKIT" followed by two bytes that make a text file unlikely to match.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\x00\xA7");
 /// The version of the shared-memory format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The header's size; the payload starts at this offset.
 pub const HEADER_LEN: usize = 64;
 

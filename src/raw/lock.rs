@@ -82,7 +82,9 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::error::{Error, Result};
-use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, HeldKey, Ordering, TaskStamp};
+use crate::sync::{
+    self, AtomicU32, AtomicU64, Deadline, Futex, HeldKey, Ordering, Target, TaskStamp,
+};
 
 /// In `aux`: a holder died, and no guard that reported it has dropped yet.
 const DIED: u32 = 1 << 31;
@@ -275,6 +277,64 @@ impl RawLock {
         self.owner_tid().is_some()
     }
 
+    // ---- readiness, for waiting on many ----------------------------------
+
+    /// Whether a `try_lock` would take the lock now: it is free, or its
+    /// hand-off is stale, or (`check_dead`) its owner's thread is gone.
+    pub(crate) fn free_ready(&self, check_dead: bool) -> bool {
+        let w = self.state.load(Ordering::Relaxed);
+        if w & HANDOFF != 0 {
+            return handoff_stale(w);
+        }
+        let owner = TaskStamp(w & STAMP_MASK);
+        owner.0 == 0
+            || owner.tid() == 0
+            || (check_dead && !sync::thread_alive(owner.tid(), Some(owner)))
+    }
+
+    /// Registers a waiter on several words at once: reads the wake count,
+    /// then sets `WAITERS` (as a sleeping locker does, so that the next
+    /// unlock bumps the count and wakes), and returns the word and value to
+    /// sleep on. Unlocks wake one sleeper: a set woken in a locker's stead
+    /// passes the wake on ([`pass_wake`](RawLock::pass_wake)).
+    pub(crate) fn arm(&self) -> (&Futex, u32) {
+        let seq = self.wake.word().load(Ordering::Acquire);
+        let mut w = self.state.load(Ordering::Relaxed);
+        for _ in 0..64 {
+            if w == 0 || w & WAITERS != 0 {
+                break;
+            }
+            // SYNC POINT: Release, as in `lock_slow`: the unlocker that
+            // reads this (Acquire) bumps `wake` after our read of it.
+            match self
+                .state
+                .compare_exchange(w, w | WAITERS, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        (&self.wake, seq)
+    }
+
+    /// Wakes one sleeping locker: what a set that may have taken an
+    /// unlock's single wake-up does before it returns.
+    pub(crate) fn pass_wake(&self) {
+        if self.state.load(Ordering::Relaxed) & WAITERS != 0 {
+            self.wake.wake_one();
+        }
+    }
+
+    /// The owner's thread, for a waiter to watch (see `sync::watch`).
+    pub(crate) fn owner_target(&self) -> Vec<Target> {
+        let w = self.state.load(Ordering::Relaxed);
+        let owner = TaskStamp(w & STAMP_MASK);
+        if w & HANDOFF != 0 || owner.0 == 0 {
+            return Vec::new();
+        }
+        vec![Target::Thread(owner)]
+    }
+
     /// The thread id of the holder, if any (a snapshot).
     ///
     /// ```
@@ -446,6 +506,7 @@ impl RawLock {
         let mut check_owner = false;
         let mut last_checked = false;
         let mut deadline_hit = false;
+        let mut looked_at_dead = false;
         loop {
             // Read the wake count before judging the state (see "no lost
             // wake-up" in the module docs).
@@ -492,10 +553,26 @@ impl RawLock {
             {
                 continue;
             }
-            let (until, is_deadline) = deadline.or_within(sync::LIVENESS_INTERVAL);
+            // Have the owner thread's exit wake us (see `sync::watch`), so
+            // that the sleep needs no short interval to notice its death.
+            // A hand-off has no owner: its age is what we wait for.
+            let deaths = sync::deaths();
+            let owner = TaskStamp(w & STAMP_MASK);
+            let watch = (w & HANDOFF == 0 && owner.0 != 0)
+                .then(|| sync::watch(&self.wake, &[Target::Thread(owner)]));
+            if watch.as_ref().is_some_and(|w| w.dead) && !looked_at_dead {
+                looked_at_dead = true;
+                check_owner = true;
+                continue;
+            }
+            let interval = watch
+                .as_ref()
+                .map_or(sync::LIVENESS_INTERVAL, |w| w.interval());
+            let (until, is_deadline) = deadline.or_within(interval);
             let woken = self.wake.wait(seq, until);
+            drop(watch);
             slept = true;
-            check_owner = !woken;
+            check_owner = !woken || sync::deaths() != deaths;
             deadline_hit = !woken && is_deadline;
         }
     }

@@ -26,6 +26,7 @@
 //! | pipe receive   | bytes published, the peer's end closed, the peer's process dead  |
 //! | pipe send      | room for a message of the given length, peer closed or dead      |
 //! | event          | the flag is up                                                   |
+//! | lock           | free, a stale hand-off, or its owner's thread dead               |
 //!
 //! Ready says the matching `try_` call would not say `Empty`/`Full` when
 //! the check ran; another consumer may take the message first, so callers
@@ -43,7 +44,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::raw::{RawEvent, RawPipe, RawQueue};
+use crate::raw::{RawEvent, RawLock, RawPipe, RawQueue};
 use crate::sync::{self, Deadline, Futex, Target};
 
 /// The most sources one wait can watch: the kernel's limit for one
@@ -63,6 +64,8 @@ pub(crate) enum Source<'a> {
     PipeSend(&'a RawPipe<'a>, usize),
     /// The flag up.
     Event(&'a RawEvent),
+    /// The lock free (or its owner dead).
+    Lock(&'a RawLock),
 }
 
 impl<'a> Source<'a> {
@@ -83,6 +86,7 @@ impl<'a> Source<'a> {
             Source::PipeRecv(p) => p.recv_ready(check_dead),
             Source::PipeSend(p, len) => p.send_ready(len, check_dead),
             Source::Event(e) => e.is_set(),
+            Source::Lock(l) => l.free_ready(check_dead),
         }
     }
 
@@ -92,6 +96,7 @@ impl<'a> Source<'a> {
             Source::QueueGet(q) | Source::QueuePut(q) => q.watch_targets(),
             Source::PipeRecv(p) | Source::PipeSend(p, _) => p.watch_targets(),
             Source::Event(_) => Vec::new(),
+            Source::Lock(l) => l.owner_target(),
         }
     }
 
@@ -109,6 +114,7 @@ impl<'a> Source<'a> {
             Source::PipeRecv(p) => p.recv_notify().ok().map(|n| (n.futex(), n.arm())),
             Source::PipeSend(p, _) => p.send_notify().ok().map(|n| (n.futex(), n.arm())),
             Source::Event(e) => Some((e.futex(), e.arm())),
+            Source::Lock(l) => Some(l.arm()),
         }
     }
 }
@@ -142,6 +148,18 @@ pub(crate) fn wait(
     if sources.len() > MAX_SOURCES {
         return Err(too_many(sources.len()));
     }
+    let r = wait_inner(sources, deadline, out);
+    // An unlock wakes one sleeper; if that was us, a locker still asleep
+    // must not lose it.
+    for s in sources {
+        if let Source::Lock(l) = s {
+            l.pass_wake();
+        }
+    }
+    r
+}
+
+fn wait_inner(sources: &[Source<'_>], deadline: Deadline, out: &mut Vec<usize>) -> Result<bool> {
     let mut words: Vec<(&Futex, u32)> = Vec::with_capacity(sources.len());
     let mut check_dead = false;
     let mut looked_at_dead = false;

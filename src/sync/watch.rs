@@ -59,7 +59,6 @@ pub(crate) enum Target {
     /// A process (its stamp: pid and start time).
     Process(TaskStamp),
     /// A thread (a lock's owner).
-    #[allow(dead_code)] // for the Lock's waiters, next
     Thread(TaskStamp),
 }
 
