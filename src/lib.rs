@@ -71,7 +71,7 @@ pub use pipe::{
     Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
 pub use queue::Queue;
-pub use raw::{GetGrant, PutGrant};
+pub use raw::{GetGrant, PutGrant, Spin};
 pub use segment::{
     inspect, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT, MAX_LEN,
 };

@@ -9,6 +9,7 @@ use bytemuck::Pod;
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
+use crate::raw::Spin;
 use crate::raw::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
@@ -459,6 +460,31 @@ impl PipeEnd {
             )));
         }
         Ok(v)
+    }
+
+    /// Sets how long this end's blocking calls spin before they sleep:
+    /// [`Spin::Adaptive`] (the default), [`Spin::Never`], or [`Spin::UpTo`]
+    /// a duration. The other end keeps its own setting.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// a.set_spin(shmkit::Spin::Never);
+    /// assert_eq!(a.spin(), shmkit::Spin::Never);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set_spin(&self, spin: Spin) {
+        self.raw.set_spin(spin);
+    }
+
+    /// This end's spin setting (see [`set_spin`](PipeEnd::set_spin)).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// assert_eq!(a.spin(), shmkit::Spin::Adaptive);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn spin(&self) -> Spin {
+        self.raw.spin()
     }
 
     /// "A message to receive": for a [`WaitSet`](crate::WaitSet) or

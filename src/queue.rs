@@ -8,6 +8,7 @@ use bytemuck::Pod;
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
+use crate::raw::Spin;
 use crate::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
@@ -487,6 +488,32 @@ impl Queue {
     /// ```
     pub fn is_closed(&self) -> bool {
         self.raw.is_closed()
+    }
+
+    /// Sets how long this handle's blocking calls (`put`, `get`, the
+    /// `_timeout` forms) spin before they sleep: [`Spin::Adaptive`] (the
+    /// default), [`Spin::Never`], or [`Spin::UpTo`] a duration. Other
+    /// handles, in this process or others, keep their own setting.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// q.set_spin(shmkit::Spin::Never);
+    /// assert_eq!(q.spin(), shmkit::Spin::Never);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set_spin(&self, spin: Spin) {
+        self.raw.set_spin(spin);
+    }
+
+    /// This handle's spin setting (see [`set_spin`](Queue::set_spin)).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// assert_eq!(q.spin(), shmkit::Spin::Adaptive);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn spin(&self) -> Spin {
+        self.raw.spin()
     }
 
     /// "A message to get": for a [`WaitSet`](crate::WaitSet) or

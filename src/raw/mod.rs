@@ -42,6 +42,7 @@ pub use pipe::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 #[cfg(loom)]
 pub use queue::model as queue_model;
 pub use queue::{GetGrant, PutGrant, QueueLayout, RawQueue};
+pub use spin::Spin;
 
 use crate::error::{Error, Result};
 

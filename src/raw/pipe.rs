@@ -34,7 +34,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
 use crate::raw::ring::{record_len, Out, RingCtl, Rx, Tx, LEN_BYTES, SKIP};
-use crate::raw::spin::AdaptiveSpin;
+use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, Target, TaskStamp};
 
 /// One end's record.
@@ -474,6 +474,37 @@ impl<'a> RawPipe<'a> {
             "this pipe end belongs to process {}; a forked child must open a pipe of its own",
             self.owner
         )))
+    }
+
+    /// Sets how long this end's blocking calls spin before they sleep.
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives the end and is used only through it.
+    /// let a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// a.set_spin(shmkit::Spin::Never);
+    /// assert_eq!(a.spin(), shmkit::Spin::Never);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set_spin(&self, spin: Spin) {
+        self.peer.spin.set(spin);
+    }
+
+    /// This end's spin setting.
+    ///
+    /// ```
+    /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
+    /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
+    /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives the end and is used only through it.
+    /// let a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// assert_eq!(a.spin(), shmkit::Spin::Adaptive);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn spin(&self) -> Spin {
+        self.peer.spin.get()
     }
 
     // ---- readiness, for waiting on many ----------------------------------

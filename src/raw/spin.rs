@@ -14,7 +14,42 @@
 //! The state is process-local (in the handle), shared by the handle's
 //! threads through relaxed atomics: it is a heuristic, races only blur it.
 
+use std::time::Duration;
+
 use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
+
+/// How long a blocking call spins before it sleeps on the futex: a
+/// per-handle setting (`Queue::set_spin`, `PipeEnd::set_spin`, and the raw
+/// cores' `set_spin`).
+///
+/// Spinning catches a reply that comes within microseconds without the
+/// cost of a futex wake-up (about 5 µs), but burns a CPU that a peer on the
+/// same core may need.
+///
+/// ```
+/// use std::time::Duration;
+/// let q = shmkit::Queue::create_unique(4, 64)?;
+/// q.set_spin(shmkit::Spin::Never); // sleep at once: no CPU burnt
+/// q.set_spin(shmkit::Spin::UpTo(Duration::from_micros(5)));
+/// assert_eq!(q.spin(), shmkit::Spin::UpTo(Duration::from_micros(5)));
+/// q.set_spin(shmkit::Spin::Adaptive);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spin {
+    /// Spin up to 20 µs, halving the budget (down to none) while spinning
+    /// does not pay and probing now and then whether it pays again (the
+    /// default).
+    #[default]
+    Adaptive,
+    /// Never spin: sleep at once.
+    Never,
+    /// Spin up to this long every time, then sleep.
+    UpTo(Duration),
+}
+
+/// `mode` encodings: adaptive, or a fixed budget in ns (0: never).
+const ADAPTIVE: u64 = u64::MAX;
 
 const START_NS: u64 = if cfg!(loom) { 0 } else { 20_000 };
 const PROBE_EVERY: u32 = 256;
@@ -25,6 +60,8 @@ const PROBE_NS: u64 = 60_000;
 pub(crate) struct AdaptiveSpin {
     budget_ns: AtomicU64,
     waits_since_probe: AtomicU32,
+    /// [`ADAPTIVE`], or a fixed budget in ns.
+    mode: AtomicU64,
 }
 
 impl AdaptiveSpin {
@@ -32,12 +69,34 @@ impl AdaptiveSpin {
         AdaptiveSpin {
             budget_ns: AtomicU64::new(START_NS),
             waits_since_probe: AtomicU32::new(0),
+            mode: AtomicU64::new(ADAPTIVE),
+        }
+    }
+
+    pub(crate) fn set(&self, spin: Spin) {
+        let m = match spin {
+            Spin::Adaptive => ADAPTIVE,
+            Spin::Never => 0,
+            Spin::UpTo(d) => (d.as_nanos().min(u128::from(ADAPTIVE - 1))) as u64,
+        };
+        self.mode.store(m, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> Spin {
+        match self.mode.load(Ordering::Relaxed) {
+            ADAPTIVE => Spin::Adaptive,
+            0 => Spin::Never,
+            n => Spin::UpTo(Duration::from_nanos(n)),
         }
     }
 
     /// Spins until `ready()` gives `Some` or the budget is spent; records
     /// whether it paid.
     pub(crate) fn spin<T>(&self, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+        let mode = self.mode.load(Ordering::Relaxed);
+        if mode != ADAPTIVE {
+            return Self::spin_fixed(mode, ready);
+        }
         let mut budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == 0 {
             let n = self.waits_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
@@ -60,6 +119,25 @@ impl AdaptiveSpin {
                 let b = self.budget_ns.load(Ordering::Relaxed) / 2;
                 self.budget_ns
                     .store(if b < 1_000 { 0 } else { b }, Ordering::Relaxed);
+                return None;
+            }
+            sync::spin_loop();
+        }
+    }
+
+    /// A fixed budget: spin up to `ns` (0: not at once), learn nothing.
+    fn spin_fixed<T>(ns: u64, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+        if ns == 0 {
+            return None;
+        }
+        let start = sync::now();
+        let mut i = 0u32;
+        loop {
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+            i = i.wrapping_add(1);
+            if i % 32 == 0 && (sync::now() - start).as_nanos() as u64 >= ns {
                 return None;
             }
             sync::spin_loop();

@@ -109,7 +109,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
-use crate::raw::spin::AdaptiveSpin;
+use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
 
 use recover::{Patience, PROCS};
@@ -1106,6 +1106,35 @@ impl<'a> RawQueue<'a> {
             || self.message_maybe(),
             |check_dead| self.claim_get(need, long, check_dead),
         )
+    }
+
+    /// Sets how long this handle's blocking calls spin before they sleep.
+    ///
+    /// ```
+    /// # let layout = shmkit::raw::QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(shmkit::raw::RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives the queue and is used only through it.
+    /// let q = unsafe { shmkit::raw::RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// q.set_spin(shmkit::Spin::Never);
+    /// assert_eq!(q.spin(), shmkit::Spin::Never);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set_spin(&self, spin: Spin) {
+        self.spin.set(spin);
+    }
+
+    /// This handle's spin setting.
+    ///
+    /// ```
+    /// # let layout = shmkit::raw::QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(shmkit::raw::RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives the queue and is used only through it.
+    /// let q = unsafe { shmkit::raw::RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// assert_eq!(q.spin(), shmkit::Spin::Adaptive);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn spin(&self) -> Spin {
+        self.spin.get()
     }
 
     // ---- readiness, for waiting on many ----------------------------------
