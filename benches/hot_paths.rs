@@ -172,6 +172,70 @@ fn pipe(c: &mut Criterion) {
     g.finish();
 }
 
+/// A round trip through two queues to an echo thread, the reply waited for
+/// by a plain blocking `get`, by a WaitSet of 1 entry, and by one of 8
+/// (the reply queue and 7 events that never fire); the set is built for
+/// every wait, as a caller that also waits on pipe ends would.
+fn waitset(c: &mut Criterion) {
+    let mut g = c.benchmark_group("waitset");
+    let req = std::sync::Arc::new(Queue::create_unique(4, 64).unwrap());
+    let rep = std::sync::Arc::new(Queue::create_unique(4, 64).unwrap());
+    let events: Vec<Event> = (0..7).map(|_| Event::create_unique().unwrap()).collect();
+    let (rq, rp) = (req.clone(), rep.clone());
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        loop {
+            match rq.get_into(&mut buf) {
+                Ok(n) if n > 0 => rp.put(&buf[..n]).unwrap(),
+                _ => return,
+            }
+        }
+    });
+    let msg = [7u8; 64];
+    let mut buf = [0u8; 64];
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("round trip, get", |b| {
+        b.iter(|| {
+            req.put(&msg).unwrap();
+            black_box(rep.get_into(&mut buf).unwrap());
+        })
+    });
+    g.bench_function("round trip, WaitSet of 1", |b| {
+        b.iter(|| {
+            req.put(&msg).unwrap();
+            loop {
+                let mut ws = shmkit::WaitSet::new();
+                ws.add(&*rep).unwrap();
+                ws.wait().unwrap();
+                if let Ok(n) = rep.try_get_into(&mut buf) {
+                    black_box(n);
+                    break;
+                }
+            }
+        })
+    });
+    g.bench_function("round trip, WaitSet of 8", |b| {
+        b.iter(|| {
+            req.put(&msg).unwrap();
+            loop {
+                let mut ws = shmkit::WaitSet::new();
+                ws.add(&*rep).unwrap();
+                for e in &events {
+                    ws.add(e).unwrap();
+                }
+                ws.wait().unwrap();
+                if let Ok(n) = rep.try_get_into(&mut buf) {
+                    black_box(n);
+                    break;
+                }
+            }
+        })
+    });
+    g.finish();
+    req.put(&[]).unwrap();
+    echo.join().unwrap();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -182,6 +246,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = lock, value, event, queue, pipe
+    targets = lock, value, event, queue, pipe, waitset
 }
 criterion_main!(benches);
