@@ -284,6 +284,16 @@ fn producer_consumer_consumes_0_to_4_in_order() {
 }
 
 #[test]
+fn server_survives_a_killed_worker_and_does_every_job() {
+    let _w = watchdog(WATCHDOG);
+    let r = run("server", &[]);
+    r.line_with("killed worker");
+    r.line_with("died; job");
+    let done = r.line("server: all");
+    assert!(done.contains("1 put back"), "{}", r.out);
+}
+
+#[test]
 fn prime_pool_agrees_with_sequential() {
     let _w = watchdog(WATCHDOG);
     let r = run("prime_pool", &[]);
