@@ -4,11 +4,17 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+#[cfg(not(loom))]
+use crate::future::Waiter;
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::RawEvent;
 use crate::segment::{Options, Segment, Spec};
 use crate::waitset::{Interest, Waitable};
+#[cfg(not(loom))]
+use std::future::Future;
+#[cfg(not(loom))]
+use std::task::Poll;
 
 /// A manual-reset event shared by every process that opens its name
 /// (Python's `multiprocessing.Event`), built on [`RawEvent`].
@@ -208,6 +214,38 @@ impl Event {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         Ok(self.raw().wait_timeout(timeout))
+    }
+
+    /// [`wait`](Event::wait) as a future: resolves once the flag is up,
+    /// without blocking the executor's thread. Runtime-agnostic.
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// let ev = shmkit::Event::create_unique()?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// let mut wait = std::pin::pin!(ev.wait_async());
+    /// assert!(wait.as_mut().poll(&mut cx).is_pending());
+    /// ev.set();
+    /// assert!(wait.as_mut().poll(&mut cx).is_ready());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn wait_async(&self) -> impl Future<Output = ()> + '_ {
+        let mut w = Waiter::new();
+        std::future::poll_fn(move |cx| {
+            if self.raw.is_set() {
+                w.done();
+                return Poll::Ready(());
+            }
+            let armed = self.raw.arm();
+            if self.raw.is_set() {
+                w.done();
+                return Poll::Ready(());
+            }
+            w.sleep(cx, &[(self.raw.futex(), armed)], &[]);
+            Poll::Pending
+        })
     }
 
     /// "The flag is up": for a [`WaitSet`](crate::WaitSet) or

@@ -52,6 +52,8 @@
 mod array;
 mod error;
 mod event;
+#[cfg(not(loom))]
+mod future;
 mod lock;
 mod pipe;
 mod queue;

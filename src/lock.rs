@@ -4,11 +4,17 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+#[cfg(not(loom))]
+use crate::future::Waiter;
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::{RawLock, RawLockGuard};
 use crate::segment::{Options, Segment, Spec};
 use crate::waitset::{Interest, Waitable};
+#[cfg(not(loom))]
+use std::future::Future;
+#[cfg(not(loom))]
+use std::task::Poll;
 
 /// A lock shared by every process that opens its name (Python's
 /// `multiprocessing.Lock`), built on [`RawLock`].
@@ -239,6 +245,76 @@ impl Lock {
     /// ```
     pub fn is_locked(&self) -> bool {
         self.raw().is_locked()
+    }
+
+    /// [`lock`](Lock::lock) as a future: waits for the lock without
+    /// blocking the executor's thread, and takes over from a dead holder as
+    /// `lock` does. Runtime-agnostic. The guard is not `Send`: hold it on
+    /// one thread (a current-thread runtime, or across no `.await` on a
+    /// work-stealing one).
+    ///
+    /// # Errors
+    /// As [`lock`](Lock::lock).
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// let mut take = std::pin::pin!(lock.lock_async());
+    /// let std::task::Poll::Ready(g) = take.as_mut().poll(&mut cx) else { panic!() };
+    /// assert!(!g?.owner_died());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn lock_async(&self) -> impl Future<Output = Result<LockGuard<'_>>> + '_ {
+        let mut w = Waiter::new();
+        // An unlock wakes one sleeper; the async waiter thread may have
+        // taken that wake-up for us. A future dropped while pending passes
+        // it on, so that a locker asleep does not lose it.
+        struct PassOn<'a>(&'a RawLock, bool);
+        impl PassOn<'_> {
+            fn pending(&mut self, p: bool) {
+                self.1 = p;
+            }
+        }
+        impl Drop for PassOn<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.pass_wake();
+                }
+            }
+        }
+        let mut pending = PassOn(self.raw(), false);
+        std::future::poll_fn(move |cx| {
+            let check_dead = w.check_dead();
+            let attempt = |check_dead: bool| {
+                let r = if check_dead {
+                    self.lock_timeout(Duration::ZERO).map(Some)
+                } else {
+                    self.try_lock()
+                };
+                match r {
+                    Ok(None) | Err(crate::Error::Timeout) => None,
+                    Ok(Some(g)) => Some(Ok(g)),
+                    Err(e) => Some(Err(e)),
+                }
+            };
+            if let Some(r) = attempt(check_dead) {
+                w.done();
+                pending.pending(false);
+                return Poll::Ready(r);
+            }
+            let (word, armed) = self.raw().arm();
+            if let Some(r) = attempt(false) {
+                w.done();
+                pending.pending(false);
+                return Poll::Ready(r);
+            }
+            w.sleep(cx, &[(word, armed)], &self.raw().owner_target());
+            pending.pending(true);
+            Poll::Pending
+        })
     }
 
     /// "The lock is free": for a [`WaitSet`](crate::WaitSet) or

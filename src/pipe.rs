@@ -7,6 +7,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
+#[cfg(not(loom))]
+use crate::future::Waiter;
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::Spin;
@@ -14,6 +16,10 @@ use crate::raw::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
 use crate::waitset::{Interest, Waitable};
+#[cfg(not(loom))]
+use std::future::Future;
+#[cfg(not(loom))]
+use std::task::Poll;
 
 /// Bytes in each direction's ring, by default.
 pub const DEFAULT_PIPE_CAPACITY: usize = 64 * 1024;
@@ -460,6 +466,102 @@ impl PipeEnd {
             )));
         }
         Ok(v)
+    }
+
+    /// [`send`](PipeEnd::send) as a future: waits for room without
+    /// blocking the executor's thread. Runtime-agnostic. Dropping it before
+    /// it finishes sends nothing. A message larger than the ring is
+    /// streamed, and once its first bytes are in the future finishes it
+    /// before it returns (a half-sent message cannot be taken back): for
+    /// such messages it can block the executor's thread while the peer
+    /// drains the ring.
+    ///
+    /// # Errors
+    /// As [`send`](PipeEnd::send).
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// assert!(std::pin::pin!(a.send_async(b"hi")).poll(&mut cx).is_ready());
+    /// assert_eq!(b.recv()?, b"hi");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn send_async<'a>(&'a mut self, msg: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
+        let mut w = Waiter::new();
+        std::future::poll_fn(move |cx| {
+            let attempt = |raw: &mut RawPipe<'static>| match raw
+                .send_until(msg, Deadline::after(Duration::ZERO))
+            {
+                Err(Error::Timeout) => None,
+                r => Some(r),
+            };
+            if let Some(r) = attempt(&mut self.raw) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            let n = match self.raw.send_notify() {
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let armed = n.arm();
+            if let Some(r) = attempt(&mut self.raw) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
+            Poll::Pending
+        })
+    }
+
+    /// [`recv`](PipeEnd::recv) as a future (see
+    /// [`send_async`](PipeEnd::send_async)). Dropping it before it
+    /// finishes takes nothing (a streamed message it has begun to take
+    /// stays with the end, for the next receive).
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv).
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// a.send(b"hi")?;
+    /// let std::task::Poll::Ready(m) = std::pin::pin!(b.recv_async()).poll(&mut cx) else { panic!() };
+    /// assert_eq!(m?, b"hi");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn recv_async(&mut self) -> impl Future<Output = Result<Vec<u8>>> + '_ {
+        let mut w = Waiter::new();
+        std::future::poll_fn(move |cx| {
+            let attempt = |raw: &mut RawPipe<'static>| match raw
+                .recv_until(Deadline::after(Duration::ZERO))
+            {
+                Err(Error::Timeout) => None,
+                r => Some(r),
+            };
+            if let Some(r) = attempt(&mut self.raw) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            let n = match self.raw.recv_notify() {
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let armed = n.arm();
+            if let Some(r) = attempt(&mut self.raw) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
+            Poll::Pending
+        })
     }
 
     /// Sets how long this end's blocking calls spin before they sleep:

@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
+#[cfg(not(loom))]
+use crate::future::Waiter;
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::Spin;
@@ -13,6 +15,10 @@ use crate::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::Deadline;
 use crate::waitset::{Interest, Waitable};
+#[cfg(not(loom))]
+use std::future::Future;
+#[cfg(not(loom))]
+use std::task::Poll;
 
 /// A bounded queue of byte messages shared by every process that opens its
 /// name (Python's `multiprocessing.Queue`, with Boost's fixed maximum message
@@ -488,6 +494,132 @@ impl Queue {
     /// ```
     pub fn is_closed(&self) -> bool {
         self.raw.is_closed()
+    }
+
+    /// [`put`](Queue::put) as a future: waits for room without blocking
+    /// the executor's thread (see [`WaitSet`](crate::WaitSet) for what
+    /// wakes it, and the crate's async section). Runtime-agnostic. Dropping
+    /// it before it finishes puts nothing.
+    ///
+    /// # Errors
+    /// As [`put`](Queue::put).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 8)?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// let mut put = std::pin::pin!(q.put_async(b"job"));
+    /// assert!(put.as_mut().poll(&mut cx).is_ready());
+    /// # use std::future::Future;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn put_async<'a>(&'a self, msg: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
+        let mut w = Waiter::new();
+        std::future::poll_fn(move |cx| {
+            let check_dead = w.check_dead();
+            let attempt = |check_dead: bool| {
+                if check_dead {
+                    self.raw.put_ready(true);
+                }
+                match self.raw.try_put(msg) {
+                    Err(Error::Full) => None,
+                    r => Some(r),
+                }
+            };
+            if let Some(r) = attempt(check_dead) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            let n = self.raw.put_notify();
+            let armed = n.arm();
+            if let Some(r) = attempt(false) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
+            Poll::Pending
+        })
+    }
+
+    /// [`get`](Queue::get) as a future (see [`put_async`](Queue::put_async)).
+    /// Dropping it before it finishes takes nothing.
+    ///
+    /// # Errors
+    /// As [`get`](Queue::get).
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// # let q = shmkit::Queue::create_unique(1, 8)?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// let mut get = std::pin::pin!(q.get_async());
+    /// assert!(get.as_mut().poll(&mut cx).is_pending());
+    /// q.put(b"job")?;
+    /// let std::task::Poll::Ready(m) = get.as_mut().poll(&mut cx) else { panic!() };
+    /// assert_eq!(m?, b"job");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn get_async(&self) -> impl Future<Output = Result<Vec<u8>>> + '_ {
+        self.get_with(|raw| raw.try_get())
+    }
+
+    /// [`get_into`](Queue::get_into) as a future (see
+    /// [`put_async`](Queue::put_async)).
+    ///
+    /// # Errors
+    /// As [`get_into`](Queue::get_into).
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// # let q = shmkit::Queue::create_unique(1, 8)?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// q.put(b"job")?;
+    /// let mut buf = [0u8; 8];
+    /// let mut get = std::pin::pin!(q.get_into_async(&mut buf));
+    /// assert!(matches!(get.as_mut().poll(&mut cx), std::task::Poll::Ready(Ok(3))));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn get_into_async<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = Result<usize>> + 'a {
+        self.get_with(move |raw| raw.try_get_into(buf))
+    }
+
+    #[cfg(not(loom))]
+    fn get_with<'a, T>(
+        &'a self,
+        mut take: impl FnMut(&RawQueue<'static>) -> Result<T> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        let mut w = Waiter::new();
+        std::future::poll_fn(move |cx| {
+            let check_dead = w.check_dead();
+            let mut attempt = |check_dead: bool| {
+                if check_dead {
+                    self.raw.get_ready(true);
+                }
+                match take(&self.raw) {
+                    Err(Error::Empty) => None,
+                    r => Some(r),
+                }
+            };
+            if let Some(r) = attempt(check_dead) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            let n = self.raw.get_notify();
+            let armed = n.arm();
+            if let Some(r) = attempt(false) {
+                w.done();
+                return Poll::Ready(r);
+            }
+            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
+            Poll::Pending
+        })
     }
 
     /// Sets how long this handle's blocking calls (`put`, `get`, the

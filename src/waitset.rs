@@ -382,6 +382,63 @@ impl<'a> WaitSet<'a> {
         }
     }
 
+    /// [`wait`](WaitSet::wait) as a future: resolves with the ready
+    /// entries without blocking the executor's thread. Runtime-agnostic.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] on an empty set.
+    ///
+    /// ```
+    /// # use std::future::Future;
+    /// let ev = shmkit::Event::create_unique()?;
+    /// let mut ws = shmkit::WaitSet::new();
+    /// let k = ws.add(&ev)?;
+    /// # let waker = std::task::Waker::noop();
+    /// # let mut cx = std::task::Context::from_waker(&waker);
+    /// let mut wait = std::pin::pin!(ws.wait_async());
+    /// assert!(wait.as_mut().poll(&mut cx).is_pending());
+    /// ev.set();
+    /// let std::task::Poll::Ready(r) = wait.as_mut().poll(&mut cx) else { panic!() };
+    /// assert!(r?.contains(k));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn wait_async(&mut self) -> impl std::future::Future<Output = Result<Ready>> + '_ {
+        struct PassOn<'s, 'a>(&'s [Source<'a>]);
+        impl Drop for PassOn<'_, '_> {
+            fn drop(&mut self) {
+                wait::pass_wakes(self.0);
+            }
+        }
+        let mut w = crate::future::Waiter::new();
+        let guard = PassOn(&self.sources);
+        let ready = &mut self.ready;
+        std::future::poll_fn(move |cx| {
+            let sources = guard.0;
+            if sources.is_empty() {
+                return std::task::Poll::Ready(Err(Error::InvalidArgument(
+                    "wait on an empty WaitSet would never return".into(),
+                )));
+            }
+            let check_dead = w.check_dead();
+            if wait::poll_once(sources, check_dead, ready) {
+                w.done();
+                return std::task::Poll::Ready(Ok(Ready {
+                    keys: ready.clone(),
+                }));
+            }
+            let (words, targets) = wait::arm_all(sources);
+            if wait::poll_once(sources, false, ready) {
+                w.done();
+                return std::task::Poll::Ready(Ok(Ready {
+                    keys: ready.clone(),
+                }));
+            }
+            w.sleep(cx, &words, &targets);
+            std::task::Poll::Pending
+        })
+    }
+
     fn wait_until(&mut self, deadline: Deadline) -> Result<Ready> {
         if wait::wait(&self.sources, deadline, &mut self.ready)? {
             Ok(Ready {

@@ -151,11 +151,7 @@ pub(crate) fn wait(
     let r = wait_inner(sources, deadline, out);
     // An unlock wakes one sleeper; if that was us, a locker still asleep
     // must not lose it.
-    for s in sources {
-        if let Source::Lock(l) = s {
-            l.pass_wake();
-        }
-    }
+    pass_wakes(sources);
     r
 }
 
@@ -226,4 +222,33 @@ pub(crate) fn too_many(n: usize) -> Error {
         "a wait can watch at most {MAX_SOURCES} sources (one futex_waitv call), not {n}; \
          split them over several threads or wait sets"
     ))
+}
+
+/// One look at every source, for a future: the indices of the ready ones
+/// in `out`; whether any is.
+pub(crate) fn poll_once(sources: &[Source<'_>], check_dead: bool, out: &mut Vec<usize>) -> bool {
+    collect(sources, check_dead, out)
+}
+
+/// Arms every source (as a sleeper), for a future: the words and values
+/// to be woken on, and every task whose death makes a source ready.
+pub(crate) fn arm_all<'a>(sources: &[Source<'a>]) -> (Vec<(&'a Futex, u32)>, Vec<Target>) {
+    let mut words = Vec::with_capacity(sources.len());
+    let mut targets = Vec::new();
+    for s in sources {
+        if let Some(w) = s.arm() {
+            words.push(w);
+            targets.extend(s.watch_targets());
+        }
+    }
+    (words, targets)
+}
+
+/// Passes on an unlock's single wake-up that a wait may have taken.
+pub(crate) fn pass_wakes(sources: &[Source<'_>]) {
+    for s in sources {
+        if let Source::Lock(l) = s {
+            l.pass_wake();
+        }
+    }
 }

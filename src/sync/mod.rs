@@ -17,9 +17,11 @@ mod real;
 #[cfg(not(loom))]
 pub(crate) use real::*;
 #[cfg(not(loom))]
+pub(crate) mod reactor;
+#[cfg(not(loom))]
 mod watch;
 #[cfg(not(loom))]
-pub(crate) use watch::{deaths, watch, Target, WATCHED_INTERVAL};
+pub(crate) use watch::{deaths, watch, Target, Watch, WATCHED_INTERVAL};
 
 #[cfg(loom)]
 mod model;

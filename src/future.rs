@@ -1,0 +1,76 @@
+//! The machinery under the `_async` methods (`Queue::get_async`,
+//! `PipeEnd::recv_async`, `Event::wait_async`, `Lock::lock_async`,
+//! `WaitSet::wait_async`): runtime-agnostic futures (std `Future` and
+//! `Waker` only) that never block the executor's thread.
+//!
+//! A pending future has registered its futex word with the process's one
+//! async waiter thread (`sync::reactor`), which sleeps in `futex_waitv` over
+//! every pending future's word and wakes the future's `Waker` when its word
+//! changes, when a watched peer dies (`sync::watch`), or after at most a
+//! second. No file descriptor per object, no thread per future. Dropping a
+//! pending future removes its registration: nothing is lost (it claimed
+//! nothing) and no wake-up goes to a dead waker.
+
+use std::task::Context;
+use std::time::Duration;
+
+use crate::sync::{self, reactor, Futex, Target};
+
+/// The state a pending future keeps between polls.
+pub(crate) struct Waiter {
+    regs: Vec<reactor::Registration>,
+    watch: Option<sync::Watch>,
+    deaths: u64,
+    checked: Duration,
+}
+
+impl Waiter {
+    pub(crate) fn new() -> Waiter {
+        Waiter {
+            regs: Vec::new(),
+            watch: None,
+            deaths: sync::deaths(),
+            checked: sync::now(),
+        }
+    }
+
+    /// Whether this poll should read liveness: a watched peer died since
+    /// the last look, or the liveness interval passed.
+    pub(crate) fn check_dead(&mut self) -> bool {
+        let (d, now) = (sync::deaths(), sync::now());
+        if d != self.deaths || now.saturating_sub(self.checked) >= sync::LIVENESS_INTERVAL {
+            self.deaths = d;
+            self.checked = now;
+            return true;
+        }
+        false
+    }
+
+    /// Registers `words` (armed by the caller, who checked once more after
+    /// arming) to wake `cx`'s waker, and watches `targets` for death on the
+    /// first word. Without the waiter thread, wakes the waker at once (the
+    /// executor polls again: a busy wait, the documented fallback).
+    pub(crate) fn sleep(&mut self, cx: &Context<'_>, words: &[(&Futex, u32)], targets: &[Target]) {
+        self.regs.clear();
+        for &(w, v) in words {
+            match reactor::register(w, v, cx.waker()) {
+                Some(r) => self.regs.push(r),
+                None => {
+                    cx.waker().wake_by_ref();
+                    return;
+                }
+            }
+        }
+        if let (None, Some(&(w, _))) = (&self.watch, words.first()) {
+            if !targets.is_empty() {
+                self.watch = Some(sync::watch(w, targets));
+            }
+        }
+    }
+
+    /// Forgets the registrations (the future is done).
+    pub(crate) fn done(&mut self) {
+        self.regs.clear();
+        self.watch = None;
+    }
+}

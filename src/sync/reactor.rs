@@ -1,0 +1,195 @@
+//! The async waiter: one lazily started thread per process that sleeps in
+//! `futex_waitv` on the words of every pending future (plus a private
+//! control word) and wakes a future's `Waker` when its word changes.
+//!
+//! # Protocol
+//!
+//! A future that cannot finish arms its word (the same sleeper
+//! registration a blocking call makes: the `SLEEPERS` bit of a `Notify`,
+//! `WAITERS` of an event or lock), checks once more, and then registers
+//! `(word, value seen, waker)` here. Registering bumps the control word and
+//! wakes it, so the thread rebuilds its wait list. When the thread returns
+//! from its wait it wakes, and forgets, every registration whose word no
+//! longer holds its value; a future re-registers when it is polled again
+//! and still cannot finish. The thread also wakes every registration each
+//! [`REPOLL`] (and any beyond the kernel's 127 words at once, every 10 ms),
+//! so that a future whose word cannot change (a dead peer noticed only by
+//! liveness, a lost wake) is polled again.
+//!
+//! A registration is removed, under the mutex, before its future drops, so
+//! the thread only ever loads words that are still mapped. The thread never
+//! dereferences a word outside the mutex; the kernel reads them itself in
+//! `futex_waitv` (a word unmapped meanwhile makes that call fail with
+//! EFAULT, which is retried after the list is rebuilt).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::task::Waker;
+use std::time::Duration;
+
+use super::{Futex, Ordering};
+use crate::sys;
+
+/// How often the thread wakes every pending future to look again, even
+/// when no word changed. Deaths of watched peers wake it at once (see
+/// `sync::watch`): this only bounds what nothing signals (a peer whose
+/// liveness cannot be watched, a hand-off gone stale).
+pub(crate) const REPOLL: Duration = Duration::from_secs(1);
+
+struct Reg {
+    addr: usize,
+    val: u32,
+    waker: Waker,
+}
+
+struct State {
+    regs: HashMap<u64, Reg>,
+    next: u64,
+}
+
+struct Reactor {
+    gen: u32,
+    state: Mutex<State>,
+    control: Futex,
+}
+
+/// A registration; dropping it removes it (if the thread has not already).
+pub(crate) struct Registration {
+    reactor: &'static Reactor,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.reactor.state.lock() {
+            st.regs.remove(&self.id);
+        }
+    }
+}
+
+static REACTOR: OnceLock<Mutex<Option<&'static Reactor>>> = OnceLock::new();
+
+fn reactor() -> Option<&'static Reactor> {
+    let gen = super::fork_gen();
+    let cell = REACTOR.get_or_init(|| Mutex::new(None));
+    // A forked child may find this mutex held by a parent thread that no
+    // longer exists in it; `try_lock` then gives up and the caller polls
+    // on a timer instead (see `register`).
+    let mut slot = match cell.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::WouldBlock) => cell.lock().ok()?,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+    };
+    if let Some(r) = *slot {
+        if r.gen == gen {
+            return Some(r);
+        }
+    }
+    let r: &'static Reactor = Box::leak(Box::new(Reactor {
+        gen,
+        state: Mutex::new(State {
+            regs: HashMap::new(),
+            next: 1,
+        }),
+        control: Futex::new(0),
+    }));
+    std::thread::Builder::new()
+        .name("shmkit-async".into())
+        .spawn(move || r.run())
+        .ok()?;
+    *slot = Some(r);
+    Some(r)
+}
+
+/// Has `waker` woken once `word` no longer holds `val` (or after
+/// [`REPOLL`]). `None` if the waiter thread cannot be had: the caller then
+/// wakes its waker itself (a busy poll, documented as the fallback).
+pub(crate) fn register(word: &Futex, val: u32, waker: &Waker) -> Option<Registration> {
+    let r = reactor()?;
+    let id = {
+        let mut st = r.state.lock().ok()?;
+        let id = st.next;
+        st.next += 1;
+        st.regs.insert(
+            id,
+            Reg {
+                addr: word.word().as_ptr() as usize,
+                val,
+                waker: waker.clone(),
+            },
+        );
+        id
+    };
+    r.control.word().fetch_add(1, Ordering::SeqCst);
+    r.control.wake_all();
+    Some(Registration { reactor: r, id })
+}
+
+impl Reactor {
+    fn run(&self) {
+        let mut list: Vec<(*const u32, u32)> = Vec::new();
+        let mut deaths = super::deaths();
+        loop {
+            let control = self.control.word().load(Ordering::SeqCst);
+            let overflow;
+            {
+                let Ok(st) = self.state.lock() else {
+                    return;
+                };
+                list.clear();
+                list.push((self.control.word().as_ptr().cast_const(), control));
+                for r in st.regs.values().take(sys::FUTEX_WAITV_MAX - 1) {
+                    list.push((r.addr as *const u32, r.val));
+                }
+                overflow = st.regs.len() > sys::FUTEX_WAITV_MAX - 1;
+            }
+            let slice = if overflow {
+                Duration::from_millis(10)
+            } else {
+                REPOLL
+            };
+            let until = super::now().checked_add(slice);
+            // SAFETY: the control word is ours ('static); every other
+            // address was registered by a future whose handle keeps it
+            // mapped until the registration is removed. One removed since
+            // the list was built may be unmapped: the kernel then fails
+            // the call (EFAULT), it touches no memory of ours either way.
+            let timed_out = match unsafe { sys::futex_waitv(&list, until) } {
+                sys::WaitvOutcome::Woken => false,
+                sys::WaitvOutcome::TimedOut => true,
+                sys::WaitvOutcome::Unsupported => {
+                    // No futex_waitv (before Linux 5.16): poll every 2 ms.
+                    std::thread::sleep(Duration::from_millis(2));
+                    true
+                }
+            };
+            // A death the watcher saw: every pending future looks again
+            // (its word did not change, the peer's liveness did).
+            let d = super::deaths();
+            let died = d != deaths;
+            deaths = d;
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            let mut fire = Vec::new();
+            st.regs.retain(|_, r| {
+                // SAFETY: a registration still present is one whose future
+                // has not dropped, so its word is mapped; we hold the
+                // mutex that removal takes. The load is atomic, as every
+                // access to these words.
+                let now = unsafe { &*(r.addr as *const std::sync::atomic::AtomicU32) }
+                    .load(Ordering::SeqCst);
+                if timed_out || overflow || died || now != r.val {
+                    fire.push(r.waker.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            drop(st);
+            for w in fire {
+                w.wake();
+            }
+        }
+    }
+}
