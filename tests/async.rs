@@ -1,6 +1,7 @@
 //! The `_async` methods under tokio: many futures on one queue, a future
 //! dropped while pending, peers SIGKILLed while futures wait.
 
+#![cfg(not(loom))]
 #![allow(clippy::disallowed_types)] // a test-side counter, not shared memory
 mod common;
 

@@ -226,12 +226,14 @@ pub(crate) fn too_many(n: usize) -> Error {
 
 /// One look at every source, for a future: the indices of the ready ones
 /// in `out`; whether any is.
+#[cfg(not(loom))]
 pub(crate) fn poll_once(sources: &[Source<'_>], check_dead: bool, out: &mut Vec<usize>) -> bool {
     collect(sources, check_dead, out)
 }
 
 /// Arms every source (as a sleeper), for a future: the words and values
 /// to be woken on, and every task whose death makes a source ready.
+#[cfg(not(loom))]
 pub(crate) fn arm_all<'a>(sources: &[Source<'a>]) -> (Vec<(&'a Futex, u32)>, Vec<Target>) {
     let mut words = Vec::with_capacity(sources.len());
     let mut targets = Vec::new();

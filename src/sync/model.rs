@@ -199,6 +199,7 @@ pub(crate) const WATCHED_INTERVAL: Duration = Duration::from_secs(1);
 /// by its liveness checks, driven by timeouts), so sleepers keep the short
 /// liveness interval.
 pub(crate) struct Watch {
+    #[allow(dead_code)] // read by the real shim's users only
     pub(crate) all: bool,
     pub(crate) dead: bool,
 }
