@@ -294,6 +294,14 @@ fn server_survives_a_killed_worker_and_does_every_job() {
 }
 
 #[test]
+fn async_jobs_are_answered_without_blocking_the_runtime() {
+    let _w = watchdog(WATCHDOG);
+    let r = run("async_jobs", &[]);
+    let line = r.line("async: 64 jobs");
+    assert!(line.contains("85344 (expected 85344)"), "{}", r.out);
+}
+
+#[test]
 fn prime_pool_agrees_with_sequential() {
     let _w = watchdog(WATCHDOG);
     let r = run("prime_pool", &[]);
