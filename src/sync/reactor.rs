@@ -9,18 +9,17 @@
 //! `WAITERS` of an event or lock), checks once more, and then registers
 //! `(word, value seen, waker)` here. Registering bumps the control word and
 //! wakes it, so the thread rebuilds its wait list. When the thread returns
-//! from its wait it wakes, and forgets, every registration whose word no
-//! longer holds its value; a future re-registers when it is polled again
+//! from its wait because a registered word moved, it wakes, and forgets,
+//! every registration (it never reads a registered word itself: a leaked
+//! future's word may be unmapped); a future re-registers when it is polled again
 //! and still cannot finish. The thread also wakes every registration each
 //! [`REPOLL`] (and any beyond the kernel's 127 words at once, every 10 ms),
 //! so that a future whose word cannot change (a dead peer noticed only by
 //! liveness, a lost wake) is polled again.
 //!
-//! A registration is removed, under the mutex, before its future drops, so
-//! the thread only ever loads words that are still mapped. The thread never
-//! dereferences a word outside the mutex; the kernel reads them itself in
-//! `futex_waitv` (a word unmapped meanwhile makes that call fail with
-//! EFAULT, which is retried after the list is rebuilt).
+//! The thread never dereferences a registered word; only the kernel reads
+//! them, in `futex_waitv` (a word unmapped meanwhile makes that call fail,
+//! and the list is rebuilt).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -171,21 +170,21 @@ impl Reactor {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
+            // Which word moved is not read from the words themselves: a
+            // future leaked with `mem::forget` leaves its registration
+            // behind, and its word may be unmapped by now. A wake with the
+            // control word unchanged means a registered word moved: every
+            // pending future looks again (spurious polls are harmless).
+            // A wake by the control word alone (a new registration) only
+            // rebuilds the list.
+            let control_moved = self.control.word().load(Ordering::SeqCst) != control;
+            let fire_all = timed_out || overflow || died || !control_moved;
             let mut fire = Vec::new();
-            st.regs.retain(|_, r| {
-                // SAFETY: a registration still present is one whose future
-                // has not dropped, so its word is mapped; we hold the
-                // mutex that removal takes. The load is atomic, as every
-                // access to these words.
-                let now = unsafe { &*(r.addr as *const std::sync::atomic::AtomicU32) }
-                    .load(Ordering::SeqCst);
-                if timed_out || overflow || died || now != r.val {
-                    fire.push(r.waker.clone());
-                    false
-                } else {
-                    true
+            if fire_all {
+                for (_, r) in st.regs.drain() {
+                    fire.push(r.waker);
                 }
-            });
+            }
             drop(st);
             for w in fire {
                 w.wake();

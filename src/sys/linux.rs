@@ -298,6 +298,9 @@ pub(crate) unsafe fn futex_waitv(
             Some(libc::EINTR) => continue,
             Some(libc::ETIMEDOUT) => return WaitvOutcome::TimedOut,
             Some(libc::EAGAIN) => return WaitvOutcome::Woken,
+            // A word unmapped under the async waiter (a future dropped
+            // with its object while the list was rebuilt): look again.
+            Some(libc::EFAULT) => return WaitvOutcome::Woken,
             Some(libc::ENOSYS) | Some(libc::EPERM) => return WaitvOutcome::Unsupported,
             e => {
                 debug_assert!(false, "unexpected futex_waitv error {e:?}");
