@@ -11,7 +11,7 @@
 //! pending future removes its registration: nothing is lost (it claimed
 //! nothing) and no wake-up goes to a dead waker.
 
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::sync::{self, reactor, Futex, Target};
@@ -73,4 +73,27 @@ impl Waiter {
         self.regs.clear();
         self.watch = None;
     }
+}
+
+/// One poll of a future that waits on one armed word: try (reading
+/// liveness when due), arm, try again, else register and stay pending.
+pub(crate) fn poll_one<'w, T>(
+    w: &mut Waiter,
+    cx: &Context<'_>,
+    mut attempt: impl FnMut(bool) -> Option<T>,
+    arm: impl FnOnce() -> (&'w Futex, u32),
+    targets: impl FnOnce() -> Vec<Target>,
+) -> Poll<T> {
+    let check_dead = w.check_dead();
+    if let Some(r) = attempt(check_dead) {
+        w.done();
+        return Poll::Ready(r);
+    }
+    let (word, armed) = arm();
+    if let Some(r) = attempt(false) {
+        w.done();
+        return Poll::Ready(r);
+    }
+    w.sleep(cx, &[(word, armed)], &targets());
+    Poll::Pending
 }

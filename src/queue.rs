@@ -7,7 +7,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 #[cfg(not(loom))]
-use crate::future::Waiter;
+use crate::future::{poll_one, Waiter};
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::Spin;
@@ -17,8 +17,6 @@ use crate::sync::Deadline;
 use crate::waitset::{Interest, Waitable};
 #[cfg(not(loom))]
 use std::future::Future;
-#[cfg(not(loom))]
-use std::task::Poll;
 
 /// A bounded queue of byte messages shared by every process that opens its
 /// name (Python's `multiprocessing.Queue`, with Boost's fixed maximum message
@@ -517,7 +515,6 @@ impl Queue {
     pub fn put_async<'a>(&'a self, msg: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            let check_dead = w.check_dead();
             let attempt = |check_dead: bool| {
                 if check_dead {
                     self.raw.put_ready(true);
@@ -527,18 +524,14 @@ impl Queue {
                     r => Some(r),
                 }
             };
-            if let Some(r) = attempt(check_dead) {
-                w.done();
-                return Poll::Ready(r);
-            }
             let n = self.raw.put_notify();
-            let armed = n.arm();
-            if let Some(r) = attempt(false) {
-                w.done();
-                return Poll::Ready(r);
-            }
-            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
-            Poll::Pending
+            poll_one(
+                &mut w,
+                cx,
+                attempt,
+                || (n.futex(), n.arm()),
+                || self.raw.watch_targets(),
+            )
         })
     }
 
@@ -597,8 +590,7 @@ impl Queue {
     ) -> impl Future<Output = Result<T>> + 'a {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            let check_dead = w.check_dead();
-            let mut attempt = |check_dead: bool| {
+            let attempt = |check_dead: bool| {
                 if check_dead {
                     self.raw.get_ready(true);
                 }
@@ -607,18 +599,14 @@ impl Queue {
                     r => Some(r),
                 }
             };
-            if let Some(r) = attempt(check_dead) {
-                w.done();
-                return Poll::Ready(r);
-            }
             let n = self.raw.get_notify();
-            let armed = n.arm();
-            if let Some(r) = attempt(false) {
-                w.done();
-                return Poll::Ready(r);
-            }
-            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
-            Poll::Pending
+            poll_one(
+                &mut w,
+                cx,
+                attempt,
+                || (n.futex(), n.arm()),
+                || self.raw.watch_targets(),
+            )
         })
     }
 

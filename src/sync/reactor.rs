@@ -148,12 +148,13 @@ impl Reactor {
                 REPOLL
             };
             let until = super::now().checked_add(slice);
-            // SAFETY: the control word is ours ('static); every other
-            // address was registered by a future whose handle keeps it
-            // mapped until the registration is removed. One removed since
-            // the list was built may be unmapped: the kernel then fails
-            // the call (EFAULT), it touches no memory of ours either way.
-            let timed_out = match unsafe { sys::futex_waitv(&list, until) } {
+            // SAFETY: the kernel reads the words itself and writes none:
+            // the control word is ours ('static); a registered word may be
+            // unmapped by now (a future leaked or dropped since the list
+            // was built), and then the call fails with EFAULT, touching no
+            // memory of ours. Nothing here dereferences a registered word.
+            let outcome = unsafe { sys::futex_waitv(&list, until) };
+            let timed_out = match outcome {
                 sys::WaitvOutcome::Woken => false,
                 sys::WaitvOutcome::TimedOut => true,
                 sys::WaitvOutcome::Unsupported => {
