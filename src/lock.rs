@@ -270,22 +270,33 @@ impl Lock {
     pub fn lock_async(&self) -> impl Future<Output = Result<LockGuard<'_>>> + '_ {
         let mut w = Waiter::new();
         // An unlock wakes one sleeper; the async waiter thread may have
-        // taken that wake-up for us. A future dropped while pending passes
-        // it on, so that a locker asleep does not lose it.
-        struct PassOn<'a>(&'a RawLock, bool);
+        // taken that wake-up for us. A future dropped without the lock
+        // passes it on, so that a locker asleep does not lose it (see
+        // `RawLock::pass_wake`).
+        struct PassOn<'a> {
+            lock: &'a RawLock,
+            since: u32,
+            taken: bool,
+        }
         impl PassOn<'_> {
-            fn pending(&mut self, p: bool) {
-                self.1 = p;
+            // A method, so that the closure below captures (and the future
+            // owns) the whole guard, not only a field of it.
+            fn took(&mut self, taken: bool) {
+                self.taken = taken;
             }
         }
         impl Drop for PassOn<'_> {
             fn drop(&mut self) {
-                if self.1 {
-                    self.0.pass_wake();
+                if !self.taken {
+                    self.lock.pass_wake(self.since);
                 }
             }
         }
-        let mut pending = PassOn(self.raw(), false);
+        let mut pass = PassOn {
+            lock: self.raw(),
+            since: self.raw().wake_seq(),
+            taken: false,
+        };
         std::future::poll_fn(move |cx| {
             let check_dead = w.check_dead();
             let attempt = |check_dead: bool| {
@@ -302,17 +313,16 @@ impl Lock {
             };
             if let Some(r) = attempt(check_dead) {
                 w.done();
-                pending.pending(false);
+                pass.took(r.is_ok());
                 return Poll::Ready(r);
             }
             let (word, armed) = self.raw().arm();
             if let Some(r) = attempt(false) {
                 w.done();
-                pending.pending(false);
+                pass.took(r.is_ok());
                 return Poll::Ready(r);
             }
             w.sleep(cx, &[(word, armed)], &self.raw().owner_target());
-            pending.pending(true);
             Poll::Pending
         })
     }
@@ -364,5 +374,67 @@ impl Lock {
 impl Waitable for Lock {
     fn interest(&self) -> Interest<'_> {
         self.free_interest()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::future::Future;
+    use std::sync::mpsc;
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::sys::test_support::{asleep, threads_named, until};
+
+    fn async_waiter_asleep() -> bool {
+        let t = threads_named("shmkit-async");
+        !t.is_empty() && t.iter().all(|&t| asleep(t))
+    }
+
+    /// Regression: a pending `lock_async` future dropped left the async
+    /// waiter thread asleep on the lock's wake word. An unlock's single
+    /// wake-up then went to that thread (which had nobody to tell) instead
+    /// of a locker asleep behind it, who slept on until its own timer.
+    #[test]
+    fn a_dropped_lock_future_leaves_no_sleeper_on_the_lock() {
+        let lock = Lock::create_unique().unwrap();
+        let raw = lock.raw();
+        std::thread::scope(|s| {
+            let (cmd_tx, cmd_rx) = mpsc::channel::<()>();
+            let (ev_tx, ev_rx) = mpsc::channel::<()>();
+            s.spawn(move || {
+                let g = raw.lock().unwrap();
+                ev_tx.send(()).unwrap();
+                cmd_rx.recv().unwrap();
+                drop(g);
+                ev_tx.send(()).unwrap();
+                // Stays alive: its exit would wake whoever watches it.
+                let _ = cmd_rx.recv();
+            });
+            ev_rx.recv().unwrap();
+            {
+                let mut cx = Context::from_waker(Waker::noop());
+                let mut fut = std::pin::pin!(lock.lock_async());
+                assert!(fut.as_mut().poll(&mut cx).is_pending());
+                until("the async waiter asleep", async_waiter_asleep);
+            }
+            until("the async waiter asleep again", async_waiter_asleep);
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let locker = s.spawn(move || {
+                tid_tx.send(crate::sys::gettid()).unwrap();
+                drop(raw.lock().unwrap());
+            });
+            let locker_tid = tid_rx.recv().unwrap();
+            until("the locker asleep", || asleep(locker_tid));
+            cmd_tx.send(()).unwrap();
+            ev_rx.recv().unwrap();
+            assert_eq!(
+                raw.wake_word().wake_one(),
+                0,
+                "a locker was left asleep on a free lock"
+            );
+            locker.join().unwrap();
+            cmd_tx.send(()).unwrap();
+        });
     }
 }

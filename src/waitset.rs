@@ -404,17 +404,13 @@ impl<'a> WaitSet<'a> {
     /// ```
     #[cfg(not(loom))]
     pub fn wait_async(&mut self) -> impl std::future::Future<Output = Result<Ready>> + '_ {
-        struct PassOn<'s, 'a>(&'s [Source<'a>]);
-        impl Drop for PassOn<'_, '_> {
-            fn drop(&mut self) {
-                wait::pass_wakes(self.0);
-            }
-        }
         let mut w = crate::future::Waiter::new();
-        let guard = PassOn(&self.sources);
+        // Passes on, when the future drops, an unlock's wake-up it may
+        // have taken (see `wait::LockWakes`).
+        let guard = wait::LockWakes::new(&self.sources);
         let ready = &mut self.ready;
         std::future::poll_fn(move |cx| {
-            let sources = guard.0;
+            let sources = guard.sources();
             if sources.is_empty() {
                 return std::task::Poll::Ready(Err(Error::InvalidArgument(
                     "wait on an empty WaitSet would never return".into(),

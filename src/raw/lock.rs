@@ -295,13 +295,20 @@ impl RawLock {
     /// Registers a waiter on several words at once: reads the wake count,
     /// then sets `WAITERS` (as a sleeping locker does, so that the next
     /// unlock bumps the count and wakes), and returns the word and value to
-    /// sleep on. Unlocks wake one sleeper: a set woken in a locker's stead
-    /// passes the wake on ([`pass_wake`](RawLock::pass_wake)).
+    /// sleep on. When nothing could be registered (the lock is free, or its
+    /// state kept changing), the value returned is one the word does not
+    /// hold, so that a sleep on it returns at once and the caller looks
+    /// again: a lock taken after this look is released by a fast unlock
+    /// that wakes nobody. Unlocks wake one sleeper: a set woken in a
+    /// locker's stead passes the wake on ([`pass_wake`](RawLock::pass_wake)).
     pub(crate) fn arm(&self) -> (&Futex, u32) {
-        let seq = self.wake.word().load(Ordering::Acquire);
+        let seq = self.wake_seq();
         let mut w = self.state.load(Ordering::Relaxed);
         for _ in 0..64 {
-            if w == 0 || w & WAITERS != 0 {
+            if w & WAITERS != 0 {
+                return (&self.wake, seq);
+            }
+            if w == 0 {
                 break;
             }
             // SYNC POINT: Release, as in `lock_slow`: the unlocker that
@@ -310,17 +317,34 @@ impl RawLock {
                 .state
                 .compare_exchange(w, w | WAITERS, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => break,
+                Ok(_) => return (&self.wake, seq),
                 Err(cur) => w = cur,
             }
         }
-        (&self.wake, seq)
+        // 2^32 - 1 unlocks would have to run before the sleep for the word
+        // to hold this value.
+        (&self.wake, seq.wrapping_sub(1))
     }
 
-    /// Wakes one sleeping locker: what a set that may have taken an
-    /// unlock's single wake-up does before it returns.
-    pub(crate) fn pass_wake(&self) {
-        if self.state.load(Ordering::Relaxed) & WAITERS != 0 {
+    /// The wake count, read before a wait on many so that
+    /// [`pass_wake`](RawLock::pass_wake) knows whether an unlock ran since.
+    pub(crate) fn wake_seq(&self) -> u32 {
+        self.wake.word().load(Ordering::Acquire)
+    }
+
+    /// The word lockers sleep on, for tests that count its sleepers.
+    #[cfg(test)]
+    pub(crate) fn wake_word(&self) -> &Futex {
+        &self.wake
+    }
+
+    /// What a wait on many that may have taken an unlock's single wake-up
+    /// does before it returns: if any unlock woke a sleeper since `since`
+    /// (the count moved), wake one more, so that a locker still asleep
+    /// does not lose it. The unlock cleared `WAITERS`, so that bit cannot
+    /// tell whether a locker sleeps; at worst this is one spurious wake-up.
+    pub(crate) fn pass_wake(&self, since: u32) {
+        if self.wake_seq() != since {
             self.wake.wake_one();
         }
     }
@@ -766,5 +790,95 @@ impl fmt::Debug for RawLockGuard<'_> {
         f.debug_struct("RawLockGuard")
             .field("owner_died", &self.owner_died)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::raw::wait::{self, Source};
+    use crate::sync::Deadline;
+    use crate::sys;
+
+    use sys::test_support::{asleep, until};
+
+    /// A holder thread: takes `lock`, says so, lets go when told, then says
+    /// so and stays alive until told again (its exit would wake sleepers
+    /// that watch it, hiding a lost wake-up).
+    fn holder<'scope>(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        lock: &'static RawLock,
+    ) -> (mpsc::Sender<()>, mpsc::Receiver<()>) {
+        let (cmd_tx, cmd_rx) = mpsc::channel::<()>();
+        let (ev_tx, ev_rx) = mpsc::channel::<()>();
+        s.spawn(move || {
+            let g = lock.lock().unwrap();
+            ev_tx.send(()).unwrap();
+            cmd_rx.recv().unwrap();
+            drop(g);
+            ev_tx.send(()).unwrap();
+            let _ = cmd_rx.recv();
+        });
+        ev_rx.recv().unwrap();
+        (cmd_tx, ev_rx)
+    }
+
+    /// Regression: a wait set on a lock, asleep before a locker, took the
+    /// unlock's single wake-up and returned; the unlock had cleared
+    /// `WAITERS`, so the set's hand-on (`pass_wake`) saw none and the
+    /// locker stayed asleep on a free lock until its own timer (a second).
+    #[test]
+    fn a_wait_set_woken_in_a_lockers_stead_passes_the_wake_on() {
+        let lock: &'static RawLock = Box::leak(Box::new(RawLock::new()));
+        std::thread::scope(|s| {
+            let (cmd, ev) = holder(s, lock);
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let set = {
+                let tid_tx = tid_tx.clone();
+                s.spawn(move || {
+                    tid_tx.send(sys::gettid()).unwrap();
+                    let mut out = Vec::new();
+                    let src = [Source::Lock(lock)];
+                    wait::wait(&src, Deadline::after(Duration::from_secs(60)), &mut out).unwrap()
+                })
+            };
+            let set_tid = tid_rx.recv().unwrap();
+            until("the set asleep", || asleep(set_tid));
+            let locker = s.spawn(move || {
+                tid_tx.send(sys::gettid()).unwrap();
+                drop(lock.lock().unwrap());
+            });
+            let locker_tid = tid_rx.recv().unwrap();
+            until("the locker asleep", || asleep(locker_tid));
+            // The unlock wakes the first sleeper queued: the set.
+            cmd.send(()).unwrap();
+            ev.recv().unwrap();
+            assert!(set.join().unwrap(), "the set saw the lock free");
+            assert_eq!(
+                lock.wake.wake_one(),
+                0,
+                "a locker was left asleep on a free lock"
+            );
+            locker.join().unwrap();
+            cmd.send(()).unwrap();
+        });
+    }
+
+    /// Regression: `arm` on a free lock set no `WAITERS` and returned the
+    /// current wake count. A lock taken between that and the caller's
+    /// sleep was then released without a wake-up (nobody was registered),
+    /// and the sleeper slept on until its timer.
+    #[test]
+    fn arming_never_leaves_a_sleep_that_no_unlock_ends() {
+        let lock = RawLock::new();
+        let (word, val) = lock.arm();
+        let registered = lock.state.load(Ordering::Relaxed) & WAITERS != 0;
+        assert!(
+            registered || word.word().load(Ordering::Relaxed) != val,
+            "arm left neither WAITERS nor a value that ends the sleep"
+        );
     }
 }

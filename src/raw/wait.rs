@@ -148,11 +148,8 @@ pub(crate) fn wait(
     if sources.len() > MAX_SOURCES {
         return Err(too_many(sources.len()));
     }
-    let r = wait_inner(sources, deadline, out);
-    // An unlock wakes one sleeper; if that was us, a locker still asleep
-    // must not lose it.
-    pass_wakes(sources);
-    r
+    let _pass = LockWakes::new(sources);
+    wait_inner(sources, deadline, out)
 }
 
 fn wait_inner(sources: &[Source<'_>], deadline: Deadline, out: &mut Vec<usize>) -> Result<bool> {
@@ -246,11 +243,42 @@ pub(crate) fn arm_all<'a>(sources: &[Source<'a>]) -> (Vec<(&'a Futex, u32)>, Vec
     (words, targets)
 }
 
-/// Passes on an unlock's single wake-up that a wait may have taken.
-pub(crate) fn pass_wakes(sources: &[Source<'_>]) {
-    for s in sources {
-        if let Source::Lock(l) = s {
-            l.pass_wake();
+/// An unlock wakes one sleeper. A wait on a lock may take that wake-up in
+/// the stead of a locker still asleep, and the unlock has cleared
+/// `WAITERS`, so nothing else will wake the locker. This guard reads each
+/// lock's wake count when a wait begins and, when it drops, passes a
+/// wake-up on for every lock whose count moved meanwhile
+/// ([`RawLock::pass_wake`]).
+pub(crate) struct LockWakes<'s, 'a> {
+    sources: &'s [Source<'a>],
+    /// Index of a lock source, and its wake count at the start.
+    seqs: Vec<(usize, u32)>,
+}
+
+impl<'s, 'a> LockWakes<'s, 'a> {
+    pub(crate) fn new(sources: &'s [Source<'a>]) -> LockWakes<'s, 'a> {
+        let seqs = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Source::Lock(l) => Some((i, l.wake_seq())),
+                _ => None,
+            })
+            .collect();
+        LockWakes { sources, seqs }
+    }
+
+    pub(crate) fn sources(&self) -> &'s [Source<'a>] {
+        self.sources
+    }
+}
+
+impl Drop for LockWakes<'_, '_> {
+    fn drop(&mut self) {
+        for &(i, seq) in &self.seqs {
+            if let Some(Source::Lock(l)) = self.sources.get(i) {
+                l.pass_wake(seq);
+            }
         }
     }
 }

@@ -8,7 +8,9 @@
 //! registration a blocking call makes: the `SLEEPERS` bit of a `Notify`,
 //! `WAITERS` of an event or lock), checks once more, and then registers
 //! `(word, value seen, waker)` here. Registering bumps the control word and
-//! wakes it, so the thread rebuilds its wait list. When the thread returns
+//! wakes it, so the thread rebuilds its wait list; so does dropping a
+//! registration the thread has not fired (else the thread would stay
+//! asleep on the word and could take a lock's single wake-up). When the thread returns
 //! from its wait because a registered word moved, it wakes, and forgets,
 //! every registration (it never reads a registered word itself: a leaked
 //! future's word may be unmapped); a future re-registers when it is polled again
@@ -60,8 +62,15 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.reactor.state.lock() {
-            st.regs.remove(&self.id);
+        let removed = match self.reactor.state.lock() {
+            Ok(mut st) => st.regs.remove(&self.id).is_some(),
+            Err(_) => false,
+        };
+        if removed {
+            // The thread may be asleep on this word still. A lock's unlock
+            // wakes one sleeper only: the thread must not be that sleeper
+            // once nobody here waits, so it rebuilds its list now.
+            self.reactor.kick();
         }
     }
 }
@@ -119,12 +128,17 @@ pub(crate) fn register(word: &Futex, val: u32, waker: &Waker) -> Option<Registra
         );
         id
     };
-    r.control.word().fetch_add(1, Ordering::SeqCst);
-    r.control.wake_all();
+    r.kick();
     Some(Registration { reactor: r, id })
 }
 
 impl Reactor {
+    /// Has the thread rebuild its wait list (the registrations changed).
+    fn kick(&self) {
+        self.control.word().fetch_add(1, Ordering::SeqCst);
+        self.control.wake_all();
+    }
+
     fn run(&self) {
         let mut list: Vec<(*const u32, u32)> = Vec::new();
         let mut deaths = super::deaths();

@@ -38,7 +38,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicPtr, AtomicU64};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -148,8 +148,17 @@ struct State {
 
 struct Registry {
     gen: u32,
+    /// [`STARTING`], [`RUNNING`] or [`STOPPED`]: whether the watcher thread
+    /// runs. A registry without it wakes nobody, so [`registry`] hands it
+    /// out only while its thread runs (else sleepers keep the short
+    /// liveness interval instead of trusting a notice that never comes).
+    thread: AtomicU8,
     state: Mutex<State>,
 }
+
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPED: u8 = 2;
 
 static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -162,12 +171,13 @@ fn registry() -> Option<&'static Registry> {
     // Registry, so the reference is valid for 'static.
     if let Some(r) = unsafe { cur.as_ref() } {
         if r.gen == gen {
-            return Some(r);
+            return r.running();
         }
     }
     let ep = sys::epoll_create().ok()?;
     let reg: &'static Registry = Box::leak(Box::new(Registry {
         gen,
+        thread: AtomicU8::new(STARTING),
         state: Mutex::new(State {
             ep,
             entries: HashMap::new(),
@@ -178,19 +188,37 @@ fn registry() -> Option<&'static Registry> {
     let ptr = reg as *const Registry as *mut Registry;
     match REGISTRY.compare_exchange(cur, ptr, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
+            // Published before its thread runs: until `RUNNING` is set
+            // (never, if the thread cannot be had), `registry` says `None`.
             let ep = reg.state.lock().ok()?.ep.try_clone().ok()?;
-            let spawned = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("shmkit-watch".into())
-                .spawn(move || reg.run(ep));
-            spawned.is_ok().then_some(reg)
+                .spawn(move || {
+                    reg.run(ep);
+                    reg.thread.store(STOPPED, Ordering::Release);
+                })
+                .ok()?;
+            // A thread that stopped already (its mutex poisoned) stays
+            // `STOPPED`.
+            let _ =
+                reg.thread
+                    .compare_exchange(STARTING, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+            reg.running()
         }
         // Another thread built it first: use that one (ours leaks, unused).
         // SAFETY: as above, a non-null REGISTRY is a leaked Registry.
-        Err(other) => unsafe { other.as_ref() }.filter(|r| r.gen == gen),
+        Err(other) => unsafe { other.as_ref() }
+            .filter(|r| r.gen == gen)
+            .and_then(Registry::running),
     }
 }
 
 impl Registry {
+    /// `Some(self)` while the watcher thread runs.
+    fn running(&'static self) -> Option<&'static Registry> {
+        (self.thread.load(Ordering::Acquire) == RUNNING).then_some(self)
+    }
+
     fn register(&self, addr: usize, targets: &[Target], w: &mut Watch) {
         let Ok(mut st) = self.state.lock() else {
             w.all = false;

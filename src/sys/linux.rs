@@ -688,3 +688,71 @@ mod tests {
         assert_eq!(probe_process(u32::MAX), Probe::Gone);
     }
 }
+
+/// Test support: what unit tests need to see of threads and futexes.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::{Duration, Instant};
+
+    /// Test support: whether thread `tid` of this process is asleep inside one
+    /// of the syscalls `nrs` (read from `/proc/self/task/<tid>/stat` and
+    /// `.../syscall`). A thread found asleep in `futex(2)` or `futex_waitv(2)`
+    /// is queued on its words: a wake-up from now on reaches it.
+    pub(crate) fn asleep_in(tid: u32, nrs: &[libc::c_long]) -> bool {
+        let dir = format!("/proc/self/task/{tid}");
+        let Ok(stat) = std::fs::read_to_string(format!("{dir}/stat")) else {
+            return false;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.trim().chars().next());
+        if state != Some('S') {
+            return false;
+        }
+        let Ok(sc) = std::fs::read_to_string(format!("{dir}/syscall")) else {
+            return false;
+        };
+        let nr = sc
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse::<libc::c_long>().ok());
+        nr.is_some_and(|n| nrs.contains(&n))
+    }
+
+    /// Test support: the ids of this process's threads named `name`.
+    pub(crate) fn threads_named(name: &str) -> Vec<u32> {
+        let mut v = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
+            for e in rd.flatten() {
+                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                if comm.trim_end() == name {
+                    if let Some(t) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
+                        v.push(t);
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Test support: the futex syscalls a sleeper can be found in.
+    pub(crate) const FUTEX_SYSCALLS: [libc::c_long; 2] = [libc::SYS_futex, libc::SYS_futex_waitv];
+
+    /// Whether thread `tid` of this process is asleep on a futex.
+    pub(crate) fn asleep(tid: u32) -> bool {
+        asleep_in(tid, &FUTEX_SYSCALLS)
+    }
+
+    /// Polls `cond` until it holds (the state of other threads, which
+    /// nothing signals); panics after 30 s, the watchdog.
+    pub(crate) fn until(what: &str, cond: impl Fn() -> bool) {
+        let t0 = Instant::now();
+        while !cond() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "watchdog: never {what}"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}

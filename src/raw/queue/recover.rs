@@ -162,7 +162,7 @@ impl RawQueue<'_> {
     }
 
     /// Takes an entry of the participant table for `me`.
-    fn register(&self, me: u64) -> Result<u32> {
+    pub(super) fn register(&self, me: u64) -> Result<u32> {
         let procs = &self.ctl.procs;
         for (i, e) in procs.iter().enumerate() {
             if e.load(Ordering::Relaxed) == 0
@@ -170,6 +170,7 @@ impl RawQueue<'_> {
                     .is_ok()
             {
                 self.set_token(i, me);
+                self.newcomer();
                 return Ok(i as u32);
             }
         }
@@ -184,6 +185,7 @@ impl RawQueue<'_> {
                 // have made none yet.
                 self.set_token(i, me);
                 self.recover_all_of(i as u32);
+                self.newcomer();
                 return Ok(i as u32);
             }
         }
@@ -191,6 +193,17 @@ impl RawQueue<'_> {
             "RawQueue: all {PROCS} entries of the participant table belong to live \
              processes; drop unused handles"
         )))
+    }
+
+    /// A participant joined: sleepers watch the participants they saw when
+    /// they went to sleep, so they look again and watch this one too (else
+    /// its death would be seen only at their periodic look). Costs nothing
+    /// when nobody sleeps.
+    fn newcomer(&self) {
+        if !cfg!(loom) {
+            self.get_notify().notify();
+            self.put_notify().notify();
+        }
     }
 
     /// Gives this handle's entry back (when it drops), after recovering any

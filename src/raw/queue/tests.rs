@@ -132,3 +132,38 @@ fn the_participant_table_fills_with_a_clear_error() {
     // SAFETY: as above.
     assert!(unsafe { RawQueue::attach(r.ptr, r.layout.size()) }.is_ok());
 }
+
+/// Regression: a sleeper watches the participants it saw when it went to
+/// sleep (see `sync::watch`). One that joined afterwards was not watched:
+/// its death mid-claim was seen only at the sleeper's periodic look, a
+/// second later, instead of at once. Joining now wakes the sleepers, who
+/// look again and watch the newcomer too.
+#[test]
+fn a_participant_joining_wakes_the_sleepers_to_watch_it() {
+    use crate::sys::test_support::{asleep, until};
+    let r = Region::new(&L);
+    let q = r.queue(&L);
+    let init = match crate::sync::probe_process(1) {
+        crate::sys::Probe::Running(start) => crate::sync::TaskStamp::new(1, start).0,
+        p => panic!("process 1: {p:?}"),
+    };
+    std::thread::scope(|s| {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let q = &q;
+        let getter = s.spawn(move || {
+            tid_tx.send(crate::sys::gettid()).unwrap();
+            q.get_timeout(Duration::from_secs(60))
+        });
+        let tid = tid_rx.recv().unwrap();
+        until("the getter asleep", || asleep(tid));
+        let before = q.get_notify().futex().word().load(Ordering::SeqCst);
+        q.register(init).unwrap();
+        let after = q.get_notify().futex().word().load(Ordering::SeqCst);
+        q.try_put(b"x").unwrap();
+        assert_eq!(getter.join().unwrap().unwrap(), b"x");
+        assert_ne!(
+            after, before,
+            "the sleeper was not woken by a new participant"
+        );
+    });
+}
