@@ -8,7 +8,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
-use crate::raw::{RawLock, RawLockGuard};
+use crate::raw::{RawLock, RawLockGuard, Spin};
 use crate::segment::{Options, Segment, Spec};
 use crate::value::{check_align, data_offset, lock_or_panic};
 
@@ -351,7 +351,9 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        let inner = self.raw_lock().lock_in(self.seg.object_id(), None)?;
+        let inner = self
+            .raw_lock()
+            .lock_in(self.seg.object_id(), None, Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 
@@ -377,7 +379,7 @@ impl<T: Pod> Array<T> {
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ArrayGuard<'_, T>> {
         let inner = self
             .raw_lock()
-            .lock_in(self.seg.object_id(), Some(timeout))?;
+            .lock_in(self.seg.object_id(), Some(timeout), Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 

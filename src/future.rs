@@ -20,6 +20,10 @@ use crate::sync::{self, reactor, Futex, Target};
 pub(crate) struct Waiter {
     regs: Vec<reactor::Registration>,
     watch: Option<sync::Watch>,
+    /// What `watch` watches: the word's address and the targets.
+    watched: (usize, Vec<Target>),
+    /// The watch found a target dead already: the next poll reads liveness.
+    found_dead: bool,
     deaths: u64,
     checked: Duration,
 }
@@ -29,6 +33,8 @@ impl Waiter {
         Waiter {
             regs: Vec::new(),
             watch: None,
+            watched: (0, Vec::new()),
+            found_dead: false,
             deaths: sync::deaths(),
             checked: sync::now(),
         }
@@ -38,7 +44,10 @@ impl Waiter {
     /// the last look, or the liveness interval passed.
     pub(crate) fn check_dead(&mut self) -> bool {
         let (d, now) = (sync::deaths(), sync::now());
-        if d != self.deaths || now.saturating_sub(self.checked) >= sync::LIVENESS_INTERVAL {
+        if std::mem::take(&mut self.found_dead)
+            || d != self.deaths
+            || now.saturating_sub(self.checked) >= sync::LIVENESS_INTERVAL
+        {
             self.deaths = d;
             self.checked = now;
             return true;
@@ -61,9 +70,23 @@ impl Waiter {
                 }
             }
         }
-        if let (None, Some(&(w, _))) = (&self.watch, words.first()) {
+        // The targets change (a lock's next owner, a queue's newcomer):
+        // watch the current ones, re-registering only when they differ.
+        let Some(&(w, _)) = words.first() else {
+            return;
+        };
+        let addr = w.word().as_ptr() as usize;
+        if self.watched.0 != addr || self.watched.1 != targets {
+            self.watch = None;
+            self.watched = (addr, targets.to_vec());
             if !targets.is_empty() {
-                self.watch = Some(sync::watch(w, targets));
+                let watch = sync::watch(w, targets);
+                if watch.dead {
+                    // Dead before the watch began: no notice will come.
+                    self.found_dead = true;
+                    cx.waker().wake_by_ref();
+                }
+                self.watch = Some(watch);
             }
         }
     }
@@ -72,6 +95,7 @@ impl Waiter {
     pub(crate) fn done(&mut self) {
         self.regs.clear();
         self.watch = None;
+        self.watched = (0, Vec::new());
     }
 }
 

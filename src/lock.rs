@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 #[cfg(not(loom))]
 use crate::future::Waiter;
 use crate::raw::header::Kind;
+use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::raw::wait::Source;
 use crate::raw::{RawLock, RawLockGuard};
 use crate::segment::{Options, Segment, Spec};
@@ -42,6 +43,8 @@ pub struct Lock {
     // Points into `seg`'s mapping; declared first so it is dropped first.
     raw: &'static RawLock,
     seg: Segment,
+    /// This handle's spin setting (only its mode is used).
+    spin: AdaptiveSpin,
 }
 
 /// Holds a [`Lock`]; releases it when dropped.
@@ -177,7 +180,11 @@ impl Lock {
         // `seg` lives, which outlives `raw` (dropped first, never lent longer).
         let raw = unsafe { RawLock::attach(seg.as_ptr(), seg.len()) }
             .map_err(|e| Error::corrupted(seg.name(), e.to_string()))?;
-        Ok(Lock { raw, seg })
+        Ok(Lock {
+            raw,
+            seg,
+            spin: AdaptiveSpin::new(),
+        })
     }
 
     #[inline]
@@ -200,7 +207,7 @@ impl Lock {
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
         self.raw()
-            .lock_in(self.seg.object_id(), None)
+            .lock_in(self.seg.object_id(), None, self.spin.get())
             .map(|inner| LockGuard { inner })
     }
 
@@ -232,8 +239,39 @@ impl Lock {
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
         self.raw()
-            .lock_in(self.seg.object_id(), Some(timeout))
+            .lock_in(self.seg.object_id(), Some(timeout), self.spin.get())
             .map(|inner| LockGuard { inner })
+    }
+
+    /// Sets how this handle's blocking calls ([`lock`](Lock::lock),
+    /// [`lock_timeout`](Lock::lock_timeout)) spin before they sleep:
+    /// [`Spin::Adaptive`] (the default) looks up to 100 times (a
+    /// microsecond or two) while nobody sleeps on the lock,
+    /// [`Spin::Never`] sleeps at once, [`Spin::UpTo`] looks for up to that
+    /// long while nobody sleeps. Other handles of the lock, in this process
+    /// or others, keep their own setting.
+    ///
+    /// ```
+    /// use shmkit::Spin;
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// lock.set_spin(Spin::Never);
+    /// assert_eq!(lock.spin(), Spin::Never);
+    /// drop(lock.lock()?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set_spin(&self, spin: Spin) {
+        self.spin.set(spin);
+    }
+
+    /// This handle's spin setting (see [`set_spin`](Lock::set_spin)).
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// assert_eq!(lock.spin(), shmkit::Spin::Adaptive);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn spin(&self) -> Spin {
+        self.spin.get()
     }
 
     /// Whether someone holds the lock now (a snapshot).

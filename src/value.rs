@@ -8,7 +8,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::raw::header::Kind;
-use crate::raw::{RawLock, RawLockGuard};
+use crate::raw::{RawLock, RawLockGuard, Spin};
 use crate::segment::{Options, Segment, Spec};
 use crate::sync::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -358,7 +358,9 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
-        let inner = self.raw_lock().lock_in(self.seg.object_id(), None)?;
+        let inner = self
+            .raw_lock()
+            .lock_in(self.seg.object_id(), None, Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 
@@ -391,7 +393,7 @@ impl<T: Pod> Value<T> {
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ValueGuard<'_, T>> {
         let inner = self
             .raw_lock()
-            .lock_in(self.seg.object_id(), Some(timeout))?;
+            .lock_in(self.seg.object_id(), Some(timeout), Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::watchdog;
-use shmkit::{Error, Pipe, Queue, Spin};
+use shmkit::{Error, Lock, Pipe, Queue, Spin};
 
 /// CPU time the calling thread has used.
 fn thread_cpu() -> Duration {
@@ -77,4 +77,50 @@ fn never_spin_sleeps_and_up_to_spins() {
     );
     a.set_spin(Spin::Adaptive);
     assert_eq!(a.spin(), Spin::Adaptive);
+}
+
+#[test]
+fn a_lock_spins_as_its_handle_says() {
+    let _w = watchdog(Duration::from_secs(60));
+    let lock = Lock::create_unique().unwrap();
+    assert_eq!(lock.spin(), Spin::Adaptive);
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let name = lock.name().to_owned();
+        s.spawn(move || {
+            let other = Lock::open(&name).unwrap();
+            let g = other.lock().unwrap();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            drop(g);
+        });
+        held_rx.recv().unwrap();
+        // First the spin: nobody sleeps on the lock yet, so it spins for
+        // the whole 50 ms (a sleeper would end the spin early).
+        lock.set_spin(Spin::UpTo(Duration::from_millis(50)));
+        assert_eq!(lock.spin(), Spin::UpTo(Duration::from_millis(50)));
+        let spun = cpu_of(|| {
+            assert!(matches!(
+                lock.lock_timeout(Duration::from_millis(100)),
+                Err(Error::Timeout)
+            ));
+        });
+        lock.set_spin(Spin::Never);
+        let never = cpu_of(|| {
+            for _ in 0..10 {
+                assert!(matches!(
+                    lock.lock_timeout(Duration::from_millis(20)),
+                    Err(Error::Timeout)
+                ));
+            }
+        });
+        assert!(
+            never < spun,
+            "never-spin used {never:?}, a 50 ms spin {spun:?}"
+        );
+        done_tx.send(()).unwrap();
+    });
+    // Never-spin still takes the lock once it is free.
+    drop(lock.lock().unwrap());
 }

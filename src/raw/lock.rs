@@ -82,6 +82,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::error::{Error, Result};
+use crate::raw::spin::Spin;
 use crate::sync::{
     self, AtomicU32, AtomicU64, Deadline, Futex, HeldKey, Ordering, Target, TaskStamp,
 };
@@ -386,7 +387,7 @@ impl RawLock {
     /// ```
     #[inline]
     pub fn lock(&self) -> Result<RawLockGuard<'_>> {
-        self.lock_until(self.key(None), Deadline::NEVER)
+        self.lock_until(self.key(None), Deadline::NEVER, Spin::Adaptive)
     }
 
     /// Takes the lock, or fails with [`Error::Timeout`] once `timeout` has
@@ -405,7 +406,32 @@ impl RawLock {
     /// ```
     #[inline]
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<RawLockGuard<'_>> {
-        self.lock_until(self.key(None), Deadline::after(timeout))
+        self.lock_until(self.key(None), Deadline::after(timeout), Spin::Adaptive)
+    }
+
+    /// [`lock`](RawLock::lock) (`timeout` `None`) or
+    /// [`lock_timeout`](RawLock::lock_timeout), spinning as `spin` says
+    /// before it sleeps. [`Spin::Adaptive`] is what `lock` does: up to 100
+    /// looks (a microsecond or two) while nobody sleeps on the lock;
+    /// [`Spin::Never`] sleeps at once; [`Spin::UpTo`] looks for up to that
+    /// long while nobody sleeps.
+    ///
+    /// # Errors
+    /// As `lock` and `lock_timeout`.
+    ///
+    /// ```
+    /// use shmkit::Spin;
+    /// let lock = shmkit::raw::RawLock::new();
+    /// let g = lock.lock_with(None, Spin::Never)?;
+    /// # drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lock_with(
+        &self,
+        timeout: Option<std::time::Duration>,
+        spin: Spin,
+    ) -> Result<RawLockGuard<'_>> {
+        self.lock_in(None, timeout, spin)
     }
 
     /// Takes the lock if it is free, its holder is dead, or it is a
@@ -474,21 +500,22 @@ impl RawLock {
         &self,
         object: Option<(u64, u64)>,
         timeout: Option<std::time::Duration>,
+        spin: Spin,
     ) -> Result<RawLockGuard<'_>> {
         let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
-        self.lock_until(self.key(object), deadline)
+        self.lock_until(self.key(object), deadline, spin)
     }
 
     /// Takes the lock for one read or write by crate internals that cannot
     /// repair data: a dead holder's mark is left for the next guard.
     pub(crate) fn lock_one_shot(&self, object: Option<(u64, u64)>) -> Result<RawLockGuard<'_>> {
-        let mut g = self.lock_until(self.key(object), Deadline::NEVER)?;
+        let mut g = self.lock_until(self.key(object), Deadline::NEVER, Spin::Adaptive)?;
         g.defer_owner_died();
         Ok(g)
     }
 
     #[inline]
-    fn lock_until(&self, key: HeldKey, deadline: Deadline) -> Result<RawLockGuard<'_>> {
+    fn lock_until(&self, key: HeldKey, deadline: Deadline, spin: Spin) -> Result<RawLockGuard<'_>> {
         let me = sync::current_stamp();
         // SYNC POINT: Acquire pairs with the Release in `unlock`.
         if self
@@ -498,7 +525,43 @@ impl RawLock {
         {
             return Ok(self.acquired(me, key, false));
         }
-        self.lock_slow(me, key, deadline)
+        self.lock_slow(me, key, deadline, spin)
+    }
+
+    /// Spins while nobody sleeps (the holder may be about to let go), as
+    /// `spin` allows; the guard if the lock came free and was taken.
+    fn spin_for_it(&self, me: TaskStamp, key: HeldKey, spin: Spin) -> Option<RawLockGuard<'_>> {
+        let (looks, until) = match spin {
+            Spin::Never => return None,
+            Spin::Adaptive => (SPIN_LIMIT, None),
+            Spin::UpTo(d) if d.is_zero() => return None,
+            Spin::UpTo(d) => (u32::MAX, Some(sync::now().saturating_add(d))),
+        };
+        for i in 0..looks {
+            let w = self.state.load(Ordering::Relaxed);
+            if w == 0 {
+                // SYNC POINT: Acquire pairs with the Release in `unlock`.
+                if self
+                    .state
+                    .compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(self.acquired(me, key, false));
+                }
+                continue;
+            }
+            if w & WAITERS != 0 {
+                return None;
+            }
+            if let Some(u) = until {
+                // Under loom the clock stands still: the look count ends it.
+                if (i % 32 == 31 && sync::now() >= u) || (cfg!(loom) && i >= SPIN_LIMIT) {
+                    return None;
+                }
+            }
+            sync::spin_loop();
+        }
+        None
     }
 
     #[cold]
@@ -507,24 +570,10 @@ impl RawLock {
         me: TaskStamp,
         key: HeldKey,
         deadline: Deadline,
+        spin: Spin,
     ) -> Result<RawLockGuard<'_>> {
-        // Spin while nobody sleeps: the holder may be about to let go.
-        for _ in 0..SPIN_LIMIT {
-            let w = self.state.load(Ordering::Relaxed);
-            if w == 0 {
-                if self
-                    .state
-                    .compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Ok(self.acquired(me, key, false));
-                }
-                continue;
-            }
-            if w & WAITERS != 0 {
-                break;
-            }
-            sync::spin_loop();
+        if let Some(g) = self.spin_for_it(me, key, spin) {
+            return Ok(g);
         }
         let mut slept = false;
         let mut check_owner = false;

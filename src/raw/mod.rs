@@ -31,7 +31,7 @@ pub(crate) mod notify;
 mod pipe;
 mod queue;
 mod ring;
-mod spin;
+pub(crate) mod spin;
 pub(crate) mod wait;
 
 pub use event::RawEvent;

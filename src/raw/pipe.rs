@@ -1125,6 +1125,10 @@ impl Peer<'_> {
             }
         }
         let mut force_check = false;
+        // A watch that finds the peer dead forces one liveness read per
+        // call; if that read disagrees (the peer alive, or unknown), the
+        // call sleeps with the short interval rather than loop.
+        let mut looked_at_dead = false;
         loop {
             if self.gone(force_check) {
                 // Last look: the peer may have sent before it went.
@@ -1157,11 +1161,17 @@ impl Peer<'_> {
                 TaskStamp(self.end.stamp.load(Ordering::Acquire))
             };
             let watch = sync::watch(notify.futex(), &[Target::Process(stamp)]);
-            if watch.dead {
+            if watch.dead && !looked_at_dead {
+                looked_at_dead = true;
                 force_check = true;
                 continue;
             }
-            let (until, is_deadline) = deadline.or_within(watch.interval());
+            let interval = if watch.dead {
+                sync::LIVENESS_INTERVAL
+            } else {
+                watch.interval()
+            };
+            let (until, is_deadline) = deadline.or_within(interval);
             let mut r = Ok(false);
             let peer = self.end;
             let woken = notify.sleep(until, || {

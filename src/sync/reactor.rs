@@ -24,7 +24,8 @@
 //! and the list is rebuilt).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicPtr, AtomicU8};
+use std::sync::Mutex;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ struct State {
 
 struct Reactor {
     gen: u32,
+    /// `STARTING`, `RUNNING` or `STOPPED`: registrations are taken only
+    /// while the thread runs (else nobody would wake them).
+    thread: AtomicU8,
     state: Mutex<State>,
     control: Futex,
 }
@@ -75,38 +79,56 @@ impl Drop for Registration {
     }
 }
 
-static REACTOR: OnceLock<Mutex<Option<&'static Reactor>>> = OnceLock::new();
+static REACTOR: AtomicPtr<Reactor> = AtomicPtr::new(std::ptr::null_mut());
 
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// This fork generation's reactor, built (with its thread) on first use;
+/// `None` while or if its thread cannot run. Lock-free, so that a forked
+/// child never waits on a mutex a parent thread held at the fork (the
+/// child builds its own reactor and leaves the inherited one alone).
 fn reactor() -> Option<&'static Reactor> {
     let gen = super::fork_gen();
-    let cell = REACTOR.get_or_init(|| Mutex::new(None));
-    // A forked child may find this mutex held by a parent thread that no
-    // longer exists in it; `try_lock` then gives up and the caller polls
-    // on a timer instead (see `register`).
-    let mut slot = match cell.try_lock() {
-        Ok(g) => g,
-        Err(std::sync::TryLockError::WouldBlock) => cell.lock().ok()?,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-    };
-    if let Some(r) = *slot {
+    let cur = REACTOR.load(Ordering::Acquire);
+    // SAFETY: a non-null REACTOR always points at a leaked (never freed)
+    // Reactor, so the reference is valid for 'static.
+    if let Some(r) = unsafe { cur.as_ref() } {
         if r.gen == gen {
-            return Some(r);
+            return r.running();
         }
     }
     let r: &'static Reactor = Box::leak(Box::new(Reactor {
         gen,
+        thread: AtomicU8::new(STARTING),
         state: Mutex::new(State {
             regs: HashMap::new(),
             next: 1,
         }),
         control: Futex::new(0),
     }));
-    std::thread::Builder::new()
-        .name("shmkit-async".into())
-        .spawn(move || r.run())
-        .ok()?;
-    *slot = Some(r);
-    Some(r)
+    let ptr = r as *const Reactor as *mut Reactor;
+    match REACTOR.compare_exchange(cur, ptr, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            std::thread::Builder::new()
+                .name("shmkit-async".into())
+                .spawn(move || {
+                    r.run();
+                    r.thread.store(STOPPED, Ordering::Release);
+                })
+                .ok()?;
+            let _ =
+                r.thread
+                    .compare_exchange(STARTING, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+            r.running()
+        }
+        // Another thread built it first: use that one (ours leaks, unused).
+        // SAFETY: as above, a non-null REACTOR is a leaked Reactor.
+        Err(other) => unsafe { other.as_ref() }
+            .filter(|o| o.gen == gen)
+            .and_then(Reactor::running),
+    }
 }
 
 /// Has `waker` woken once `word` no longer holds `val` (or after
@@ -133,6 +155,11 @@ pub(crate) fn register(word: &Futex, val: u32, waker: &Waker) -> Option<Registra
 }
 
 impl Reactor {
+    /// `Some(self)` while the thread runs.
+    fn running(&'static self) -> Option<&'static Reactor> {
+        (self.thread.load(Ordering::Acquire) == RUNNING).then_some(self)
+    }
+
     /// Has the thread rebuild its wait list (the registrations changed).
     fn kick(&self) {
         self.control.word().fetch_add(1, Ordering::SeqCst);

@@ -142,6 +142,11 @@ const REWAKE_MS: i32 = 1;
 struct State {
     ep: OwnedFd,
     entries: HashMap<Target, Entry>,
+    /// Targets found dead (no such task, or its id now names a task with
+    /// another start time): a stamp never comes back to life, so they are
+    /// not opened again at every sleep (a queue's dead participant may stay
+    /// in its table long after). At most [`CACHE`]; cleared when full.
+    dead: std::collections::HashSet<Target>,
     by_id: HashMap<u64, Target>,
     next_id: u64,
 }
@@ -181,6 +186,7 @@ fn registry() -> Option<&'static Registry> {
         state: Mutex::new(State {
             ep,
             entries: HashMap::new(),
+            dead: std::collections::HashSet::new(),
             by_id: HashMap::new(),
             next_id: 1,
         }),
@@ -225,6 +231,10 @@ impl Registry {
             return;
         };
         for &t in targets {
+            if st.dead.contains(&t) {
+                w.dead = true;
+                continue;
+            }
             if !st.entries.contains_key(&t) {
                 match open(t) {
                     Opened::Fd(fd) => {
@@ -246,6 +256,10 @@ impl Registry {
                         );
                     }
                     Opened::Dead => {
+                        if st.dead.len() >= CACHE {
+                            st.dead.clear();
+                        }
+                        st.dead.insert(t);
                         w.dead = true;
                         continue;
                     }
