@@ -7,6 +7,7 @@ use std::ops::{Deref, DerefMut};
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
+use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard, Spin};
 use crate::segment::{Options, Segment, Spec};
@@ -32,17 +33,55 @@ use crate::value::{check_align, data_offset, lock_or_panic};
 /// assert_eq!(a.get(3), None);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Array<T: Pod> {
-    seg: Segment,
-    len: usize,
-    _t: PhantomData<T>,
+pub struct Array<T: Pod>(Named<ArrayCore<T>>);
+
+/// An array's payload: a [`RawLock`], then `len` `T`s at
+/// `data_offset::<T>()`; `len` is the header's `aux`.
+pub(crate) struct ArrayCore<T>(PhantomData<T>);
+
+impl<T: Pod> Core for ArrayCore<T> {
+    /// The lock, and the length read once from the header.
+    type View = (&'static RawLock, usize);
+
+    fn spec() -> Spec {
+        Spec::typed::<T>(Kind::Array, 0)
+    }
+
+    unsafe fn attach(p: *mut u8, len: usize, aux: u64, _created: bool) -> Result<Self::View> {
+        check_align::<T>()?;
+        let n = usize::try_from(aux)
+            .ok()
+            .filter(|&n| payload_len::<T>(n) == Some(len))
+            .ok_or_else(|| {
+                Error::corrupted(
+                    "",
+                    format!(
+                        "the header records {aux} elements, which do not fill its {len} payload bytes"
+                    ),
+                )
+            })?;
+        // SAFETY: the caller's contract is `RawLock::attach`'s: the payload
+        // starts with the lock, initialised before the header was published.
+        let lock =
+            unsafe { RawLock::attach(p, len) }.map_err(|e| Error::corrupted("", e.to_string()))?;
+        Ok((lock, n))
+    }
+}
+
+named_handle! {
+    impl[T: Pod] Array<T> {
+        what: "array",
+        path: "shmkit::Array::<i64>",
+        make: "shmkit::Array::create_unique(4, 0i64)?",
+        open_errors: "[`Error::TypeMismatch`](crate::Error::TypeMismatch) if it holds another element type, [`Error::Corrupted`](crate::Error::Corrupted) if the recorded length does not fit the payload, [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a `T` aligned to more than 64 bytes",
+    }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Array")
             .field("name", &self.name())
-            .field("len", &self.len)
+            .field("len", &self.len())
             .finish()
     }
 }
@@ -60,11 +99,10 @@ impl<T: Pod> Array<T> {
         opts: &Options,
         fill: impl Fn(&mut [T]),
     ) -> Result<Array<T>> {
-        check_align::<T>(name.unwrap_or(""))?;
+        check_align::<T>()?;
         let payload = payload_len::<T>(len).ok_or_else(|| {
             Error::InvalidArgument(format!("an Array of {len} elements is too large"))
         })?;
-        let spec = Spec::typed::<T>(Kind::Array, len as u64);
         let init = |p: *mut u8, plen: usize| {
             // SAFETY: `p` is the fresh, unpublished payload of `plen` bytes,
             // 64-aligned; nobody else can use it until the header is
@@ -76,15 +114,24 @@ impl<T: Pod> Array<T> {
             }
             Ok(())
         };
-        let seg = match name {
-            Some(n) => Segment::create_kind(n, spec, payload, opts, init)?,
-            None => Segment::create_unique_kind(spec, payload, opts, init)?,
-        };
-        Ok(Array {
-            seg,
-            len,
-            _t: PhantomData,
-        })
+        Named::create(name, len as u64, payload, opts, init).map(Array)
+    }
+
+    fn from_named(n: Named<ArrayCore<T>>) -> Array<T> {
+        Array(n)
+    }
+
+    fn named(&self) -> &Named<ArrayCore<T>> {
+        &self.0
+    }
+
+    fn named_mut(&mut self) -> &mut Named<ArrayCore<T>> {
+        &mut self.0
+    }
+
+    #[inline]
+    fn seg(&self) -> &Segment {
+        self.0.seg()
     }
 
     /// Creates an array named `name` of `len` copies of `fill`.
@@ -153,53 +200,6 @@ impl<T: Pod> Array<T> {
         })
     }
 
-    /// Opens the array named `name`, which must hold `T`s. Its length is
-    /// taken from the header and checked against the segment's length.
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`], [`Error::WrongKind`],
-    /// [`Error::Corrupted`] if the recorded length does not fit, and the
-    /// errors of [`Segment::open`].
-    ///
-    /// ```
-    /// let a = shmkit::Array::create_unique(4, 0i64)?;
-    /// assert_eq!(shmkit::Array::<i64>::open(a.name())?.len(), 4);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open(name: &str) -> Result<Array<T>> {
-        Array::open_with(name, &Options::new())
-    }
-
-    /// [`open`](Array::open) with [`Options`].
-    ///
-    /// ```
-    /// let a = shmkit::Array::create_unique(4, 0i64)?;
-    /// let b = shmkit::Array::<i64>::open_with(a.name(), &shmkit::Options::new())?;
-    /// # let _ = b;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open_with(name: &str, opts: &Options) -> Result<Array<T>> {
-        check_align::<T>(name)?;
-        let (seg, aux) = Segment::open_kind(name, Spec::typed::<T>(Kind::Array, 0), opts)?;
-        let len = usize::try_from(aux)
-            .ok()
-            .filter(|&len| payload_len::<T>(len) == Some(seg.len()))
-            .ok_or_else(|| {
-                Error::corrupted(
-                    name,
-                    format!(
-                        "the header records {aux} elements, which do not fill its {} payload bytes",
-                        seg.len()
-                    ),
-                )
-            })?;
-        Ok(Array {
-            seg,
-            len,
-            _t: PhantomData,
-        })
-    }
-
     /// The number of elements.
     ///
     /// ```
@@ -207,7 +207,7 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.len
+        self.0.view().1
     }
 
     /// Whether the array has no elements.
@@ -217,32 +217,29 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    fn raw_lock(&self) -> &RawLock {
-        // SAFETY: the payload starts with a RawLock initialised before the
-        // header was published, 64-aligned, at least data_offset long (the
-        // payload length was checked in create/open), mapped while `seg` lives.
-        unsafe { RawLock::attach(self.seg.as_ptr(), self.seg.len()) }
-            .expect("payload checked at create/open")
+    #[inline]
+    fn raw_lock(&self) -> &'static RawLock {
+        self.0.view().0
     }
 
     fn data(&self) -> *mut T {
         // SAFETY: the payload is data_offset + len * size_of::<T>() bytes
-        // (checked at create/open), so the offset stays inside it; it is a
+        // (checked by `ArrayCore::attach`), so the offset stays inside it; it is a
         // multiple of T's alignment.
-        unsafe { self.seg.as_ptr().add(data_offset::<T>()).cast::<T>() }
+        unsafe { self.seg().as_ptr().add(data_offset::<T>()).cast::<T>() }
     }
 
     fn lock_raw(&self) -> RawLockGuard<'_> {
-        lock_or_panic(self.raw_lock(), &self.seg, "Array")
+        lock_or_panic(self.raw_lock(), self.seg(), "Array")
     }
 
     fn guard<'a>(&'a self, inner: RawLockGuard<'a>) -> ArrayGuard<'a, T> {
         ArrayGuard {
             data: self.data(),
-            len: self.len,
+            len: self.len(),
             inner,
         }
     }
@@ -265,7 +262,7 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get(&self, index: usize) -> Option<T> {
-        if index >= self.len {
+        if index >= self.len() {
             return None;
         }
         let _g = self.lock_raw();
@@ -290,14 +287,14 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn set(&self, index: usize, value: T) -> Result<()> {
-        if index >= self.len {
+        if index >= self.len() {
             return Err(Error::InvalidArgument(format!(
                 "index {index} out of range for Array {:?} of length {}",
                 self.name(),
-                self.len
+                self.len()
             )));
         }
-        let _g = self.raw_lock().lock_one_shot(self.seg.object_id())?;
+        let _g = self.raw_lock().lock_one_shot(self.seg().object_id())?;
         // SAFETY: index < len; we hold the lock.
         unsafe { self.data().add(index).write(value) };
         Ok(())
@@ -326,7 +323,7 @@ impl<T: Pod> Array<T> {
     pub fn to_vec(&self) -> Vec<T> {
         let _g = self.lock_raw();
         // SAFETY: `len` elements start at data(); we hold the lock.
-        unsafe { std::slice::from_raw_parts(self.data(), self.len) }.to_vec()
+        unsafe { std::slice::from_raw_parts(self.data(), self.len()) }.to_vec()
     }
 
     /// Takes the lock and gives the elements as a slice until the guard
@@ -353,7 +350,7 @@ impl<T: Pod> Array<T> {
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
         let inner = self
             .raw_lock()
-            .lock_in(self.seg.object_id(), None, Spin::Adaptive)?;
+            .lock_in(self.seg().object_id(), None, Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 
@@ -377,9 +374,9 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ArrayGuard<'_, T>> {
-        let inner = self
-            .raw_lock()
-            .lock_in(self.seg.object_id(), Some(timeout), Spin::Adaptive)?;
+        let inner =
+            self.raw_lock()
+                .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 
@@ -397,33 +394,8 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
-        let inner = self.raw_lock().try_lock_in(self.seg.object_id())?;
+        let inner = self.raw_lock().try_lock_in(self.seg().object_id())?;
         Ok(inner.map(|g| self.guard(g)))
-    }
-
-    /// The name other processes open this array by.
-    ///
-    /// ```
-    /// let a = shmkit::Array::create_unique(1, 0u8)?;
-    /// assert!(a.name().starts_with("shmkit-"));
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Keeps the name after this (creating) handle drops.
-    ///
-    /// ```
-    /// let mut a = shmkit::Array::create_unique(1, 0u8)?;
-    /// a.keep();
-    /// let name = a.name().to_owned();
-    /// drop(a);
-    /// shmkit::unlink(&name)?;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn keep(&mut self) {
-        self.seg.keep();
     }
 }
 

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 #[cfg(not(loom))]
 use crate::future::Waiter;
+use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::RawEvent;
-use crate::segment::{Options, Segment, Spec};
+use crate::segment::{Options, Spec};
 use crate::waitset::{Interest, Waitable};
 #[cfg(not(loom))]
 use std::future::Future;
@@ -35,11 +36,7 @@ use std::task::Poll;
 /// assert!(same.is_set());
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Event {
-    // Points into `seg`'s mapping; declared first so it is dropped first.
-    raw: &'static RawEvent,
-    seg: Segment,
-}
+pub struct Event(Named<RawEvent>);
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -50,17 +47,57 @@ impl fmt::Debug for Event {
     }
 }
 
-fn init(p: *mut u8, len: usize) -> Result<()> {
-    // SAFETY: `p` is the fresh segment's payload of `len` bytes, 64-aligned,
-    // not yet published, so nobody else uses it.
-    unsafe { RawEvent::init_in(p, len) }.map(drop)
+impl Core for RawEvent {
+    type View = &'static RawEvent;
+
+    fn spec() -> Spec {
+        Spec::of(Kind::Event)
+    }
+
+    unsafe fn attach(p: *mut u8, len: usize, _aux: u64, _created: bool) -> Result<Self::View> {
+        // SAFETY: the caller's contract (an initialised payload of `len`
+        // bytes, mapped while the view lives) is `RawEvent::attach`'s;
+        // `attach` checks alignment and length, so a payload too short for
+        // the core (a forged header) is an error here, not a panic later.
+        unsafe { RawEvent::attach(p, len) }.map_err(|e| crate::Error::corrupted("", e.to_string()))
+    }
+}
+
+named_handle! {
+    impl Event {
+        what: "event",
+        path: "shmkit::Event",
+        make: "shmkit::Event::create_unique()?",
+        open_errors: "[`Error::Corrupted`](crate::Error::Corrupted) for a payload too short for an event",
+    }
 }
 
 impl Event {
+    fn create_inner(name: Option<&str>, opts: &Options) -> Result<Event> {
+        let init = |p: *mut u8, len: usize| {
+            // SAFETY: `p` is the fresh segment's payload of `len` bytes,
+            // 64-aligned, not yet published, so nobody else uses it.
+            unsafe { RawEvent::init_in(p, len) }.map(drop)
+        };
+        Named::create(name, 0, RawEvent::required_size(), opts, init).map(Event)
+    }
+
+    fn from_named(n: Named<RawEvent>) -> Event {
+        Event(n)
+    }
+
+    fn named(&self) -> &Named<RawEvent> {
+        &self.0
+    }
+
+    fn named_mut(&mut self) -> &mut Named<RawEvent> {
+        &mut self.0
+    }
+
     /// Creates a cleared event named `name`.
     ///
     /// # Errors
-    /// As [`Segment::create`].
+    /// As [`Segment::create`](crate::Segment::create).
     ///
     /// ```
     /// # let name = format!("shmkit-doc-event-{}", std::process::id());
@@ -69,7 +106,7 @@ impl Event {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create(name: &str) -> Result<Event> {
-        Event::create_with(name, &Options::new())
+        Event::create_inner(Some(name), &Options::new())
     }
 
     /// [`create`](Event::create) with [`Options`].
@@ -81,14 +118,7 @@ impl Event {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with(name: &str, opts: &Options) -> Result<Event> {
-        let seg = Segment::create_kind(
-            name,
-            Spec::of(Kind::Event),
-            RawEvent::required_size(),
-            opts,
-            init,
-        )?;
-        Event::from_segment(seg)
+        Event::create_inner(Some(name), opts)
     }
 
     /// Creates a cleared event under a fresh unique name.
@@ -99,57 +129,12 @@ impl Event {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_unique() -> Result<Event> {
-        let seg = Segment::create_unique_kind(
-            Spec::of(Kind::Event),
-            RawEvent::required_size(),
-            &Options::new(),
-            init,
-        )?;
-        Event::from_segment(seg)
-    }
-
-    /// Opens the event named `name`.
-    ///
-    /// # Errors
-    /// [`Error::WrongKind`](crate::Error::WrongKind) and the errors of
-    /// [`Segment::open`].
-    ///
-    /// ```
-    /// let ev = shmkit::Event::create_unique()?;
-    /// let again = shmkit::Event::open(ev.name())?;
-    /// # let _ = again;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open(name: &str) -> Result<Event> {
-        Event::open_with(name, &Options::new())
-    }
-
-    /// [`open`](Event::open) with [`Options`].
-    ///
-    /// ```
-    /// let ev = shmkit::Event::create_unique()?;
-    /// let again = shmkit::Event::open_with(ev.name(), &shmkit::Options::new())?;
-    /// # let _ = again;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open_with(name: &str, opts: &Options) -> Result<Event> {
-        let seg = Segment::open_kind(name, Spec::of(Kind::Event), opts)?.0;
-        Event::from_segment(seg)
-    }
-
-    fn from_segment(seg: Segment) -> Result<Event> {
-        // `attach` checks alignment and length: a payload too short for the
-        // core (a forged header) is an error here, not a panic later.
-        // SAFETY: initialised before the header was published; mapped while
-        // `seg` lives, which outlives `raw` (dropped first, never lent longer).
-        let raw = unsafe { RawEvent::attach(seg.as_ptr(), seg.len()) }
-            .map_err(|e| Error::corrupted(seg.name(), e.to_string()))?;
-        Ok(Event { raw, seg })
+        Event::create_inner(None, &Options::new())
     }
 
     #[inline]
-    fn raw(&self) -> &RawEvent {
-        self.raw
+    fn raw(&self) -> &'static RawEvent {
+        self.0.view()
     }
 
     /// Raises the flag and wakes every waiter.
@@ -234,16 +219,16 @@ impl Event {
     pub fn wait_async(&self) -> impl Future<Output = ()> + '_ {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            if self.raw.is_set() {
+            if self.raw().is_set() {
                 w.done();
                 return Poll::Ready(());
             }
-            let armed = self.raw.arm();
-            if self.raw.is_set() {
+            let armed = self.raw().arm();
+            if self.raw().is_set() {
                 w.done();
                 return Poll::Ready(());
             }
-            w.sleep(cx, &[(self.raw.futex(), armed)], &[]);
+            w.sleep(cx, &[(self.raw().futex(), armed)], &[]);
             Poll::Pending
         })
     }
@@ -259,32 +244,7 @@ impl Event {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn set_interest(&self) -> Interest<'_> {
-        Interest::new(Source::Event(self.raw))
-    }
-
-    /// The name other processes open this event by.
-    ///
-    /// ```
-    /// let ev = shmkit::Event::create_unique()?;
-    /// assert!(!ev.name().is_empty());
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Keeps the name after this (creating) handle drops.
-    ///
-    /// ```
-    /// let mut ev = shmkit::Event::create_unique()?;
-    /// ev.keep();
-    /// let name = ev.name().to_owned();
-    /// drop(ev);
-    /// shmkit::unlink(&name)?;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn keep(&mut self) {
-        self.seg.keep();
+        Interest::new(Source::Event(self.raw()))
     }
 }
 

@@ -54,6 +54,7 @@ mod error;
 mod event;
 #[cfg(not(loom))]
 mod future;
+mod handle;
 mod lock;
 mod pipe;
 mod queue;

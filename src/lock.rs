@@ -3,14 +3,15 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 #[cfg(not(loom))]
 use crate::future::Waiter;
+use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::raw::wait::Source;
 use crate::raw::{RawLock, RawLockGuard};
-use crate::segment::{Options, Segment, Spec};
+use crate::segment::{Options, Spec};
 use crate::waitset::{Interest, Waitable};
 #[cfg(not(loom))]
 use std::future::Future;
@@ -40,9 +41,7 @@ use std::task::Poll;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Lock {
-    // Points into `seg`'s mapping; declared first so it is dropped first.
-    raw: &'static RawLock,
-    seg: Segment,
+    named: Named<RawLock>,
     /// This handle's spin setting (only its mode is used).
     spin: AdaptiveSpin,
 }
@@ -84,10 +83,28 @@ impl fmt::Debug for Lock {
     }
 }
 
-fn init(p: *mut u8, len: usize) -> Result<()> {
-    // SAFETY: `p` is the fresh segment's payload of `len` bytes, 64-aligned,
-    // not yet published, so nobody else uses it.
-    unsafe { RawLock::init_in(p, len) }.map(drop)
+impl Core for RawLock {
+    type View = &'static RawLock;
+
+    fn spec() -> Spec {
+        Spec::of(Kind::Lock)
+    }
+
+    unsafe fn attach(p: *mut u8, len: usize, _aux: u64, _created: bool) -> Result<Self::View> {
+        // SAFETY: the caller's contract is `RawLock::attach`'s, which checks
+        // alignment and length: a payload too short for the core (a forged
+        // header) is an error here, not a panic later.
+        unsafe { RawLock::attach(p, len) }.map_err(|e| crate::Error::corrupted("", e.to_string()))
+    }
+}
+
+named_handle! {
+    impl Lock {
+        what: "lock",
+        path: "shmkit::Lock",
+        make: "shmkit::Lock::create_unique()?",
+        open_errors: "[`Error::Corrupted`](crate::Error::Corrupted) for a payload too short for a lock",
+    }
 }
 
 impl Lock {
@@ -104,7 +121,7 @@ impl Lock {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create(name: &str) -> Result<Lock> {
-        Lock::create_with(name, &Options::new())
+        Lock::create_inner(Some(name), &Options::new())
     }
 
     /// [`create`](Lock::create) with [`Options`] (mode, …).
@@ -116,14 +133,7 @@ impl Lock {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with(name: &str, opts: &Options) -> Result<Lock> {
-        let seg = Segment::create_kind(
-            name,
-            Spec::of(Kind::Lock),
-            RawLock::required_size(),
-            opts,
-            init,
-        )?;
-        Lock::from_segment(seg)
+        Lock::create_inner(Some(name), opts)
     }
 
     /// Creates an unlocked lock under a fresh unique name.
@@ -134,62 +144,40 @@ impl Lock {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_unique() -> Result<Lock> {
-        let seg = Segment::create_unique_kind(
-            Spec::of(Kind::Lock),
-            RawLock::required_size(),
-            &Options::new(),
-            init,
-        )?;
-        Lock::from_segment(seg)
+        Lock::create_inner(None, &Options::new())
     }
 
-    /// Opens the lock named `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`](crate::Error::NotFound),
-    /// [`Error::WrongKind`](crate::Error::WrongKind) if the name holds
-    /// something else, and the header errors of [`Segment::open`].
-    ///
-    /// ```
-    /// let lock = shmkit::Lock::create_unique()?;
-    /// let again = shmkit::Lock::open(lock.name())?;
-    /// # let _ = again;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open(name: &str) -> Result<Lock> {
-        Lock::open_with(name, &Options::new())
+    fn create_inner(name: Option<&str>, opts: &Options) -> Result<Lock> {
+        let init = |p: *mut u8, len: usize| {
+            // SAFETY: `p` is the fresh segment's payload of `len` bytes,
+            // 64-aligned, not yet published, so nobody else uses it.
+            unsafe { RawLock::init_in(p, len) }.map(drop)
+        };
+        Named::create(name, 0, RawLock::required_size(), opts, init).map(Lock::from_named)
     }
 
-    /// [`open`](Lock::open) with [`Options`].
-    ///
-    /// ```
-    /// let lock = shmkit::Lock::create_unique()?;
-    /// let again = shmkit::Lock::open_with(lock.name(), &shmkit::Options::new())?;
-    /// # let _ = again;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open_with(name: &str, opts: &Options) -> Result<Lock> {
-        let seg = Segment::open_kind(name, Spec::of(Kind::Lock), opts)?.0;
-        Lock::from_segment(seg)
-    }
-
-    fn from_segment(seg: Segment) -> Result<Lock> {
-        // `attach` checks alignment and length: a payload too short for the
-        // core (a forged header) is an error here, not a panic later.
-        // SAFETY: initialised before the header was published; mapped while
-        // `seg` lives, which outlives `raw` (dropped first, never lent longer).
-        let raw = unsafe { RawLock::attach(seg.as_ptr(), seg.len()) }
-            .map_err(|e| Error::corrupted(seg.name(), e.to_string()))?;
-        Ok(Lock {
-            raw,
-            seg,
+    fn from_named(named: Named<RawLock>) -> Lock {
+        Lock {
+            named,
             spin: AdaptiveSpin::new(),
-        })
+        }
+    }
+
+    fn named(&self) -> &Named<RawLock> {
+        &self.named
+    }
+
+    fn named_mut(&mut self) -> &mut Named<RawLock> {
+        &mut self.named
+    }
+
+    fn object_id(&self) -> Option<(u64, u64)> {
+        self.named.seg().object_id()
     }
 
     #[inline]
-    fn raw(&self) -> &RawLock {
-        self.raw
+    fn raw(&self) -> &'static RawLock {
+        self.named.view()
     }
 
     /// Takes the lock, waiting as long as it takes (but taking it over from
@@ -207,7 +195,7 @@ impl Lock {
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
         self.raw()
-            .lock_in(self.seg.object_id(), None, self.spin.get())
+            .lock_in(self.object_id(), None, self.spin.get())
             .map(|inner| LockGuard { inner })
     }
 
@@ -223,7 +211,7 @@ impl Lock {
     pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>> {
         Ok(self
             .raw()
-            .try_lock_in(self.seg.object_id())?
+            .try_lock_in(self.object_id())?
             .map(|inner| LockGuard { inner }))
     }
 
@@ -239,7 +227,7 @@ impl Lock {
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
         self.raw()
-            .lock_in(self.seg.object_id(), Some(timeout), self.spin.get())
+            .lock_in(self.object_id(), Some(timeout), self.spin.get())
             .map(|inner| LockGuard { inner })
     }
 
@@ -380,31 +368,6 @@ impl Lock {
     /// ```
     pub fn free_interest(&self) -> Interest<'_> {
         Interest::new(Source::Lock(self.raw()))
-    }
-
-    /// The name other processes open this lock by.
-    ///
-    /// ```
-    /// let lock = shmkit::Lock::create_unique()?;
-    /// assert!(!lock.name().is_empty());
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Keeps the name after this (creating) handle drops.
-    ///
-    /// ```
-    /// let mut lock = shmkit::Lock::create_unique()?;
-    /// lock.keep();
-    /// let name = lock.name().to_owned();
-    /// drop(lock);
-    /// shmkit::unlink(&name)?;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn keep(&mut self) {
-        self.seg.keep();
     }
 }
 

@@ -9,11 +9,12 @@ use bytemuck::Pod;
 use crate::error::{Error, Result};
 #[cfg(not(loom))]
 use crate::future::Waiter;
+use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::Spin;
 use crate::raw::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
-use crate::segment::{Options, Segment, Spec};
+use crate::segment::{Options, Spec};
 use crate::sync::Deadline;
 use crate::waitset::{Interest, Waitable};
 #[cfg(not(loom))]
@@ -49,7 +50,7 @@ impl Pipe {
     /// the creating end.
     ///
     /// # Errors
-    /// As [`Segment::create`].
+    /// As [`Segment::create`](crate::Segment::create).
     ///
     /// ```
     /// # let name = format!("shmkit-doc-pipe-{}", std::process::id());
@@ -77,7 +78,7 @@ impl Pipe {
     /// # Errors
     /// [`Error::InUse`] if that end is held by a live process;
     /// [`Error::Disconnected`] if it was held and its holder is gone (a pipe
-    /// end is opened once); the errors of [`Segment::open`].
+    /// end is opened once); the errors of [`Segment::open`](crate::Segment::open).
     ///
     /// ```
     /// let a = shmkit::Pipe::create_unique()?;
@@ -99,12 +100,7 @@ impl Pipe {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_with(name: &str, opts: &Options) -> Result<PipeEnd> {
-        let seg = Segment::open_kind(name, Spec::of(Kind::Pipe), opts)?.0;
-        PipeEnd::from_segment(seg).map_err(|e| match e {
-            Error::InUse { .. } => Error::InUse { name: name.into() },
-            Error::Corrupted { detail, .. } => Error::corrupted(name, detail),
-            e => e,
-        })
+        Named::open(name, opts).map(PipeEnd)
     }
 
     /// A builder for the ring capacity, the largest message, the direction
@@ -196,12 +192,7 @@ impl PipeBuilder {
             // SAFETY: `p` is the fresh, unpublished payload of `len` bytes.
             unsafe { RawPipe::init_only(p, len, &layout) }
         };
-        let spec = Spec::of(Kind::Pipe);
-        let seg = match name {
-            Some(n) => Segment::create_kind(n, spec, size, &self.opts, init)?,
-            None => Segment::create_unique_kind(spec, size, &self.opts, init)?,
-        };
-        PipeEnd::from_created(seg)
+        Named::create(name, 0, size, &self.opts, init).map(PipeEnd)
     }
 
     /// Creates the pipe named `name`; returns the creating end.
@@ -243,10 +234,33 @@ impl PipeBuilder {
 /// by fork(2) inherits the value but not the end: there every call fails
 /// with [`Error::InvalidArgument`], and dropping it does not close the end,
 /// so the parent goes on using it. A forked child opens a pipe of its own.
-pub struct PipeEnd {
-    // Declared before `seg`: dropped (and marked closed) first.
-    raw: RawPipe<'static>,
-    seg: Segment,
+pub struct PipeEnd(Named<RawPipe<'static>>);
+
+impl Core for RawPipe<'static> {
+    type View = RawPipe<'static>;
+
+    fn spec() -> Spec {
+        Spec::of(Kind::Pipe)
+    }
+
+    unsafe fn attach(p: *mut u8, len: usize, _aux: u64, created: bool) -> Result<Self::View> {
+        // SAFETY: the caller's contract is `RawPipe::attach`'s. The payload
+        // is used only through RawPipe ends; only the creator takes end 0.
+        unsafe {
+            if created {
+                RawPipe::attach_creator(p, len)
+            } else {
+                RawPipe::attach(p, len)
+            }
+        }
+    }
+}
+
+named_handle! {
+    names impl PipeEnd {
+        what: "pipe",
+        make: "shmkit::Pipe::create_unique()?",
+    }
 }
 
 impl fmt::Debug for PipeEnd {
@@ -254,25 +268,28 @@ impl fmt::Debug for PipeEnd {
         f.debug_struct("PipeEnd")
             .field("name", &self.name())
             .field("capacity", &self.capacity())
-            .field("direction", &self.raw.direction())
+            .field("direction", &self.raw().direction())
             .finish()
     }
 }
 
 impl PipeEnd {
-    fn from_created(seg: Segment) -> Result<PipeEnd> {
-        // The payload is used only through RawPipe ends; only the creator
-        // takes end 0.
-        // SAFETY: initialised before the header was published; mapped while
-        // `seg` lives, which outlives `raw` (dropped first).
-        let raw = unsafe { RawPipe::attach_creator(seg.as_ptr(), seg.len())? };
-        Ok(PipeEnd { raw, seg })
+    fn named(&self) -> &Named<RawPipe<'static>> {
+        &self.0
     }
 
-    fn from_segment(seg: Segment) -> Result<PipeEnd> {
-        // SAFETY: as in `from_created`, for end 1.
-        let raw = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
-        Ok(PipeEnd { raw, seg })
+    fn named_mut(&mut self) -> &mut Named<RawPipe<'static>> {
+        &mut self.0
+    }
+
+    #[inline]
+    fn raw(&self) -> &RawPipe<'static> {
+        self.0.view()
+    }
+
+    #[inline]
+    fn raw_mut(&mut self) -> &mut RawPipe<'static> {
+        self.0.view_mut()
     }
 
     /// Sends a copy of `msg`, waiting for room as long as it takes.
@@ -289,7 +306,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.raw.send_until(msg, Deadline::NEVER)
+        self.raw_mut().send_until(msg, Deadline::NEVER)
     }
 
     /// Sends a copy of `msg`, waiting for room at most `timeout`
@@ -305,7 +322,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw.send_until(msg, Deadline::after(timeout))
+        self.raw_mut().send_until(msg, Deadline::after(timeout))
     }
 
     /// Receives the next message, waiting as long as it takes.
@@ -324,7 +341,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        self.raw.recv_until(Deadline::NEVER)
+        self.raw_mut().recv_until(Deadline::NEVER)
     }
 
     /// Receives the next message, waiting at most `timeout`
@@ -338,7 +355,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw.recv_until(Deadline::after(timeout))
+        self.raw_mut().recv_until(Deadline::after(timeout))
     }
 
     /// Receives the next message into `buf`, waiting as long as it takes;
@@ -357,7 +374,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.raw.recv_into_until(buf, Deadline::NEVER)
+        self.raw_mut().recv_into_until(buf, Deadline::NEVER)
     }
 
     /// [`recv_into`](PipeEnd::recv_into) waiting at most `timeout`.
@@ -371,7 +388,8 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.raw.recv_into_until(buf, Deadline::after(timeout))
+        self.raw_mut()
+            .recv_into_until(buf, Deadline::after(timeout))
     }
 
     /// Waits up to `timeout` for a message to be readable; never consumes
@@ -390,7 +408,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
-        self.raw.poll_until(Deadline::after(timeout))
+        self.raw_mut().poll_until(Deadline::after(timeout))
     }
 
     /// Reserves room for a message of `len` bytes and gives it to be written
@@ -412,7 +430,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
-        self.raw.reserve_grant(len, Deadline::NEVER).map(SendGrant)
+        self.raw_mut()
+            .reserve_grant(len, Deadline::NEVER)
+            .map(SendGrant)
     }
 
     /// Receives the next message in place (zero-copy when it lies whole and
@@ -428,7 +448,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        self.raw.recv_ref_grant(Deadline::NEVER).map(RecvRef)
+        self.raw_mut().recv_ref_grant(Deadline::NEVER).map(RecvRef)
     }
 
     /// Sends the bytes of a plain-data value.
@@ -499,20 +519,20 @@ impl PipeEnd {
                 Err(Error::Timeout) => None,
                 r => Some(r),
             };
-            if let Some(r) = attempt(&mut self.raw) {
+            if let Some(r) = attempt(self.raw_mut()) {
                 w.done();
                 return Poll::Ready(r);
             }
-            let n = match self.raw.send_notify() {
+            let n = match self.raw().send_notify() {
                 Ok(n) => n,
                 Err(e) => return Poll::Ready(Err(e)),
             };
             let armed = n.arm();
-            if let Some(r) = attempt(&mut self.raw) {
+            if let Some(r) = attempt(self.raw_mut()) {
                 w.done();
                 return Poll::Ready(r);
             }
-            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
+            w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
             Poll::Pending
         })
     }
@@ -546,20 +566,20 @@ impl PipeEnd {
                 Err(Error::Timeout) => None,
                 r => Some(r),
             };
-            if let Some(r) = attempt(&mut self.raw) {
+            if let Some(r) = attempt(self.raw_mut()) {
                 w.done();
                 return Poll::Ready(r);
             }
-            let n = match self.raw.recv_notify() {
+            let n = match self.raw().recv_notify() {
                 Ok(n) => n,
                 Err(e) => return Poll::Ready(Err(e)),
             };
             let armed = n.arm();
-            if let Some(r) = attempt(&mut self.raw) {
+            if let Some(r) = attempt(self.raw_mut()) {
                 w.done();
                 return Poll::Ready(r);
             }
-            w.sleep(cx, &[(n.futex(), armed)], &self.raw.watch_targets());
+            w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
             Poll::Pending
         })
     }
@@ -575,7 +595,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn set_spin(&self, spin: Spin) {
-        self.raw.set_spin(spin);
+        self.raw().set_spin(spin);
     }
 
     /// This end's spin setting (see [`set_spin`](PipeEnd::set_spin)).
@@ -586,7 +606,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn spin(&self) -> Spin {
-        self.raw.spin()
+        self.raw().spin()
     }
 
     /// "A message to receive": for a [`WaitSet`](crate::WaitSet) or
@@ -604,7 +624,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn readable(&self) -> Interest<'_> {
-        Interest::new(Source::PipeRecv(&self.raw))
+        Interest::new(Source::PipeRecv(self.raw()))
     }
 
     /// "Room to send a message of `len` bytes": for a
@@ -620,7 +640,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn writable(&self, len: usize) -> Interest<'_> {
-        Interest::new(Source::PipeSend(&self.raw, len))
+        Interest::new(Source::PipeSend(self.raw(), len))
     }
 
     /// Whether the other end is gone (dropped, or its process died).
@@ -634,7 +654,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_disconnected(&mut self) -> bool {
-        self.raw.is_disconnected()
+        self.raw_mut().is_disconnected()
     }
 
     /// Whether this end can send.
@@ -644,7 +664,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn can_send(&self) -> bool {
-        self.raw.can_send()
+        self.raw().can_send()
     }
 
     /// Whether this end can receive.
@@ -654,7 +674,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn can_recv(&self) -> bool {
-        self.raw.can_recv()
+        self.raw().can_recv()
     }
 
     /// Bytes in each direction's ring.
@@ -664,7 +684,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn capacity(&self) -> usize {
-        self.raw.capacity()
+        self.raw().capacity()
     }
 
     /// The largest message, in bytes.
@@ -674,32 +694,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {
-        self.raw.max_message()
-    }
-
-    /// The pipe's name.
-    ///
-    /// ```
-    /// let a = shmkit::Pipe::create_unique()?;
-    /// assert!(!a.name().is_empty());
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Keeps the name after this (creating) end drops.
-    ///
-    /// ```
-    /// let mut a = shmkit::Pipe::create_unique()?;
-    /// a.keep();
-    /// let name = a.name().to_owned();
-    /// drop(a);
-    /// shmkit::unlink(&name)?;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn keep(&mut self) {
-        self.seg.keep();
+        self.raw().max_message()
     }
 }
 

@@ -8,11 +8,12 @@ use bytemuck::Pod;
 use crate::error::{Error, Result};
 #[cfg(not(loom))]
 use crate::future::{poll_one, Waiter};
+use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::Spin;
 use crate::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
-use crate::segment::{Options, Segment, Spec};
+use crate::segment::{Options, Spec};
 use crate::sync::Deadline;
 use crate::waitset::{Interest, Waitable};
 #[cfg(not(loom))]
@@ -50,10 +51,30 @@ use std::future::Future;
 /// assert!(matches!(other.try_get(), Err(shmkit::Error::Empty)));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Queue {
-    // Declared before `seg`: dropped first, while the mapping lives.
-    raw: RawQueue<'static>,
-    seg: Segment,
+pub struct Queue(Named<RawQueue<'static>>);
+
+impl Core for RawQueue<'static> {
+    type View = RawQueue<'static>;
+
+    fn spec() -> Spec {
+        Spec::of(Kind::Queue)
+    }
+
+    unsafe fn attach(p: *mut u8, len: usize, _aux: u64, _created: bool) -> Result<Self::View> {
+        // SAFETY: the caller's contract is `RawQueue::attach`'s. The payload
+        // is used only through RawQueue handles; attach reads and checks
+        // its configuration once.
+        unsafe { RawQueue::attach(p, len) }
+    }
+}
+
+named_handle! {
+    impl Queue {
+        what: "queue",
+        path: "shmkit::Queue",
+        make: "shmkit::Queue::create_unique(4, 16)?",
+        open_errors: "[`Error::Corrupted`] for an impossible configuration (capacity and message size come from the segment)",
+    }
 }
 
 impl fmt::Debug for Queue {
@@ -69,21 +90,6 @@ impl fmt::Debug for Queue {
 }
 
 impl Queue {
-    fn from_segment(seg: Segment, init: Option<&QueueLayout>) -> Result<Queue> {
-        let (p, len) = (seg.as_ptr(), seg.len());
-        // The payload is used only through RawQueue handles; when `init` is
-        // given, the segment is not yet published.
-        // SAFETY: `len` bytes, 64-aligned, mapped while `seg` lives, which
-        // outlives `raw` (dropped first).
-        let raw = unsafe {
-            match init {
-                Some(layout) => RawQueue::init_in(p, len, layout)?,
-                None => RawQueue::attach(p, len)?,
-            }
-        };
-        Ok(Queue { raw, seg })
-    }
-
     fn create_inner(
         name: Option<&str>,
         capacity: usize,
@@ -99,12 +105,24 @@ impl Queue {
             // SAFETY: `p` is the fresh, unpublished payload of `len` bytes.
             unsafe { RawQueue::init_in(p, len, &layout) }.map(drop)
         };
-        let spec = Spec::of(Kind::Queue);
-        let seg = match name {
-            Some(n) => Segment::create_kind(n, spec, size, opts, init)?,
-            None => Segment::create_unique_kind(spec, size, opts, init)?,
-        };
-        Queue::from_segment(seg, None)
+        Named::create(name, 0, size, opts, init).map(Queue)
+    }
+
+    fn from_named(n: Named<RawQueue<'static>>) -> Queue {
+        Queue(n)
+    }
+
+    fn named(&self) -> &Named<RawQueue<'static>> {
+        &self.0
+    }
+
+    fn named_mut(&mut self) -> &mut Named<RawQueue<'static>> {
+        &mut self.0
+    }
+
+    #[inline]
+    fn raw(&self) -> &RawQueue<'static> {
+        self.0.view()
     }
 
     /// Creates an empty queue named `name` that holds up to `capacity`
@@ -112,7 +130,7 @@ impl Queue {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a zero capacity or a queue too large
-    /// to map; the errors of [`Segment::create`].
+    /// to map; the errors of [`Segment::create`](crate::Segment::create).
     ///
     /// ```
     /// # let name = format!("shmkit-doc-queue-{}", std::process::id());
@@ -152,38 +170,6 @@ impl Queue {
         Queue::create_inner(None, capacity, max_message, &Options::new())
     }
 
-    /// Opens the queue named `name`; capacity and message size come from it.
-    ///
-    /// # Errors
-    /// [`Error::WrongKind`], [`Error::Corrupted`] for an impossible
-    /// configuration, and the errors of [`Segment::open`].
-    ///
-    /// ```
-    /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// let r = shmkit::Queue::open(q.name())?;
-    /// assert_eq!(r.capacity(), 4);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open(name: &str) -> Result<Queue> {
-        Queue::open_with(name, &Options::new())
-    }
-
-    /// [`open`](Queue::open) with [`Options`].
-    ///
-    /// ```
-    /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// let r = shmkit::Queue::open_with(q.name(), &shmkit::Options::new())?;
-    /// # let _ = r;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open_with(name: &str, opts: &Options) -> Result<Queue> {
-        let seg = Segment::open_kind(name, Spec::of(Kind::Queue), opts)?.0;
-        Queue::from_segment(seg, None).map_err(|e| match e {
-            Error::Corrupted { detail, .. } => Error::corrupted(name, detail),
-            e => e,
-        })
-    }
-
     /// Puts a copy of `msg`, waiting for room as long as it takes.
     ///
     /// # Errors
@@ -196,7 +182,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put(&self, msg: &[u8]) -> Result<()> {
-        self.raw.put_until(msg, Some(Deadline::NEVER))
+        self.raw().put_until(msg, Some(Deadline::NEVER))
     }
 
     /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
@@ -208,7 +194,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
-        self.raw.put_until(msg, None)
+        self.raw().put_until(msg, None)
     }
 
     /// Puts a copy of `msg`, waiting for room at most `timeout`, else
@@ -222,7 +208,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw.put_until(msg, Some(Deadline::after(timeout)))
+        self.raw().put_until(msg, Some(Deadline::after(timeout)))
     }
 
     /// Takes the next message, waiting as long as it takes.
@@ -237,7 +223,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get(&self) -> Result<Vec<u8>> {
-        self.raw.get_until(Some(Deadline::NEVER))
+        self.raw().get_until(Some(Deadline::NEVER))
     }
 
     /// Takes the next message if there is one now, else [`Error::Empty`].
@@ -248,7 +234,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
-        self.raw.get_until(None)
+        self.raw().get_until(None)
     }
 
     /// Takes the next message, waiting at most `timeout`, else
@@ -261,7 +247,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw.get_until(Some(Deadline::after(timeout)))
+        self.raw().get_until(Some(Deadline::after(timeout)))
     }
 
     /// Takes the next message into `buf`, waiting as long as it takes;
@@ -279,7 +265,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into(&self, buf: &mut [u8]) -> Result<usize> {
-        self.raw.get_into_until(buf, Some(Deadline::NEVER))
+        self.raw().get_into_until(buf, Some(Deadline::NEVER))
     }
 
     /// [`get_into`](Queue::get_into) without waiting: [`Error::Empty`].
@@ -291,7 +277,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
-        self.raw.get_into_until(buf, None)
+        self.raw().get_into_until(buf, None)
     }
 
     /// [`get_into`](Queue::get_into) waiting at most `timeout`.
@@ -304,7 +290,8 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.raw.get_into_until(buf, Some(Deadline::after(timeout)))
+        self.raw()
+            .get_into_until(buf, Some(Deadline::after(timeout)))
     }
 
     /// Reserves room for a message of `len` bytes, waiting as long as it
@@ -340,7 +327,7 @@ impl Queue {
     }
 
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
-        self.raw.reserve_until(len, deadline)
+        self.raw().reserve_until(len, deadline)
     }
 
     /// Takes the next message in place (zero-copy), waiting as long as it
@@ -373,7 +360,7 @@ impl Queue {
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
-        self.raw.get_ref_until(deadline)
+        self.raw().get_ref_until(deadline)
     }
 
     /// Puts the bytes of a plain-data value.
@@ -421,7 +408,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.raw.len()
+        self.raw().len()
     }
 
     /// Whether the queue is empty now.
@@ -431,7 +418,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
+        self.raw().is_empty()
     }
 
     /// Whether the queue is full now.
@@ -443,7 +430,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_full(&self) -> bool {
-        self.raw.is_full()
+        self.raw().is_full()
     }
 
     /// How many messages fit.
@@ -453,7 +440,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn capacity(&self) -> usize {
-        self.raw.capacity()
+        self.raw().capacity()
     }
 
     /// The largest message, in bytes.
@@ -463,7 +450,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn max_message(&self) -> usize {
-        self.raw.max_message()
+        self.raw().max_message()
     }
 
     /// Closes the queue for every process: puts fail with [`Error::Closed`],
@@ -481,7 +468,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn close(&self) {
-        self.raw.close();
+        self.raw().close();
     }
 
     /// Whether the queue was closed.
@@ -491,7 +478,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.raw.is_closed()
+        self.raw().is_closed()
     }
 
     /// [`put`](Queue::put) as a future: waits for room without blocking
@@ -517,20 +504,20 @@ impl Queue {
         std::future::poll_fn(move |cx| {
             let attempt = |check_dead: bool| {
                 if check_dead {
-                    self.raw.put_ready(true);
+                    self.raw().put_ready(true);
                 }
-                match self.raw.try_put(msg) {
+                match self.raw().try_put(msg) {
                     Err(Error::Full) => None,
                     r => Some(r),
                 }
             };
-            let n = self.raw.put_notify();
+            let n = self.raw().put_notify();
             poll_one(
                 &mut w,
                 cx,
                 attempt,
                 || (n.futex(), n.arm()),
-                || self.raw.watch_targets(),
+                || self.raw().watch_targets(),
             )
         })
     }
@@ -592,20 +579,20 @@ impl Queue {
         std::future::poll_fn(move |cx| {
             let attempt = |check_dead: bool| {
                 if check_dead {
-                    self.raw.get_ready(true);
+                    self.raw().get_ready(true);
                 }
-                match take(&self.raw) {
+                match take(self.raw()) {
                     Err(Error::Empty) => None,
                     r => Some(r),
                 }
             };
-            let n = self.raw.get_notify();
+            let n = self.raw().get_notify();
             poll_one(
                 &mut w,
                 cx,
                 attempt,
                 || (n.futex(), n.arm()),
-                || self.raw.watch_targets(),
+                || self.raw().watch_targets(),
             )
         })
     }
@@ -622,7 +609,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn set_spin(&self, spin: Spin) {
-        self.raw.set_spin(spin);
+        self.raw().set_spin(spin);
     }
 
     /// This handle's spin setting (see [`set_spin`](Queue::set_spin)).
@@ -633,7 +620,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn spin(&self) -> Spin {
-        self.raw.spin()
+        self.raw().spin()
     }
 
     /// "A message to get": for a [`WaitSet`](crate::WaitSet) or
@@ -649,7 +636,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn readable(&self) -> Interest<'_> {
-        Interest::new(Source::QueueGet(&self.raw))
+        Interest::new(Source::QueueGet(self.raw()))
     }
 
     /// "Room to put": for a [`WaitSet`](crate::WaitSet) or
@@ -664,32 +651,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn writable(&self) -> Interest<'_> {
-        Interest::new(Source::QueuePut(&self.raw))
-    }
-
-    /// The name other processes open this queue by.
-    ///
-    /// ```
-    /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(!q.name().is_empty());
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Keeps the name after this (creating) handle drops.
-    ///
-    /// ```
-    /// let mut q = shmkit::Queue::create_unique(4, 16)?;
-    /// q.keep();
-    /// let name = q.name().to_owned();
-    /// drop(q);
-    /// shmkit::unlink(&name)?;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn keep(&mut self) {
-        self.seg.keep();
+        Interest::new(Source::QueuePut(self.raw()))
     }
 }
 

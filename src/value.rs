@@ -7,6 +7,7 @@ use std::ops::{Deref, DerefMut};
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
+use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard, Spin};
 use crate::segment::{Options, Segment, Spec};
@@ -37,10 +38,10 @@ pub(crate) fn lock_or_panic<'a>(lock: &'a RawLock, seg: &Segment, kind: &str) ->
     }
 }
 
-pub(crate) fn check_align<T>(name: &str) -> Result<()> {
+pub(crate) fn check_align<T>() -> Result<()> {
     if std::mem::align_of::<T>() > MAX_ALIGN {
         return Err(Error::InvalidArgument(format!(
-            "segment {name:?}: {} needs {}-byte alignment; shmkit supports up to {MAX_ALIGN}",
+            "{} needs {}-byte alignment; shmkit supports up to {MAX_ALIGN}",
             std::any::type_name::<T>(),
             std::mem::align_of::<T>()
         )));
@@ -129,9 +130,36 @@ unsafe fn write<T: Pod>(p: *mut T, v: T) {
 /// assert_eq!(w.load(), 30);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Value<T: Pod> {
-    seg: Segment,
-    _t: PhantomData<T>,
+pub struct Value<T: Pod>(Named<ValueCore<T>>);
+
+/// A value's payload: a [`RawLock`], then the `T` at `data_offset::<T>()`.
+pub(crate) struct ValueCore<T>(PhantomData<T>);
+
+impl<T: Pod> Core for ValueCore<T> {
+    type View = &'static RawLock;
+
+    fn spec() -> Spec {
+        Spec::typed::<T>(Kind::Value, 0)
+    }
+
+    unsafe fn attach(p: *mut u8, len: usize, _aux: u64, _created: bool) -> Result<Self::View> {
+        check_align::<T>()?;
+        if len < Value::<T>::payload_len() {
+            return Err(Error::corrupted("", "too short for its value"));
+        }
+        // SAFETY: the caller's contract is `RawLock::attach`'s: the payload
+        // starts with the lock, initialised before the header was published.
+        unsafe { RawLock::attach(p, len) }.map_err(|e| Error::corrupted("", e.to_string()))
+    }
+}
+
+named_handle! {
+    impl[T: Pod] Value<T> {
+        what: "value",
+        path: "shmkit::Value::<u64>",
+        make: "shmkit::Value::create_unique(7u64)?",
+        open_errors: "[`Error::TypeMismatch`](crate::Error::TypeMismatch) if it holds another payload type, [`Error::Corrupted`](crate::Error::Corrupted) for a payload too short for a `T`, [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a `T` aligned to more than 64 bytes",
+    }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
@@ -148,14 +176,21 @@ impl<T: Pod> Value<T> {
         data_offset::<T>() + std::mem::size_of::<T>().max(1)
     }
 
-    fn from_segment(seg: Segment) -> Result<Value<T>> {
-        if seg.len() < Self::payload_len() {
-            return Err(Error::corrupted(seg.name(), "too short for its value"));
-        }
-        Ok(Value {
-            seg,
-            _t: PhantomData,
-        })
+    fn from_named(n: Named<ValueCore<T>>) -> Value<T> {
+        Value(n)
+    }
+
+    fn named(&self) -> &Named<ValueCore<T>> {
+        &self.0
+    }
+
+    fn named_mut(&mut self) -> &mut Named<ValueCore<T>> {
+        &mut self.0
+    }
+
+    fn create_inner(name: Option<&str>, init: T, opts: &Options) -> Result<Value<T>> {
+        check_align::<T>()?;
+        Named::create(name, 0, Self::payload_len(), opts, Self::init(init)).map(Value)
     }
 
     fn init(init: T) -> impl Fn(*mut u8, usize) -> Result<()> {
@@ -183,7 +218,7 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create(name: &str, init: T) -> Result<Value<T>> {
-        Value::create_with(name, init, &Options::new())
+        Value::create_inner(Some(name), init, &Options::new())
     }
 
     /// [`create`](Value::create) with [`Options`].
@@ -195,15 +230,7 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with(name: &str, init: T, opts: &Options) -> Result<Value<T>> {
-        check_align::<T>(name)?;
-        let seg = Segment::create_kind(
-            name,
-            Spec::typed::<T>(Kind::Value, 0),
-            Self::payload_len(),
-            opts,
-            Self::init(init),
-        )?;
-        Value::from_segment(seg)
+        Value::create_inner(Some(name), init, opts)
     }
 
     /// Creates a value under a fresh unique name.
@@ -211,62 +238,29 @@ impl<T: Pod> Value<T> {
     /// ```
     /// let v = shmkit::Value::create_unique(7u32)?;
     /// assert_eq!(v.load(), 7);
+    /// // Opening it as another type is refused:
+    /// assert!(matches!(shmkit::Value::<u64>::open(v.name()), Err(shmkit::Error::TypeMismatch { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_unique(init: T) -> Result<Value<T>> {
-        check_align::<T>("")?;
-        let seg = Segment::create_unique_kind(
-            Spec::typed::<T>(Kind::Value, 0),
-            Self::payload_len(),
-            &Options::new(),
-            Self::init(init),
-        )?;
-        Value::from_segment(seg)
+        Value::create_inner(None, init, &Options::new())
     }
 
-    /// Opens the value named `name`, which must hold a `T`.
-    ///
-    /// # Errors
-    /// [`Error::TypeMismatch`] for another payload type,
-    /// [`Error::WrongKind`], and the errors of [`Segment::open`].
-    ///
-    /// ```
-    /// let v = shmkit::Value::create_unique(7u64)?;
-    /// assert!(matches!(shmkit::Value::<u32>::open(v.name()), Err(shmkit::Error::TypeMismatch { .. })));
-    /// assert_eq!(shmkit::Value::<u64>::open(v.name())?.load(), 7);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open(name: &str) -> Result<Value<T>> {
-        Value::open_with(name, &Options::new())
+    #[inline]
+    fn raw_lock(&self) -> &'static RawLock {
+        self.0.view()
     }
 
-    /// [`open`](Value::open) with [`Options`].
-    ///
-    /// ```
-    /// let v = shmkit::Value::create_unique(7u64)?;
-    /// let w = shmkit::Value::<u64>::open_with(v.name(), &shmkit::Options::new())?;
-    /// # let _ = w;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn open_with(name: &str, opts: &Options) -> Result<Value<T>> {
-        check_align::<T>(name)?;
-        let seg = Segment::open_kind(name, Spec::typed::<T>(Kind::Value, 0), opts)?.0;
-        Value::from_segment(seg)
-    }
-
-    fn raw_lock(&self) -> &RawLock {
-        // SAFETY: the payload starts with a RawLock initialised before the
-        // header was published; it is 64-aligned, long enough (checked in
-        // from_segment), and mapped while `self.seg` lives.
-        unsafe { RawLock::attach(self.seg.as_ptr(), self.seg.len()) }
-            .expect("payload checked in from_segment")
+    #[inline]
+    fn seg(&self) -> &Segment {
+        self.0.seg()
     }
 
     fn data(&self) -> *mut T {
-        // SAFETY: from_segment checked that the payload holds data_offset +
+        // SAFETY: `ValueCore::attach` checked that the payload holds data_offset +
         // size_of::<T>() bytes; the offset is a multiple of T's alignment
         // (at most 64, the payload's alignment).
-        unsafe { self.seg.as_ptr().add(data_offset::<T>()).cast::<T>() }
+        unsafe { self.seg().as_ptr().add(data_offset::<T>()).cast::<T>() }
     }
 
     /// The current value. Lock-free for 1-, 2-, 4- and 8-byte types; larger
@@ -320,7 +314,7 @@ impl<T: Pod> Value<T> {
     }
 
     fn lock_raw(&self) -> RawLockGuard<'_> {
-        lock_or_panic(self.raw_lock(), &self.seg, "Value")
+        lock_or_panic(self.raw_lock(), self.seg(), "Value")
     }
 
     fn guard<'a>(&'a self, inner: RawLockGuard<'a>) -> ValueGuard<'a, T> {
@@ -360,7 +354,7 @@ impl<T: Pod> Value<T> {
     pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
         let inner = self
             .raw_lock()
-            .lock_in(self.seg.object_id(), None, Spin::Adaptive)?;
+            .lock_in(self.seg().object_id(), None, Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 
@@ -391,9 +385,9 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ValueGuard<'_, T>> {
-        let inner = self
-            .raw_lock()
-            .lock_in(self.seg.object_id(), Some(timeout), Spin::Adaptive)?;
+        let inner =
+            self.raw_lock()
+                .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)?;
         Ok(self.guard(inner))
     }
 
@@ -411,34 +405,8 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
-        let inner = self.raw_lock().try_lock_in(self.seg.object_id())?;
+        let inner = self.raw_lock().try_lock_in(self.seg().object_id())?;
         Ok(inner.map(|g| self.guard(g)))
-    }
-
-    /// The name other processes open this value by.
-    ///
-    /// ```
-    /// let v = shmkit::Value::create_unique(0u8)?;
-    /// assert!(v.name().starts_with("shmkit-"));
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Keeps the name after this (creating) handle drops.
-    ///
-    /// ```
-    /// let mut v = shmkit::Value::create_unique(0u8)?;
-    /// v.keep();
-    /// let name = v.name().to_owned();
-    /// drop(v);
-    /// assert_eq!(shmkit::Value::<u8>::open(&name)?.load(), 0);
-    /// shmkit::unlink(&name)?;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn keep(&mut self) {
-        self.seg.keep();
     }
 }
 

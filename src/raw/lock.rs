@@ -334,7 +334,7 @@ impl RawLock {
     }
 
     /// The word lockers sleep on, for tests that count its sleepers.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn wake_word(&self) -> &Futex {
         &self.wake
     }

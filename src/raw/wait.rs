@@ -268,6 +268,7 @@ impl<'s, 'a> LockWakes<'s, 'a> {
         LockWakes { sources, seqs }
     }
 
+    #[cfg(not(loom))]
     pub(crate) fn sources(&self) -> &'s [Source<'a>] {
         self.sources
     }
