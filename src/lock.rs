@@ -385,6 +385,7 @@ mod tests {
     use std::task::{Context, Waker};
 
     use super::*;
+    use crate::raw::lock::tests::holder;
     use crate::sys::test_support::{asleep, threads_named, until};
 
     fn async_waiter_asleep() -> bool {
@@ -401,18 +402,7 @@ mod tests {
         let lock = Lock::create_unique().unwrap();
         let raw = lock.raw();
         std::thread::scope(|s| {
-            let (cmd_tx, cmd_rx) = mpsc::channel::<()>();
-            let (ev_tx, ev_rx) = mpsc::channel::<()>();
-            s.spawn(move || {
-                let g = raw.lock().unwrap();
-                ev_tx.send(()).unwrap();
-                cmd_rx.recv().unwrap();
-                drop(g);
-                ev_tx.send(()).unwrap();
-                // Stays alive: its exit would wake whoever watches it.
-                let _ = cmd_rx.recv();
-            });
-            ev_rx.recv().unwrap();
+            let (cmd_tx, ev_rx) = holder(s, raw);
             {
                 let mut cx = Context::from_waker(Waker::noop());
                 let mut fut = std::pin::pin!(lock.lock_async());

@@ -513,27 +513,9 @@ impl PipeEnd {
     pub fn send_async<'a>(&'a mut self, msg: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            let attempt = |raw: &mut RawPipe<'static>| match raw
-                .send_until(msg, Deadline::after(Duration::ZERO))
-            {
-                Err(Error::Timeout) => None,
-                r => Some(r),
-            };
-            if let Some(r) = attempt(self.raw_mut()) {
-                w.done();
-                return Poll::Ready(r);
-            }
-            let n = match self.raw().send_notify() {
-                Ok(n) => n,
-                Err(e) => return Poll::Ready(Err(e)),
-            };
-            let armed = n.arm();
-            if let Some(r) = attempt(self.raw_mut()) {
-                w.done();
-                return Poll::Ready(r);
-            }
-            w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
-            Poll::Pending
+            self.poll_end(&mut w, cx, RawPipe::send_notify, |raw| {
+                raw.send_until(msg, Deadline::after(Duration::ZERO))
+            })
         })
     }
 
@@ -560,28 +542,42 @@ impl PipeEnd {
     pub fn recv_async(&mut self) -> impl Future<Output = Result<Vec<u8>>> + '_ {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            let attempt = |raw: &mut RawPipe<'static>| match raw
-                .recv_until(Deadline::after(Duration::ZERO))
-            {
-                Err(Error::Timeout) => None,
-                r => Some(r),
-            };
-            if let Some(r) = attempt(self.raw_mut()) {
-                w.done();
-                return Poll::Ready(r);
-            }
-            let n = match self.raw().recv_notify() {
-                Ok(n) => n,
-                Err(e) => return Poll::Ready(Err(e)),
-            };
-            let armed = n.arm();
-            if let Some(r) = attempt(self.raw_mut()) {
-                w.done();
-                return Poll::Ready(r);
-            }
-            w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
-            Poll::Pending
+            self.poll_end(&mut w, cx, RawPipe::recv_notify, |raw| {
+                raw.recv_until(Deadline::after(Duration::ZERO))
+            })
         })
+    }
+
+    /// One poll of a pipe future: try without waiting, arm the direction's
+    /// notify (`notify` of the raw end), try again, else register and stay
+    /// pending (see `future::Waiter`).
+    #[cfg(not(loom))]
+    fn poll_end<T>(
+        &mut self,
+        w: &mut Waiter,
+        cx: &std::task::Context<'_>,
+        notify: fn(&RawPipe<'static>) -> Result<&'static crate::raw::notify::Notify>,
+        mut op: impl FnMut(&mut RawPipe<'static>) -> Result<T>,
+    ) -> Poll<Result<T>> {
+        let mut attempt = |raw: &mut RawPipe<'static>| match op(raw) {
+            Err(Error::Timeout) => None,
+            r => Some(r),
+        };
+        if let Some(r) = attempt(self.raw_mut()) {
+            w.done();
+            return Poll::Ready(r);
+        }
+        let n = match notify(self.raw()) {
+            Ok(n) => n,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let armed = n.arm();
+        if let Some(r) = attempt(self.raw_mut()) {
+            w.done();
+            return Poll::Ready(r);
+        }
+        w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
+        Poll::Pending
     }
 
     /// Sets how long this end's blocking calls spin before they sleep:

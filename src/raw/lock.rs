@@ -843,7 +843,7 @@ impl fmt::Debug for RawLockGuard<'_> {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(crate) mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -857,7 +857,7 @@ mod tests {
     /// A holder thread: takes `lock`, says so, lets go when told, then says
     /// so and stays alive until told again (its exit would wake sleepers
     /// that watch it, hiding a lost wake-up).
-    fn holder<'scope>(
+    pub(crate) fn holder<'scope>(
         s: &'scope std::thread::Scope<'scope, '_>,
         lock: &'static RawLock,
     ) -> (mpsc::Sender<()>, mpsc::Receiver<()>) {

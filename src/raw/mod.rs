@@ -26,7 +26,7 @@
 
 mod event;
 pub mod header;
-mod lock;
+pub(crate) mod lock;
 pub(crate) mod notify;
 mod pipe;
 mod queue;

@@ -154,6 +154,14 @@ pub(crate) fn monotonic_now() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// An absolute CLOCK_MONOTONIC time as a `timespec` (saturating).
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
 /// Waits while the 32-bit word at `addr` equals `expected`, until woken or
 /// until `deadline` (absolute, on `CLOCK_MONOTONIC`, as from
 /// [`monotonic_now`]). Returns `false` when the deadline passed, `true`
@@ -169,10 +177,7 @@ pub(crate) unsafe fn futex_wait(
     expected: u32,
     deadline: Option<Duration>,
 ) -> bool {
-    let ts = deadline.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
+    let ts = deadline.map(timespec);
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
@@ -270,10 +275,7 @@ pub(crate) unsafe fn futex_waitv(
             reserved: 0,
         };
     }
-    let ts = deadline.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
+    let ts = deadline.map(timespec);
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
