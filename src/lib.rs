@@ -11,7 +11,8 @@
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
 //! | [`Pipe`]/[`PipeEnd`] | a two-ended message channel                       | `Pipe`            |
 //! | [`Queue`]            | a bounded MPMC queue of byte messages             | `Queue`           |
-//! | [`WaitSet`]/[`wait`] | wait on many queues, pipes and events at once     | `connection.wait` |
+//! | [`WaitSet`]/[`wait`] | wait on many queues, pipes, events, locks and child exits at once | `connection.wait` |
+//! | [`process`]          | worker processes: spawn by role, join, kill; they die with the parent | `Process`, `cpu_count` |
 //! | [`raw`]              | the cores, to place in memory you manage          | —                 |
 //!
 //! Every object is created under a name (or [`create_unique`](Lock::create_unique))
@@ -57,6 +58,8 @@ mod future;
 mod handle;
 mod lock;
 mod pipe;
+#[cfg(not(loom))]
+pub mod process;
 mod queue;
 pub mod raw;
 mod segment;

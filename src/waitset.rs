@@ -15,9 +15,10 @@ use crate::sync::Deadline;
 /// [`PipeEnd::readable`](crate::PipeEnd::readable),
 /// [`PipeEnd::writable`](crate::PipeEnd::writable) or
 /// [`Event::set_interest`](crate::Event::set_interest) or
-/// [`Lock::free_interest`](crate::Lock::free_interest), or pass the handle
-/// itself (a queue or pipe end stands for "readable", an event for "set",
-/// a lock for "free").
+/// [`Lock::free_interest`](crate::Lock::free_interest) or
+/// [`process::Child::exit_interest`](crate::process::Child::exit_interest),
+/// or pass the handle itself (a queue or pipe end stands for "readable", an
+/// event for "set", a lock for "free", a child process for "exited").
 ///
 /// ```
 /// let q = shmkit::Queue::create_unique(4, 64)?;
@@ -36,7 +37,8 @@ impl<'a> Interest<'a> {
         Interest { src }
     }
 
-    /// Whether it is ready now, by a cheap look (no liveness read).
+    /// Whether it is ready now, by a cheap look (no liveness read, except
+    /// for a process's exit, which only `/proc` can tell).
     ///
     /// ```
     /// let ev = shmkit::Event::create_unique()?;
@@ -59,6 +61,8 @@ impl fmt::Debug for Interest<'_> {
             Source::PipeSend(..) => "pipe writable",
             Source::Event(_) => "event set",
             Source::Lock(_) => "lock free",
+            #[cfg(not(loom))]
+            Source::Exit(_) => "process exited",
         };
         f.debug_tuple("Interest").field(&what).finish()
     }

@@ -25,6 +25,8 @@
 //! ```
 
 mod event;
+#[cfg(not(loom))]
+pub(crate) mod exit;
 pub mod header;
 pub(crate) mod lock;
 pub(crate) mod notify;

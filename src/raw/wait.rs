@@ -66,6 +66,9 @@ pub(crate) enum Source<'a> {
     Event(&'a RawEvent),
     /// The lock free (or its owner dead).
     Lock(&'a RawLock),
+    /// The process exited.
+    #[cfg(not(loom))]
+    Exit(&'a crate::raw::exit::RawExit),
 }
 
 impl<'a> Source<'a> {
@@ -87,6 +90,8 @@ impl<'a> Source<'a> {
             Source::PipeSend(p, len) => p.send_ready(len, check_dead),
             Source::Event(e) => e.is_set(),
             Source::Lock(l) => l.free_ready(check_dead),
+            #[cfg(not(loom))]
+            Source::Exit(x) => x.exited(),
         }
     }
 
@@ -97,6 +102,8 @@ impl<'a> Source<'a> {
             Source::PipeRecv(p) | Source::PipeSend(p, _) => p.watch_targets(),
             Source::Event(_) => Vec::new(),
             Source::Lock(l) => l.owner_target(),
+            #[cfg(not(loom))]
+            Source::Exit(x) => vec![x.target()],
         }
     }
 
@@ -115,6 +122,8 @@ impl<'a> Source<'a> {
             Source::PipeSend(p, _) => p.send_notify().ok().map(|n| (n.futex(), n.arm())),
             Source::Event(e) => Some((e.futex(), e.arm())),
             Source::Lock(l) => Some(l.arm()),
+            #[cfg(not(loom))]
+            Source::Exit(x) => Some(x.armed()),
         }
     }
 }

@@ -17,6 +17,10 @@ mod real;
 #[cfg(not(loom))]
 pub(crate) use real::*;
 #[cfg(not(loom))]
+mod fork_local;
+#[cfg(not(loom))]
+pub(crate) use fork_local::ForkLocal;
+#[cfg(not(loom))]
 pub(crate) mod reactor;
 #[cfg(not(loom))]
 mod watch;
@@ -142,6 +146,16 @@ fn judge(id: u32, probe: Probe, stamp: Option<TaskStamp>) -> Liveness {
 /// it recorded of itself, if it got so far: when the stamp names the same
 /// id with a known start time, the start times must match too, so a reused
 /// id cannot pass for the dead one.
+/// The stamp of process `pid` as `/proc` shows it now (start time 0, "not
+/// known", when it did not answer or the process is gone already).
+#[cfg(not(loom))]
+pub(crate) fn process_stamp(pid: u32) -> TaskStamp {
+    match probe_process(pid) {
+        crate::sys::Probe::Running(start) => TaskStamp::new(pid, start),
+        _ => TaskStamp::new(pid, 0),
+    }
+}
+
 pub(crate) fn liveness(pid: u32, stamp: Option<TaskStamp>) -> Liveness {
     judge(pid, probe_process(pid), stamp)
 }

@@ -691,6 +691,37 @@ mod tests {
     }
 }
 
+/// In a child between fork(2) and exec(2): asks the kernel to SIGKILL this
+/// process when the thread that forked it exits, then leaves at once if
+/// the parent `parent` is gone already (the signal would never come).
+/// Async-signal-safe: only `prctl`, `getppid` and `_exit`.
+pub(crate) fn die_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG, sig) takes two integers and touches
+    // no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid cannot fail; _exit ends the process without running
+    // anything (async-signal-safe).
+    unsafe {
+        if libc::getppid() as u32 != parent {
+            libc::_exit(1);
+        }
+    }
+    Ok(())
+}
+
+/// Sends SIGTERM to process `pid` (kill(2)).
+pub(crate) fn terminate(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill takes a pid and a signal number; it touches no memory.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Test support: what unit tests need to see of threads and futexes.
 #[cfg(test)]
 pub(crate) mod test_support {
