@@ -43,7 +43,7 @@ fn main() -> ExitCode {
 fn worker(role: &Role) -> Result {
     let counter = Value::<u64>::open(role.arg(0)?)?;
     let n: u64 = role.num(1)?;
-    match role.name.as_str() {
+    match role.name() {
         // Another process can store between our load and our store: its
         // increment is then overwritten by ours.
         "unlocked" => {

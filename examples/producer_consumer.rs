@@ -33,7 +33,7 @@ use shmkit::Queue;
 
 fn main() -> ExitCode {
     if let Some(role) = common::role() {
-        let r = match role.name.as_str() {
+        let r = match role.name() {
             "producer" => producer(&role),
             "consumer" => consumer(&role),
             other => Err(format!("unknown role {other}").into()),

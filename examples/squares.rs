@@ -43,7 +43,7 @@ const POOLED: usize = 32;
 
 fn main() -> ExitCode {
     if let Some(role) = common::role() {
-        let r = match role.name.as_str() {
+        let r = match role.name() {
             "square" => square(&role),
             "pool" => pool_worker(&role),
             other => Err(format!("unknown role {other}").into()),

@@ -272,7 +272,7 @@ fn leftovers() -> Vec<String> {
 
 /// What a worker does, by role.
 fn worker(role: &Role) -> Result {
-    match role.name.as_str() {
+    match role.name() {
         "value" => {
             let counter = Value::<u64>::open(role.arg(0)?)?;
             for _ in 0..role.num::<u64>(1)? {

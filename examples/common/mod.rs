@@ -14,10 +14,10 @@
 //! This is Python's `spawn` start method: a fresh process that opens the
 //! objects by name, not a `fork` of a process that may have threads.
 //!
-//! A worker must not outlive its parent: [`spawn`] asks the kernel to
-//! SIGKILL it when the parent dies (`PR_SET_PDEATHSIG`), and the parent's
-//! [`Worker`] handles kill and reap their process when dropped. So an
-//! example that fails, panics or is interrupted leaves no process behind.
+//! Starting, joining and killing workers is `shmkit::process`: a worker
+//! dies with its parent, and the parent's [`Worker`] handles kill and reap
+//! their process when dropped. So an example that fails, panics or is
+//! interrupted leaves no process behind.
 //!
 //! # Cleaning up
 //!
@@ -31,92 +31,32 @@
 #![allow(dead_code)]
 
 use std::fmt;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// What examples return: any error, printed by [`finish`].
 pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The argv marker that makes a process a worker.
-const ROLE_FLAG: &str = "--shmkit-role";
-
-/// A worker's role and its arguments, from argv.
-pub struct Role {
-    /// What this worker does (`"producer"`, `"echo"`, …).
-    pub name: String,
-    /// The arguments its parent gave it: segment names, counts.
-    pub args: Vec<String>,
-}
-
-impl Role {
-    /// Argument `i`, or an error that says which is missing.
-    pub fn arg(&self, i: usize) -> Result<&str> {
-        self.args
-            .get(i)
-            .map(String::as_str)
-            .ok_or_else(|| format!("role {}: argument {i} missing", self.name).into())
-    }
-
-    /// Argument `i`, parsed.
-    pub fn num<T: std::str::FromStr>(&self, i: usize) -> Result<T> {
-        let a = self.arg(i)?;
-        a.parse()
-            .map_err(|_| format!("role {}: argument {i} ({a:?}) is not a number", self.name).into())
-    }
-}
+/// A worker's role and its arguments, from argv (`shmkit::process::Role`).
+pub use shmkit::process::Role;
 
 /// In a worker started by [`spawn`]: its role. In the parent: `None`.
 pub fn role() -> Option<Role> {
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() != Some(ROLE_FLAG) {
-        return None;
-    }
-    let name = args.next()?;
-    Some(Role {
-        name,
-        args: args.collect(),
-    })
+    shmkit::process::role()
 }
 
-/// A worker process; killed and reaped if dropped before [`join`](Worker::join).
+/// A worker process; killed and reaped if dropped before [`join`](Worker::join)
+/// (`shmkit::process::Child` does that).
 pub struct Worker {
-    child: Option<Child>,
-    role: String,
+    child: shmkit::process::Child,
 }
 
-/// Starts this program again as a worker playing `role` with `args`.
-///
-/// The worker shares our stdout and stderr (its prints show), reads no
-/// stdin, and is SIGKILLed by the kernel if this process dies, so that it
-/// cannot wait forever on a parent that is gone. (Strictly: when the
-/// *thread* that spawned it exits — so spawn from the main thread, as the
-/// examples do, or from one that lives as long as the workers.)
+/// Starts this program again as a worker playing `role` with `args`
+/// (`shmkit::process::spawn`): it shares our stdout and stderr, reads no
+/// stdin, and dies with this process.
 pub fn spawn(role: &str, args: &[&str]) -> Result<Worker> {
-    let exe = std::env::current_exe()?;
-    let parent = std::process::id();
-    let mut cmd = Command::new(exe);
-    cmd.arg(ROLE_FLAG).arg(role).args(args).stdin(Stdio::null());
-    // SAFETY: the closure runs in the child between fork and exec, and makes
-    // only async-signal-safe calls (prctl, getppid, _exit); it touches no
-    // lock or allocation that another thread of the parent might hold.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl: then nobody will send
-            // the signal, so leave now.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
     Ok(Worker {
-        child: Some(child),
-        role: role.to_owned(),
+        child: shmkit::process::spawn(role, args)?,
     })
 }
 
@@ -136,33 +76,21 @@ pub fn spawn_n(n: usize, role: &str, args: &[&str]) -> Result<Vec<Worker>> {
 impl Worker {
     /// The worker's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.child.pid()
     }
 
     /// Waits for the worker to exit and fails unless it exited with 0.
     /// Returns [`Interrupted`] (and kills the worker) on Ctrl-C.
     pub fn join(mut self) -> Result {
-        let child = self.child.as_mut().expect("joined twice");
         loop {
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
+            check()?;
+            if let Some(status) = self.child.join_timeout(Duration::from_millis(50))? {
                 return if status.success() {
                     Ok(())
                 } else {
-                    Err(format!("worker {} failed: {status}", self.role).into())
+                    Err(format!("worker {} failed: {status}", self.child.role()).into())
                 };
             }
-            check()?;
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }
@@ -202,7 +130,7 @@ pub fn workers() -> usize {
 
 /// The CPUs this process may run on.
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    shmkit::process::cpu_count()
 }
 
 // ------------------------------------------------------------------ Ctrl-C
