@@ -111,6 +111,10 @@ pub enum Error {
     },
     /// The calling thread already holds this lock; waiting would never end.
     Deadlock,
+    /// The calling thread does not hold the lock it tried to release (an
+    /// [`RLock`](crate::RLock) released by a thread that does not own it);
+    /// nothing changed.
+    NotOwner,
     /// The segment's creator died before it finished initialising it.
     CreatorDied {
         /// The segment's name.
@@ -196,6 +200,7 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("closed"),
             Error::InUse { name } => write!(f, "segment {name:?} is in use by a live process"),
             Error::Deadlock => f.write_str("the calling thread already holds this lock"),
+            Error::NotOwner => f.write_str("the calling thread does not hold this lock"),
             Error::CreatorDied { name, pid } => write!(
                 f,
                 "segment {name:?} was never initialised: its creator (pid {pid}) died"

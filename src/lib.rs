@@ -6,6 +6,7 @@
 //! |----------------------|---------------------------------------------------|-------------------|
 //! | [`Segment`]          | a named segment of bytes with a checked header    | `SharedMemory`    |
 //! | [`Lock`]             | a lock that survives its holder's death           | `Lock`            |
+//! | [`RLock`]            | a recursive lock, robust in the same way          | `RLock`           |
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
@@ -62,6 +63,7 @@ mod pipe;
 pub mod process;
 mod queue;
 pub mod raw;
+mod rlock;
 mod segment;
 #[doc(hidden)]
 pub mod sync;
@@ -78,6 +80,7 @@ pub use pipe::{
 };
 pub use queue::Queue;
 pub use raw::{GetGrant, PutGrant, Spin};
+pub use rlock::{RLock, RLockGuard};
 pub use segment::{
     inspect, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT, MAX_LEN,
 };

@@ -54,6 +54,8 @@ pub enum Kind {
     Pipe = 6,
     /// A bounded multi-producer, multi-consumer queue.
     Queue = 7,
+    /// An [`RLock`](crate::RLock) (recursive lock).
+    RLock = 8,
 }
 
 impl Kind {
@@ -67,6 +69,7 @@ impl Kind {
             Kind::Event => "Event",
             Kind::Pipe => "Pipe",
             Kind::Queue => "Queue",
+            Kind::RLock => "RLock",
         }
     }
 
@@ -79,6 +82,7 @@ impl Kind {
             5 => Kind::Event,
             6 => Kind::Pipe,
             7 => Kind::Queue,
+            8 => Kind::RLock,
             _ => return None,
         })
     }

@@ -33,6 +33,7 @@ pub(crate) mod notify;
 mod pipe;
 mod queue;
 mod ring;
+mod rlock;
 pub(crate) mod spin;
 pub(crate) mod wait;
 
@@ -44,6 +45,7 @@ pub use pipe::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 #[cfg(loom)]
 pub use queue::model as queue_model;
 pub use queue::{GetGrant, PutGrant, QueueLayout, RawQueue};
+pub use rlock::{Acquired, RawRLock, RawRLockGuard};
 pub use spin::Spin;
 
 use crate::error::{Error, Result};

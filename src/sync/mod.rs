@@ -298,6 +298,60 @@ pub(crate) fn held_contains(key: HeldKey, tid: u32) -> bool {
     .unwrap_or(false)
 }
 
+// The levels of the recursive locks the calling thread holds
+// (`raw::RawRLock`): process-local, because only the owner thread needs its
+// level, and a level in shared memory could be scribbled, or written by a
+// dead owner after the store that a survivor's takeover synchronises with.
+// Each entry: the lock, the thread id, the level, and whether the
+// outermost acquisition took the lock over from a dead holder.
+
+type Level = (HeldKey, u32, u32, bool);
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static LEVELS: std::cell::RefCell<Vec<Level>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static LEVELS: std::cell::RefCell<Vec<Level>> = std::cell::RefCell::new(Vec::new());
+}
+
+/// The calling thread's level of the recursive lock `key`, and whether its
+/// outermost acquisition was told a holder died; `(0, false)` if none.
+pub(crate) fn level_get(key: HeldKey, tid: u32) -> (u32, bool) {
+    let f = |l: &std::cell::RefCell<Vec<Level>>| {
+        l.borrow()
+            .iter()
+            .find(|e| e.1 == tid && e.0.same_lock(&key))
+            .map_or((0, false), |e| (e.2, e.3))
+    };
+    #[cfg(not(loom))]
+    return LEVELS.try_with(f).unwrap_or((0, false));
+    #[cfg(loom)]
+    return LEVELS.with(f);
+}
+
+/// Sets the calling thread's level of `key` (0 forgets it).
+pub(crate) fn level_set(key: HeldKey, tid: u32, level: u32, told: bool) {
+    let f = |l: &std::cell::RefCell<Vec<Level>>| {
+        let mut l = l.borrow_mut();
+        let i = l.iter().position(|e| e.1 == tid && e.0.same_lock(&key));
+        match (i, level) {
+            (Some(i), 0) => {
+                l.swap_remove(i);
+            }
+            (Some(i), n) => l[i] = (key, tid, n, told),
+            (None, 0) => {}
+            (None, n) => l.push((key, tid, n, told)),
+        }
+    };
+    #[cfg(not(loom))]
+    let _ = LEVELS.try_with(f);
+    #[cfg(loom)]
+    LEVELS.with(f);
+}
+
 #[cfg(loom)]
 loom::thread_local! {
     static HELD: std::cell::RefCell<Vec<Held>> = std::cell::RefCell::new(Vec::new());

@@ -1,0 +1,121 @@
+//! Loom models of `RawRLock` (`src/raw/rlock.rs`).
+//!
+//! Run: `RUSTFLAGS="--cfg loom -C debug_assertions" LOOM_MAX_PREEMPTIONS=2
+//! cargo test --release --test loom_rlock` (or `ci/loom.sh`).
+//!
+//! | model                               | checks                                                       |
+//! |-------------------------------------|--------------------------------------------------------------|
+//! | `nested_levels_exclude_each_other`  | two threads, each two levels deep: mutual exclusion (no overlap on the cell), the lock free after both |
+//! | `a_non_owner_changes_nothing`       | a release by a thread that does not hold it is `NotOwner`, the owner keeps its level |
+//! | `a_holder_dead_at_level_two_is_taken_over` | the owner dies two levels deep: the survivor takes it over, is told once, starts at level 1, and one release frees it |
+//!
+//! Mutants run by hand against a scratch copy of `src/` when these were
+//! written: a nested acquisition that calls `lock_kept` again (deadlock in
+//! the first model: the lock says `Deadlock`, the assertion fails); a
+//! release that unlocks at any level (the first model reports the overlap
+//! on the cell); a takeover that keeps the dead owner's level (the third
+//! model's level assertion).
+#![cfg(loom)]
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+use shmkit::raw::RawRLock;
+use shmkit::sync::loom_support::{self, die};
+use shmkit::Error;
+
+/// A counter bumped non-atomically under the lock.
+#[derive(Default)]
+struct Counter(UnsafeCell<u32>);
+
+// SAFETY: every access happens under the lock the model tests (or after
+// the other threads were joined); loom checks that claim on each access.
+unsafe impl Sync for Counter {}
+
+impl Counter {
+    fn bump(&self) {
+        // SAFETY: called only while holding the lock (the property tested).
+        self.0.with_mut(|p| unsafe { *p += 1 });
+    }
+    fn get(&self) -> u32 {
+        // SAFETY: called after every other thread was joined.
+        self.0.with(|p| unsafe { *p })
+    }
+}
+
+fn twice(l: &RawRLock, c: &Counter) {
+    let outer = l.lock().unwrap();
+    let inner = l.lock().unwrap();
+    assert_eq!(l.level(), 2);
+    c.bump();
+    // Out of order: the outer guard first.
+    drop(outer);
+    assert!(l.is_locked());
+    c.bump();
+    drop(inner);
+}
+
+#[test]
+fn nested_levels_exclude_each_other() {
+    loom_support::model(false, || {
+        let l = Arc::new(RawRLock::new());
+        let c = Arc::new(Counter::default());
+        let t = {
+            let (l, c) = (l.clone(), c.clone());
+            thread::spawn(move || twice(&l, &c))
+        };
+        twice(&l, &c);
+        t.join().unwrap();
+        assert_eq!(c.get(), 4);
+        assert!(!l.is_locked());
+        assert_eq!(l.level(), 0);
+    });
+}
+
+#[test]
+fn a_non_owner_changes_nothing() {
+    loom_support::model(false, || {
+        let l = Arc::new(RawRLock::new());
+        let g = l.lock().unwrap();
+        let t = {
+            let l = l.clone();
+            thread::spawn(move || {
+                assert!(matches!(l.release(), Err(Error::NotOwner)));
+                assert_eq!(l.level(), 0);
+            })
+        };
+        t.join().unwrap();
+        assert_eq!(l.level(), 1);
+        drop(g);
+        assert!(!l.is_locked());
+    });
+}
+
+#[test]
+fn a_holder_dead_at_level_two_is_taken_over() {
+    loom_support::model(true, || {
+        let l = Arc::new(RawRLock::new());
+        let doomed = {
+            let l = l.clone();
+            thread::spawn(move || {
+                l.acquire().unwrap();
+                l.acquire().unwrap();
+                die();
+            })
+        };
+        let first = l.lock().unwrap();
+        let told_first = first.owner_died();
+        assert_eq!(l.level(), 1);
+        drop(first);
+        doomed.join().unwrap();
+        let second = l.lock().unwrap();
+        assert!(
+            told_first ^ second.owner_died(),
+            "the death must be reported exactly once ({told_first}, {})",
+            second.owner_died()
+        );
+        assert_eq!(l.level(), 1);
+        drop(second);
+        assert!(!l.is_locked());
+    });
+}
