@@ -9,12 +9,13 @@
 //! | `a_non_owner_changes_nothing`       | a release by a thread that does not hold it is `NotOwner`, the owner keeps its level |
 //! | `a_holder_dead_at_level_two_is_taken_over` | the owner dies two levels deep: the survivor takes it over, is told once, starts at level 1, and one release frees it |
 //!
-//! Mutants run by hand against a scratch copy of `src/` when these were
-//! written: a nested acquisition that calls `lock_kept` again (deadlock in
-//! the first model: the lock says `Deadlock`, the assertion fails); a
-//! release that unlocks at any level (the first model reports the overlap
-//! on the cell); a takeover that keeps the dead owner's level (the third
-//! model's level assertion).
+//! Mutants run by hand when these were written: a nested acquisition that
+//! takes the lock again instead of raising the level (the first model
+//! fails: the lock says `Deadlock`); a release that unlocks at every level
+//! (the first model fails: the lock is free while the inner guard lives).
+//! Before the levels moved into the owner thread, the third model found
+//! that a level kept in shared memory could be overwritten by the dead
+//! owner's last store (both acquisitions were told).
 #![cfg(loom)]
 
 use loom::cell::UnsafeCell;
