@@ -1137,17 +1137,11 @@ fn recover_trial(plan: &Plan, kind: RecKind) -> Res<f64> {
         RecKind::ShmLock => keep.push(Box::new(shmkit::Lock::create(&name)?)),
         RecKind::ShmQueue => keep.push(Box::new(shmkit::Queue::create(&name, 1, 8)?)),
         RecKind::PthreadRobust => keep.push(Box::new(PthreadCtr::create(&name, true)?)),
-        RecKind::ShmPipe => {}
+        // The survivor creates it and unlinks it on a clean exit; this
+        // removes it when the trial fails.
+        RecKind::ShmPipe => keep.push(Box::new(Unlink(name.clone()))),
         RecKind::OsPipe | RecKind::SocketPair => (sfd, vfd) = rec_fds(kind)?,
     }
-    let mut closed = false;
-    let mut close_fds = || {
-        if !closed && sfd >= 0 {
-            close(sfd);
-            close(vfd);
-        }
-        closed = true;
-    };
     let limit = plan.answer_limit();
     let mut os = plan.opts();
     os.fds = if sfd >= 0 { vec![sfd] } else { vec![] };
@@ -1169,7 +1163,10 @@ fn recover_trial(plan: &Plan, kind: RecKind) -> Res<f64> {
     })();
     // Only the survivor and the victim may hold the descriptors: an end
     // left open here would keep the EOF from coming.
-    close_fds();
+    if sfd >= 0 {
+        close(sfd);
+        close(vfd);
+    }
     let (mut s, mut v) = spawned?;
     expect_ready(&mut v, limit, &mut [&mut s])?;
     c.go.0.store(1, Ordering::Release);
@@ -1209,6 +1206,15 @@ fn recover_trial(plan: &Plan, kind: RecKind) -> Res<f64> {
     match t1.checked_sub(t0) {
         Some(d) => Ok(d as f64),
         None => util::err("the survivor returned before the kill"),
+    }
+}
+
+/// Unlinks a segment name when dropped (if it still exists).
+struct Unlink(String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = shmkit::unlink(&self.0);
     }
 }
 
