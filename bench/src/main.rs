@@ -22,14 +22,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use report::*;
-use roles::{create_lock, new_ctl, LockKind, TpResult};
+use roles::{create_lock, new_ctl, LockKind, PthreadCtr, RecKind, TpResult};
 use transport::{make_fds, Cfg, Transport};
 use util::{close, ctl, spawn, stats, Kid, Res, Said, SpawnOpts, Stats};
 
 const G_VALUE: &str = "Value<u64> update, uncontended (one process)";
 
 /// The order of the report's sections.
-const GROUP_ORDER: [&str; 12] = [
+const GROUP_ORDER: [&str; 13] = [
     G_RT8,
     G_RT64,
     G_RT64_1CPU,
@@ -42,6 +42,7 @@ const GROUP_ORDER: [&str; 12] = [
     G_LOCK2,
     G_COUNTER,
     G_SEG,
+    G_RECOVER,
 ];
 
 /// Sample counts and durations.
@@ -62,6 +63,7 @@ struct Plan {
     counter_rounds: u32,
     py_counter_rounds: u32,
     seg_n: usize,
+    rec_trials: usize,
     limit_secs: u32,
 }
 
@@ -84,6 +86,7 @@ impl Plan {
                 counter_rounds: 2,
                 py_counter_rounds: 1,
                 seg_n: 100,
+                rec_trials: 15,
                 limit_secs: 60,
             }
         } else {
@@ -103,6 +106,7 @@ impl Plan {
                 counter_rounds: 30,
                 py_counter_rounds: 5,
                 seg_n: 5_000,
+                rec_trials: 200,
                 limit_secs: 180,
             }
         }
@@ -135,6 +139,13 @@ impl Plan {
                 self.counter_n, self.counter_rounds, self.py_counter_rounds
             ),
             format!("segments: {} create + map + unlink", self.seg_n),
+            format!(
+                "recovery: {} trials per contender, fresh processes each; the kill comes once the \
+                 survivor's thread has slept {} ms in its blocking call; CLOCK_MONOTONIC read by \
+                 the harness just before kill(2) to the survivor's read right after it noticed",
+                self.rec_trials,
+                REC_SETTLE.as_millis()
+            ),
         ]
     }
 
@@ -171,7 +182,8 @@ fn usage() -> ! {
          --no-doc       do not touch BENCHMARKS.md\n\
          --render       measure nothing: rewrite results.md, chart.svg and the document\n\
                         from DIR/results.json\n\
-         --only LIST    comma-separated sections: rt,cpu1,tp,scale,lock,contend,counter,seg,py,mem"
+         --only LIST    comma-separated sections:\n\
+                        rt,cpu1,tp,scale,lock,contend,counter,seg,recover,py,mem"
     );
     std::process::exit(2)
 }
@@ -373,6 +385,9 @@ fn measure(cli: &Cli) -> Res<Results> {
     if on("seg") {
         segments(&mut run)?;
     }
+    if on("recover") {
+        recovery(&mut run)?;
+    }
     if on("py") {
         python(&mut run, &mut meta)?;
     }
@@ -492,6 +507,10 @@ fn transport_note(t: Transport) -> &'static str {
     match t {
         Transport::ShmPipe => "default settings; send / recv_into",
         Transport::ShmQueue => "default settings; put / get_into",
+        Transport::ShmPipeNever => {
+            "Spin::Never on every handle of both processes; send / recv_into"
+        }
+        Transport::ShmQueueNever => "Spin::Never on every handle of both processes; put / get_into",
         Transport::ShmPipeZc => {
             "reserve + commit / recv_ref: the message is written and read in place (every byte)"
         }
@@ -520,6 +539,8 @@ fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<(
         vec![
             Transport::ShmPipe,
             Transport::ShmQueue,
+            Transport::ShmPipeNever,
+            Transport::ShmQueueNever,
             Transport::OsPipe,
             Transport::SocketPair,
             Transport::Futex,
@@ -529,6 +550,9 @@ fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<(
             Transport::ShmPipe,
             Transport::ShmQueue,
             Transport::Spin,
+            // Next to the row they are held against (issue 9's target).
+            Transport::ShmPipeNever,
+            Transport::ShmQueueNever,
             Transport::Futex,
             Transport::OsPipe,
             Transport::SocketPair,
@@ -544,7 +568,7 @@ fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<(
         if t == Transport::ShmPipe {
             row = row.reference();
         }
-        if t == Transport::ShmQueue {
+        if matches!(t, Transport::ShmQueue | Transport::ShmQueueNever) {
             row = row.note("capacity 64");
         }
         if let Some(why) = iceoryx_skip(t) {
@@ -555,7 +579,7 @@ fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<(
         cfg.n = run.plan.lat_n;
         cfg.warmup = run.plan.lat_warm;
         cfg.cap = match t {
-            Transport::ShmQueue | Transport::ShmQueueZc => 64,
+            Transport::ShmQueue | Transport::ShmQueueNever => 64,
             Transport::Iceoryx2 => 4,
             _ => 0,
         };
@@ -571,15 +595,6 @@ fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<(
                 run.push(row);
             }
             Outcome::Skipped(why) => run.push(row.skip(why)),
-        }
-        if t == Transport::ShmQueue && cpu.is_none() {
-            // Issue 6 asks for a blocking-only setting; shmkit has none yet.
-            for what in ["shmkit Pipe, blocking-only", "shmkit Queue, blocking-only"] {
-                run.push(Row::new(group, what, Unit::Ns).skip(
-                    "shmkit has no setting that turns spinning off (no API); \
-                     the one-CPU group below shows the sleeping path",
-                ));
-            }
         }
     }
     if cpu.is_none() && size == 64 {
@@ -1030,6 +1045,185 @@ fn segments(run: &mut Run) -> Res<()> {
         stats_row(run, row, out)?;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Recovery after SIGKILL.
+
+/// How long the survivor's thread must have been asleep in its blocking
+/// call before the victim is killed (past any spinning).
+const REC_SETTLE: Duration = Duration::from_millis(5);
+
+fn recovery(run: &mut Run) -> Res<()> {
+    let kinds = [
+        RecKind::ShmLock,
+        RecKind::ShmPipe,
+        RecKind::ShmQueue,
+        RecKind::PthreadRobust,
+        RecKind::OsPipe,
+        RecKind::SocketPair,
+    ];
+    let n = run.plan.rec_trials;
+    for (i, k) in kinds.into_iter().enumerate() {
+        let mut row = Row::new(G_RECOVER, k.label(), Unit::Ns).note(k.noticed());
+        if matches!(k, RecKind::ShmLock | RecKind::ShmPipe | RecKind::ShmQueue) {
+            row = row.note("default settings");
+        }
+        if i == 0 {
+            row = row.reference();
+        }
+        let mut v = Vec::with_capacity(n);
+        let mut failed = None;
+        for _ in 0..n {
+            match recover_trial(&run.plan, k) {
+                Ok(ns) => v.push(ns),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            Some(e) => run.push(row.skip(format!("failed after {} trials: {e}", v.len()))),
+            None => {
+                roles::dump_samples(&format!("recover-{k:?}"), &v)?;
+                let s = stats(&mut v, true);
+                row.median = Some(s.median);
+                row.p90 = Some(s.p90);
+                row.p99 = Some(s.p99);
+                row.n = s.n;
+                run.push(row);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pipe(2) or a socketpair for one trial: (the survivor's descriptor,
+/// the victim's), both close-on-exec.
+fn rec_fds(kind: RecKind) -> Res<(i32, i32)> {
+    let mut fds = [-1i32; 2];
+    // SAFETY: a valid out array of two ints.
+    let r = unsafe {
+        match kind {
+            RecKind::OsPipe => libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC),
+            _ => libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            ),
+        }
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // pipe2: [read end, write end]; the survivor reads.
+    Ok((fds[0], fds[1]))
+}
+
+/// One trial: the survivor sets up, the victim takes its part, the
+/// survivor blocks, and once it has slept for `REC_SETTLE` the victim is
+/// killed. Returns ns from just before kill(2) to the survivor's notice.
+fn recover_trial(plan: &Plan, kind: RecKind) -> Res<f64> {
+    let name = util::unique("rec");
+    let (ctl_name, ctl_shm) = new_ctl()?;
+    let c = ctl(&ctl_shm);
+    // What the harness creates and keeps until the trial ends (a Pipe is
+    // created by the survivor: the victim holds the other end).
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let (mut sfd, mut vfd) = (-1, -1);
+    match kind {
+        RecKind::ShmLock => keep.push(Box::new(shmkit::Lock::create(&name)?)),
+        RecKind::ShmQueue => keep.push(Box::new(shmkit::Queue::create(&name, 1, 8)?)),
+        RecKind::PthreadRobust => keep.push(Box::new(PthreadCtr::create(&name, true)?)),
+        // The survivor creates it and unlinks it on a clean exit; this
+        // removes it when the trial fails.
+        RecKind::ShmPipe => keep.push(Box::new(Unlink(name.clone()))),
+        RecKind::OsPipe | RecKind::SocketPair => (sfd, vfd) = rec_fds(kind)?,
+    }
+    let limit = plan.answer_limit();
+    let mut os = plan.opts();
+    os.fds = if sfd >= 0 { vec![sfd] } else { vec![] };
+    let mut ov = plan.opts();
+    ov.fds = if vfd >= 0 { vec![vfd] } else { vec![] };
+    let spawned = (|| -> Res<(Kid, Kid)> {
+        let mut s = spawn(
+            "rec-survivor",
+            &[kind.arg(), name.clone(), sfd.to_string(), ctl_name.clone()],
+            &os,
+        )?;
+        expect_ready(&mut s, limit, &mut [])?;
+        let v = spawn(
+            "rec-victim",
+            &[kind.arg(), name.clone(), vfd.to_string()],
+            &ov,
+        )?;
+        Ok((s, v))
+    })();
+    // Only the survivor and the victim may hold the descriptors: an end
+    // left open here would keep the EOF from coming.
+    if sfd >= 0 {
+        close(sfd);
+        close(vfd);
+    }
+    let (mut s, mut v) = spawned?;
+    expect_ready(&mut v, limit, &mut [&mut s])?;
+    c.go.0.store(1, Ordering::Release);
+    expect_ready(&mut s, limit, &mut [&mut v])?;
+    // Asleep, and still asleep REC_SETTLE later.
+    let deadline = Instant::now() + limit;
+    let mut since: Option<Instant> = None;
+    loop {
+        if s.state() == Some('S') {
+            let t = *since.get_or_insert_with(Instant::now);
+            if t.elapsed() >= REC_SETTLE {
+                break;
+            }
+        } else {
+            since = None;
+        }
+        if Instant::now() > deadline {
+            return util::err("the survivor never slept in its blocking call");
+        }
+        for k in [&mut s, &mut v] {
+            if k.poll_exit().is_some() {
+                return util::err(format!("{} ended before the kill", k.role));
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let t0 = util::mono_ns();
+    v.sigkill();
+    let t1: u64 = match s.next(limit, &mut [])? {
+        Said::Result(t) => t.parse()?,
+        Said::Skip(why) => return util::err(why),
+        Said::Ready(_) => return util::err("survivor said READY three times"),
+    };
+    s.finish(Duration::from_secs(30))?;
+    v.kill();
+    drop(keep);
+    match t1.checked_sub(t0) {
+        Some(d) => Ok(d as f64),
+        None => util::err("the survivor returned before the kill"),
+    }
+}
+
+/// Unlinks a segment name when dropped (if it still exists).
+struct Unlink(String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = shmkit::unlink(&self.0);
+    }
+}
+
+fn expect_ready(k: &mut Kid, limit: Duration, others: &mut [&mut Kid]) -> Res<()> {
+    match k.next(limit, others)? {
+        Said::Ready(_) => Ok(()),
+        Said::Skip(why) => util::err(why),
+        Said::Result(_) => util::err(format!("{} answered before it was ready", k.role)),
+    }
 }
 
 // ---------------------------------------------------------------------------

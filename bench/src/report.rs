@@ -16,6 +16,7 @@ pub const G_LOCK: &str = "Lock + unlock, uncontended (one process)";
 pub const G_LOCK2: &str = "Lock + increment + unlock, two processes contending";
 pub const G_COUNTER: &str = "Shared counter, 4 processes incrementing (cost per increment)";
 pub const G_SEG: &str = "Segment create + map + unlink, 1 MiB";
+pub const G_RECOVER: &str = "Recovery after SIGKILL (kill(2) to the survivor's notice)";
 
 /// Time per operation (lower is better) or operations per second (higher).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,9 @@ pub struct Row {
     pub contender: String,
     pub unit: Unit,
     pub median: Option<f64>,
+    /// The 90th percentile, for groups that report it (recovery).
+    #[serde(default)]
+    pub p90: Option<f64>,
     /// The slow tail: the 99th percentile time, or the 1st percentile rate.
     pub p99: Option<f64>,
     /// Samples behind median and p99.
@@ -52,6 +56,7 @@ impl Row {
             contender: contender.into(),
             unit,
             median: None,
+            p90: None,
             p99: None,
             n: 0,
             reference: false,
@@ -291,6 +296,26 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         value: v,
         met: v.map(|x| x <= 0.8),
     });
+    let futex64 = med(G_RT64, "bare shared futex");
+    for (what, c) in [
+        (
+            "Pipe 64 B round trip, blocking-only, vs bare futex",
+            "shmkit Pipe, blocking-only",
+        ),
+        (
+            "Queue 64 B round trip, blocking-only, vs bare futex",
+            "shmkit Queue, blocking-only",
+        ),
+    ] {
+        let v = div(med(G_RT64, c), futex64);
+        t.push(Target {
+            what,
+            how: "Spin::Never median ÷ bare futex median",
+            goal: "≤ 1.1",
+            value: v,
+            met: v.map(|x| x <= 1.1),
+        });
+    }
     let py = med(G_COUNTER, "Python mp.Value, with get_lock()");
     let v = div(py, med(G_COUNTER, "shmkit Value<u64>, lock + 1"));
     t.push(Target {
@@ -308,8 +333,48 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         value: v,
         met: v.map(|x| x >= 100.0),
     });
+    for (what_med, what_p90, c) in [
+        (
+            "Lock recovery after SIGKILL, median",
+            "Lock recovery after SIGKILL, p90",
+            RECOVER_LOCK,
+        ),
+        (
+            "Pipe recovery after SIGKILL, median",
+            "Pipe recovery after SIGKILL, p90",
+            RECOVER_PIPE,
+        ),
+        (
+            "Queue recovery after SIGKILL, median",
+            "Queue recovery after SIGKILL, p90",
+            RECOVER_QUEUE,
+        ),
+    ] {
+        let r = find(rows, G_RECOVER, c);
+        let v = r.and_then(|r| r.median).map(|x| x / 1e6);
+        t.push(Target {
+            what: what_med,
+            how: "kill(2) → survivor's notice, median, ms",
+            goal: "≤ 2",
+            value: v,
+            met: v.map(|x| x <= 2.0),
+        });
+        let v = r.and_then(|r| r.p90).map(|x| x / 1e6);
+        t.push(Target {
+            what: what_p90,
+            how: "kill(2) → survivor's notice, p90, ms",
+            goal: "≤ 5",
+            value: v,
+            met: v.map(|x| x <= 5.0),
+        });
+    }
     t
 }
+
+/// The recovery rows the targets read.
+pub const RECOVER_LOCK: &str = "shmkit Lock";
+pub const RECOVER_PIPE: &str = "shmkit Pipe";
+pub const RECOVER_QUEUE: &str = "shmkit Queue";
 
 // ---------------------------------------------------------------------------
 // Markdown.
@@ -392,14 +457,27 @@ pub fn render(res: &Results, chart: &str, h: &str) -> String {
         let rows: Vec<&Row> = res.rows.iter().filter(|r| r.group == g).collect();
         let reference = rows.iter().find(|r| r.reference).copied();
         let _ = writeln!(s, "{h}# {g}\n");
+        // A p90 column only where some row has one.
+        let with_p90 = rows.iter().any(|r| r.p90.is_some());
+        let (p90_head, p90_align) = if with_p90 {
+            (" p90 |", "---:|")
+        } else {
+            ("", "")
+        };
         let _ = writeln!(
             s,
-            "| contender | median | p99 | ratio to shmkit | samples | notes |\n|---|---:|---:|---:|---:|---|"
+            "| contender | median |{p90_head} p99 | ratio to shmkit | samples | notes |\n\
+             |---|---:|{p90_align}---:|---:|---:|---|"
         );
         for r in &rows {
             let (med, p99) = match (r.median, r.p99) {
                 (Some(a), Some(b)) => (fmt_val(r.unit, a), fmt_val(r.unit, b)),
                 _ => ("—".into(), "—".into()),
+            };
+            let p90 = match (with_p90, r.p90) {
+                (false, _) => String::new(),
+                (true, Some(v)) if r.median.is_some() => format!(" {} |", fmt_val(r.unit, v)),
+                (true, _) => " — |".into(),
             };
             let rat = if r.reference {
                 "*ref*".to_string()
@@ -423,7 +501,7 @@ pub fn render(res: &Results, chart: &str, h: &str) -> String {
             }
             let _ = writeln!(
                 s,
-                "| {} | {med} | {p99} | {rat} | {} | {} |",
+                "| {} | {med} |{p90} {p99} | {rat} | {} | {} |",
                 r.contender,
                 if r.median.is_some() {
                     r.n.to_string()

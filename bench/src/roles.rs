@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::transport::{open_b, prepare_a, Cfg};
-use crate::util::{ctl, err, parse, say, stats, Res, Shm, Stats, CTL_LEN};
+use crate::util::{ctl, err, mono_ns, parse, say, stats, Res, Shm, Stats, CTL_LEN};
 
 /// Runs the role and exits the process.
 pub fn run(role: &str, args: &[String]) -> ! {
@@ -23,6 +23,8 @@ pub fn run(role: &str, args: &[String]) -> ! {
         "uncontended" => uncontended(args),
         "contend" => contend(args),
         "segment" => segment(args),
+        "rec-survivor" => rec_survivor(args),
+        "rec-victim" => rec_victim(args),
         "idle" => Ok(()),
         _ => err(format!("unknown role {role}")),
     };
@@ -360,7 +362,7 @@ impl Ctr for ShmLockCtr {
     }
 }
 
-struct PthreadCtr {
+pub struct PthreadCtr {
     shm: Shm,
 }
 
@@ -371,7 +373,7 @@ unsafe impl Sync for PthreadCtr {}
 const PTHREAD_CTR_OFF: usize = 64;
 
 impl PthreadCtr {
-    fn create(name: &str, robust: bool) -> Res<PthreadCtr> {
+    pub fn create(name: &str, robust: bool) -> Res<PthreadCtr> {
         let shm = Shm::create(name, 4096)?;
         assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= PTHREAD_CTR_OFF);
         // SAFETY: `attr` is initialised by pthread_mutexattr_init before
@@ -758,6 +760,219 @@ fn segment(args: &[String]) -> Res<()> {
         }
     }
     say("RESULT", &serde_json::to_string(&stats(&mut v, true))?);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Recovery after SIGKILL: a victim holds something, a survivor in another
+// process blocks on it, the parent kills the victim.
+
+/// Every contender of the recovery group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecKind {
+    ShmLock,
+    ShmPipe,
+    ShmQueue,
+    PthreadRobust,
+    OsPipe,
+    SocketPair,
+}
+
+impl RecKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RecKind::ShmLock => crate::report::RECOVER_LOCK,
+            RecKind::ShmPipe => crate::report::RECOVER_PIPE,
+            RecKind::ShmQueue => crate::report::RECOVER_QUEUE,
+            RecKind::PthreadRobust => "robust pthread mutex (process-shared)",
+            RecKind::OsPipe => "pipe(2)",
+            RecKind::SocketPair => "Unix socketpair",
+        }
+    }
+
+    /// What the survivor waits in, and what counts as noticing.
+    pub fn noticed(self) -> &'static str {
+        match self {
+            RecKind::ShmLock => {
+                "the holder is killed while a waiter in another process blocks in lock(); \
+                 noticed: the waiter has its guard, with owner_died()"
+            }
+            RecKind::ShmPipe => {
+                "the other end's process is killed while the survivor blocks in recv(); \
+                 noticed: recv returns Err(Disconnected)"
+            }
+            RecKind::ShmQueue => {
+                "capacity 1: a producer is killed holding a reserve grant (the one slot) \
+                 while a producer in another process blocks in put(); noticed: that put \
+                 returns Ok (the dead claim stepped over)"
+            }
+            RecKind::PthreadRobust => {
+                "PTHREAD_MUTEX_ROBUST in shared memory; the holder is killed while a waiter \
+                 blocks in pthread_mutex_lock; noticed: it returns EOWNERDEAD"
+            }
+            RecKind::OsPipe => {
+                "the writer is killed while the reader blocks in read(2); noticed: read \
+                 returns 0 (EOF)"
+            }
+            RecKind::SocketPair => {
+                "SOCK_STREAM; the peer is killed while the survivor blocks in read(2); \
+                 noticed: read returns 0 (EOF)"
+            }
+        }
+    }
+
+    pub fn arg(self) -> String {
+        serde_json::to_string(&self).unwrap()
+    }
+
+    fn from_arg(s: &str) -> Res<RecKind> {
+        Ok(serde_json::from_str(s)?)
+    }
+}
+
+/// Keeps `_held` (a lock guard, a grant, a descriptor) until the parent
+/// kills this process.
+fn park<T>(_held: T) -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Reads one byte from `fd`; Ok(true) at end of file.
+fn read_eof(fd: i32) -> Res<bool> {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: an inherited descriptor this process owns; `b` is valid
+        // for one byte.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        if n >= 0 {
+            return Ok(n == 0);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e.into());
+        }
+    }
+}
+
+/// The victim: `args`: kind, object name, descriptor (or -1). Takes what
+/// the survivor will wait for, says READY and waits to be killed.
+fn rec_victim(args: &[String]) -> Res<()> {
+    let kind = RecKind::from_arg(&args[0])?;
+    let name = &args[1];
+    let fd: i32 = parse(args, 2)?;
+    match kind {
+        RecKind::ShmLock => {
+            let l = shmkit::Lock::open(name)?;
+            let g = l.lock()?;
+            say("READY", "");
+            park((g, &l))
+        }
+        RecKind::ShmPipe => {
+            let end = shmkit::Pipe::open(name)?;
+            say("READY", "");
+            park(end)
+        }
+        RecKind::ShmQueue => {
+            let q = shmkit::Queue::open(name)?;
+            let g = q.reserve(8)?;
+            say("READY", "");
+            park((g, &q))
+        }
+        RecKind::PthreadRobust => {
+            let m = PthreadCtr {
+                shm: Shm::open(name)?,
+            };
+            // SAFETY: the parent initialised a robust process-shared mutex
+            // at the start of the region.
+            let r = unsafe { libc::pthread_mutex_lock(m.m()) };
+            if r != 0 {
+                return err(format!("pthread_mutex_lock: {r}"));
+            }
+            say("READY", "");
+            park(m)
+        }
+        RecKind::OsPipe | RecKind::SocketPair => {
+            // The descriptor stays open until the kernel closes it at death.
+            say("READY", "");
+            park(fd)
+        }
+    }
+}
+
+/// The survivor: `args`: kind, object name, descriptor (or -1), control
+/// block. Sets up (for a Pipe: creates it) and says READY; once the
+/// parent's go flag is up (the victim holds its part), says READY again and
+/// blocks; after it noticed the death, answers with CLOCK_MONOTONIC (ns)
+/// read right after the blocking call returned.
+fn rec_survivor(args: &[String]) -> Res<()> {
+    let kind = RecKind::from_arg(&args[0])?;
+    let name = &args[1];
+    let fd: i32 = parse(args, 2)?;
+    let shm = Shm::open(&args[3])?;
+    let c = ctl(&shm);
+    let go = || -> Res<()> {
+        say("READY", "");
+        wait_go(c, 1)?;
+        say("READY", "");
+        Ok(())
+    };
+    let t = match kind {
+        RecKind::ShmLock => {
+            let l = shmkit::Lock::open(name)?;
+            go()?;
+            let g = l.lock()?;
+            let t = mono_ns();
+            if !g.owner_died() {
+                return err("lock() returned without owner_died()");
+            }
+            t
+        }
+        RecKind::ShmPipe => {
+            let mut end = shmkit::Pipe::create(name)?;
+            go()?;
+            let r = end.recv();
+            let t = mono_ns();
+            match r {
+                Err(shmkit::Error::Disconnected) => t,
+                other => return err(format!("recv returned {other:?}")),
+            }
+        }
+        RecKind::ShmQueue => {
+            let q = shmkit::Queue::open(name)?;
+            go()?;
+            q.put(b"survivor")?;
+            mono_ns()
+        }
+        RecKind::PthreadRobust => {
+            let m = PthreadCtr {
+                shm: Shm::open(name)?,
+            };
+            go()?;
+            // SAFETY: a robust process-shared mutex the parent initialised.
+            let r = unsafe { libc::pthread_mutex_lock(m.m()) };
+            let t = mono_ns();
+            if r != libc::EOWNERDEAD {
+                return err(format!("pthread_mutex_lock returned {r}, not EOWNERDEAD"));
+            }
+            // SAFETY: we hold the mutex after EOWNERDEAD.
+            unsafe {
+                libc::pthread_mutex_consistent(m.m());
+                libc::pthread_mutex_unlock(m.m());
+            }
+            t
+        }
+        RecKind::OsPipe | RecKind::SocketPair => {
+            go()?;
+            let eof = read_eof(fd)?;
+            let t = mono_ns();
+            if !eof {
+                return err("read returned a byte, not EOF");
+            }
+            t
+        }
+    };
+    say("RESULT", &t.to_string());
     Ok(())
 }
 

@@ -18,6 +18,9 @@ pub enum Transport {
     ShmPipeZc,
     ShmQueue,
     ShmQueueZc,
+    /// `Spin::Never` on every handle of both processes.
+    ShmPipeNever,
+    ShmQueueNever,
     OsPipe,
     SocketPair,
     PosixMq,
@@ -36,6 +39,8 @@ impl Transport {
             Transport::ShmPipeZc => "shmkit Pipe, zero-copy",
             Transport::ShmQueue => "shmkit Queue",
             Transport::ShmQueueZc => "shmkit Queue, zero-copy",
+            Transport::ShmPipeNever => "shmkit Pipe, blocking-only",
+            Transport::ShmQueueNever => "shmkit Queue, blocking-only",
             Transport::OsPipe => "pipe(2)",
             Transport::SocketPair => "Unix socketpair",
             Transport::PosixMq => "POSIX mq",
@@ -151,6 +156,15 @@ impl Endpoint for ShmPipeEnd {
             }
         }
         Ok(())
+    }
+}
+
+/// The spin setting of a shmkit contender's handles: the default, or
+/// `Spin::Never` for the blocking-only rows.
+fn spin_of(t: Transport) -> shmkit::Spin {
+    match t {
+        Transport::ShmPipeNever | Transport::ShmQueueNever => shmkit::Spin::Never,
+        _ => shmkit::Spin::Adaptive,
     }
 }
 
@@ -551,17 +565,20 @@ pub fn prepare_a(cfg: &Cfg) -> Res<(String, Pending)> {
     let name = cfg.name.clone();
     let cfg2 = cfg.clone();
     Ok(match cfg.transport {
-        Transport::ShmPipe | Transport::ShmPipeZc => {
+        Transport::ShmPipe | Transport::ShmPipeZc | Transport::ShmPipeNever => {
             let end = pipe_builder(cfg).create(&name)?;
+            end.set_spin(spin_of(cfg.transport));
             let zc = cfg.transport == Transport::ShmPipeZc;
             (
                 name,
                 Box::new(move || Ok(Box::new(ShmPipeEnd { end, zc }) as _)),
             )
         }
-        Transport::ShmQueue | Transport::ShmQueueZc => {
+        Transport::ShmQueue | Transport::ShmQueueZc | Transport::ShmQueueNever => {
             let out = shmkit::Queue::create(&format!("{name}-ab"), cfg.cap, cfg.size)?;
             let inn = shmkit::Queue::create(&format!("{name}-ba"), cfg.cap, cfg.size)?;
+            out.set_spin(spin_of(cfg.transport));
+            inn.set_spin(spin_of(cfg.transport));
             let zc = cfg.transport == Transport::ShmQueueZc;
             (
                 name,
@@ -640,15 +657,25 @@ pub fn prepare_a(cfg: &Cfg) -> Res<(String, Pending)> {
 pub fn open_b(cfg: &Cfg) -> Res<Box<dyn Endpoint>> {
     let token = cfg.token.as_str();
     Ok(match cfg.transport {
-        Transport::ShmPipe | Transport::ShmPipeZc => Box::new(ShmPipeEnd {
-            end: shmkit::Pipe::open(token)?,
-            zc: cfg.transport == Transport::ShmPipeZc,
-        }),
-        Transport::ShmQueue | Transport::ShmQueueZc => Box::new(ShmQueueEnd {
-            out: shmkit::Queue::open(&format!("{token}-ba"))?,
-            inn: shmkit::Queue::open(&format!("{token}-ab"))?,
-            zc: cfg.transport == Transport::ShmQueueZc,
-        }),
+        Transport::ShmPipe | Transport::ShmPipeZc | Transport::ShmPipeNever => {
+            let end = shmkit::Pipe::open(token)?;
+            end.set_spin(spin_of(cfg.transport));
+            Box::new(ShmPipeEnd {
+                end,
+                zc: cfg.transport == Transport::ShmPipeZc,
+            })
+        }
+        Transport::ShmQueue | Transport::ShmQueueZc | Transport::ShmQueueNever => {
+            let out = shmkit::Queue::open(&format!("{token}-ba"))?;
+            let inn = shmkit::Queue::open(&format!("{token}-ab"))?;
+            out.set_spin(spin_of(cfg.transport));
+            inn.set_spin(spin_of(cfg.transport));
+            Box::new(ShmQueueEnd {
+                out,
+                inn,
+                zc: cfg.transport == Transport::ShmQueueZc,
+            })
+        }
         Transport::OsPipe | Transport::SocketPair => fd_end(cfg)?,
         Transport::PosixMq => {
             let (ab, ba) = mq_names(token)?;

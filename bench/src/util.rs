@@ -418,6 +418,22 @@ impl Kid {
         }
     }
 
+    /// Sends SIGKILL and returns at once (the child is reaped later).
+    pub fn sigkill(&self) {
+        if self.exit.is_none() {
+            // SAFETY: our own unreaped child, so the pid is not reused.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// The scheduler state of the child's main thread (`R`, `S`, `D`, …,
+    /// from /proc), if it can be read.
+    pub fn state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{0}/task/{0}/stat", self.pid)).ok()?;
+        // "pid (comm) S …": the comm may hold spaces or parentheses.
+        stat.rsplit_once(')')?.1.trim_start().chars().next()
+    }
+
     pub fn kill(&mut self) {
         if self.exit.is_none() {
             // SAFETY: our own unreaped child, so the pid is not reused.
@@ -445,6 +461,18 @@ fn describe_status(st: Option<i32>) -> String {
     }
 }
 
+/// CLOCK_MONOTONIC in ns: one clock for every process of the machine (an
+/// `Instant` cannot cross a process boundary).
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Closes a file descriptor the parent no longer needs.
 pub fn close(fd: i32) {
     // SAFETY: an fd this process opened and no longer uses.
@@ -458,6 +486,9 @@ pub fn close(fd: i32) {
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub median: f64,
+    /// The 90th percentile (the 10th for rates).
+    #[serde(default)]
+    pub p90: f64,
     pub p99: f64,
     pub mean: f64,
     pub min: f64,
@@ -477,6 +508,7 @@ pub fn stats(v: &mut [f64], high_is_tail: bool) -> Stats {
     };
     Stats {
         median: q(0.5),
+        p90: if high_is_tail { q(0.90) } else { q(0.10) },
         p99: if high_is_tail { q(0.99) } else { q(0.01) },
         mean: v.iter().sum::<f64>() / n as f64,
         min: v[0],
