@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::raw::notify::Notify;
 use crate::raw::ring::{record_len, Out, RingCtl, Rx, Tx, LEN_BYTES, SKIP};
 use crate::raw::spin::{AdaptiveSpin, Spin};
-use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering, Target, TaskStamp};
+use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, Ordering, Target, TaskStamp};
 
 /// One end's record.
 #[repr(C, align(64))]
@@ -178,12 +178,35 @@ enum Look {
 struct Peer<'a> {
     end: &'a EndCtl,
     gone: bool,
+    /// The death watch on the peer's process, kept from one sleep to the
+    /// next (registering costs a mutex and a few hash lookups, too much for
+    /// every sleep of a ping-pong); made anew when the peer or the word
+    /// slept on changes. The word lives in the pipe's memory, mapped for
+    /// `'a`, which outlives this handle.
+    watched: Option<PeerWatch>,
     /// How long a wait spins before it sleeps.
     spin: AdaptiveSpin,
     /// When the peer's liveness was last read (monotonic nanoseconds).
     last_check: u64,
     /// Unforced liveness looks since the handle was made.
     looks: u32,
+}
+
+/// See [`Peer::watched`]: the word's address, the peer's stamp, the death
+/// epoch when it was made, the watch.
+struct PeerWatch {
+    word: usize,
+    stamp: u64,
+    deaths: u64,
+    watch: sync::Watch,
+}
+
+impl std::fmt::Debug for PeerWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerWatch")
+            .field("stamp", &self.stamp)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One end of a pipe in memory the caller manages. Build it with
@@ -406,6 +429,7 @@ impl<'a> RawPipe<'a> {
             peer: Peer {
                 end: &ctl.ends[1 - side],
                 gone: false,
+                watched: None,
                 spin: AdaptiveSpin::new(),
                 last_check: 0,
                 looks: 0,
@@ -1100,6 +1124,32 @@ impl Peer<'_> {
         self.gone
     }
 
+    /// Has the peer's exit wake sleepers on `word` (see [`Peer::watched`]):
+    /// whether the watch found it dead already, and how long a sleep may
+    /// last before it looks for itself. The kept watch is made anew after
+    /// any death the watcher saw since it was made: a death between two
+    /// sleeps woke nobody, and only a fresh registration reports it.
+    fn watch_peer(&mut self, word: &Futex, stamp: TaskStamp) -> (bool, std::time::Duration) {
+        let addr = word as *const Futex as usize;
+        let deaths = sync::deaths();
+        let same = self
+            .watched
+            .as_ref()
+            .is_some_and(|w| w.word == addr && w.stamp == stamp.0 && w.deaths == deaths);
+        if !same {
+            // Unregister the old one before the new one registers.
+            self.watched = None;
+            self.watched = Some(PeerWatch {
+                word: addr,
+                stamp: stamp.0,
+                deaths,
+                watch: sync::watch(word, &[Target::Process(stamp)]),
+            });
+        }
+        let w = &self.watched.as_ref().expect("set above").watch;
+        (w.dead, w.interval())
+    }
+
     /// Spins (adaptively, unless the deadline has passed), then sleeps on
     /// `notify` until `ready()` holds, the deadline passes (`Timeout`) or
     /// the peer is gone (`Disconnected`). Every round does a bounded amount
@@ -1160,16 +1210,16 @@ impl Peer<'_> {
             } else {
                 TaskStamp(self.end.stamp.load(Ordering::Acquire))
             };
-            let watch = sync::watch(notify.futex(), &[Target::Process(stamp)]);
-            if watch.dead && !looked_at_dead {
+            let (dead, interval) = self.watch_peer(notify.futex(), stamp);
+            if dead && !looked_at_dead {
                 looked_at_dead = true;
                 force_check = true;
                 continue;
             }
-            let interval = if watch.dead {
+            let interval = if dead {
                 sync::LIVENESS_INTERVAL
             } else {
-                watch.interval()
+                interval
             };
             let (until, is_deadline) = deadline.or_within(interval);
             let mut r = Ok(false);
@@ -1180,7 +1230,6 @@ impl Peer<'_> {
                 // be slept through (its wake-all is already spent).
                 !matches!(r, Ok(false)) || peer.closed.load(Ordering::Acquire) != 0
             });
-            drop(watch);
             if r? {
                 return Ok(());
             }

@@ -173,6 +173,10 @@ pub(crate) struct QueueCtl {
     max_message: AtomicU64,
     stride: AtomicU64,
     closed: AtomicU32,
+    /// Bumped after every change of `procs` (in the padding before `tail`:
+    /// no field moved), so that a sleeper's death watch is made anew only
+    /// when the participants changed.
+    procs_epoch: AtomicU32,
     tail: Line<AtomicU64>,
     head: Line<AtomicU64>,
     not_empty: Line<Notify>,
@@ -202,6 +206,7 @@ impl QueueCtl {
             max_message: AtomicU64::new(max_message),
             stride: AtomicU64::new(stride),
             closed: AtomicU32::new(0),
+            procs_epoch: AtomicU32::new(0),
             tail: Line(AtomicU64::new(0)),
             head: Line(AtomicU64::new(0)),
             not_empty: Line(Notify::new()),
@@ -296,6 +301,10 @@ pub struct RawQueue<'a> {
     stuck: (AtomicU64, AtomicU64),
     /// How long blocking calls spin before they sleep.
     spin: AdaptiveSpin,
+    /// The death watches of this handle's sleepers, per word slept on,
+    /// kept from one sleep to the next (see `recover::QueueWatch`).
+    #[cfg(not(loom))]
+    watched: std::sync::Mutex<Vec<recover::QueueWatch>>,
 }
 
 // SAFETY: the handle holds only pointers into memory that every thread and
@@ -454,6 +463,8 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            #[cfg(not(loom))]
+            watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
         };
         q.me()?;
@@ -488,6 +499,8 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            #[cfg(not(loom))]
+            watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
         };
         q.me().expect("participant table of the heap queue");
@@ -902,17 +915,16 @@ impl<'a> RawQueue<'a> {
             // Have a participant's exit wake us (see `sync::watch`): then
             // the sleep needs no short interval to notice a death.
             let deaths = sync::deaths();
-            let watch = sync::watch(notify.futex(), &self.watch_targets());
-            if watch.dead && !looked_at_dead {
+            let (dead, interval) = self.watch_all(notify.futex());
+            if dead && !looked_at_dead {
                 // A participant is dead already: one look with liveness
                 // (its entry may stay in the table long after).
                 looked_at_dead = true;
                 check_dead = true;
                 continue;
             }
-            let (until, is_deadline) = deadline.or_within(watch.interval());
+            let (until, is_deadline) = deadline.or_within(interval);
             let woken = notify.sleep(until, &maybe);
-            drop(watch);
             if !woken && is_deadline {
                 // One last look, then Timeout.
                 return match claim(true)? {

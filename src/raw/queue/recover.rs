@@ -50,7 +50,7 @@ use super::{
     claimant, diff40, p40, Error, RawQueue, SlotHdr, KIND, LONG, POS_MASK, READING, SKIP, WRITING,
 };
 use crate::error::Result;
-use crate::sync::{self, Ordering, Target, TaskStamp};
+use crate::sync::{self, Futex, Ordering, Target, TaskStamp};
 
 /// Entries in the table of participants.
 pub(super) const PROCS: usize = if cfg!(loom) { 8 } else { 256 };
@@ -161,6 +161,51 @@ impl RawQueue<'_> {
             .collect()
     }
 
+    /// Has the exit of every other participant wake sleepers on `word` (see
+    /// `sync::watch`): whether a participant was found dead already, and
+    /// how long a sleep may last before it looks for itself. The watch is
+    /// kept in the handle from one sleep to the next (registering costs a
+    /// table scan, a mutex and hash lookups: too much for every sleep of a
+    /// ping-pong) and made anew when the participants changed
+    /// (`procs_epoch`) or the watcher saw a death since (a death between
+    /// two sleeps woke nobody, and only a fresh registration reports it).
+    pub(super) fn watch_all(&self, word: &Futex) -> (bool, Duration) {
+        #[cfg(loom)]
+        {
+            // Nothing is watched under loom (`sync::watch` is a stub).
+            let w = sync::watch(word, &[]);
+            (w.dead, w.interval())
+        }
+        #[cfg(not(loom))]
+        {
+            let addr = word as *const Futex as usize;
+            let epoch = self.ctl.procs_epoch.load(Ordering::Acquire);
+            let deaths = sync::deaths();
+            let Ok(mut kept) = self.watched.lock() else {
+                // Poisoned (a panic elsewhere): no watch, short sleeps.
+                return (false, sync::LIVENESS_INTERVAL);
+            };
+            if let Some(w) = kept
+                .iter()
+                .find(|w| w.word == addr && w.epoch == epoch && w.deaths == deaths)
+            {
+                return (w.watch.dead, w.watch.interval());
+            }
+            // Register the new watch before the old one leaves, so that a
+            // sleeper of another thread on the same word stays watched.
+            let watch = sync::watch(word, &self.watch_targets());
+            let r = (watch.dead, watch.interval());
+            kept.retain(|w| w.word != addr);
+            kept.push(QueueWatch {
+                word: addr,
+                epoch,
+                deaths,
+                watch,
+            });
+            r
+        }
+    }
+
     /// Takes an entry of the participant table for `me`.
     pub(super) fn register(&self, me: u64) -> Result<u32> {
         let procs = &self.ctl.procs;
@@ -170,6 +215,7 @@ impl RawQueue<'_> {
                     .is_ok()
             {
                 self.set_token(i, me);
+                self.ctl.procs_epoch.fetch_add(1, Ordering::Release);
                 self.newcomer();
                 return Ok(i as u32);
             }
@@ -184,6 +230,7 @@ impl RawQueue<'_> {
                 // Every claim naming entry i now is the dead process's: we
                 // have made none yet.
                 self.set_token(i, me);
+                self.ctl.procs_epoch.fetch_add(1, Ordering::Release);
                 self.recover_all_of(i as u32);
                 self.newcomer();
                 return Ok(i as u32);
@@ -218,7 +265,11 @@ impl RawQueue<'_> {
         let i = self.reg_idx.load(Ordering::Relaxed);
         self.recover_all_of(i);
         if let Some(e) = self.ctl.procs.get(i as usize) {
-            let _ = e.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed);
+            if e.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.ctl.procs_epoch.fetch_add(1, Ordering::Release);
+            }
         }
     }
 
@@ -451,6 +502,27 @@ impl RawQueue<'_> {
 fn stamp_alive(v: u64) -> bool {
     let st = TaskStamp(v);
     sync::task_alive(st.tid(), Some(st))
+}
+
+/// A death watch kept by a queue handle (see [`RawQueue::watch_all`]).
+#[cfg(not(loom))]
+pub(crate) struct QueueWatch {
+    /// The address of the word slept on (a notify in the queue's memory,
+    /// mapped as long as the handle lives).
+    word: usize,
+    /// `procs_epoch` and the death epoch when it was made.
+    epoch: u32,
+    deaths: u64,
+    watch: sync::Watch,
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for QueueWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueWatch")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
