@@ -428,4 +428,51 @@ mod tests {
             cmd_tx.send(()).unwrap();
         });
     }
+
+    /// Review: a `lock_async` future whose word the unlock's single
+    /// wake-up went to takes the lock with `try_lock`, which keeps no
+    /// `WAITERS` (the unlock cleared it). A locker asleep behind the future
+    /// is then never woken: the future's unlock is a fast one. The locker
+    /// sleeps on a free lock until its own timer.
+    #[test]
+    fn review_a_lock_future_that_took_the_wake_up_leaves_no_locker_asleep() {
+        let lock = Lock::create_unique().unwrap();
+        let raw = lock.raw();
+        std::thread::scope(|s| {
+            let (cmd_tx, ev_rx) = holder(s, raw);
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut fut = Box::pin(lock.lock_async());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            // The async waiter is queued on the wake word first.
+            until("the async waiter asleep", async_waiter_asleep);
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let locker = s.spawn(move || {
+                tid_tx.send(crate::sys::gettid()).unwrap();
+                let t = std::time::Instant::now();
+                drop(raw.lock().unwrap());
+                t.elapsed()
+            });
+            let locker_tid = tid_rx.recv().unwrap();
+            until("the locker asleep", || asleep(locker_tid));
+            // The unlock wakes the first sleeper queued: the async waiter.
+            cmd_tx.send(()).unwrap();
+            ev_rx.recv().unwrap();
+            let g = loop {
+                if let std::task::Poll::Ready(g) = fut.as_mut().poll(&mut cx) {
+                    break g.unwrap();
+                }
+                std::thread::yield_now();
+            };
+            drop(g);
+            drop(fut);
+            until("the async waiter asleep again", async_waiter_asleep);
+            let left_asleep = asleep(locker_tid) && raw.wake_word().wake_one() == 1;
+            let took = locker.join().unwrap();
+            cmd_tx.send(()).unwrap();
+            assert!(
+                !left_asleep,
+                "a locker was left asleep on a free lock (it took {took:?})"
+            );
+        });
+    }
 }
