@@ -452,4 +452,43 @@ mod tests {
         assert!(!w.all && !w.dead, "an unknown start time cannot be watched");
         assert_eq!(w.interval(), super::super::LIVENESS_INTERVAL);
     }
+
+    /// Review: a forked child that drops a watch it inherited (a pending
+    /// future's, or a guard of the forking thread) locks the parent
+    /// generation's registry mutex, which another parent thread held at
+    /// the fork: the child hangs forever. The module says the child leaves
+    /// the inherited registry alone ("never locked"). Deterministic: a
+    /// parent thread holds the mutex across the fork.
+    #[test]
+    fn review_a_forked_child_dropping_an_inherited_watch_does_not_hang() {
+        let me = super::super::current_process();
+        let word: &'static Futex = Box::leak(Box::new(Futex::new(0)));
+        let w = watch(word, &[Target::Process(me)]);
+        let reg = w.reg.expect("the watcher runs");
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let g = reg.state.lock().unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            drop(g);
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: the child only drops the watch and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            drop(w);
+            // SAFETY: leave at once.
+            unsafe { libc::_exit(0) };
+        }
+        let ok = super::super::reactor::tests::exited_within(pid, Duration::from_secs(5));
+        go_tx.send(()).unwrap();
+        t.join().unwrap();
+        drop(w);
+        assert!(
+            ok,
+            "the child hung dropping a watch of its parent's registry"
+        );
+    }
 }
