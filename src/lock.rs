@@ -475,4 +475,82 @@ mod tests {
             );
         });
     }
+
+    /// Review: a fair unlock whose single wake-up goes to the async waiter
+    /// thread (a `lock_async` future queued first) hands the lock to that
+    /// future, but the future takes with `try_lock`, which refuses a fresh
+    /// hand-off (only "a thread that has slept" may take it). The future
+    /// stays pending; nothing wakes it when the hand-off goes stale, so it
+    /// waits for the waiter thread's one-second repoll on a lock that is
+    /// free and reserved for it. Deterministic: the first poll after the
+    /// wake-up must take it.
+    #[test]
+    fn review_a_lock_future_woken_by_a_fair_unlock_takes_the_hand_off() {
+        struct Flag(std::sync::Mutex<bool>, std::sync::Condvar);
+        impl std::task::Wake for Flag {
+            fn wake(self: std::sync::Arc<Self>) {
+                *self.0.lock().unwrap() = true;
+                self.1.notify_all();
+            }
+        }
+        let lock = Lock::create_unique().unwrap();
+        let raw = lock.raw();
+        crate::raw::lock::tests::contended_unlocks(raw, 31);
+        std::thread::scope(|s| {
+            let (cmd_tx, ev_rx) = holder(s, raw);
+            let flag = std::sync::Arc::new(Flag(Default::default(), Default::default()));
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut fut = Box::pin(lock.lock_async());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            until("the async waiter asleep", async_waiter_asleep);
+            let state_before = raw.is_locked();
+            assert!(state_before);
+            // The 32nd contended unlock: a fair one, waking the waiter thread.
+            cmd_tx.send(()).unwrap();
+            ev_rx.recv().unwrap();
+            let unlocked = std::time::Instant::now();
+            {
+                let mut woken = flag.0.lock().unwrap();
+                while !*woken {
+                    woken = flag
+                        .1
+                        .wait_timeout(woken, Duration::from_secs(60))
+                        .unwrap()
+                        .0;
+                }
+                *woken = false;
+            }
+            let first = fut.as_mut().poll(&mut cx);
+            let first_ready = first.is_ready();
+            drop(first);
+            // Let it finish either way, to say how long it took.
+            if !first_ready {
+                loop {
+                    {
+                        let mut woken = flag.0.lock().unwrap();
+                        while !*woken {
+                            woken = flag
+                                .1
+                                .wait_timeout(woken, Duration::from_secs(60))
+                                .unwrap()
+                                .0;
+                        }
+                        *woken = false;
+                    }
+                    if let std::task::Poll::Ready(g) = fut.as_mut().poll(&mut cx) {
+                        drop(g.unwrap());
+                        break;
+                    }
+                }
+            }
+            let took = unlocked.elapsed();
+            drop(fut);
+            cmd_tx.send(()).unwrap();
+            assert!(
+                first_ready,
+                "the future woken by a fair unlock did not take the hand-off; it took {took:?}"
+            );
+        });
+    }
 }
