@@ -553,4 +553,62 @@ mod tests {
             );
         });
     }
+
+    /// Review: a pending `WaitSet::wait_async` future on a lock, dropped.
+    /// Its `LockWakes` guard (captured first by the closure, so dropped
+    /// first) looks at the wake count before its reactor registration is
+    /// removed; an unlock in between wakes the waiter thread, still asleep
+    /// on the word for the future being dropped, and nobody passes that
+    /// single wake-up on: a locker asleep behind it sleeps on a free lock.
+    /// `lock_async` drops its `Waiter` before its `PassOn` and is immune.
+    /// The window is made wide by holding the reactor's mutex, which the
+    /// registration's drop waits for.
+    #[test]
+    fn review_a_dropped_wait_set_future_passes_a_wake_up_it_took_after_looking() {
+        let lock = Lock::create_unique().unwrap();
+        let raw = lock.raw();
+        let dropping = &std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let (cmd_tx, ev_rx) = holder(s, raw);
+            let mut set = crate::WaitSet::new();
+            set.add(&lock).unwrap();
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut fut = Box::pin(set.wait_async());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            until("the async waiter asleep", async_waiter_asleep);
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let locker = s.spawn(move || {
+                tid_tx.send(crate::sys::gettid()).unwrap();
+                drop(raw.lock().unwrap());
+            });
+            let locker_tid = tid_rx.recv().unwrap();
+            until("the locker asleep", || asleep(locker_tid));
+            let main_tid = crate::sys::gettid();
+            let (held_tx, held_rx) = mpsc::channel();
+            let z = s.spawn(move || {
+                let g = crate::sync::reactor::tests::hold_state();
+                held_tx.send(()).unwrap();
+                // The drop below has looked at the wake count and waits
+                // for the mutex to remove the registration.
+                until("the dropper blocked", || {
+                    dropping.load(std::sync::atomic::Ordering::SeqCst) && asleep(main_tid)
+                });
+                // The unlock wakes the first sleeper queued: the waiter
+                // thread, still on the word.
+                cmd_tx.send(()).unwrap();
+                ev_rx.recv().unwrap();
+                drop(g);
+                (cmd_tx, ev_rx)
+            });
+            held_rx.recv().unwrap();
+            dropping.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(fut);
+            let (cmd_tx, _ev_rx) = z.join().unwrap();
+            until("the async waiter asleep again", async_waiter_asleep);
+            let left_asleep = asleep(locker_tid) && raw.wake_word().wake_one() == 1;
+            locker.join().unwrap();
+            cmd_tx.send(()).unwrap();
+            assert!(!left_asleep, "a locker was left asleep on a free lock");
+        });
+    }
 }

@@ -241,6 +241,12 @@ pub(crate) mod tests {
 
     use super::*;
 
+    /// Holds this generation's reactor mutex until the result drops: the
+    /// waiter thread and every registration's drop wait meanwhile.
+    pub(crate) fn hold_state() -> impl Sized {
+        reactor().unwrap().state.lock().unwrap()
+    }
+
     /// Waits for our child `pid` up to `limit`; whether it exited. Kills
     /// (and reaps) it when it did not.
     pub(crate) fn exited_within(pid: libc::pid_t, limit: Duration) -> bool {
