@@ -66,6 +66,12 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if self.reactor.gen != super::fork_gen() {
+            // Inherited across fork(2): the parent generation's reactor,
+            // whose mutex a parent thread may have held at the fork, is
+            // left alone (its thread does not run here).
+            return;
+        }
         let removed = match self.reactor.state.lock() {
             Ok(mut st) => st.regs.remove(&self.id).is_some(),
             Err(_) => false,

@@ -95,7 +95,10 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if let Some(reg) = self.reg {
+        // A watch inherited across fork(2) leaves the parent generation's
+        // registry alone: a parent thread may have held its mutex at the
+        // fork, and its watcher thread does not run here.
+        if let Some(reg) = self.reg.filter(|r| r.gen == super::fork_gen()) {
             reg.unregister(self.word, &self.keys);
         }
     }
