@@ -388,6 +388,49 @@ mod tests {
     use crate::raw::lock::tests::holder;
     use crate::sys::test_support::{asleep, threads_named, until};
 
+    /// The async waiter asleep on its current list: asleep, then (after
+    /// time enough for a kick that came just before to be handled) asleep
+    /// again. A thread found asleep right after a kick may not have left
+    /// its old list yet.
+    fn settled(what: &str) {
+        until(what, async_waiter_asleep);
+        std::thread::sleep(Duration::from_millis(20));
+        until(what, async_waiter_asleep);
+    }
+
+    /// A waker that records that it was woken.
+    pub(crate) struct Woken(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Woken {
+        pub(crate) fn take(&self) -> bool {
+            self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// Polls (`poll` says whether the future is pending) until the
+    /// future's registration is in the waiter thread's list and the thread
+    /// asleep on it: a poll whose registration was fired meanwhile (a death
+    /// notice from an earlier test fires every registration) is repeated.
+    /// Returns the waker's flag.
+    fn park(mut poll: impl FnMut(&mut Context<'_>) -> bool) -> std::sync::Arc<Woken> {
+        let flag = std::sync::Arc::new(Woken(Default::default()));
+        let waker = Waker::from(flag.clone());
+        loop {
+            flag.take();
+            assert!(poll(&mut Context::from_waker(&waker)), "not pending");
+            settled("the async waiter asleep");
+            if !flag.take() {
+                return flag;
+            }
+        }
+    }
+
     fn async_waiter_asleep() -> bool {
         let t = threads_named("shmkit-async");
         !t.is_empty() && t.iter().all(|&t| asleep(t))
@@ -442,9 +485,8 @@ mod tests {
             let (cmd_tx, ev_rx) = holder(s, raw);
             let mut cx = Context::from_waker(Waker::noop());
             let mut fut = Box::pin(lock.lock_async());
-            assert!(fut.as_mut().poll(&mut cx).is_pending());
             // The async waiter is queued on the wake word first.
-            until("the async waiter asleep", async_waiter_asleep);
+            park(|cx| fut.as_mut().poll(cx).is_pending());
             let (tid_tx, tid_rx) = mpsc::channel();
             let locker = s.spawn(move || {
                 tid_tx.send(crate::sys::gettid()).unwrap();
@@ -463,9 +505,13 @@ mod tests {
                 }
                 std::thread::yield_now();
             };
+            assert!(
+                !locker.is_finished(),
+                "setup: the unlock woke the locker, not the waiter thread"
+            );
             drop(g);
             drop(fut);
-            until("the async waiter asleep again", async_waiter_asleep);
+            settled("the async waiter asleep again");
             let left_asleep = asleep(locker_tid) && raw.wake_word().wake_one() == 1;
             let took = locker.join().unwrap();
             cmd_tx.send(()).unwrap();
@@ -486,58 +532,34 @@ mod tests {
     /// wake-up must take it.
     #[test]
     fn review_a_lock_future_woken_by_a_fair_unlock_takes_the_hand_off() {
-        struct Flag(std::sync::Mutex<bool>, std::sync::Condvar);
-        impl std::task::Wake for Flag {
-            fn wake(self: std::sync::Arc<Self>) {
-                *self.0.lock().unwrap() = true;
-                self.1.notify_all();
-            }
-        }
         let lock = Lock::create_unique().unwrap();
         let raw = lock.raw();
         crate::raw::lock::tests::contended_unlocks(raw, 31);
         std::thread::scope(|s| {
             let (cmd_tx, ev_rx) = holder(s, raw);
-            let flag = std::sync::Arc::new(Flag(Default::default(), Default::default()));
-            let waker = Waker::from(flag.clone());
-            let mut cx = Context::from_waker(&waker);
             let mut fut = Box::pin(lock.lock_async());
-            assert!(fut.as_mut().poll(&mut cx).is_pending());
-            until("the async waiter asleep", async_waiter_asleep);
-            let state_before = raw.is_locked();
-            assert!(state_before);
+            let woken = park(|cx| fut.as_mut().poll(cx).is_pending());
             // The 32nd contended unlock: a fair one, waking the waiter thread.
             cmd_tx.send(()).unwrap();
             ev_rx.recv().unwrap();
             let unlocked = std::time::Instant::now();
-            {
-                let mut woken = flag.0.lock().unwrap();
-                while !*woken {
-                    woken = flag
-                        .1
-                        .wait_timeout(woken, Duration::from_secs(60))
-                        .unwrap()
-                        .0;
+            assert!(
+                !raw.free_ready(false),
+                "the unlock was not a hand-off to a sleeper"
+            );
+            until("the future woken", || woken.take());
+            let mut cx = Context::from_waker(Waker::noop());
+            let first_ready = match fut.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(g) => {
+                    drop(g.unwrap());
+                    true
                 }
-                *woken = false;
-            }
-            let first = fut.as_mut().poll(&mut cx);
-            let first_ready = first.is_ready();
-            drop(first);
+                std::task::Poll::Pending => false,
+            };
             // Let it finish either way, to say how long it took.
             if !first_ready {
                 loop {
-                    {
-                        let mut woken = flag.0.lock().unwrap();
-                        while !*woken {
-                            woken = flag
-                                .1
-                                .wait_timeout(woken, Duration::from_secs(60))
-                                .unwrap()
-                                .0;
-                        }
-                        *woken = false;
-                    }
+                    std::thread::sleep(Duration::from_millis(1));
                     if let std::task::Poll::Ready(g) = fut.as_mut().poll(&mut cx) {
                         drop(g.unwrap());
                         break;
@@ -549,20 +571,11 @@ mod tests {
             cmd_tx.send(()).unwrap();
             assert!(
                 first_ready,
-                "the future woken by a fair unlock did not take the hand-off; it took {took:?}"
+                "the future woken by a fair unlock did not take the hand-off (it could after {took:?})"
             );
         });
     }
 
-    /// Review: a pending `WaitSet::wait_async` future on a lock, dropped.
-    /// Its `LockWakes` guard (captured first by the closure, so dropped
-    /// first) looks at the wake count before its reactor registration is
-    /// removed; an unlock in between wakes the waiter thread, still asleep
-    /// on the word for the future being dropped, and nobody passes that
-    /// single wake-up on: a locker asleep behind it sleeps on a free lock.
-    /// `lock_async` drops its `Waiter` before its `PassOn` and is immune.
-    /// The window is made wide by holding the reactor's mutex, which the
-    /// registration's drop waits for.
     #[test]
     fn review_a_dropped_wait_set_future_passes_a_wake_up_it_took_after_looking() {
         let lock = Lock::create_unique().unwrap();
@@ -572,10 +585,8 @@ mod tests {
             let (cmd_tx, ev_rx) = holder(s, raw);
             let mut set = crate::WaitSet::new();
             set.add(&lock).unwrap();
-            let mut cx = Context::from_waker(Waker::noop());
             let mut fut = Box::pin(set.wait_async());
-            assert!(fut.as_mut().poll(&mut cx).is_pending());
-            until("the async waiter asleep", async_waiter_asleep);
+            park(|cx| fut.as_mut().poll(cx).is_pending());
             let (tid_tx, tid_rx) = mpsc::channel();
             let locker = s.spawn(move || {
                 tid_tx.send(crate::sys::gettid()).unwrap();
@@ -604,7 +615,7 @@ mod tests {
             dropping.store(true, std::sync::atomic::Ordering::SeqCst);
             drop(fut);
             let (cmd_tx, _ev_rx) = z.join().unwrap();
-            until("the async waiter asleep again", async_waiter_asleep);
+            settled("the async waiter asleep again");
             let left_asleep = asleep(locker_tid) && raw.wake_word().wake_one() == 1;
             locker.join().unwrap();
             cmd_tx.send(()).unwrap();
