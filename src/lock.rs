@@ -399,17 +399,17 @@ mod tests {
     }
 
     /// A waker that records that it was woken.
-    pub(crate) struct Woken(std::sync::atomic::AtomicBool);
+    pub(crate) struct Woken(std::sync::Mutex<bool>);
 
     impl std::task::Wake for Woken {
         fn wake(self: std::sync::Arc<Self>) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            *self.0.lock().unwrap() = true;
         }
     }
 
     impl Woken {
         pub(crate) fn take(&self) -> bool {
-            self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+            std::mem::take(&mut *self.0.lock().unwrap())
         }
     }
 
@@ -580,7 +580,7 @@ mod tests {
     fn review_a_dropped_wait_set_future_passes_a_wake_up_it_took_after_looking() {
         let lock = Lock::create_unique().unwrap();
         let raw = lock.raw();
-        let dropping = &std::sync::atomic::AtomicBool::new(false);
+        let dropping = &std::sync::Mutex::new(false);
         std::thread::scope(|s| {
             let (cmd_tx, ev_rx) = holder(s, raw);
             let mut set = crate::WaitSet::new();
@@ -602,7 +602,7 @@ mod tests {
                 // The drop below has looked at the wake count and waits
                 // for the mutex to remove the registration.
                 until("the dropper blocked", || {
-                    dropping.load(std::sync::atomic::Ordering::SeqCst) && asleep(main_tid)
+                    *dropping.lock().unwrap() && asleep(main_tid)
                 });
                 // The unlock wakes the first sleeper queued: the waiter
                 // thread, still on the word.
@@ -612,7 +612,7 @@ mod tests {
                 (cmd_tx, ev_rx)
             });
             held_rx.recv().unwrap();
-            dropping.store(true, std::sync::atomic::Ordering::SeqCst);
+            *dropping.lock().unwrap() = true;
             drop(fut);
             let (cmd_tx, _ev_rx) = z.join().unwrap();
             settled("the async waiter asleep again");
