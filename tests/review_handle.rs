@@ -88,3 +88,41 @@ fn too_short_payload_is_corrupted_naming_the_segment_for_every_handle() {
     }
     assert!(fails.is_empty(), "{fails:#?}");
 }
+
+/// A payload type aligned past the 64 bytes a segment's payload offers.
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C, align(128))]
+struct Wide([u8; 128]);
+
+/// Before 196a9a6 (handle.rs) the refusal of an over-aligned type named
+/// the segment ("segment \"x\": ... needs 128-byte alignment"), and `open`
+/// refused before touching the name; now the message names no segment.
+#[test]
+fn an_over_aligned_type_is_refused_naming_the_segment() {
+    let _w = watchdog(Duration::from_secs(30));
+    let name = common::unique_name("review-wide");
+    let _c = Cleanup(vec![name.clone()]);
+    let mut fails = Vec::new();
+    for (what, r) in [
+        (
+            "Value::create",
+            Value::create(&name, Wide([0; 128])).map(drop),
+        ),
+        (
+            "Array::create",
+            Array::create(&name, 1, Wide([0; 128])).map(drop),
+        ),
+        ("Value::open", Value::<Wide>::open(&name).map(drop)),
+        ("Array::open", Array::<Wide>::open(&name).map(drop)),
+    ] {
+        match r {
+            Err(Error::InvalidArgument(m)) if m.contains(&name) => {}
+            r => fails.push(format!("{what}: {r:?}")),
+        }
+    }
+    assert!(
+        std::fs::metadata(shm_path(&name)).is_err(),
+        "a refused create left its segment"
+    );
+    assert!(fails.is_empty(), "{fails:#?}");
+}
