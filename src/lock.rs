@@ -388,6 +388,49 @@ mod tests {
     use crate::raw::lock::tests::holder;
     use crate::sys::test_support::{asleep, threads_named, until};
 
+    /// The async waiter asleep on its current list: asleep, then (after
+    /// time enough for a kick that came just before to be handled) asleep
+    /// again. A thread found asleep right after a kick may not have left
+    /// its old list yet.
+    fn settled(what: &str) {
+        until(what, async_waiter_asleep);
+        std::thread::sleep(Duration::from_millis(20));
+        until(what, async_waiter_asleep);
+    }
+
+    /// A waker that records that it was woken.
+    pub(crate) struct Woken(std::sync::Mutex<bool>);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
+
+    impl Woken {
+        pub(crate) fn take(&self) -> bool {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    /// Polls (`poll` says whether the future is pending) until the
+    /// future's registration is in the waiter thread's list and the thread
+    /// asleep on it: a poll whose registration was fired meanwhile (a death
+    /// notice from an earlier test fires every registration) is repeated.
+    /// Returns the waker's flag.
+    fn park(mut poll: impl FnMut(&mut Context<'_>) -> bool) -> std::sync::Arc<Woken> {
+        let flag = std::sync::Arc::new(Woken(Default::default()));
+        let waker = Waker::from(flag.clone());
+        loop {
+            flag.take();
+            assert!(poll(&mut Context::from_waker(&waker)), "not pending");
+            settled("the async waiter asleep");
+            if !flag.take() {
+                return flag;
+            }
+        }
+    }
+
     fn async_waiter_asleep() -> bool {
         let t = threads_named("shmkit-async");
         !t.is_empty() && t.iter().all(|&t| asleep(t))
@@ -427,5 +470,171 @@ mod tests {
             locker.join().unwrap();
             cmd_tx.send(()).unwrap();
         });
+    }
+
+    /// Review: a `lock_async` future whose word the unlock's single
+    /// wake-up went to takes the lock with `try_lock`, which keeps no
+    /// `WAITERS` (the unlock cleared it). A locker asleep behind the future
+    /// is then never woken: the future's unlock is a fast one. The locker
+    /// sleeps on a free lock until its own timer.
+    #[test]
+    fn review_a_lock_future_that_took_the_wake_up_leaves_no_locker_asleep() {
+        let lock = Lock::create_unique().unwrap();
+        let raw = lock.raw();
+        std::thread::scope(|s| {
+            let (cmd_tx, ev_rx) = holder(s, raw);
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut fut = Box::pin(lock.lock_async());
+            // The async waiter is queued on the wake word first.
+            park(|cx| fut.as_mut().poll(cx).is_pending());
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let locker = s.spawn(move || {
+                tid_tx.send(crate::sys::gettid()).unwrap();
+                let t = std::time::Instant::now();
+                drop(raw.lock().unwrap());
+                t.elapsed()
+            });
+            let locker_tid = tid_rx.recv().unwrap();
+            until("the locker asleep", || asleep(locker_tid));
+            // The unlock wakes the first sleeper queued: the async waiter.
+            cmd_tx.send(()).unwrap();
+            ev_rx.recv().unwrap();
+            let g = loop {
+                if let std::task::Poll::Ready(g) = fut.as_mut().poll(&mut cx) {
+                    break g.unwrap();
+                }
+                std::thread::yield_now();
+            };
+            assert!(
+                !locker.is_finished(),
+                "setup: the unlock woke the locker, not the waiter thread"
+            );
+            drop(g);
+            drop(fut);
+            settled("the async waiter asleep again");
+            let left_asleep = asleep(locker_tid) && raw.wake_word().wake_one() == 1;
+            let took = locker.join().unwrap();
+            cmd_tx.send(()).unwrap();
+            assert!(
+                !left_asleep,
+                "a locker was left asleep on a free lock (it took {took:?})"
+            );
+        });
+    }
+
+    /// Review: a fair unlock whose single wake-up goes to the async waiter
+    /// thread (a `lock_async` future queued first) hands the lock to that
+    /// future, but the future takes with `try_lock`, which refuses a fresh
+    /// hand-off (only "a thread that has slept" may take it). The future
+    /// stays pending; nothing wakes it when the hand-off goes stale, so it
+    /// waits for the waiter thread's one-second repoll on a lock that is
+    /// free and reserved for it. Deterministic: the first poll after the
+    /// wake-up must take it.
+    #[test]
+    fn review_a_lock_future_woken_by_a_fair_unlock_takes_the_hand_off() {
+        let lock = Lock::create_unique().unwrap();
+        let raw = lock.raw();
+        crate::raw::lock::tests::contended_unlocks(raw, 31);
+        std::thread::scope(|s| {
+            let (cmd_tx, ev_rx) = holder(s, raw);
+            let mut fut = Box::pin(lock.lock_async());
+            let woken = park(|cx| fut.as_mut().poll(cx).is_pending());
+            // The 32nd contended unlock: a fair one, waking the waiter thread.
+            cmd_tx.send(()).unwrap();
+            ev_rx.recv().unwrap();
+            let unlocked = std::time::Instant::now();
+            assert!(
+                !raw.free_ready(false),
+                "the unlock was not a hand-off to a sleeper"
+            );
+            until("the future woken", || woken.take());
+            let mut cx = Context::from_waker(Waker::noop());
+            let first_ready = match fut.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(g) => {
+                    drop(g.unwrap());
+                    true
+                }
+                std::task::Poll::Pending => false,
+            };
+            // Let it finish either way, to say how long it took.
+            if !first_ready {
+                loop {
+                    std::thread::sleep(Duration::from_millis(1));
+                    if let std::task::Poll::Ready(g) = fut.as_mut().poll(&mut cx) {
+                        drop(g.unwrap());
+                        break;
+                    }
+                }
+            }
+            let took = unlocked.elapsed();
+            drop(fut);
+            cmd_tx.send(()).unwrap();
+            assert!(
+                first_ready,
+                "the future woken by a fair unlock did not take the hand-off (it could after {took:?})"
+            );
+        });
+    }
+
+    #[test]
+    fn review_a_dropped_wait_set_future_passes_a_wake_up_it_took_after_looking() {
+        // Other tests share the waiter thread and may kick it off the word
+        // at the wrong moment: try until the unlock did wake it.
+        for _ in 0..20 {
+            if let Some(left_asleep) = dropped_wait_set_future_attempt() {
+                assert!(!left_asleep, "a locker was left asleep on a free lock");
+                return;
+            }
+        }
+        panic!("setup: the unlock never woke the waiter thread");
+    }
+
+    /// One attempt: `None` if the unlock woke the locker (not the waiter
+    /// thread); else whether the locker was left asleep.
+    fn dropped_wait_set_future_attempt() -> Option<bool> {
+        let lock = Lock::create_unique().unwrap();
+        let raw = lock.raw();
+        let dropping = &std::sync::Mutex::new(false);
+        std::thread::scope(|s| {
+            let (cmd_tx, ev_rx) = holder(s, raw);
+            let mut set = crate::WaitSet::new();
+            set.add(&lock).unwrap();
+            let mut fut = Box::pin(set.wait_async());
+            park(|cx| fut.as_mut().poll(cx).is_pending());
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let locker = s.spawn(move || {
+                tid_tx.send(crate::sys::gettid()).unwrap();
+                drop(raw.lock().unwrap());
+            });
+            let locker_tid = tid_rx.recv().unwrap();
+            until("the locker asleep", || asleep(locker_tid));
+            let main_tid = crate::sys::gettid();
+            let (held_tx, held_rx) = mpsc::channel();
+            let z = s.spawn(move || {
+                let g = crate::sync::reactor::tests::hold_state();
+                held_tx.send(()).unwrap();
+                // The drop below has looked at the wake count and waits
+                // for the mutex to remove the registration.
+                until("the dropper blocked", || {
+                    *dropping.lock().unwrap() && asleep(main_tid)
+                });
+                // The unlock wakes the first sleeper queued: the waiter
+                // thread, still on the word.
+                cmd_tx.send(()).unwrap();
+                ev_rx.recv().unwrap();
+                let locker_slept_on = asleep(locker_tid);
+                drop(g);
+                (cmd_tx, locker_slept_on)
+            });
+            held_rx.recv().unwrap();
+            *dropping.lock().unwrap() = true;
+            drop(fut);
+            let (cmd_tx, setup) = z.join().unwrap();
+            settled("the async waiter asleep again");
+            let left_asleep = asleep(locker_tid) && raw.wake_word().wake_one() == 1;
+            locker.join().unwrap();
+            cmd_tx.send(()).unwrap();
+            setup.then_some(left_asleep)
+        })
     }
 }

@@ -994,4 +994,51 @@ pub(crate) mod tests {
             "arm left neither WAITERS nor a value that ends the sleep"
         );
     }
+
+    /// Runs `n` contended unlocks (a held lock with `WAITERS` set), so that
+    /// the next contended unlock is a fair one when `n` is
+    /// `FAIR_EVERY - 1` on a fresh lock.
+    pub(crate) fn contended_unlocks(lock: &RawLock, n: u32) {
+        for _ in 0..n {
+            let g = lock.lock().unwrap();
+            let _ = lock.arm();
+            drop(g);
+        }
+    }
+
+    /// Review: a fair unlock whose single wake-up goes to a wait set on
+    /// the lock hands the lock to a sleeper that cannot take it (a set
+    /// claims nothing): the state stays `HANDOFF`, which is ready only once
+    /// 20 ms old, and the set sleeps again with no owner to watch and the
+    /// watched interval, a second, although the lock is ready 20 ms later.
+    /// Timing-based: the wait takes about 1 s where 20 ms is due.
+    #[test]
+    fn review_a_wait_set_woken_by_a_fair_unlock_sees_the_lock_ready_within_the_liveness_interval() {
+        let lock: &'static RawLock = Box::leak(Box::new(RawLock::new()));
+        contended_unlocks(lock, FAIR_EVERY - 1);
+        std::thread::scope(|s| {
+            let (cmd, ev) = holder(s, lock);
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let set = s.spawn(move || {
+                tid_tx.send(sys::gettid()).unwrap();
+                let mut out = Vec::new();
+                let src = [Source::Lock(lock)];
+                let r = wait::wait(&src, Deadline::after(Duration::from_secs(60)), &mut out);
+                (r.unwrap(), std::time::Instant::now())
+            });
+            let set_tid = tid_rx.recv().unwrap();
+            until("the set asleep", || asleep(set_tid));
+            cmd.send(()).unwrap();
+            ev.recv().unwrap();
+            let unlocked = std::time::Instant::now();
+            let (ready, at) = set.join().unwrap();
+            cmd.send(()).unwrap();
+            assert!(ready);
+            let took = at - unlocked;
+            assert!(
+                took < Duration::from_millis(500),
+                "the set saw the lock ready {took:?} after the fair unlock (due: 20 ms)"
+            );
+        });
+    }
 }

@@ -66,6 +66,12 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if self.reactor.gen != super::fork_gen() {
+            // Inherited across fork(2): the parent generation's reactor,
+            // whose mutex a parent thread may have held at the fork, is
+            // left alone (its thread does not run here).
+            return;
+        }
         let removed = match self.reactor.state.lock() {
             Ok(mut st) => st.regs.remove(&self.id).is_some(),
             Err(_) => false,
@@ -232,5 +238,76 @@ impl Reactor {
                 w.wake();
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Holds this generation's reactor mutex until the result drops: the
+    /// waiter thread and every registration's drop wait meanwhile.
+    pub(crate) fn hold_state() -> impl Sized {
+        reactor().unwrap().state.lock().unwrap()
+    }
+
+    /// Waits for our child `pid` up to `limit`; whether it exited. Kills
+    /// (and reaps) it when it did not.
+    pub(crate) fn exited_within(pid: libc::pid_t, limit: Duration) -> bool {
+        let t0 = Instant::now();
+        loop {
+            let mut st = 0;
+            // SAFETY: plain waitpid on our own child.
+            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
+                return true;
+            }
+            if t0.elapsed() > limit {
+                // SAFETY: our own child, not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // SAFETY: as above.
+                unsafe { libc::waitpid(pid, &mut st, 0) };
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Review: a forked child that drops a registration it inherited (a
+    /// pending future of the forking thread) locks the parent generation's
+    /// reactor mutex, which another parent thread held at the fork: the
+    /// child hangs forever. Deterministic: a parent thread holds the mutex
+    /// across the fork.
+    #[test]
+    fn review_a_forked_child_dropping_an_inherited_registration_does_not_hang() {
+        let word: &'static Futex = Box::leak(Box::new(Futex::new(0)));
+        let reg = register(word, 1, Waker::noop()).expect("the waiter thread runs");
+        let r = reactor().unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let g = r.state.lock().unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            drop(g);
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: the child only drops the registration and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            drop(reg);
+            // SAFETY: leave at once.
+            unsafe { libc::_exit(0) };
+        }
+        let ok = exited_within(pid, Duration::from_secs(5));
+        go_tx.send(()).unwrap();
+        t.join().unwrap();
+        drop(reg);
+        assert!(
+            ok,
+            "the child hung dropping a registration of its parent's reactor"
+        );
     }
 }

@@ -95,7 +95,10 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if let Some(reg) = self.reg {
+        // A watch inherited across fork(2) leaves the parent generation's
+        // registry alone: a parent thread may have held its mutex at the
+        // fork, and its watcher thread does not run here.
+        if let Some(reg) = self.reg.filter(|r| r.gen == super::fork_gen()) {
             reg.unregister(self.word, &self.keys);
         }
     }
@@ -451,5 +454,132 @@ mod tests {
         let w = watch(&word, &[Target::Process(unknown)]);
         assert!(!w.all && !w.dead, "an unknown start time cannot be watched");
         assert_eq!(w.interval(), super::super::LIVENESS_INTERVAL);
+    }
+
+    /// Review: a forked child that drops a watch it inherited (a pending
+    /// future's, or a guard of the forking thread) locks the parent
+    /// generation's registry mutex, which another parent thread held at
+    /// the fork: the child hangs forever. The module says the child leaves
+    /// the inherited registry alone ("never locked"). Deterministic: a
+    /// parent thread holds the mutex across the fork.
+    #[test]
+    fn review_a_forked_child_dropping_an_inherited_watch_does_not_hang() {
+        let me = super::super::current_process();
+        let word: &'static Futex = Box::leak(Box::new(Futex::new(0)));
+        let w = watch(word, &[Target::Process(me)]);
+        let reg = w.reg.expect("the watcher runs");
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let g = reg.state.lock().unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            drop(g);
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: the child only drops the watch and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            drop(w);
+            // SAFETY: leave at once.
+            unsafe { libc::_exit(0) };
+        }
+        let ok = super::super::reactor::tests::exited_within(pid, Duration::from_secs(5));
+        go_tx.send(()).unwrap();
+        t.join().unwrap();
+        drop(w);
+        assert!(
+            ok,
+            "the child hung dropping a watch of its parent's registry"
+        );
+    }
+
+    /// Review: a watch leaked with `mem::forget` (a pending future
+    /// forgotten, then its object dropped) leaves its word registered after
+    /// the word's mapping is gone. When the target exits, the watcher's
+    /// FUTEX_WAKE on it fails with EFAULT, and `sys::futex_wake`'s
+    /// `debug_assert!` panics in the watcher thread while it holds the
+    /// registry mutex: the watcher stops (poisoned), and from then on no
+    /// sleeper of the process is woken by a death (debug builds).
+    /// Runs in a forked child (a fresh fork generation, so a fresh
+    /// registry and watcher thread), so that a watcher stopped here does
+    /// not spoil the other tests of this process.
+    #[test]
+    fn review_a_leaked_watch_on_an_unmapped_word_does_not_stop_the_watcher() {
+        // SAFETY: the child runs the scenario (its own threads, no locks
+        // inherited that it takes: a fresh generation) and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(leaked_watch_scenario).unwrap_or(false);
+            // SAFETY: leave at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let t0 = std::time::Instant::now();
+        let mut st = 0;
+        loop {
+            // SAFETY: our own child.
+            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                // SAFETY: our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the child hung");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+            "the watcher stopped after waking a leaked watch's unmapped word (child status {st:#x})"
+        );
+    }
+
+    /// Whether the watcher still runs after the scenario.
+    fn leaked_watch_scenario() -> bool {
+        const LEN: usize = 4096;
+        // SAFETY: a fresh anonymous mapping, ours alone.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        // SAFETY: the mapping is page-aligned, zeroed, and a Futex is one
+        // atomic u32; it is only used through the watch below until unmapped.
+        let word: &'static Futex = unsafe { &*p.cast::<Futex>() };
+        let (stamp_tx, stamp_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            stamp_tx.send(super::super::current_stamp()).unwrap();
+            let _ = go_rx.recv();
+        });
+        let target = Target::Thread(stamp_rx.recv().unwrap());
+        let w = watch(word, &[target]);
+        assert!(w.all && !w.dead, "the thread is watched");
+        std::mem::forget(w);
+        // SAFETY: nothing of ours uses the word any more (the watch is
+        // leaked, as safe code may do).
+        assert_eq!(unsafe { libc::munmap(p, LEN) }, 0);
+        let before = deaths();
+        go_tx.send(()).unwrap();
+        t.join().unwrap();
+        let t0 = std::time::Instant::now();
+        while deaths() == before {
+            assert!(t0.elapsed() < Duration::from_secs(30), "death never seen");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Let the watcher finish its pass over the woken words.
+        std::thread::sleep(Duration::from_millis(50));
+        let other = Futex::new(0);
+        let me = super::super::current_process();
+        let w = watch(&other, &[Target::Process(me)]);
+        w.reg.is_some() && w.all
     }
 }
