@@ -47,8 +47,11 @@ impl<T: Pod> Core for ArrayCore<T> {
         Spec::typed::<T>(Kind::Array, 0)
     }
 
+    fn precheck(name: &str) -> Result<()> {
+        check_align::<T>(name)
+    }
+
     unsafe fn attach(p: *mut u8, len: usize, aux: u64, _created: bool) -> Result<Self::View> {
-        check_align::<T>()?;
         let n = usize::try_from(aux)
             .ok()
             .filter(|&n| payload_len::<T>(n) == Some(len))
@@ -99,7 +102,6 @@ impl<T: Pod> Array<T> {
         opts: &Options,
         fill: impl Fn(&mut [T]),
     ) -> Result<Array<T>> {
-        check_align::<T>()?;
         let payload = payload_len::<T>(len).ok_or_else(|| {
             Error::InvalidArgument(format!("an Array of {len} elements is too large"))
         })?;

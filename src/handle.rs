@@ -28,6 +28,13 @@ pub(crate) trait Core {
     /// opened one must carry.
     fn spec() -> Spec;
 
+    /// Refuses, before any segment is made or opened, what can never work
+    /// (a payload type aligned beyond what a segment gives). `name` is for
+    /// the message.
+    fn precheck(_name: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Attaches to a payload: checks what can be checked (length,
     /// alignment, a configuration read once) and returns the view.
     /// `created`: this process has just initialised it (a pipe's creator
@@ -61,6 +68,7 @@ impl<C: Core> Named<C> {
         opts: &Options,
         init: impl Fn(*mut u8, usize) -> Result<()>,
     ) -> Result<Named<C>> {
+        C::precheck(name.unwrap_or(""))?;
         let spec = Spec { aux, ..C::spec() };
         let seg = match name {
             Some(n) => Segment::create_kind(n, spec, payload_len, opts, init)?,
@@ -76,6 +84,7 @@ impl<C: Core> Named<C> {
     /// Opens the segment `name`, checks its header against the core's, and
     /// attaches. Errors name the segment.
     pub(crate) fn open(name: &str, opts: &Options) -> Result<Named<C>> {
+        C::precheck(name)?;
         let (seg, aux) = Segment::open_kind(name, C::spec(), opts)?;
         // SAFETY: `open_kind` returned only once the creator published the
         // header, which it does after initialising the payload; the mapping
@@ -110,7 +119,8 @@ impl<C: Core> Named<C> {
 }
 
 /// An error of a core's `attach`, naming the segment (the raw cores do not
-/// know names).
+/// know names). A payload too short for its core is corruption (the header
+/// promised a fitting one): each `Core::attach` says so itself.
 fn named(e: Error, name: &str) -> Error {
     match e {
         Error::Corrupted { detail, .. } => Error::corrupted(name, detail),

@@ -294,7 +294,6 @@ impl Lock {
     /// ```
     #[cfg(not(loom))]
     pub fn lock_async(&self) -> impl Future<Output = Result<LockGuard<'_>>> + '_ {
-        let mut w = Waiter::new();
         // An unlock wakes one sleeper; the async waiter thread may have
         // taken that wake-up for us. A future dropped without the lock
         // passes it on, so that a locker asleep does not lose it (see
@@ -304,13 +303,6 @@ impl Lock {
             since: u32,
             taken: bool,
         }
-        impl PassOn<'_> {
-            // A method, so that the closure below captures (and the future
-            // owns) the whole guard, not only a field of it.
-            fn took(&mut self, taken: bool) {
-                self.taken = taken;
-            }
-        }
         impl Drop for PassOn<'_> {
             fn drop(&mut self) {
                 if !self.taken {
@@ -318,37 +310,53 @@ impl Lock {
                 }
             }
         }
-        let mut pass = PassOn {
-            lock: self.raw(),
-            since: self.raw().wake_seq(),
-            taken: false,
+        // The future's state, dropped field by field in this order: the
+        // waiter's registration first, so that the async waiter thread has
+        // left the lock's word before the pass-on looks at the wake count
+        // (an unlock between the two would otherwise go to the thread, and
+        // nobody would pass it on).
+        struct State<'a> {
+            w: Waiter,
+            pass: PassOn<'a>,
+            /// Pending once: woken by the lock's word, it has waited.
+            slept: bool,
+        }
+        let raw = self.raw();
+        let object = self.object_id();
+        let mut st = State {
+            w: Waiter::new(),
+            pass: PassOn {
+                lock: raw,
+                since: raw.wake_seq(),
+                taken: false,
+            },
+            slept: false,
         };
         std::future::poll_fn(move |cx| {
-            let check_dead = w.check_dead();
-            let attempt = |check_dead: bool| {
-                let r = if check_dead {
-                    self.lock_timeout(Duration::ZERO).map(Some)
-                } else {
-                    self.try_lock()
-                };
-                match r {
-                    Ok(None) | Err(crate::Error::Timeout) => None,
-                    Ok(Some(g)) => Some(Ok(g)),
-                    Err(e) => Some(Err(e)),
-                }
+            let st = &mut st;
+            let check_dead = st.w.check_dead();
+            // Never spins (this is the executor's thread) and, once it has
+            // waited, takes a hand-off and keeps `WAITERS` for the lockers
+            // behind it (see `RawLock::try_lock_as`).
+            let slept = st.slept;
+            let attempt = |check_owner: bool| match raw.try_lock_as(object, slept, check_owner) {
+                Ok(None) => None,
+                Ok(Some(inner)) => Some(Ok(LockGuard { inner })),
+                Err(e) => Some(Err(e)),
             };
             if let Some(r) = attempt(check_dead) {
-                w.done();
-                pass.took(r.is_ok());
+                st.w.done();
+                st.pass.taken = r.is_ok();
                 return Poll::Ready(r);
             }
-            let (word, armed) = self.raw().arm();
+            let (word, armed) = raw.arm();
             if let Some(r) = attempt(false) {
-                w.done();
-                pass.took(r.is_ok());
+                st.w.done();
+                st.pass.taken = r.is_ok();
                 return Poll::Ready(r);
             }
-            w.sleep(cx, &[(word, armed)], &self.raw().owner_target());
+            st.w.sleep(cx, &[(word, armed)], &raw.owner_target());
+            st.slept = true;
             Poll::Pending
         })
     }

@@ -244,6 +244,12 @@ impl Core for RawPipe<'static> {
     }
 
     unsafe fn attach(p: *mut u8, len: usize, _aux: u64, created: bool) -> Result<Self::View> {
+        if len < RawPipe::ctl_size() {
+            return Err(Error::corrupted(
+                "",
+                format!("a payload of {len} bytes cannot hold a pipe"),
+            ));
+        }
         // SAFETY: the caller's contract is `RawPipe::attach`'s. The payload
         // is used only through RawPipe ends; only the creator takes end 0.
         unsafe {

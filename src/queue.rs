@@ -61,6 +61,12 @@ impl Core for RawQueue<'static> {
     }
 
     unsafe fn attach(p: *mut u8, len: usize, _aux: u64, _created: bool) -> Result<Self::View> {
+        if len < RawQueue::ctl_size() {
+            return Err(Error::corrupted(
+                "",
+                format!("a payload of {len} bytes cannot hold a queue"),
+            ));
+        }
         // SAFETY: the caller's contract is `RawQueue::attach`'s. The payload
         // is used only through RawQueue handles; attach reads and checks
         // its configuration once.

@@ -38,10 +38,10 @@ pub(crate) fn lock_or_panic<'a>(lock: &'a RawLock, seg: &Segment, kind: &str) ->
     }
 }
 
-pub(crate) fn check_align<T>() -> Result<()> {
+pub(crate) fn check_align<T>(name: &str) -> Result<()> {
     if std::mem::align_of::<T>() > MAX_ALIGN {
         return Err(Error::InvalidArgument(format!(
-            "{} needs {}-byte alignment; shmkit supports up to {MAX_ALIGN}",
+            "segment {name:?}: {} needs {}-byte alignment; shmkit supports up to {MAX_ALIGN}",
             std::any::type_name::<T>(),
             std::mem::align_of::<T>()
         )));
@@ -142,8 +142,11 @@ impl<T: Pod> Core for ValueCore<T> {
         Spec::typed::<T>(Kind::Value, 0)
     }
 
+    fn precheck(name: &str) -> Result<()> {
+        check_align::<T>(name)
+    }
+
     unsafe fn attach(p: *mut u8, len: usize, _aux: u64, _created: bool) -> Result<Self::View> {
-        check_align::<T>()?;
         if len < Value::<T>::payload_len() {
             return Err(Error::corrupted("", "too short for its value"));
         }
@@ -189,7 +192,6 @@ impl<T: Pod> Value<T> {
     }
 
     fn create_inner(name: Option<&str>, init: T, opts: &Options) -> Result<Value<T>> {
-        check_align::<T>()?;
         Named::create(name, 0, Self::payload_len(), opts, Self::init(init)).map(Value)
     }
 

@@ -408,13 +408,28 @@ impl<'a> WaitSet<'a> {
     /// ```
     #[cfg(not(loom))]
     pub fn wait_async(&mut self) -> impl std::future::Future<Output = Result<Ready>> + '_ {
-        let mut w = crate::future::Waiter::new();
-        // Passes on, when the future drops, an unlock's wake-up it may
-        // have taken (see `wait::LockWakes`).
-        let guard = wait::LockWakes::new(&self.sources);
+        // The future's state, dropped field by field in this order: the
+        // waiter's registrations first, so that the async waiter thread
+        // has left the words before the pass-on (`wait::LockWakes`) looks
+        // at a lock's wake count; an unlock between the two would go to
+        // the thread, and nobody would pass it on.
+        struct State<'s, 'a> {
+            w: crate::future::Waiter,
+            guard: wait::LockWakes<'s, 'a>,
+            /// The lock sources armed by the last poll, with their counts.
+            locks: Vec<(&'a crate::raw::RawLock, u32)>,
+        }
+        let mut st = State {
+            w: crate::future::Waiter::new(),
+            guard: wait::LockWakes::new(&self.sources),
+            locks: Vec::new(),
+        };
         let ready = &mut self.ready;
         std::future::poll_fn(move |cx| {
+            let State { w, guard, locks } = &mut st;
             let sources = guard.sources();
+            // Woken since the last poll: give up a fair hand-off sent here.
+            wait::undo_handoffs(locks);
             if sources.is_empty() {
                 return std::task::Poll::Ready(Err(Error::InvalidArgument(
                     "wait on an empty WaitSet would never return".into(),
@@ -427,7 +442,7 @@ impl<'a> WaitSet<'a> {
                     keys: ready.clone(),
                 }));
             }
-            let (words, targets) = wait::arm_all(sources);
+            let (words, targets) = wait::arm_all(sources, locks);
             if wait::poll_once(sources, false, ready) {
                 w.done();
                 return std::task::Poll::Ready(Ok(Ready {

@@ -1,6 +1,7 @@
-//! Review: a Lock's spin setting versus deadlines and futures. Timing-based
-//! (the spin is set to 2 s; the calls should return within their 10 ms or
-//! at once), with a wide margin.
+//! Review: a Lock's spin setting versus deadlines and futures. The spin is
+//! set to an hour: a call that spins for its setting past its deadline (or
+//! on the executor's thread) never returns, and the watchdog fails the
+//! test. No upper bound on time is asserted otherwise.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::watchdog;
 use shmkit::{Error, Lock, Spin};
 
-const SPIN: Duration = Duration::from_secs(2);
+const SPIN: Duration = Duration::from_secs(3600);
 
 /// Runs `f` while another thread holds `lock` (taken on the fast path, so
 /// no `WAITERS`: a spinner keeps spinning).
@@ -43,8 +44,8 @@ fn lock_timeout_returns_by_its_deadline_whatever_the_spin_setting() {
         t.elapsed()
     });
     assert!(
-        took < SPIN / 2,
-        "lock_timeout(10 ms) took {took:?}: it spun for the spin setting past its deadline"
+        took >= Duration::from_millis(10),
+        "returned early: {took:?}"
     );
 }
 
@@ -63,8 +64,5 @@ fn a_lock_future_poll_never_spins_on_the_executor_thread() {
         assert!(f.as_mut().poll(&mut cx).is_pending());
         t.elapsed()
     });
-    assert!(
-        took < SPIN / 2,
-        "one poll of lock_async took {took:?}: it spun on the executor's thread"
-    );
+    eprintln!("one poll of lock_async while the lock is held: {took:?}");
 }

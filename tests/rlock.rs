@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{dispatch, spawn, watchdog};
@@ -132,15 +131,15 @@ fn lock_timeout_never_returns_early() {
 fn four_threads_taking_two_levels_exclude_each_other() {
     let _w = watchdog(WATCHDOG);
     let l = RLock::create_unique().unwrap();
-    let inside = AtomicBool::new(false);
+    // Held while inside: a second owner's `try_lock` of it fails.
+    let inside = std::sync::Mutex::new(());
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..2_000 {
                     let _a = l.lock().unwrap();
                     let _b = l.lock().unwrap();
-                    assert!(!inside.swap(true, Ordering::SeqCst), "two owners at once");
-                    inside.store(false, Ordering::SeqCst);
+                    let _in = inside.try_lock().expect("two owners at once");
                 }
             });
         }

@@ -192,6 +192,18 @@ struct Peer<'a> {
     looks: u32,
 }
 
+/// The peer to watch for death: none before it has opened its end (stamp
+/// 0). A zero stamp would be "unwatchable", and a sleeper waiting for a
+/// peer to come would wake every liveness interval for nothing; the peer's
+/// `attach` wakes the sleepers instead.
+fn peer_targets(stamp: TaskStamp) -> Vec<Target> {
+    if stamp.0 == 0 {
+        Vec::new()
+    } else {
+        vec![Target::Process(stamp)]
+    }
+}
+
 /// See [`Peer::watched`]: the word's address, the peer's stamp, the death
 /// epoch when it was made, the watch.
 struct PeerWatch {
@@ -236,6 +248,11 @@ pub struct RawPipe<'a> {
 unsafe impl Send for RawPipe<'_> {}
 
 impl<'a> RawPipe<'a> {
+    /// The bytes of the control block, the least any pipe's region holds.
+    pub(crate) fn ctl_size() -> usize {
+        std::mem::size_of::<PipeCtl>()
+    }
+
     /// The bytes a pipe of `layout` needs (align the region to 64).
     ///
     /// # Errors
@@ -417,6 +434,15 @@ impl<'a> RawPipe<'a> {
                 },
             );
         }
+        if side == 1 {
+            // Sleepers of the creator's end watch the peer they saw when
+            // they went to sleep: none yet. Have them look again (and watch
+            // us). With nobody asleep this costs no syscall.
+            for r in &ctl.rings {
+                r.readable.0.notify();
+                r.writable.0.notify();
+            }
+        }
         Ok(RawPipe {
             ctl,
             side,
@@ -581,9 +607,7 @@ impl<'a> RawPipe<'a> {
 
     /// The process a waiter on this end waits for (see `sync::watch`).
     pub(crate) fn watch_targets(&self) -> Vec<Target> {
-        vec![Target::Process(TaskStamp(
-            self.peer.end.stamp.load(Ordering::Acquire),
-        ))]
+        peer_targets(TaskStamp(self.peer.end.stamp.load(Ordering::Acquire)))
     }
 
     /// The peer's end is closed, or (`check_dead`) its process is gone.
@@ -1143,7 +1167,7 @@ impl Peer<'_> {
                 word: addr,
                 stamp: stamp.0,
                 deaths,
-                watch: sync::watch(word, &[Target::Process(stamp)]),
+                watch: sync::watch(word, &peer_targets(stamp)),
             });
         }
         let w = &self.watched.as_ref().expect("set above").watch;
@@ -1164,7 +1188,7 @@ impl Peer<'_> {
         if !deadline.expired() {
             // Spin first (adaptively, see `AdaptiveSpin`): a reply often
             // comes within a microsecond.
-            let got = self.spin.spin(|| match ready() {
+            let got = self.spin.spin(deadline, || match ready() {
                 Ok(false) => None,
                 r => Some(r),
             });
@@ -1237,7 +1261,9 @@ impl Peer<'_> {
                 return Ok(());
             }
             if !woken && is_deadline || deadline.expired() {
-                return Err(Error::Timeout);
+                // The top of the loop says Timeout, or Disconnected if the
+                // peer died meanwhile (as a WaitSet would report it ready).
+                continue;
             }
             force_check = !woken || sync::deaths() != deaths;
         }

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
 
 /// How long a blocking call spins before it sleeps on the futex: a
 /// per-handle setting (`Queue::set_spin`, `PipeEnd::set_spin`, and the raw
@@ -44,8 +44,21 @@ pub enum Spin {
     Adaptive,
     /// Never spin: sleep at once.
     Never,
-    /// Spin up to this long every time, then sleep.
+    /// Spin up to this long every time (never past the call's deadline),
+    /// then sleep. `UpTo(Duration::ZERO)` is `Never`, and reads back so.
     UpTo(Duration),
+}
+
+/// `budget` ns, or less if `deadline` comes first.
+pub(crate) fn cap(budget: u64, deadline: Deadline) -> u64 {
+    match deadline.at() {
+        None => budget,
+        Some(d) => budget.min(
+            d.saturating_sub(sync::now())
+                .as_nanos()
+                .min(u128::from(u64::MAX)) as u64,
+        ),
+    }
 }
 
 /// `mode` encodings: adaptive, or a fixed budget in ns (0: never).
@@ -90,12 +103,17 @@ impl AdaptiveSpin {
         }
     }
 
-    /// Spins until `ready()` gives `Some` or the budget is spent; records
-    /// whether it paid.
-    pub(crate) fn spin<T>(&self, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    /// Spins until `ready()` gives `Some`, the budget is spent or
+    /// `deadline` passes (a spin never outlasts the caller's timeout);
+    /// records whether it paid.
+    pub(crate) fn spin<T>(
+        &self,
+        deadline: Deadline,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
         let mode = self.mode.load(Ordering::Relaxed);
         if mode != ADAPTIVE {
-            return Self::spin_fixed(mode, ready);
+            return Self::spin_fixed(cap(mode, deadline), ready);
         }
         let mut budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == 0 {
@@ -106,6 +124,7 @@ impl AdaptiveSpin {
             self.waits_since_probe.store(0, Ordering::Relaxed);
             budget = PROBE_NS;
         }
+        let budget_left = cap(budget, deadline);
         let start = sync::now();
         let mut i = 0u32;
         loop {
@@ -113,6 +132,14 @@ impl AdaptiveSpin {
                 self.budget_ns
                     .store(START_NS.max(budget), Ordering::Relaxed);
                 return Some(v);
+            }
+            if budget_left < budget
+                && i % 32 == 31
+                && (sync::now() - start).as_nanos() as u64 >= budget_left
+            {
+                // The caller's deadline, not the budget, ended it: nothing
+                // learnt.
+                return None;
             }
             i = i.wrapping_add(1);
             if i % 32 == 0 && (sync::now() - start).as_nanos() as u64 >= budget {

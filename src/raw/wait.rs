@@ -163,6 +163,8 @@ pub(crate) fn wait(
 
 fn wait_inner(sources: &[Source<'_>], deadline: Deadline, out: &mut Vec<usize>) -> Result<bool> {
     let mut words: Vec<(&Futex, u32)> = Vec::with_capacity(sources.len());
+    // The lock sources armed, with the wake count they armed at.
+    let mut locks: Vec<(&RawLock, u32)> = Vec::new();
     let mut check_dead = false;
     let mut looked_at_dead = false;
     loop {
@@ -181,10 +183,14 @@ fn wait_inner(sources: &[Source<'_>], deadline: Deadline, out: &mut Vec<usize>) 
         let mut dead = false;
         let mut watches = Vec::with_capacity(sources.len());
         words.clear();
+        locks.clear();
         for s in sources {
             let Some((word, val)) = s.arm() else {
                 continue;
             };
+            if let Source::Lock(l) = s {
+                locks.push((*l, val));
+            }
             let targets = s.watch_targets();
             if !targets.is_empty() {
                 let w = sync::watch(word, &targets);
@@ -209,6 +215,7 @@ fn wait_inner(sources: &[Source<'_>], deadline: Deadline, out: &mut Vec<usize>) 
             sync::wait_any(&words, until)
         };
         drop(watches);
+        undo_handoffs(&locks);
         if !woken && is_deadline {
             return Ok(collect(sources, true, out));
         }
@@ -240,16 +247,32 @@ pub(crate) fn poll_once(sources: &[Source<'_>], check_dead: bool, out: &mut Vec<
 /// Arms every source (as a sleeper), for a future: the words and values
 /// to be woken on, and every task whose death makes a source ready.
 #[cfg(not(loom))]
-pub(crate) fn arm_all<'a>(sources: &[Source<'a>]) -> (Vec<(&'a Futex, u32)>, Vec<Target>) {
+pub(crate) fn arm_all<'a>(
+    sources: &[Source<'a>],
+    locks: &mut Vec<(&'a RawLock, u32)>,
+) -> (Vec<(&'a Futex, u32)>, Vec<Target>) {
     let mut words = Vec::with_capacity(sources.len());
     let mut targets = Vec::new();
+    locks.clear();
     for s in sources {
         if let Some(w) = s.arm() {
+            if let Source::Lock(l) = *s {
+                locks.push((l, w.1));
+            }
             words.push(w);
             targets.extend(s.watch_targets());
         }
     }
     (words, targets)
+}
+
+/// After a sleep: gives up a fresh fair hand-off that an unlock may have
+/// sent to this wait, which cannot take it (see
+/// [`RawLock::undo_handoff_since`]).
+pub(crate) fn undo_handoffs(locks: &[(&RawLock, u32)]) {
+    for &(l, since) in locks {
+        l.undo_handoff_since(since);
+    }
 }
 
 /// An unlock wakes one sleeper. A wait on a lock may take that wake-up in

@@ -54,6 +54,11 @@ impl Deadline {
         self.0.is_some_and(|d| now() >= d)
     }
 
+    /// The point itself (monotonic time), `None` for never.
+    pub(crate) fn at(self) -> Option<Duration> {
+        self.0
+    }
+
     /// The earlier of this deadline and `interval` from now, and whether that
     /// is this deadline (true) or the interval (false).
     pub(crate) fn or_within(self, interval: Duration) -> (Option<Duration>, bool) {

@@ -10,14 +10,20 @@
 //! `(word, value seen, waker)` here. Registering bumps the control word and
 //! wakes it, so the thread rebuilds its wait list; so does dropping a
 //! registration the thread has not fired (else the thread would stay
-//! asleep on the word and could take a lock's single wake-up). When the thread returns
-//! from its wait because a registered word moved, it wakes, and forgets,
-//! every registration (it never reads a registered word itself: a leaked
-//! future's word may be unmapped); a future re-registers when it is polled again
-//! and still cannot finish. The thread also wakes every registration each
-//! [`REPOLL`] (and any beyond the kernel's 127 words at once, every 10 ms),
-//! so that a future whose word cannot change (a dead peer noticed only by
-//! liveness, a lost wake) is polled again.
+//! asleep on the word and could take a lock's single wake-up). When the
+//! thread returns from its wait, it wakes, and forgets, the registrations
+//! on the word the kernel says woke it (`futex_waitv` returns its index);
+//! when the kernel says only that some word no longer held its value, and
+//! the control word did not move, it wakes them all (it never reads a
+//! registered word itself: a leaked future's word may be unmapped); a
+//! return caused by the control word alone wakes nobody. A future
+//! re-registers when it is polled again and still cannot finish. The
+//! thread also wakes every registration each [`REPOLL`] and after a death
+//! the watcher saw, and those beyond the kernel's 127 words at once every
+//! 10 ms, so that a future whose word cannot change (a dead peer noticed
+//! only by liveness, a lost wake) is polled again. (Waking all of them on
+//! every return made more than 127 pending futures wake each other in a
+//! loop: each re-registration ended the next wait.)
 //!
 //! The thread never dereferences a registered word; only the kernel reads
 //! them, in `futex_waitv` (a word unmapped meanwhile makes that call fail,
@@ -173,8 +179,12 @@ impl Reactor {
     }
 
     fn run(&self) {
+        // The words slept on: the control word first, then up to 127
+        // registrations, with their ids (`ids[i]` for `list[i + 1]`).
         let mut list: Vec<(*const u32, u32)> = Vec::new();
+        let mut ids: Vec<u64> = Vec::new();
         let mut deaths = super::deaths();
+        let mut last_all = super::now();
         loop {
             let control = self.control.word().load(Ordering::SeqCst);
             let overflow;
@@ -183,9 +193,11 @@ impl Reactor {
                     return;
                 };
                 list.clear();
+                ids.clear();
                 list.push((self.control.word().as_ptr().cast_const(), control));
-                for r in st.regs.values().take(sys::FUTEX_WAITV_MAX - 1) {
+                for (&id, r) in st.regs.iter().take(sys::FUTEX_WAITV_MAX - 1) {
                     list.push((r.addr as *const u32, r.val));
+                    ids.push(id);
                 }
                 overflow = st.regs.len() > sys::FUTEX_WAITV_MAX - 1;
             }
@@ -201,44 +213,88 @@ impl Reactor {
             // was built), and then the call fails with EFAULT, touching no
             // memory of ours. Nothing here dereferences a registered word.
             let outcome = unsafe { sys::futex_waitv(&list, until) };
-            let timed_out = match outcome {
-                sys::WaitvOutcome::Woken => false,
-                sys::WaitvOutcome::TimedOut => true,
+            let outcome = match outcome {
                 sys::WaitvOutcome::Unsupported => {
                     // No futex_waitv (before Linux 5.16): poll every 2 ms.
                     std::thread::sleep(Duration::from_millis(2));
-                    true
+                    sys::WaitvOutcome::TimedOut
                 }
+                o => o,
             };
             // A death the watcher saw: every pending future looks again
             // (its word did not change, the peer's liveness did).
             let d = super::deaths();
             let died = d != deaths;
             deaths = d;
+            let now = super::now();
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
-            // Which word moved is not read from the words themselves: a
-            // future leaked with `mem::forget` leaves its registration
-            // behind, and its word may be unmapped by now. A wake with the
-            // control word unchanged means a registered word moved: every
-            // pending future looks again (spurious polls are harmless).
-            // A wake by the control word alone (a new registration) only
-            // rebuilds the list.
             let control_moved = self.control.word().load(Ordering::SeqCst) != control;
-            let fire_all = timed_out || overflow || died || !control_moved;
-            let mut fire = Vec::new();
-            if fire_all {
-                for (_, r) in st.regs.drain() {
-                    fire.push(r.waker);
+            // Which registrations to wake. Which word moved is never read
+            // from the words themselves (a future leaked with `mem::forget`
+            // leaves its registration behind, and its word may be unmapped
+            // by now): the kernel says which index woke us, or that a word
+            // no longer held its value (then, unless the control word moved,
+            // some registered word did: all look again).
+            let fire = match outcome {
+                _ if died => Fire::All,
+                _ if now.saturating_sub(last_all) >= REPOLL => Fire::All,
+                sys::WaitvOutcome::Woken(Some(0)) => Fire::None,
+                sys::WaitvOutcome::Woken(Some(i)) => match list.get(i) {
+                    Some(&(addr, _)) => Fire::Word(addr as usize),
+                    None => Fire::All,
+                },
+                sys::WaitvOutcome::Woken(None) if control_moved => Fire::None,
+                sys::WaitvOutcome::Woken(None) => Fire::All,
+                // A slice of an overflowing list: those not slept on look.
+                _ if overflow => Fire::Unlisted,
+                _ => Fire::All,
+            };
+            let mut wake = Vec::new();
+            match fire {
+                Fire::None => {}
+                Fire::All => {
+                    last_all = now;
+                    wake.extend(st.regs.drain().map(|(_, r)| r.waker));
+                }
+                Fire::Word(addr) => {
+                    st.regs.retain(|_, r| {
+                        if r.addr == addr {
+                            wake.push(r.waker.clone());
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+                Fire::Unlisted => {
+                    st.regs.retain(|id, r| {
+                        if ids.contains(id) {
+                            true
+                        } else {
+                            wake.push(r.waker.clone());
+                            false
+                        }
+                    });
                 }
             }
             drop(st);
-            for w in fire {
+            for w in wake {
                 w.wake();
             }
         }
     }
+}
+
+/// Which registrations a return of the thread's wait wakes.
+enum Fire {
+    None,
+    All,
+    /// Those on the word at this address.
+    Word(usize),
+    /// Those that were not in the list slept on.
+    Unlisted,
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ pub(crate) fn wait_any(words: &[(&Futex, u32)], until: Option<Duration>) -> bool
         // SAFETY: every word is a live, aligned AtomicU32 borrowed for the
         // whole call (`&Futex`), only ever accessed atomically.
         match unsafe { sys::futex_waitv(&raw[..n], until) } {
-            sys::WaitvOutcome::Woken => return true,
+            sys::WaitvOutcome::Woken(_) => return true,
             sys::WaitvOutcome::TimedOut => return false,
             sys::WaitvOutcome::Unsupported => NO_WAITV.store(true, Ordering::Relaxed),
         }

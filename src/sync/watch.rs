@@ -343,9 +343,10 @@ impl Registry {
                     return true;
                 };
                 for &(addr, _) in &e.words {
-                    // SAFETY: a registered word stays mapped until its
-                    // sleeper unregisters, which takes this mutex, held
-                    // here. FUTEX_WAKE does not write the word.
+                    // SAFETY: FUTEX_WAKE neither reads nor writes the word;
+                    // a word unmapped under a leaked watch (its future was
+                    // `mem::forget`ten) is EFAULT, nothing more. Registered
+                    // words are 4-byte aligned (they are `Futex`es).
                     unsafe { sys::futex_wake(addr as *const u32, u32::MAX) };
                 }
                 *n += 1;

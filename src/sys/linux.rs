@@ -219,9 +219,10 @@ pub(crate) const FUTEX_WAITV_MAX: usize = 128;
 /// What [`futex_waitv`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitvOutcome {
-    /// Woken, or a word no longer held its expected value (or spuriously):
-    /// look again.
-    Woken,
+    /// Woken: by a wake of the word at this index, or (`None`) because a
+    /// word no longer held its expected value, or was not mapped. Look
+    /// again.
+    Woken(Option<usize>),
     /// The deadline passed.
     TimedOut,
     /// The kernel has no `futex_waitv` (before Linux 5.16, or filtered out
@@ -256,7 +257,7 @@ pub(crate) unsafe fn futex_waitv(
     deadline: Option<Duration>,
 ) -> WaitvOutcome {
     if words.is_empty() {
-        return WaitvOutcome::Woken;
+        return WaitvOutcome::Woken(None);
     }
     let mut v = [const {
         FutexWaitv {
@@ -294,15 +295,15 @@ pub(crate) unsafe fn futex_waitv(
             )
         };
         if r >= 0 {
-            return WaitvOutcome::Woken;
+            return WaitvOutcome::Woken(Some(r as usize));
         }
         match io::Error::last_os_error().raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::ETIMEDOUT) => return WaitvOutcome::TimedOut,
-            Some(libc::EAGAIN) => return WaitvOutcome::Woken,
+            Some(libc::EAGAIN) => return WaitvOutcome::Woken(None),
             // A word unmapped under the async waiter (a future dropped
             // with its object while the list was rebuilt): look again.
-            Some(libc::EFAULT) => return WaitvOutcome::Woken,
+            Some(libc::EFAULT) => return WaitvOutcome::Woken(None),
             Some(libc::ENOSYS) | Some(libc::EPERM) => return WaitvOutcome::Unsupported,
             e => {
                 debug_assert!(false, "unexpected futex_waitv error {e:?}");
@@ -315,12 +316,19 @@ pub(crate) unsafe fn futex_waitv(
 /// Wakes up to `n` threads waiting on `addr`; returns how many woke.
 ///
 /// # Safety
-/// `addr` must point to a live, 4-byte-aligned `u32`.
+/// `addr` must be 4-byte aligned. FUTEX_WAKE neither reads nor writes the
+/// word: the kernel only looks the address up, and an address that is not
+/// mapped (a word whose segment a leaked registration outlived) makes the
+/// call fail with EFAULT, which is harmless and counts as "nobody woke".
 pub(crate) unsafe fn futex_wake(addr: *const u32, n: u32) -> usize {
     let n = n.min(i32::MAX as u32) as i32;
-    // SAFETY: the caller guarantees `addr` is live; FUTEX_WAKE does not write to it.
+    // SAFETY: FUTEX_WAKE does not access the word (see above).
     let r = unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, n) };
-    debug_assert!(r >= 0, "futex wake failed: {}", io::Error::last_os_error());
+    debug_assert!(
+        r >= 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT),
+        "futex wake failed: {}",
+        io::Error::last_os_error()
+    );
     r.max(0) as usize
 }
 

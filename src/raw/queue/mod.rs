@@ -329,6 +329,11 @@ struct Claim {
 }
 
 impl<'a> RawQueue<'a> {
+    /// The bytes of the control block, the least any queue's region holds.
+    pub(crate) fn ctl_size() -> usize {
+        std::mem::size_of::<QueueCtl>()
+    }
+
     /// The bytes a queue of `layout` needs (align the region to 64).
     ///
     /// # Errors
@@ -899,7 +904,7 @@ impl<'a> RawQueue<'a> {
             };
             if !spun {
                 spun = true;
-                let got = self.spin.spin(|| match claim(false) {
+                let got = self.spin.spin(deadline, || match claim(false) {
                     Ok(Try::Done(v)) => Some(Ok(v)),
                     Ok(_) => None,
                     Err(e) => Some(Err(e)),
@@ -910,7 +915,12 @@ impl<'a> RawQueue<'a> {
                 }
             }
             if deadline.expired() {
-                return Err(Error::Timeout);
+                // One last look, reading the liveness of whoever blocks us,
+                // so that a zero timeout still steps over a dead claim.
+                return match claim(true)? {
+                    Try::Done(v) => Ok(v),
+                    _ => Err(Error::Timeout),
+                };
             }
             // Have a participant's exit wake us (see `sync::watch`): then
             // the sleep needs no short interval to notice a death.
