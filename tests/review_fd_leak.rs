@@ -2,6 +2,8 @@
 //! a new thread each round, which then exits) must not leak pidfds or
 //! registrations: the open descriptors stay bounded.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::time::Duration;

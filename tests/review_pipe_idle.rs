@@ -5,6 +5,8 @@
 //! for as long as no peer comes). Counted, not timed: the waiting thread's
 //! voluntary context switches over 1 s.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::time::Duration;

@@ -7,6 +7,8 @@
 //! wakes of the futures over one second, each re-polled as an executor
 //! would.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::future::Future;

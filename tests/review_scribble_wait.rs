@@ -5,6 +5,7 @@
 //! nothing may panic or hang. `SHMKIT_SCRIBBLE_MS` (default 1500) bounds
 //! the run.
 #![allow(clippy::disallowed_types)]
+#![cfg(not(loom))]
 
 mod common;
 

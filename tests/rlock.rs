@@ -2,6 +2,8 @@
 //! CPython's `_TestLock.test_rlock`), across threads and real processes,
 //! and a holder SIGKILLed at any level taken over and reported.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::time::{Duration, Instant};
