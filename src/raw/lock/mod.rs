@@ -585,8 +585,11 @@ impl RawLock {
                 .as_ref()
                 .map_or(sync::LIVENESS_INTERVAL, |w| w.interval());
             let (until, is_deadline) = deadline.or_within(interval);
-            let woken = self.wake.wait(seq, until);
-            drop(watch);
+            let woken = {
+                // Registered until the sleep ends.
+                let _watch = watch;
+                self.wake.wait(seq, until)
+            };
             slept = true;
             check_owner = !woken || sync::deaths() != deaths;
             deadline_hit = !woken && is_deadline;

@@ -674,6 +674,10 @@ pub mod model {
     use super::*;
 
     /// A heap queue; `handle()` gives a `RawQueue` over it.
+    // The message bytes are reached through raw pointers, as in shared
+    // memory, not through a cell's API: std's `UnsafeCell` only makes the
+    // heap bytes writable behind `&self`.
+    #[allow(clippy::disallowed_types)]
     pub struct HeapQueue {
         ctl: QueueCtl,
         hdrs: Vec<SlotHdr>,
@@ -693,6 +697,7 @@ pub mod model {
             }
             .derive()
             .unwrap();
+            #[allow(clippy::disallowed_types)]
             HeapQueue {
                 ctl: QueueCtl::new(slots, capacity as u64, max_message as u64, 0),
                 hdrs: (0..slots).map(SlotHdr::new).collect(),
