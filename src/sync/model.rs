@@ -10,9 +10,113 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-pub(crate) use loom::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+use super::{Ordering, TaskStamp};
 
-use super::TaskStamp;
+// The atomics the shim hands out: loom's, wrapped so that every operation
+// is first a step of the death schedule (see `support::sweep`). Outside a
+// death sweep the wrapper only reads two thread-local cells.
+macro_rules! shim_atomic {
+    ($name:ident, $t:ty) => {
+        /// A loom atomic whose every operation counts as a step of the
+        /// calling thread (see [`support::sweep`]); a killed thread's
+        /// operations touch nothing.
+        #[derive(Debug)]
+        #[repr(transparent)]
+        pub(crate) struct $name(loom::sync::atomic::$name);
+
+        impl Default for $name {
+            fn default() -> $name {
+                $name::new(0)
+            }
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            pub(crate) fn new(v: $t) -> $name {
+                $name(loom::sync::atomic::$name::new(v))
+            }
+            pub(crate) fn load(&self, o: Ordering) -> $t {
+                if step() {
+                    return 0;
+                }
+                self.0.load(o)
+            }
+            pub(crate) fn store(&self, v: $t, o: Ordering) {
+                if step() {
+                    return;
+                }
+                self.0.store(v, o)
+            }
+            pub(crate) fn swap(&self, v: $t, o: Ordering) -> $t {
+                if step() {
+                    return 0;
+                }
+                self.0.swap(v, o)
+            }
+            pub(crate) fn compare_exchange(
+                &self,
+                cur: $t,
+                new: $t,
+                ok: Ordering,
+                err: Ordering,
+            ) -> Result<$t, $t> {
+                if step() {
+                    return Ok(cur);
+                }
+                self.0.compare_exchange(cur, new, ok, err)
+            }
+            pub(crate) fn compare_exchange_weak(
+                &self,
+                cur: $t,
+                new: $t,
+                ok: Ordering,
+                err: Ordering,
+            ) -> Result<$t, $t> {
+                if step() {
+                    return Ok(cur);
+                }
+                self.0.compare_exchange_weak(cur, new, ok, err)
+            }
+            pub(crate) fn fetch_add(&self, v: $t, o: Ordering) -> $t {
+                if step() {
+                    return 0;
+                }
+                self.0.fetch_add(v, o)
+            }
+            pub(crate) fn fetch_sub(&self, v: $t, o: Ordering) -> $t {
+                if step() {
+                    return 0;
+                }
+                self.0.fetch_sub(v, o)
+            }
+            pub(crate) fn fetch_or(&self, v: $t, o: Ordering) -> $t {
+                if step() {
+                    return 0;
+                }
+                self.0.fetch_or(v, o)
+            }
+            pub(crate) fn fetch_and(&self, v: $t, o: Ordering) -> $t {
+                if step() {
+                    return 0;
+                }
+                self.0.fetch_and(v, o)
+            }
+        }
+    };
+}
+
+shim_atomic!(AtomicU8, u8);
+shim_atomic!(AtomicU16, u16);
+shim_atomic!(AtomicU32, u32);
+shim_atomic!(AtomicU64, u64);
+
+/// A fence, counted as a step.
+pub(crate) fn fence(o: Ordering) {
+    if step() {
+        return;
+    }
+    loom::sync::atomic::fence(o)
+}
 
 std::thread_local! {
     static TIMEOUTS_FIRE: Cell<bool> = const { Cell::new(false) };
@@ -20,6 +124,131 @@ std::thread_local! {
     static DEAD: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// Live threads whose liveness checks answer "unknown"; `u32::MAX`: all.
     static UNKNOWN: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// The death schedule of the running sweep (see [`support::sweep`]).
+    static DOOM: Doom = const {
+        Doom {
+            k: Cell::new(0),
+            max_steps: Cell::new(0),
+            victim: Cell::new(0),
+            steps: Cell::new(0),
+            ghost: Cell::new(0),
+            grave: RefCell::new(None),
+            autopsy: RefCell::new(None),
+            finding: Cell::new(None),
+        }
+    };
+}
+
+/// Where a death sweep stands. Loom runs every model thread of an
+/// execution on the test's OS thread, so these plain thread-locals are one
+/// table per model, invisible to loom (they add no interleavings).
+struct Doom {
+    /// The step at which the victim dies; 0: it does not (the counting run).
+    k: Cell<usize>,
+    /// The counting run's result: the most steps the victim took.
+    max_steps: Cell<usize>,
+    /// The model thread armed to die (0: none, or it died already).
+    victim: Cell<u32>,
+    /// The shim operations the victim started so far.
+    steps: Cell<usize>,
+    /// A dead victim that was let go after the model's checks: it unwinds,
+    /// and its operations on the way out touch nothing.
+    ghost: Cell<u32>,
+    /// Where the victim reports "done" or "dead", and waits once dead.
+    grave: RefCell<Option<loom::sync::Arc<Grave>>>,
+    /// What the victim asked to be looked at the instant it dies.
+    autopsy: RefCell<Option<Box<dyn FnOnce() -> u64>>>,
+    /// The autopsy's finding.
+    finding: Cell<Option<u64>>,
+}
+
+/// The unwind payload of a killed thread on its way out (see [`kill`]).
+struct Killed;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Running,
+    Done,
+    Dead,
+    Released,
+}
+
+struct Grave {
+    fate: loom::sync::Mutex<Fate>,
+    cv: loom::sync::Condvar,
+}
+
+impl Grave {
+    fn set(&self, f: Fate) {
+        *self.fate.lock().unwrap() = f;
+        self.cv.notify_all();
+    }
+
+    /// Waits until the fate is no longer `from`, and returns it.
+    fn wait_past(&self, from: Fate) -> Fate {
+        let mut g = self.fate.lock().unwrap();
+        while *g == from {
+            g = self.cv.wait(g).unwrap();
+        }
+        *g
+    }
+}
+
+/// The step hook, run before every shim operation (atomic access, fence,
+/// futex wait or wake, liveness probe). Returns true when the caller is a
+/// ghost, whose operation must then do nothing.
+#[inline]
+fn step() -> bool {
+    let (victim, ghost) = DOOM.with(|d| (d.victim.get(), d.ghost.get()));
+    if victim == 0 && ghost == 0 {
+        return false;
+    }
+    let me = TID.with(|t| *t);
+    if me == ghost {
+        return true;
+    }
+    if me == victim {
+        let (n, k) = DOOM.with(|d| {
+            let n = d.steps.get() + 1;
+            d.steps.set(n);
+            (n, d.k.get())
+        });
+        if n == k {
+            kill(me);
+        }
+    }
+    false
+}
+
+/// The victim's death, before its k-th operation: liveness now says it is
+/// gone ([`support::die`]), the model's main thread is told, and the thread
+/// stops: it parks on its grave and runs nothing more while the model runs.
+/// Once the model's checks are over (see `support::sweep`), it is let go
+/// and unwinds with a [`Killed`] payload, caught where the victim was
+/// spawned; on that way out it is a ghost, whose shim operations touch
+/// nothing, so the destructors that run (guards, handles: loom insists that
+/// every thread ends and every loom object is freed) publish nothing. To
+/// the survivors that is SIGKILL: after the death point, no store, no wake,
+/// no futex call of the victim ever happens, and what it held stays held.
+fn kill(me: u32) -> ! {
+    DEAD.with(|d| d.borrow_mut().push(me));
+    let grave = DOOM
+        .with(|d| {
+            d.victim.set(0);
+            d.grave.borrow().clone()
+        })
+        .expect("a victim has a grave");
+    // The autopsy only looks (it is the victim's thread, but no longer
+    // counted, and what it runs is the model's, not the crate's).
+    if let Some(a) = DOOM.with(|d| d.autopsy.borrow_mut().take()) {
+        let found = a();
+        DOOM.with(|d| d.finding.set(Some(found)));
+    }
+    grave.set(Fate::Dead);
+    grave.wait_past(Fate::Dead);
+    drop(grave);
+    DOOM.with(|d| d.ghost.set(me));
+    std::panic::resume_unwind(Box::new(Killed))
 }
 
 loom::thread_local! {
@@ -61,12 +290,15 @@ impl Futex {
     }
 
     pub(crate) fn wait(&self, expected: u32, until: Option<Duration>) -> bool {
+        if step() {
+            return true;
+        }
         if until.is_some() && TIMEOUTS_FIRE.with(Cell::get) {
             loom::thread::yield_now();
             return false;
         }
         let mut guard = self.lock.lock().unwrap();
-        if self.word.load(super::Ordering::SeqCst) != expected {
+        if self.word.0.load(Ordering::SeqCst) != expected {
             return true;
         }
         *guard += 1;
@@ -76,12 +308,18 @@ impl Futex {
     }
 
     pub(crate) fn wake_one(&self) -> usize {
+        if step() {
+            return 0;
+        }
         let g = self.lock.lock().unwrap();
         self.cv.notify_one();
         (*g).min(1)
     }
 
     pub(crate) fn wake_all(&self) {
+        if step() {
+            return;
+        }
         let _g = self.lock.lock().unwrap();
         self.cv.notify_all();
     }
@@ -105,6 +343,9 @@ pub(crate) fn current_process() -> TaskStamp {
 /// [`support::set_unknown`], else running since tick 1.
 pub(crate) fn probe_thread(tid: u32) -> crate::sys::Probe {
     use crate::sys::Probe;
+    if step() {
+        return Probe::Unknown;
+    }
     let dead = DEAD.with(|d| d.borrow().contains(&tid));
     if dead || tid == 0 || tid >= NEXT_TID.with(Cell::get) {
         Probe::Gone
@@ -145,11 +386,221 @@ pub mod support {
     pub fn model<F: Fn() + Sync + Send + 'static>(timeouts_fire: bool, f: F) {
         TIMEOUTS_FIRE.with(|t| t.set(timeouts_fire));
         loom::model(move || {
-            NEXT_TID.with(|n| n.set(1));
-            DEAD.with(|d| d.borrow_mut().clear());
-            UNKNOWN.with(|u| u.borrow_mut().clear());
+            reset();
             f();
         });
+    }
+
+    /// Clears the per-execution tables (thread ids, liveness, the victim).
+    fn reset() {
+        NEXT_TID.with(|n| n.set(1));
+        DEAD.with(|d| d.borrow_mut().clear());
+        UNKNOWN.with(|u| u.borrow_mut().clear());
+        ACKS.with(|a| a.borrow_mut().clear());
+        DOOM.with(|d| {
+            d.victim.set(0);
+            d.steps.set(0);
+            d.ghost.set(0);
+            // A grave left by a failed execution belongs to a dead
+            // execution: forget it, dropping it would call into loom.
+            std::mem::forget(d.grave.borrow_mut().take());
+            std::mem::forget(d.autopsy.borrow_mut().take());
+            d.finding.set(None);
+        });
+    }
+
+    std::thread_local! {
+        static ACKS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Records that operation `tag` was acknowledged (returned `Ok`) to its
+    /// caller. Outside loom's view: recording adds no interleavings and is
+    /// no step, so a victim that records right after an operation returned
+    /// cannot die between the two.
+    pub fn ack(tag: u64) {
+        ACKS.with(|a| a.borrow_mut().push(tag));
+    }
+
+    /// Every tag passed to [`ack`] in this execution, in order.
+    pub fn acks() -> Vec<u64> {
+        ACKS.with(|a| a.borrow().clone())
+    }
+
+    /// How a death sweep runs its models.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Sweep {
+        /// As for [`model`]: timed waits return at once as timed out.
+        pub timeouts_fire: bool,
+        /// Every liveness check of a live thread answers "unknown" (a dead
+        /// thread still answers "gone").
+        pub unknown: bool,
+        /// Loom's preemption bound (`None`: `LOOM_MAX_PREEMPTIONS`).
+        pub preemptions: Option<usize>,
+        /// Loom's branch limit (`None`: loom's default).
+        pub max_branches: Option<usize>,
+    }
+
+    impl Default for Sweep {
+        fn default() -> Sweep {
+            Sweep {
+                timeouts_fire: true,
+                unknown: false,
+                preemptions: None,
+                max_branches: None,
+            }
+        }
+    }
+
+    /// What a sweep did: the victim's most steps when nobody died (so the
+    /// models run, one per `k` in `1..=steps`, plus the counting run).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Swept {
+        pub steps: usize,
+    }
+
+    /// Death at every step. Runs `f` as a loom model first with nobody
+    /// dying, counting the shim operations of the thread `f` starts with
+    /// [`victim`] (the most over every execution: retries and spins vary);
+    /// then once for every `k` in `1..=steps`, the victim dying just before
+    /// its k-th operation whenever it gets that far (in an execution where
+    /// it takes fewer steps it finishes). `f` checks what must hold whether
+    /// or not the victim died: survivors finish (else loom reports a
+    /// deadlock or its branch limit), nothing acknowledged lost, and so on.
+    /// Returns the step count; prints it with the time taken.
+    pub fn sweep<F: Fn() + Sync + Send + 'static>(label: &str, opts: Sweep, f: F) -> Swept {
+        let start = std::time::Instant::now();
+        let f = std::sync::Arc::new(f);
+        let run = |k: usize| {
+            DOOM.with(|d| {
+                d.k.set(k);
+                d.max_steps.set(0);
+            });
+            TIMEOUTS_FIRE.with(|t| t.set(opts.timeouts_fire));
+            let mut b = loom::model::Builder::new();
+            if let Some(p) = opts.preemptions {
+                b.preemption_bound = Some(p);
+            }
+            if let Some(m) = opts.max_branches {
+                b.max_branches = m;
+            }
+            let f = f.clone();
+            b.check(move || {
+                reset();
+                if opts.unknown {
+                    set_unknown(u32::MAX);
+                }
+                f();
+                settle();
+            });
+            DOOM.with(|d| d.max_steps.get())
+        };
+        let steps = run(0);
+        assert!(
+            steps > 0,
+            "{label}: the model started no victim, or it took no step"
+        );
+        for k in 1..=steps {
+            run(k);
+        }
+        DOOM.with(|d| d.k.set(0));
+        eprintln!(
+            "death sweep {label}: {steps} steps, {} models, {:.1}s",
+            steps + 1,
+            start.elapsed().as_secs_f64()
+        );
+        Swept { steps }
+    }
+
+    /// The end of a sweep's execution, on the main thread after its
+    /// checks: waits until the victim finished or died, then lets a dead
+    /// one go (it unwinds as a ghost; see `kill`).
+    fn settle() {
+        let grave = DOOM.with(|d| d.grave.borrow_mut().take());
+        if let Some(g) = grave {
+            if g.wait_past(Fate::Running) == Fate::Dead {
+                g.set(Fate::Released);
+            }
+        }
+    }
+
+    /// The thread a sweep kills: runs `f` on a new model thread that, in a
+    /// sweep's dying runs, stops forever before its k-th shim operation
+    /// (see [`sweep`]). One victim per execution.
+    pub fn victim<R, F>(f: F) -> Victim<R>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let grave = loom::sync::Arc::new(Grave {
+            fate: loom::sync::Mutex::new(Fate::Running),
+            cv: loom::sync::Condvar::new(),
+        });
+        DOOM.with(|d| {
+            let mut g = d.grave.borrow_mut();
+            assert!(g.is_none(), "one victim per execution");
+            *g = Some(grave.clone());
+        });
+        let out = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (g, o) = (grave.clone(), out.clone());
+        let handle = loom::thread::spawn(move || {
+            let me = TID.with(|t| *t);
+            DOOM.with(|d| {
+                d.victim.set(me);
+                d.steps.set(0);
+            });
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                Ok(r) => {
+                    let autopsy = DOOM.with(|d| {
+                        d.victim.set(0);
+                        d.max_steps.set(d.max_steps.get().max(d.steps.get()));
+                        d.autopsy.borrow_mut().take()
+                    });
+                    drop(autopsy);
+                    *o.lock().unwrap() = Some(r);
+                    g.set(Fate::Done);
+                }
+                Err(p) if p.is::<Killed>() => DOOM.with(|d| d.ghost.set(0)),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        });
+        Victim {
+            grave,
+            out,
+            _handle: handle,
+        }
+    }
+
+    /// Called by the victim: if it dies from now on, `look` runs at the
+    /// instant of death (on the victim's thread, which takes no further
+    /// step), and [`finding`] returns what it found. For checks that need
+    /// the state the victim left, e.g. "the lock word still names it".
+    pub fn at_death<F: FnOnce() -> u64 + 'static>(look: F) {
+        DOOM.with(|d| *d.autopsy.borrow_mut() = Some(Box::new(look)));
+    }
+
+    /// What the [`at_death`] look found, once the victim died (else
+    /// `None`). Read it after [`Victim::join`].
+    pub fn finding() -> Option<u64> {
+        DOOM.with(|d| d.finding.get())
+    }
+
+    /// The handle of a [`victim`].
+    pub struct Victim<R> {
+        grave: loom::sync::Arc<Grave>,
+        out: std::sync::Arc<std::sync::Mutex<Option<R>>>,
+        _handle: loom::thread::JoinHandle<()>,
+    }
+
+    impl<R> Victim<R> {
+        /// Waits until the victim finished (its result) or died (`None`).
+        /// Like waitpid: what the victim did before it stopped happens
+        /// before this returns.
+        pub fn join(self) -> Option<R> {
+            match self.grave.wait_past(Fate::Running) {
+                Fate::Done => self.out.lock().unwrap().take(),
+                _ => None,
+            }
+        }
     }
 
     /// Marks the calling model thread dead, as if SIGKILLed: whatever it
@@ -182,9 +633,12 @@ pub(crate) const WAIT_ANY_MAX: usize = 128;
 /// returns as if spuriously woken (or timed out, when timeouts fire).
 /// Callers loop until ready, which loom explores like any spin loop.
 pub(crate) fn wait_any(words: &[(&Futex, u32)], until: Option<Duration>) -> bool {
+    if step() {
+        return true;
+    }
     if words
         .iter()
-        .any(|(f, v)| f.word().load(super::Ordering::SeqCst) != *v)
+        .any(|(f, v)| f.word.0.load(Ordering::SeqCst) != *v)
     {
         return true;
     }
