@@ -45,7 +45,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmkit::raw::queue_model::HeapQueue;
 use shmkit::raw::{RawEvent, RawQueue};
-use shmkit::sync::loom_support::{ack, acks, sweep, victim, Sweep};
+use shmkit::sync::loom_support::{ack, acks, spare, sweep, victim, Sweep};
 use shmkit::Error;
 
 const T: Duration = Duration::from_millis(5);
@@ -57,6 +57,16 @@ fn fire() -> Sweep {
 fn fire_unknown() -> Sweep {
     Sweep {
         unknown: true,
+        ..Sweep::default()
+    }
+}
+
+/// Lock sweeps: a waiter spins up to 100 times (loom yields) before it
+/// sleeps, which takes more than loom's default 1000 branches.
+fn fire_lock(unknown: bool) -> Sweep {
+    Sweep {
+        unknown,
+        max_branches: Some(20_000),
         ..Sweep::default()
     }
 }
@@ -209,4 +219,424 @@ fn queue_put_sweep() {
 #[test]
 fn queue_put_sweep_unknown() {
     queue_put(fire_unknown());
+}
+
+/// Two messages queued; the victim takes one (`take`) while a survivor
+/// takes one too; the main thread drains after both. No message twice; the
+/// victim's acked one nowhere else; at most the one it was taking lost.
+fn queue_take(label: &str, opts: Sweep, take: fn(&RawQueue<'_>) -> Option<u8>) {
+    sweep(label, opts, move || {
+        let q = Arc::new(HeapQueue::new(2, 1));
+        {
+            let h = q.handle();
+            h.try_put(b"a").unwrap();
+            h.try_put(b"b").unwrap();
+        }
+        let s = {
+            let q = q.clone();
+            thread::spawn(move || q.handle().get_timeout(T).ok())
+        };
+        let v = {
+            let q = q.clone();
+            victim(move || {
+                if let Some(m) = take(&q.handle()) {
+                    ack(u64::from(m));
+                }
+            })
+        };
+        let mut got: Vec<u8> = s.join().unwrap().map(|m| m[0]).into_iter().collect();
+        let done = v.join().is_some();
+        let h = q.handle();
+        drain(&h, &mut got);
+        let mine: Vec<u8> = acks().iter().map(|&a| a as u8).collect();
+        got.extend(&mine);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), got.len(), "a message taken twice: {got:?}");
+        let lost = 2 - got.len();
+        assert!(
+            lost <= usize::from(!done),
+            "lost {lost} (victim done: {done}): {got:?}"
+        );
+        check_usable(&h);
+    });
+}
+
+fn get_one(q: &RawQueue<'_>) -> Option<u8> {
+    q.get_timeout(T).ok().map(|m| m[0])
+}
+
+fn get_ref_one(q: &RawQueue<'_>) -> Option<u8> {
+    let g = q.try_get_ref().ok()?;
+    let m = g[0];
+    drop(g);
+    Some(m)
+}
+
+/// Mutant: `GetGrant`'s claim judged alive forever (recover.rs never frees
+/// a dead READING claim): `check_usable` then cannot put past the slot.
+#[test]
+fn queue_get_sweep() {
+    queue_take("queue_get", fire(), get_one);
+}
+
+#[test]
+fn queue_get_sweep_unknown() {
+    queue_take("queue_get", fire_unknown(), get_one);
+}
+
+#[test]
+fn queue_get_ref_sweep() {
+    queue_take("queue_get_ref", fire(), get_ref_one);
+}
+
+#[test]
+fn queue_get_ref_sweep_unknown() {
+    queue_take("queue_get_ref", fire_unknown(), get_ref_one);
+}
+
+/// The victim reserves, writes and commits while a live producer puts.
+fn queue_reserve_commit(opts: Sweep) {
+    sweep("queue_reserve_commit", opts, || {
+        let q = Arc::new(HeapQueue::new(2, 1));
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                q.handle().put_timeout(b"x", T).unwrap();
+            })
+        };
+        let v = {
+            let q = q.clone();
+            victim(move || {
+                let h = q.handle();
+                if let Ok(mut g) = h.try_reserve(1) {
+                    g[0] = b'r';
+                    g.commit().unwrap();
+                    ack(u64::from(b'r'));
+                };
+            })
+        };
+        p.join().unwrap();
+        let done = v.join().is_some();
+        let h = q.handle();
+        let mut got = Vec::new();
+        drain(&h, &mut got);
+        check_delivery(&got, b"rx");
+        assert!(
+            got.contains(&b'x'),
+            "the live producer's message lost: {got:?}"
+        );
+        if done {
+            assert!(got.contains(&b'r'));
+        }
+        check_usable(&h);
+    });
+}
+
+#[test]
+fn queue_reserve_commit_sweep() {
+    queue_reserve_commit(fire());
+}
+
+#[test]
+fn queue_reserve_commit_sweep_unknown() {
+    queue_reserve_commit(fire_unknown());
+}
+
+/// The victim closes while a survivor is blocked in an untimed `get` (no
+/// timeouts: a lost wake-up deadlocks). An acked close must wake the
+/// getter by itself; otherwise a survivor closes again, which must finish
+/// the job whatever the dead closer left.
+#[test]
+fn queue_close_sweep() {
+    sweep("queue_close", no_timeouts(), || {
+        let q = Arc::new(HeapQueue::new(2, 1));
+        let s = {
+            let q = q.clone();
+            thread::spawn(move || q.handle().get())
+        };
+        let v = {
+            let q = q.clone();
+            victim(move || {
+                q.handle().close();
+                ack(1);
+            })
+        };
+        v.join();
+        let h = q.handle();
+        if acks().is_empty() {
+            h.close();
+        }
+        assert!(matches!(s.join().unwrap(), Err(Error::Closed)));
+        assert!(matches!(h.try_put(b"z"), Err(Error::Closed)));
+    });
+}
+
+// ---- Pipe --------------------------------------------------------------
+
+use shmkit::raw::pipe_model::HeapPipe;
+
+fn msg(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+}
+
+/// The victim (end 0) sends `msgs` (len, seed), acking each; the main
+/// thread (end 1) receives until `Disconnected`. It must get the acked
+/// messages in order, then at most the next one, whole.
+fn pipe_send(label: &str, opts: Sweep, ring: usize, max: usize, msgs: &'static [(usize, u8)]) {
+    sweep(label, opts, move || {
+        let p = Arc::new(HeapPipe::new(ring, max));
+        let mut b = p.end1();
+        let v = {
+            let p = p.clone();
+            victim(move || {
+                let mut a = spare(|| p.end0());
+                for &(len, seed) in msgs {
+                    a.send(&msg(len, seed)).unwrap();
+                    ack(u64::from(seed));
+                }
+            })
+        };
+        let mut got = Vec::new();
+        loop {
+            match b.recv() {
+                Ok(m) => got.push(m),
+                Err(Error::Disconnected) => break,
+                Err(e) => panic!("recv: {e:?}"),
+            }
+        }
+        v.join();
+        let acked = acks().len();
+        assert!(
+            got.len() >= acked,
+            "acked message lost: {} of {acked}",
+            got.len()
+        );
+        assert!(
+            got.len() <= (acked + 1).min(msgs.len()),
+            "more than was sent"
+        );
+        for (m, &(len, seed)) in got.iter().zip(msgs) {
+            assert_eq!(*m, msg(len, seed), "torn or out of order");
+        }
+        drop(b);
+    });
+}
+
+/// Mutant: the reader's liveness verdict on the writer ignored (treated
+/// alive): the reader never returns `Disconnected` (branch limit).
+#[test]
+fn pipe_send_sweep() {
+    pipe_send("pipe_send", fire(), 64, 64, &[(5, 1), (3, 2)]);
+}
+
+#[test]
+fn pipe_send_sweep_unknown() {
+    pipe_send("pipe_send", fire_unknown(), 64, 64, &[(5, 1), (3, 2)]);
+}
+
+/// A message of 100 bytes through a 64-byte ring: streamed in parts.
+#[test]
+fn pipe_send_streamed_sweep() {
+    pipe_send("pipe_send_streamed", fire(), 64, 128, &[(100, 7)]);
+}
+
+/// The victim (end 1) receives two 40-byte messages through a 64-byte ring
+/// (the second send must wait for the first to be read); the main thread
+/// (end 0) sends both: each send returns `Ok` or `Disconnected`, never
+/// hangs, and the victim's acked messages are what was sent, in order.
+fn pipe_recv(opts: Sweep) {
+    sweep("pipe_recv", opts, || {
+        let p = Arc::new(HeapPipe::new(64, 64));
+        let mut a = p.end0();
+        let v = {
+            let p = p.clone();
+            victim(move || {
+                let mut b = spare(|| p.end1());
+                for i in 0..2u64 {
+                    let m = b.recv().unwrap();
+                    assert_eq!(m, msg(40, i as u8), "torn or out of order");
+                    ack(i);
+                }
+            })
+        };
+        let mut gone = false;
+        for i in 0..2u8 {
+            match a.send(&msg(40, i)) {
+                Ok(()) => assert!(!gone, "sent after Disconnected"),
+                Err(Error::Disconnected) => gone = true,
+                Err(e) => panic!("send: {e:?}"),
+            }
+        }
+        let done = v.join().is_some();
+        assert!(!(done && gone), "Disconnected from a live reader");
+        assert_eq!(acks(), (0..acks().len() as u64).collect::<Vec<_>>());
+        drop(a);
+    });
+}
+
+#[test]
+fn pipe_recv_sweep() {
+    pipe_recv(fire());
+}
+
+#[test]
+fn pipe_recv_sweep_unknown() {
+    pipe_recv(fire_unknown());
+}
+
+// ---- Lock --------------------------------------------------------------
+
+use loom::cell::UnsafeCell;
+use shmkit::raw::RawLock;
+use shmkit::sync::loom_support::{at_death, current_tid, finding};
+
+/// Incremented non-atomically under the lock: overlapping holders are a
+/// loom causality violation.
+#[derive(Default)]
+struct Counter(UnsafeCell<u32>);
+
+// SAFETY: accessed only under the `RawLock` the models test.
+unsafe impl Sync for Counter {}
+
+impl Counter {
+    fn bump(&self) {
+        // SAFETY: called only while holding the lock (the property tested).
+        self.0.with_mut(|p| unsafe { *p += 1 });
+    }
+}
+
+/// Takes the lock, bumps, unlocks; whether it was told `owner_died`.
+fn locked_bump(lock: &RawLock, c: &Counter) -> bool {
+    let g = lock.lock().expect("lock");
+    c.bump();
+    g.owner_died()
+}
+
+/// After everything, the lock is free and reports no death.
+fn assert_quiescent(lock: &RawLock) {
+    let g = lock.try_lock().unwrap().expect("lock left held");
+    assert!(!g.owner_died(), "a death reported twice");
+}
+
+/// The victim's `locked_bump`: acks (1) a report of `owner_died` as soon
+/// as `lock` returns, before it can die in `unlock` having been told.
+fn victim_bump(lock: &Arc<RawLock>, c: &Counter) {
+    autopsy_holds(lock);
+    let g = lock.lock().expect("lock");
+    if g.owner_died() {
+        ack(1);
+    }
+    c.bump();
+    drop(g);
+}
+
+/// Arms the victim's autopsy: at death, does the lock word name it?
+fn autopsy_holds(lock: &Arc<RawLock>) {
+    let (lock, me) = (lock.clone(), current_tid());
+    at_death(move || u64::from(lock.owner_tid() == Some(me)));
+}
+
+/// The victim locks, bumps, unlocks while a survivor does the same; the
+/// main thread locks after both. A death while the word names the victim
+/// must be reported to exactly one later taker; no other report. Mutants:
+/// the takeover's `acquired(me, key, died)` → `false` (report lost), and
+/// `thread_alive` ignored in `judge` (never taken over: branch limit).
+fn lock_unlock(opts: Sweep) {
+    sweep("lock_unlock", opts, || {
+        let lock = Arc::new(RawLock::new());
+        let c = Arc::new(Counter::default());
+        let s = {
+            let (lock, c) = (lock.clone(), c.clone());
+            thread::spawn(move || locked_bump(&lock, &c))
+        };
+        let v = {
+            let (lock, c) = (lock.clone(), c.clone());
+            victim(move || victim_bump(&lock, &c))
+        };
+        let mut reports = u32::from(s.join().unwrap());
+        v.join();
+        reports += u32::from(locked_bump(&lock, &c));
+        assert!(
+            acks().is_empty(),
+            "the victim was told of a death that did not happen"
+        );
+        let held = finding() == Some(1);
+        assert_eq!(
+            reports,
+            u32::from(held),
+            "deaths reported (victim died holding: {held})"
+        );
+        assert_quiescent(&lock);
+    });
+}
+
+#[test]
+fn lock_unlock_sweep() {
+    lock_unlock(fire_lock(false));
+}
+
+#[test]
+fn lock_unlock_sweep_unknown() {
+    lock_unlock(fire_lock(true));
+}
+
+/// A holder dies first; then the victim and a survivor race to take the
+/// lock over, and the main thread locks after both. The holder's death is
+/// reported to exactly one taker unless the victim took it over and died
+/// before returning (then the victim's own death is reported instead); a
+/// death of the victim holding is reported once more.
+fn lock_takeover(opts: Sweep) {
+    sweep("lock_takeover", opts, || {
+        let lock = Arc::new(RawLock::new());
+        let c = Arc::new(Counter::default());
+        let h = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                let g = lock.lock().unwrap();
+                ls_die();
+                std::mem::forget(g);
+            })
+        };
+        h.join().unwrap();
+        let s = {
+            let (lock, c) = (lock.clone(), c.clone());
+            thread::spawn(move || locked_bump(&lock, &c))
+        };
+        let v = {
+            let (lock, c) = (lock.clone(), c.clone());
+            victim(move || victim_bump(&lock, &c))
+        };
+        let mut reports = u32::from(s.join().unwrap());
+        v.join();
+        reports += u32::from(locked_bump(&lock, &c));
+        let held = u32::from(finding() == Some(1));
+        if acks().is_empty() {
+            assert!(
+                reports >= 1 && reports <= 1 + held,
+                "{reports} reports, victim died holding: {held}"
+            );
+        } else {
+            assert_eq!(
+                reports, held,
+                "victim was told; then {reports} reports, held {held}"
+            );
+        }
+        assert_quiescent(&lock);
+    });
+}
+
+fn ls_die() {
+    shmkit::sync::loom_support::die();
+}
+
+#[test]
+fn lock_takeover_sweep() {
+    lock_takeover(fire_lock(false));
+}
+
+#[test]
+fn lock_takeover_sweep_unknown() {
+    lock_takeover(fire_lock(true));
 }

@@ -130,6 +130,8 @@ std::thread_local! {
             k: Cell::new(0),
             max_steps: Cell::new(0),
             victim: Cell::new(0),
+            dead_victim: Cell::new(0),
+            armed: Cell::new(false),
             steps: Cell::new(0),
             ghost: Cell::new(0),
             grave: RefCell::new(None),
@@ -149,6 +151,10 @@ struct Doom {
     max_steps: Cell<usize>,
     /// The model thread armed to die (0: none, or it died already).
     victim: Cell<u32>,
+    /// The victim, once it died.
+    dead_victim: Cell<u32>,
+    /// Whether this execution started its victim.
+    armed: Cell<bool>,
     /// The shim operations the victim started so far.
     steps: Cell<usize>,
     /// A dead victim that was let go after the model's checks: it unwinds,
@@ -160,6 +166,15 @@ struct Doom {
     autopsy: RefCell<Option<Box<dyn FnOnce() -> u64>>>,
     /// The autopsy's finding.
     finding: Cell<Option<u64>>,
+}
+
+impl Drop for Doom {
+    fn drop(&mut self) {
+        // Left only by a failed model: its loom objects belong to an
+        // execution that is gone, and dropping them would panic.
+        std::mem::forget(self.grave.take());
+        std::mem::forget(self.autopsy.take());
+    }
 }
 
 /// The unwind payload of a killed thread on its way out (see [`kill`]).
@@ -176,9 +191,23 @@ enum Fate {
 struct Grave {
     fate: loom::sync::Mutex<Fate>,
     cv: loom::sync::Condvar,
+    /// Stored (Release) by the victim as it dies; a liveness probe that
+    /// answers "gone" for it reads it (an Acquire RMW, so that it reads
+    /// this store and releases nothing itself). Learning of a death from
+    /// the kernel orders everything the dead task did before the learner's
+    /// next step, as the real exit and `/proc` read do.
+    exit: loom::sync::atomic::AtomicU32,
 }
 
 impl Grave {
+    fn new() -> loom::sync::Arc<Grave> {
+        loom::sync::Arc::new(Grave {
+            fate: loom::sync::Mutex::new(Fate::Running),
+            cv: loom::sync::Condvar::new(),
+            exit: loom::sync::atomic::AtomicU32::new(0),
+        })
+    }
+
     fn set(&self, f: Fate) {
         *self.fate.lock().unwrap() = f;
         self.cv.notify_all();
@@ -231,7 +260,6 @@ fn step() -> bool {
 /// the survivors that is SIGKILL: after the death point, no store, no wake,
 /// no futex call of the victim ever happens, and what it held stays held.
 fn kill(me: u32) -> ! {
-    DEAD.with(|d| d.borrow_mut().push(me));
     let grave = DOOM
         .with(|d| {
             d.victim.set(0);
@@ -244,6 +272,11 @@ fn kill(me: u32) -> ! {
         let found = a();
         DOOM.with(|d| d.finding.set(Some(found)));
     }
+    // Only now does liveness say "gone": until then no survivor can act on
+    // the death, so the autopsy saw the state the victim left.
+    grave.exit.store(1, Ordering::Release);
+    DEAD.with(|d| d.borrow_mut().push(me));
+    DOOM.with(|d| d.dead_victim.set(me));
     grave.set(Fate::Dead);
     grave.wait_past(Fate::Dead);
     drop(grave);
@@ -347,6 +380,17 @@ pub(crate) fn probe_thread(tid: u32) -> crate::sys::Probe {
         return Probe::Unknown;
     }
     let dead = DEAD.with(|d| d.borrow().contains(&tid));
+    if dead {
+        // The death happens before whatever the prober does next.
+        let grave = DOOM.with(|d| {
+            (d.dead_victim.get() == tid)
+                .then(|| d.grave.borrow().clone())
+                .flatten()
+        });
+        if let Some(g) = grave {
+            g.exit.fetch_add(0, Ordering::Acquire);
+        }
+    }
     if dead || tid == 0 || tid >= NEXT_TID.with(Cell::get) {
         Probe::Gone
     } else if UNKNOWN.with(|u| u.borrow().iter().any(|&x| x == tid || x == u32::MAX)) {
@@ -399,6 +443,8 @@ pub mod support {
         ACKS.with(|a| a.borrow_mut().clear());
         DOOM.with(|d| {
             d.victim.set(0);
+            d.dead_victim.set(0);
+            d.armed.set(false);
             d.steps.set(0);
             d.ghost.set(0);
             // A grave left by a failed execution belongs to a dead
@@ -486,6 +532,9 @@ pub mod support {
             let f = f.clone();
             b.check(move || {
                 reset();
+                // The grave exists before any model thread does, so that
+                // every thread's probes are ordered after its creation.
+                DOOM.with(|d| *d.grave.borrow_mut() = Some(Grave::new()));
                 if opts.unknown {
                     set_unknown(u32::MAX);
                 }
@@ -493,6 +542,23 @@ pub mod support {
                 settle();
             });
             DOOM.with(|d| d.max_steps.get())
+        };
+        /// Names the failing run when a model panics.
+        struct Blame<'a>(&'a str, usize);
+        impl Drop for Blame<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let k = self.1;
+                    eprintln!(
+                        "death sweep {}: failed with the victim dying at step {k} (0: nobody dies)",
+                        self.0
+                    );
+                }
+            }
+        }
+        let run = |k: usize| {
+            let _blame = Blame(label, k);
+            run(k)
         };
         let steps = run(0);
         assert!(
@@ -515,7 +581,7 @@ pub mod support {
     /// checks: waits until the victim finished or died, then lets a dead
     /// one go (it unwinds as a ghost; see `kill`).
     fn settle() {
-        let grave = DOOM.with(|d| d.grave.borrow_mut().take());
+        let grave = DOOM.with(|d| d.grave.borrow_mut().take().filter(|_| d.armed.get()));
         if let Some(g) = grave {
             if g.wait_past(Fate::Running) == Fate::Dead {
                 g.set(Fate::Released);
@@ -531,14 +597,10 @@ pub mod support {
         R: Send + 'static,
         F: FnOnce() -> R + Send + 'static,
     {
-        let grave = loom::sync::Arc::new(Grave {
-            fate: loom::sync::Mutex::new(Fate::Running),
-            cv: loom::sync::Condvar::new(),
-        });
-        DOOM.with(|d| {
+        let grave = DOOM.with(|d| {
             let mut g = d.grave.borrow_mut();
-            assert!(g.is_none(), "one victim per execution");
-            *g = Some(grave.clone());
+            assert!(!d.armed.replace(true), "one victim per execution");
+            g.get_or_insert_with(Grave::new).clone()
         });
         let out = std::sync::Arc::new(std::sync::Mutex::new(None));
         let (g, o) = (grave.clone(), out.clone());
@@ -568,6 +630,16 @@ pub mod support {
             out,
             _handle: handle,
         }
+    }
+
+    /// Runs `f` on the victim without counting its steps: it cannot die
+    /// in there (setup that a real process would have done before the
+    /// operation under test, e.g. attaching its end of a pipe).
+    pub fn spare<R>(f: impl FnOnce() -> R) -> R {
+        let armed = DOOM.with(|d| d.victim.replace(0));
+        let r = f();
+        DOOM.with(|d| d.victim.set(armed));
+        r
     }
 
     /// Called by the victim: if it dies from now on, `look` runs at the
