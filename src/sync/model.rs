@@ -120,6 +120,9 @@ pub(crate) fn fence(o: Ordering) {
 
 std::thread_local! {
     static TIMEOUTS_FIRE: Cell<bool> = const { Cell::new(false) };
+    /// Model threads whose timed waits block like untimed ones even when
+    /// timeouts fire (see [`support::timed_waits_block`]).
+    static BLOCKING: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     static NEXT_TID: Cell<u32> = const { Cell::new(1) };
     static DEAD: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// Live threads whose liveness checks answer "unknown"; `u32::MAX`: all.
@@ -326,7 +329,7 @@ impl Futex {
         if step() {
             return true;
         }
-        if until.is_some() && TIMEOUTS_FIRE.with(Cell::get) {
+        if until.is_some() && timeouts_fire() {
             loom::thread::yield_now();
             return false;
         }
@@ -355,6 +358,14 @@ impl Futex {
         }
         let _g = self.lock.lock().unwrap();
         self.cv.notify_all();
+    }
+}
+
+/// Whether the calling model thread's timed waits return at once.
+fn timeouts_fire() -> bool {
+    TIMEOUTS_FIRE.with(Cell::get) && {
+        let me = TID.with(|t| *t);
+        !BLOCKING.with(|b| b.borrow().contains(&me))
     }
 }
 
@@ -440,6 +451,7 @@ pub mod support {
         NEXT_TID.with(|n| n.set(1));
         DEAD.with(|d| d.borrow_mut().clear());
         UNKNOWN.with(|u| u.borrow_mut().clear());
+        BLOCKING.with(|b| b.borrow_mut().clear());
         ACKS.with(|a| a.borrow_mut().clear());
         DOOM.with(|d| {
             d.victim.set(0);
@@ -691,6 +703,15 @@ pub mod support {
         UNKNOWN.with(|u| u.borrow_mut().push(tid));
     }
 
+    /// Makes the calling model thread's timed waits block until woken even
+    /// in a model whose timeouts fire (its liveness interval never lapses),
+    /// for the rest of this execution: a thread that really sleeps, e.g.
+    /// for a fair unlock to hand the lock to, among threads that poll.
+    pub fn timed_waits_block() {
+        let me = TID.with(|t| *t);
+        BLOCKING.with(|b| b.borrow_mut().push(me));
+    }
+
     /// The calling model thread's id, for [`set_unknown`].
     pub fn current_tid() -> u32 {
         TID.with(|t| *t)
@@ -715,7 +736,7 @@ pub(crate) fn wait_any(words: &[(&Futex, u32)], until: Option<Duration>) -> bool
         return true;
     }
     loom::thread::yield_now();
-    !(until.is_some() && TIMEOUTS_FIRE.with(Cell::get))
+    !(until.is_some() && timeouts_fire())
 }
 
 /// Under loom, as in real builds.
