@@ -496,6 +496,9 @@ pub mod support {
         pub preemptions: Option<usize>,
         /// Loom's branch limit (`None`: loom's default).
         pub max_branches: Option<usize>,
+        /// Deaths at steps `1..=skip` are not run (another sweep covers
+        /// them, e.g. a spin that a cheaper model already sweeps).
+        pub skip: usize,
     }
 
     impl Default for Sweep {
@@ -505,6 +508,7 @@ pub mod support {
                 unknown: false,
                 preemptions: None,
                 max_branches: None,
+                skip: 0,
             }
         }
     }
@@ -568,22 +572,31 @@ pub mod support {
                 }
             }
         }
+        let trace = std::env::var_os("LOOM_DEATH_TRACE").is_some();
         let run = |k: usize| {
             let _blame = Blame(label, k);
-            run(k)
+            let t = std::time::Instant::now();
+            let n = run(k);
+            if trace {
+                eprintln!(
+                    "death sweep {label}: k={k} took {:.2}s",
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            n
         };
         let steps = run(0);
         assert!(
             steps > 0,
             "{label}: the model started no victim, or it took no step"
         );
-        for k in 1..=steps {
+        for k in opts.skip + 1..=steps {
             run(k);
         }
         DOOM.with(|d| d.k.set(0));
         eprintln!(
             "death sweep {label}: {steps} steps, {} models, {:.1}s",
-            steps + 1,
+            steps.saturating_sub(opts.skip) + 1,
             start.elapsed().as_secs_f64()
         );
         Swept { steps }
