@@ -43,6 +43,8 @@ pub use pipe::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 pub use queue::model as queue_model;
 pub use queue::{GetGrant, PutGrant, QueueLayout, RawQueue};
 pub use spin::Spin;
+#[cfg(loom)]
+pub use wait::model as wait_model;
 
 use crate::error::{Error, Result};
 

@@ -349,15 +349,60 @@ impl Futex {
         }
         let g = self.lock.lock().unwrap();
         self.cv.notify_one();
-        (*g).min(1)
+        let n = (*g).min(1);
+        drop(g);
+        wake_any_sleepers();
+        n
     }
 
     pub(crate) fn wake_all(&self) {
         if step() {
             return;
         }
-        let _g = self.lock.lock().unwrap();
+        let g = self.lock.lock().unwrap();
         self.cv.notify_all();
+        drop(g);
+        wake_any_sleepers();
+    }
+}
+
+/// The multi-word sleep of [`wait_any`]: one mutex and condition variable
+/// for the whole execution, and the number of threads asleep on it.
+struct AnySleep {
+    lock: loom::sync::Mutex<()>,
+    cv: loom::sync::Condvar,
+}
+
+struct AnySlot(RefCell<Option<loom::sync::Arc<AnySleep>>>);
+
+impl Drop for AnySlot {
+    fn drop(&mut self) {
+        // Left only by a failed model (see `Doom`'s drop).
+        std::mem::forget(self.0.take());
+    }
+}
+
+std::thread_local! {
+    /// This execution's [`AnySleep`] (made by `support::reset`, dropped at
+    /// the end of the model's main thread).
+    static ANY: AnySlot = const { AnySlot(RefCell::new(None)) };
+    /// Threads asleep in [`wait_any`]. A plain cell: it is read and written
+    /// only between loom operations, so each access happens atomically with
+    /// the loom operation before it (a sleeper counts itself right after it
+    /// checked its words, under the mutex, before it waits).
+    static ANY_SLEEPERS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A futex wake also wakes every `wait_any` sleeper (which then re-checks
+/// its words): more than the kernel does for `wake_one` (it wakes one
+/// waiter of the word, which may be a `futex_waitv` sleeper), never less.
+fn wake_any_sleepers() {
+    if ANY_SLEEPERS.with(Cell::get) == 0 {
+        return;
+    }
+    if let Some(any) = ANY.with(|a| a.0.borrow().clone()) {
+        let _g = any.lock.lock().unwrap();
+        any.cv.notify_all();
     }
 }
 
@@ -443,7 +488,15 @@ pub mod support {
         loom::model(move || {
             reset();
             f();
+            finish();
         });
+    }
+
+    /// The end of an execution's main thread: drops the execution's loom
+    /// objects that the shim keeps (loom checks that none leaks).
+    fn finish() {
+        let any = ANY.with(|a| a.0.borrow_mut().take());
+        drop(any);
     }
 
     /// Clears the per-execution tables (thread ids, liveness, the victim).
@@ -452,6 +505,14 @@ pub mod support {
         DEAD.with(|d| d.borrow_mut().clear());
         UNKNOWN.with(|u| u.borrow_mut().clear());
         BLOCKING.with(|b| b.borrow_mut().clear());
+        ANY_SLEEPERS.with(|n| n.set(0));
+        ANY.with(|a| {
+            // One left by a failed execution is that execution's.
+            std::mem::forget(a.0.borrow_mut().replace(loom::sync::Arc::new(AnySleep {
+                lock: loom::sync::Mutex::new(()),
+                cv: loom::sync::Condvar::new(),
+            })));
+        });
         ACKS.with(|a| a.borrow_mut().clear());
         DOOM.with(|d| {
             d.victim.set(0);
@@ -556,6 +617,7 @@ pub mod support {
                 }
                 f();
                 settle();
+                finish();
             });
             DOOM.with(|d| d.max_steps.get())
         };
@@ -734,22 +796,44 @@ pub mod support {
 /// The most words [`wait_any`] sleeps on at once.
 pub(crate) const WAIT_ANY_MAX: usize = 128;
 
-/// `wait_any` under loom: a loom condition variable cannot wait on several
-/// words, so this looks at them all and, if none changed, yields and
-/// returns as if spuriously woken (or timed out, when timeouts fire).
-/// Callers loop until ready, which loom explores like any spin loop.
+/// `wait_any` under loom: a real multi-word sleep. Under one execution-wide
+/// mutex it checks every word and, if none changed, sleeps on one
+/// condition variable that every futex wake notifies (see
+/// [`wake_any_sleepers`]): as `futex_waitv`, a change followed by a wake
+/// either is seen by the check or wakes the sleep, so a lost wake-up is a
+/// loom deadlock. A timed wait returns at once as timed out when timeouts
+/// fire.
 pub(crate) fn wait_any(words: &[(&Futex, u32)], until: Option<Duration>) -> bool {
     if step() {
         return true;
     }
-    if words
-        .iter()
-        .any(|(f, v)| f.word.0.load(Ordering::SeqCst) != *v)
-    {
+    // The kernel compares each word's current value. A loom load may read
+    // an older store (nothing orders the waker's change before it), and a
+    // waker that found nobody asleep does not notify: so read with an RMW,
+    // which loom always gives the latest value (it writes back the same
+    // value and synchronizes nothing).
+    let changed = || {
+        words
+            .iter()
+            .any(|(f, v)| f.word.0.fetch_add(0, Ordering::Relaxed) != *v)
+    };
+    let any = ANY.with(|a| a.0.borrow().clone());
+    let Some(any) = any.filter(|_| !(until.is_some() && timeouts_fire())) else {
+        if changed() {
+            return true;
+        }
+        loom::thread::yield_now();
+        return !(until.is_some() && timeouts_fire());
+    };
+    let g = any.lock.lock().unwrap();
+    if changed() {
         return true;
     }
-    loom::thread::yield_now();
-    !(until.is_some() && timeouts_fire())
+    ANY_SLEEPERS.with(|n| n.set(n.get() + 1));
+    let g = any.cv.wait(g).unwrap();
+    ANY_SLEEPERS.with(|n| n.set(n.get() - 1));
+    drop(g);
+    true
 }
 
 /// Under loom, as in real builds.
