@@ -20,23 +20,51 @@
 //! check of a live thread answering "unknown": survivors must then never
 //! steal from the (live) victim, and still finish (timed waits fire).
 //!
-//! | model                      | victim does                         | checks (what a failure means)                                        |
-//! |----------------------------|-------------------------------------|----------------------------------------------------------------------|
-//! | `event_set`                | `set` while a survivor waits        | acked set is seen by every later wait; waiters finish                |
-//! | `event_wait`               | untimed `wait`, the set is a survivor's | a dead waiter does not wedge `set`: the other waiter is woken (no timeouts: a lost wake-up deadlocks) |
-//! | `queue_put`                | `put`, racing a live producer       | acked message received once; the live one too; the dead claim is stepped over and its slot reused |
-//! | `queue_get`                | `get` of one of two messages        | no message twice; at most the one it was taking is lost; the queue works after (slots freed) |
-//! | `queue_reserve_commit`     | `try_reserve` + write + `commit`    | as `queue_put`: a committed message arrives once, an abandoned claim is recovered |
-//! | `queue_get_ref`            | `try_get_ref`, read, drop           | as `queue_get`, for the in-place read                                |
-//! | `queue_close`              | `close` while a survivor is blocked in `get` | an acked close is seen (puts fail, the getter returns), no timeouts: a lost wake-up deadlocks |
-//! | `pipe_send`                | two `send`s                         | the reader gets the acked messages in order, then at most the next one whole, then `Disconnected` |
-//! | `pipe_send_streamed`       | one `send` larger than the ring     | the reader gets it whole or `Disconnected`, never a part             |
-//! | `pipe_recv`                | two `recv`s                         | it got what was sent, in order; the sender finishes (`Ok` or `Disconnected`) |
-//! | `lock_unlock`              | `lock`, write, `unlock`, racing a survivor | exclusion; a lock the victim died holding is taken over and the taker told `owner_died`, else nobody is told |
-//! | `lock_takeover`            | `lock` of a lock whose holder died  | the takeover by victim or survivor, exactly the deaths reported, exclusion |
+//! | model (`_sweep`, `_unknown`) | victim does                         | checks (what a failure means)                                        |
+//! |-----------------------------|-------------------------------------|----------------------------------------------------------------------|
+//! | `event_set`                 | `set` while a survivor waits        | an acked set is seen by every later wait; waiters finish             |
+//! | `event_wait`                | untimed `wait`; a survivor sets     | a dead waiter does not wedge `set`: the other waiter is woken (no timeouts: a lost wake-up deadlocks) |
+//! | `queue_put`                 | `put`, racing a live producer       | the acked message arrives once, the live one too; the dead claim is stepped over and its slot reused |
+//! | `queue_get`                 | `get` of one of two messages        | no message twice; at most the one it was taking is lost; the queue works after (slots freed) |
+//! | `queue_reserve_commit`      | `try_reserve`, write, `commit`      | as `queue_put`: a committed message arrives once, an abandoned claim is recovered |
+//! | `queue_get_ref`             | `try_get_ref`, read, drop           | as `queue_get`, for the in-place read                                |
+//! | `queue_close`               | `close`; a survivor blocked in `get` | an acked close wakes the getter by itself (no timeouts: a lost wake-up deadlocks); else a second close finishes the job |
+//! | `pipe_send`                 | two `send`s                         | the reader gets the acked messages in order, then at most the next one whole, then `Disconnected` |
+//! | `pipe_send_streamed`        | one `send` larger than the ring     | the reader gets it whole or `Disconnected`, never a part             |
+//! | `pipe_recv`                 | two `recv`s through a full ring     | the sender finishes (`Ok` or `Disconnected`, never `Ok` after it); the victim got what was sent, in order |
+//! | `lock_unlock`               | `lock`, write, `unlock`, racing a survivor | exclusion (loom cell); a lock the victim died holding is taken over and exactly one taker told `owner_died`; otherwise nobody is told |
+//! | `lock_unlock_waiting`       | the same while the survivor holds long | the victim dies at each step of its spin, `WAITERS` CAS, timed sleep and liveness check of a live owner (which it must never rob) |
+//! | `lock_unlock_holding`       | the same, holding long              | the survivor polls while the victim dies holding, or dies in `unlock_slow` |
+//! | `lock_takeover`             | `lock` of a lock whose holder died  | takeover by victim or survivor; the deaths reported exactly (see the model) |
+//! | `lock_handoff`              | sleeps, is handed the lock by a fair unlock | the reservation a dead recipient left is taken by the polling survivor |
 //!
-//! Mutants run by hand against a scratch copy of `src/` (see the report of
-//! the commit that added this file) are listed beside the models.
+//! `_unknown` variants run the same model with every liveness check of a
+//! live thread answering "unknown". (`event_wait` and `queue_close` run
+//! without timeouts, where liveness is never read: no variant.)
+//!
+//! Step counts and times (LOOM_MAX_PREEMPTIONS=2, release, this machine;
+//! `lock_handoff` uses one preemption and skips the spin): event_set 4,
+//! event_wait 6, queue_put 35, queue_get 42, queue_reserve_commit 35,
+//! queue_get_ref 42, queue_close 23, pipe_send 23, pipe_send_streamed 60,
+//! pipe_recv 50, lock_unlock 6, lock_unlock_waiting 144,
+//! lock_unlock_holding 9, lock_takeover 129, lock_handoff 126 (26 run);
+//! the whole file ~3 min, half of it `lock_handoff`.
+//!
+//! Mutants run by hand against a scratch copy of `src/` (each made the
+//! named sweeps fail, at the step printed):
+//!
+//! - `lock_slow` takeover `acquired(me, key, died)` → `false` (the report
+//!   lost): every `lock_*` sweep ("deaths reported").
+//! - queue `recover.rs` `stamp_alive` → always `true` (dead claims never
+//!   recovered): `queue_put`, `queue_get`, `queue_get_ref`,
+//!   `queue_reserve_commit` (the queue unusable after the death).
+//! - pipe `Peer::gone` never judging the peer dead: every `pipe_*` sweep
+//!   (the survivor loops: loom's branch limit). (The same mutant in
+//!   `peer_gone_now`, the readiness check, survived: these sweeps never
+//!   reach it; `loom_waitset` would, with a pipe source.)
+//! - `RawQueue::close` not waking `not_empty`: `queue_close` (deadlock).
+//! - `judge` refusing a hand-off to a thread that slept: `lock_handoff`
+//!   (already at k = 0: the model reaches the hand-off).
 #![cfg(loom)]
 
 use std::time::Duration;
@@ -178,9 +206,9 @@ fn check_usable(q: &RawQueue<'_>) {
 }
 
 /// The victim `put`s one message while a live producer puts another; the
-/// main thread drains after both. Mutant: make `recover.rs` never judge a
-/// stuck WRITING claim (treat every owner as alive) and the drain stops at
-/// the dead claim, losing the live producer's message.
+/// main thread drains after both. Mutant: `recover.rs` judging every
+/// participant alive: a dead claim is never recovered, and the queue is
+/// unusable after the death (`check_usable` times out).
 fn queue_put(opts: Sweep) {
     sweep("queue_put", opts, || {
         let q = Arc::new(HeapQueue::new(2, 1));
@@ -552,9 +580,8 @@ fn autopsy_holds(lock: &Arc<RawLock>) {
 
 /// The victim locks, bumps, unlocks while a survivor does the same; the
 /// main thread locks after both. A death while the word names the victim
-/// must be reported to exactly one later taker; no other report. Mutants:
-/// the takeover's `acquired(me, key, died)` → `false` (report lost), and
-/// `thread_alive` ignored in `judge` (never taken over: branch limit).
+/// must be reported to exactly one later taker; no other report. Mutant:
+/// the takeover's `acquired(me, key, died)` → `false` (report lost).
 ///
 /// `holds` = (survivor's, victim's): with the survivor holding long, the
 /// victim dies at each step of its spin, `WAITERS` CAS, sleep (timed out)

@@ -2,6 +2,18 @@
 //! `Mutex` + `Condvar`, model thread ids, and a liveness table that a model
 //! can mark a thread dead in.
 //!
+//! Death at every step: every shim operation (atomic access, fence, futex
+//! wait or wake, `wait_any`, liveness probe) first runs a step hook. A
+//! model thread started with [`support::victim`] in a [`support::sweep`]
+//! counts its steps and dies before the k-th (see `kill`: marked dead,
+//! parked while the model runs, then unwound as a ghost whose operations
+//! touch nothing, which equals SIGKILL); outside a sweep the hook reads two
+//! thread-local cells. `real.rs` has no such hook.
+//!
+//! `wait_any` is a real multi-word sleep (one execution-wide mutex and
+//! condition variable that every futex wake notifies), so a lost wake-up
+//! in a `WaitSet` registration is a loom deadlock.
+//!
 //! Timed waits: loom has no clock. A model chooses, with
 //! [`support::set_timeouts_fire`], whether a wait with a deadline returns at
 //! once as timed out (to drive the "the owner died" paths) or blocks like an
@@ -846,6 +858,12 @@ pub(crate) struct Watch {
     #[allow(dead_code)] // read by the real shim's users only
     pub(crate) all: bool,
     pub(crate) dead: bool,
+}
+
+/// As the real `Watch`, it ends the watch when dropped (here: nothing to
+/// end), so that callers' `drop(watch)` means the same in both builds.
+impl Drop for Watch {
+    fn drop(&mut self) {}
 }
 
 impl Watch {
