@@ -47,6 +47,8 @@ pub use queue::model as queue_model;
 pub use queue::{GetGrant, PutGrant, QueueLayout, RawQueue};
 pub use rlock::{Acquired, RawRLock, RawRLockGuard};
 pub use spin::Spin;
+#[cfg(loom)]
+pub use wait::model as wait_model;
 
 use crate::error::{Error, Result};
 

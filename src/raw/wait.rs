@@ -315,3 +315,24 @@ impl Drop for LockWakes<'_, '_> {
         }
     }
 }
+
+/// Under loom: waits on raw cores, as a `WaitSet` does on handles (which
+/// need segments, not available in a model).
+#[cfg(loom)]
+pub mod model {
+    use super::*;
+
+    /// Waits, with no deadline, until a message can be got from `q` or
+    /// `ev` is set; returns the ready ones (0: the queue, 1: the event).
+    pub fn wait_get_or_set(q: &RawQueue<'_>, ev: &RawEvent) -> Vec<usize> {
+        let mut out = Vec::new();
+        let ready = wait(
+            &[Source::QueueGet(q), Source::Event(ev)],
+            Deadline::NEVER,
+            &mut out,
+        )
+        .expect("wait");
+        assert!(ready, "an untimed wait returned with nothing ready");
+        out
+    }
+}

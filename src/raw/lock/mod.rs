@@ -201,6 +201,18 @@ impl RawLock {
         }
     }
 
+    /// Under loom: an unlocked lock whose next contended unlock is a fair
+    /// hand-off (as if `FAIR_EVERY - 1` contended unlocks had happened), so
+    /// that a model reaches the hand-off in one round.
+    #[cfg(loom)]
+    pub fn new_fair_next() -> RawLock {
+        RawLock {
+            wake: Futex::new(0),
+            aux: AtomicU32::new(FAIR_EVERY - 1),
+            state: AtomicU64::new(0),
+        }
+    }
+
     /// The bytes a `RawLock` needs (16); align the region to 8.
     ///
     /// ```
