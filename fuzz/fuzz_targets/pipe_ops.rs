@@ -123,12 +123,14 @@ fn probe() {
         // SAFETY: as above.
         let mut b = unsafe { RawPipe::attach(r.ptr, len) }.expect("reference attach");
         assert_ne!(r.read(stamp_at(1), 8), 0, "end 1 stamp offset");
-        a.send_timeout(b"x", Duration::ZERO).expect("reference send");
+        a.send_timeout(b"x", Duration::ZERO)
+            .expect("reference send");
         assert_eq!(r.read(tail_at(0), 8), 8, "ring 0 tail offset");
         assert_eq!(r.read(CTL_SIZE, 5), 0x78_0000_0001, "ring 0 data offset");
         b.recv_timeout(Duration::ZERO).expect("reference recv");
         assert_eq!(r.read(head_at(0), 8), 8, "ring 0 head offset");
-        b.send_timeout(b"yz", Duration::ZERO).expect("reference send back");
+        b.send_timeout(b"yz", Duration::ZERO)
+            .expect("reference send back");
         assert_eq!(r.read(tail_at(1), 8), 8, "ring 1 tail offset");
         assert_eq!(r.read(CTL_SIZE + 64, 4), 2, "ring 1 data offset");
         drop(b);
@@ -846,7 +848,12 @@ impl Run<'_> {
             }
             if self.clean {
                 let want = self.model.reserve(s, len);
-                assert_eq!(got(&r), want, "reserve of {len} on end {s}; model {:?}", self.model);
+                assert_eq!(
+                    got(&r),
+                    want,
+                    "reserve of {len} on end {s}; model {:?}",
+                    self.model
+                );
             }
             if let Ok(mut g) = r {
                 assert_eq!(g.len(), len, "a grant of {} bytes for {len}", g.len());
@@ -1038,7 +1045,12 @@ impl Run<'_> {
         let side = |b: bool| usize::from(b);
         for op in ops.iter().take(MAX_OPS) {
             match *op {
-                Op::Send { side: b, len, us, how } => self.send_any(side(b), len, us, how),
+                Op::Send {
+                    side: b,
+                    len,
+                    us,
+                    how,
+                } => self.send_any(side(b), len, us, how),
                 Op::Recv { side: b, us } => {
                     let t = self.timeout(us);
                     self.recv(side(b), t);
@@ -1160,7 +1172,8 @@ fuzz_target!(|input: Input| {
             // SAFETY: the region is ours, 64-aligned, long enough, outlives
             // every end (the run, which holds them, is dropped first) and is
             // used only through the ends and `Region::write` between calls.
-            let e0 = unsafe { RawPipe::init_in(region.ptr, region.len(), &layout) }.expect("init_in");
+            let e0 =
+                unsafe { RawPipe::init_in(region.ptr, region.len(), &layout) }.expect("init_in");
             let mut run = Run {
                 region: &region,
                 shapes: [Some(shape(&e0)), None],
