@@ -82,7 +82,8 @@ pub use queue::Queue;
 pub use raw::{GetGrant, PutGrant, Spin};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{
-    inspect, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT, MAX_LEN,
+    inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,
+    MAX_LEN,
 };
 pub use value::{AtomicValue, Value, ValueGuard};
 pub use waitset::{wait, Interest, Key, Ready, WaitSet, Waitable};

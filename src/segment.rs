@@ -673,7 +673,23 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
     inspect_with(name, &Options::new())
 }
 
-fn inspect_with(name: &str, opts: &Options) -> Result<SegmentInfo> {
+/// [`inspect`] with options: [`Options::init_timeout`] bounds the wait for a
+/// segment whose creator (alive) has not finished initialising it, which
+/// `inspect` waits for up to [`DEFAULT_INIT_TIMEOUT`].
+///
+/// # Errors
+/// As [`inspect`].
+///
+/// ```
+/// use std::time::Duration;
+/// let q = shmkit::Queue::create_unique(4, 16)?;
+/// let opts = shmkit::Options::new().init_timeout(Duration::from_millis(1));
+/// let info = shmkit::inspect_with(q.name(), &opts)?;
+/// assert_eq!(info.kind, "Queue");
+/// assert!(info.creator_alive);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn inspect_with(name: &str, opts: &Options) -> Result<SegmentInfo> {
     let spec = Spec {
         any: true,
         ..Spec::RAW

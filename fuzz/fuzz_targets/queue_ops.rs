@@ -281,12 +281,11 @@ enum Op {
         b: bool,
         us: u16,
     },
-    /// `get_into` with a buffer of `size` (`< 128`: `size % (max + 1)`;
-    /// else `max + size - 128`); needs a public `RawQueue` get_into.
+    /// `try_get_into` with a buffer of `size` (`< 128`: `size % (max + 1)`;
+    /// else `max + size - 128`).
     GetInto {
         b: bool,
         size: u8,
-        us: Option<u16>,
     },
     Reserve {
         b: bool,
@@ -401,6 +400,8 @@ enum Got {
     Empty,
     Timeout,
     Closed,
+    // Read by `Debug`, in assertion messages.
+    #[allow(dead_code)]
     Other(String),
 }
 
@@ -812,9 +813,24 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     model.check_get(&to_got(r), None, timed, "get");
                 }
             }
-            Op::GetInto { .. } => {
-                // RawQueue has no public get_into yet (Queue's goes through
-                // a pub(crate) method); nothing to call.
+            Op::GetInto { b, size } => {
+                let h = pick(b);
+                let n = if size < 128 {
+                    usize::from(size) % (h.max + 1)
+                } else {
+                    h.max + usize::from(size - 128)
+                };
+                // Poisoned, so that bytes not written are told from bytes
+                // written.
+                let mut buf = vec![0xa5u8; n];
+                let r = h.q.try_get_into(&mut buf).map(|k| {
+                    assert!(k <= n, "try_get_into: {k} bytes into {n}");
+                    assert!(k <= h.max, "try_get_into: {k} bytes, max_message {}", h.max);
+                    buf[..k].to_vec()
+                });
+                if run.clean {
+                    model.check_get(&to_got(r), Some(n), false, "try_get_into");
+                }
             }
             Op::Reserve { b, len } => {
                 let h = pick(b);
@@ -851,14 +867,18 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     op = Op::Commit { i: 0 };
                 }
                 let sent = match op {
+                    // A commit fails (the message is not sent) only when
+                    // the claim was taken from us: never while clean.
                     Op::Commit { .. } => {
-                        p.g.commit();
-                        Some(p.data)
+                        let r = p.g.commit();
+                        assert!(r.is_ok() || !run.clean, "commit: {r:?}");
+                        r.ok().map(|()| p.data)
                     }
                     Op::CommitLen { len, .. } => {
                         let n = usize::from(len).min(p.data.len());
-                        p.g.commit_len(usize::from(len));
-                        Some(p.data[..n].to_vec())
+                        let r = p.g.commit_len(usize::from(len));
+                        assert!(r.is_ok() || !run.clean, "commit_len: {r:?}");
+                        r.ok().map(|()| p.data[..n].to_vec())
                     }
                     _ => {
                         drop(p.g);
@@ -948,7 +968,8 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
             drop(p.g);
             model.abandon(p.id);
         } else {
-            p.g.commit();
+            let r = p.g.commit();
+            assert!(r.is_ok() || !run.clean, "commit: {r:?}");
             if let Some(pos) = pos {
                 model.entries[pos] = Entry::Committed(p.data);
             }

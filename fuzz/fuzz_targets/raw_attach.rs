@@ -44,10 +44,17 @@ enum Op {
     IsSet,
     WaitZero,
     /// A peer writes byte `v` at `at % 20`.
-    Scribble { at: u8, v: u8 },
+    Scribble {
+        at: u8,
+        v: u8,
+    },
     /// `attach` over a sub-region: must be `Ok` exactly when aligned and
     /// long enough.
-    Probe { offset: u8, len: u8, event: bool },
+    Probe {
+        offset: u8,
+        len: u8,
+        event: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -73,7 +80,8 @@ fuzz_target!(|input: Input| {
     // volatile writes, which stand for another process's stores.
     let lock = unsafe { RawLock::attach(base, LOCK_LEN) }.expect("aligned, 16 bytes");
     // SAFETY: as above; offset 16 is 4-aligned and 4 bytes long.
-    let event = unsafe { RawEvent::attach(base.add(LOCK_LEN), EVENT_LEN) }.expect("aligned, 4 bytes");
+    let event =
+        unsafe { RawEvent::attach(base.add(LOCK_LEN), EVENT_LEN) }.expect("aligned, 4 bytes");
     let me = my_tid();
 
     let mut guards: Vec<RawLockGuard<'_>> = Vec::new();
@@ -164,7 +172,11 @@ fuzz_target!(|input: Input| {
                     event_clean = false;
                 }
             }
-            Op::Probe { offset, len, event: is_event } => {
+            Op::Probe {
+                offset,
+                len,
+                event: is_event,
+            } => {
                 let offset = usize::from(offset) % BUF_LEN;
                 let len = usize::from(len) % (BUF_LEN - offset + 1);
                 // SAFETY: `offset + len <= BUF_LEN`: the sub-region is inside
@@ -183,7 +195,11 @@ fuzz_target!(|input: Input| {
         if !guards.is_empty() {
             if lock_clean {
                 assert!(lock.is_locked(), "holding a guard, yet not locked");
-                assert_eq!(lock.owner_tid(), Some(me), "holding a guard, yet owned by another");
+                assert_eq!(
+                    lock.owner_tid(),
+                    Some(me),
+                    "holding a guard, yet owned by another"
+                );
             }
         }
     }

@@ -3,21 +3,28 @@
 //! Each run writes bytes to a fresh `/dev/shm/shmkit-fuzz-<pid>-<n>` (what a
 //! buggy, hostile or crashed peer could leave there), then opens that name
 //! as `Segment`, `Lock`, `Event`, `Value<u64>`, `Value<[u8; 3]>`,
-//! `Array<u32>` and `Array<u8>`. Every open must be `Ok` or `Err`, never a
-//! crash; whatever opens is then used by a fuzzer-chosen sequence of
-//! operations, checked against what one process alone must observe (a
-//! stored value reads back, `set` makes `is_set`, ...). The name is removed
-//! at the end of every run.
+//! `Array<u32>`, `Array<u8>`, `Queue` and `Pipe`, and reads it with
+//! `inspect_with` (and, now and then, `list`). Every open must be `Ok` or
+//! `Err`, never a crash; whatever opens is then used by a fuzzer-chosen
+//! sequence of operations, checked against what one process alone must
+//! observe (a stored value reads back, `set` makes `is_set`, ...), and
+//! `inspect` must have named its kind. The name is removed at the end of
+//! every run.
 //!
 //! To reach deep states the input may start from a *valid* object of a
 //! chosen kind (created for real, its bytes read from /dev/shm) and then
 //! edit bytes, header fields (the layout is documented at the top of
 //! `src/raw/header.rs`) and the length.
 //!
-//! One edit is always undone: a lock word naming a *live* task other than
-//! this thread is cleared of its id, since a live owner may legitimately
-//! hold a lock forever and the untimed locks inside `Value`/`Array` would
-//! then wait forever (not a bug, but a hang for the fuzzer).
+//! One edit is always undone: a lock `state` word (the 64-bit word at
+//! payload offset 8, see `src/raw/lock.rs`) whose owner stamp names a
+//! *live* task (its thread id runs, with the stamp's start time or with the
+//! start time unknown) is cleared of its stamp, since a live owner may
+//! legitimately hold a lock forever and the untimed locks inside
+//! `Value`/`Array` would then wait forever (not a bug, but a hang for the
+//! fuzzer). That includes this thread: a forged "owner is you" is a
+//! foreign live owner, waited for. A stamp of a dead task, or of a live id
+//! with another start time, is left for the takeover path.
 #![no_main]
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,13 +32,19 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmkit::{Array, Event, Lock, Options, Segment, Value};
+use shmkit::raw::Direction;
+use shmkit::{Array, Event, Lock, Options, Pipe, Queue, Segment, Value};
 
 const HEADER_LEN: usize = 64;
 /// Largest file the fuzzer may make.
 const MAX_FILE: usize = 16 * 1024;
-/// The lock word's thread-id bits (`TID_MASK` in `src/raw/lock.rs`).
-const TID_MASK: u32 = (1 << 22) - 1;
+/// Where the lock's 64-bit `state` word is in the file: the payload starts
+/// with the `RawLock` (`wake` u32, `aux` u32, `state` u64).
+const LOCK_STATE_AT: usize = HEADER_LEN + 8;
+/// In `state`: the owner stamp (`STAMP_MASK`), tid above bit 40.
+const STAMP_MASK: u64 = (1 << 62) - 1;
+const HANDOFF: u64 = 1 << 62;
+const START_BITS: u32 = 40;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Template {
@@ -42,6 +55,15 @@ enum Template {
     ValueBytes3([u8; 3]),
     ArrayU32(u8),
     ArrayU8(u8),
+    Queue {
+        capacity: u8,
+        max_message: u8,
+    },
+    Pipe {
+        capacity: u16,
+        max_message: u16,
+        direction: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -64,9 +86,16 @@ enum Field {
     CreatorPid,
     CreatorStart,
     Aux,
-    LockWord,
-    LockContended,
-    LockOwner,
+    /// `RawLock::wake`, the futex word.
+    LockWake,
+    /// `RawLock::aux`: `DIED` and the contended-unlock count.
+    LockAux,
+    /// `RawLock::state`: owner stamp, `HANDOFF`, `WAITERS`.
+    LockState,
+    /// A pipe's end-1 stamp (payload offset 128), 0 until it is opened.
+    PipeEnd1Stamp,
+    /// A queue's or pipe's first words after its configuration.
+    Payload(u8),
 }
 
 impl Field {
@@ -83,9 +112,11 @@ impl Field {
             Field::CreatorPid => (44, 4),
             Field::CreatorStart => (48, 8),
             Field::Aux => (56, 8),
-            Field::LockWord => (64, 4),
-            Field::LockContended => (68, 4),
-            Field::LockOwner => (72, 8),
+            Field::LockWake => (64, 4),
+            Field::LockAux => (68, 4),
+            Field::LockState => (LOCK_STATE_AT, 8),
+            Field::PipeEnd1Stamp => (HEADER_LEN + 128, 8),
+            Field::Payload(i) => (HEADER_LEN + 8 * usize::from(i % 96), 8),
         }
     }
 }
@@ -144,14 +175,13 @@ fn pid() -> u32 {
     std::process::id()
 }
 
-fn my_tid() -> u32 {
-    // SAFETY: gettid takes no arguments and cannot fail.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
-}
-
 fn fresh_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("shmkit-fuzz-{}-{tag}{}", pid(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "shmkit-fuzz-{}-{tag}{}",
+        pid(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Removes the name when dropped, whatever happened.
@@ -177,6 +207,29 @@ fn template_bytes(t: Template) -> Vec<u8> {
         Template::ValueBytes3(v) => Value::<[u8; 3]>::create(&name, v).map(|_v| read()),
         Template::ArrayU32(n) => Array::<u32>::create(&name, usize::from(n), 7).map(|_a| read()),
         Template::ArrayU8(n) => Array::<u8>::create(&name, usize::from(n), 7).map(|_a| read()),
+        Template::Queue {
+            capacity,
+            max_message,
+        } => Queue::create(
+            &name,
+            1 + usize::from(capacity % 16),
+            usize::from(max_message),
+        )
+        .map(|_q| read()),
+        Template::Pipe {
+            capacity,
+            max_message,
+            direction,
+        } => Pipe::builder()
+            .capacity(64 + usize::from(capacity % 1024))
+            .max_message(usize::from(max_message % 2048))
+            .direction(match direction % 3 {
+                0 => Direction::Duplex,
+                1 => Direction::CreatorSends,
+                _ => Direction::OpenerSends,
+            })
+            .create(&name)
+            .map(|_p| read()),
     };
     bytes.unwrap_or_else(|e| panic!("creating a {t:?} failed: {e}"))
 }
@@ -190,14 +243,39 @@ fn put(bytes: &mut [u8], at: usize, width: usize, v: u64) {
     }
 }
 
-/// A lock word naming a live task other than us would make an untimed lock
-/// wait for as long as that task lives: clear the id bits.
+/// Field 22 (`starttime`) of /proc/<tid>/stat, masked as a stamp keeps it.
+fn start_time(tid: u64) -> Option<u64> {
+    let stat = std::fs::read(format!("/proc/{tid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let start: u64 = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
+    Some(start & ((1 << START_BITS) - 1))
+}
+
+/// A lock state naming a live task (this thread included: a forged "owner
+/// is you" is waited for, not taken) would make an untimed lock wait for as
+/// long as that task lives: clear the stamp bits.
 fn defuse_live_owner(bytes: &mut [u8]) {
-    let Some(w) = bytes.get(64..68) else { return };
-    let w = u32::from_le_bytes(w.try_into().unwrap());
-    let tid = w & TID_MASK;
-    if tid != 0 && tid != my_tid() && std::path::Path::new(&format!("/proc/{tid}")).exists() {
-        put(bytes, 64, 4, u64::from(w & !TID_MASK));
+    let Some(w) = bytes.get(LOCK_STATE_AT..LOCK_STATE_AT + 8) else {
+        return;
+    };
+    let w = u64::from_le_bytes(w.try_into().unwrap());
+    if w & HANDOFF != 0 {
+        // Free (reserved for a sleeper; stale within 20 ms): no owner.
+        return;
+    }
+    let stamp = w & STAMP_MASK;
+    let (tid, start) = (stamp >> START_BITS, stamp & ((1 << START_BITS) - 1));
+    if tid == 0 {
+        return;
+    }
+    let live = match start_time(tid) {
+        Some(s) => start == 0 || s == start,
+        // Unreadable but present: count it as live.
+        None => std::path::Path::new(&format!("/proc/{tid}")).exists(),
+    };
+    if live {
+        put(bytes, LOCK_STATE_AT, 8, w & !STAMP_MASK);
     }
 }
 
@@ -246,7 +324,9 @@ fn use_lock(l: &Lock, ops: &[Op]) {
                 }
                 // Deadlock also when the bytes name this thread as owner.
                 Err(shmkit::Error::Deadlock) => {}
-                Err(shmkit::Error::Timeout) => assert!(guards.is_empty(), "Timeout on our own lock"),
+                Err(shmkit::Error::Timeout) => {
+                    assert!(guards.is_empty(), "Timeout on our own lock")
+                }
                 Err(e) => panic!("Lock::lock_timeout: {e}"),
             },
             Op::TryLock => match l.try_lock() {
@@ -391,6 +471,81 @@ where
     assert_eq!(a.to_vec(), model);
 }
 
+/// A queue over whatever bytes opened: every call returns, lengths stay
+/// within what the handle validated at open.
+fn use_queue(q: &Queue, ops: &[Op]) {
+    let (cap, max) = (q.capacity(), q.max_message());
+    for op in ops {
+        match *op {
+            Op::Put(n, x) => {
+                let msg = vec![x as u8; usize::from(n) % (max + 2)];
+                if let Err(shmkit::Error::MessageTooLarge { len, max: m }) = q.try_put(&msg) {
+                    assert_eq!((len, m), (msg.len(), max));
+                }
+            }
+            Op::Get(n) => {
+                if n % 2 == 0 {
+                    if let Ok(v) = q.try_get() {
+                        assert!(v.len() <= max, "Queue::try_get: {} bytes", v.len());
+                    }
+                } else {
+                    let mut buf = vec![0u8; usize::from(n) % (max + 2)];
+                    if let Ok(k) = q.try_get_into(&mut buf) {
+                        assert!(k <= buf.len());
+                    }
+                }
+            }
+            Op::WaitZero => {
+                let _ = q.get_timeout(Duration::from_micros(100));
+            }
+            Op::Set => q.close(),
+            Op::Info | Op::IsSet => {
+                let n = q.len();
+                assert!(n <= cap, "Queue::len {n} > capacity {cap}");
+                let _ = (q.is_empty(), q.is_full(), q.is_closed());
+            }
+            _ => {}
+        }
+        assert_eq!((q.capacity(), q.max_message()), (cap, max));
+    }
+}
+
+/// Pipe end 1 over whatever bytes opened. Only messages that fit in any
+/// ring (64 bytes) are sent: a streamed one to a peer the bytes say is
+/// alive would wait for it for ever.
+fn use_pipe(p: &mut shmkit::PipeEnd, ops: &[Op]) {
+    let (cap, max) = (p.capacity(), p.max_message());
+    for op in ops {
+        match *op {
+            Op::Put(n, x) => {
+                let msg = vec![x as u8; usize::from(n) % 33];
+                if let Err(shmkit::Error::MessageTooLarge { len, max: m }) =
+                    p.send_timeout(&msg, Duration::ZERO)
+                {
+                    assert_eq!((len, m), (msg.len(), max));
+                }
+            }
+            Op::Get(n) => {
+                if n % 2 == 0 {
+                    if let Ok(v) = p.recv_timeout(Duration::ZERO) {
+                        assert!(v.len() <= max, "PipeEnd::recv: {} bytes", v.len());
+                    }
+                } else {
+                    let mut buf = vec![0u8; usize::from(n) % (max + 2)];
+                    if let Ok(k) = p.recv_into_timeout(&mut buf, Duration::ZERO) {
+                        assert!(k <= buf.len());
+                    }
+                }
+            }
+            Op::WaitZero => {
+                let _ = p.poll(Duration::from_micros(100));
+            }
+            _ => {}
+        }
+        assert_eq!((p.capacity(), p.max_message()), (cap, max));
+    }
+}
+
 fuzz_target!(|input: Input| {
     let bytes = build(&input);
     let name = fresh_name("");
@@ -399,27 +554,60 @@ fuzz_target!(|input: Input| {
     let opts = Options::new().init_timeout(Duration::from_micros(100));
     let ops: Vec<Op> = input.ops.iter().take(64).copied().collect();
 
+    let info = shmkit::inspect_with(&name, &opts);
+    if let Ok(i) = &info {
+        assert_eq!(i.name, name);
+        assert_eq!(i.len, bytes.len(), "inspect: len");
+    }
+    // The kind `inspect` must have seen for an open of `kind` to succeed.
+    let saw = |kind: &str| match &info {
+        Ok(i) => assert_eq!(i.kind, kind, "opened as {kind}, inspect says {}", i.kind),
+        Err(e) => panic!("opened as {kind}, but inspect failed: {e}"),
+    };
+    {
+        // `list` reads every segment in /dev/shm: now and then only.
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        if RUNS.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
+            let _ = shmkit::list();
+        }
+    }
+
     if let Ok(s) = Segment::open_with(&name, &opts) {
+        saw("Segment");
         assert_eq!(s.len() + HEADER_LEN, bytes.len());
         assert!(!s.unlinks_on_drop());
         let _ = (s.creator_pid(), s.creator_alive(), s.mode());
     }
     if let Ok(l) = Lock::open_with(&name, &opts) {
+        saw("Lock");
         use_lock(&l, &ops);
     }
     if let Ok(e) = Event::open_with(&name, &opts) {
+        saw("Event");
         use_event(&e, &ops);
     }
     if let Ok(v) = Value::<u64>::open_with(&name, &opts) {
+        saw("Value");
         use_value_u64(&v, &ops);
     }
     if let Ok(v) = Value::<[u8; 3]>::open_with(&name, &opts) {
+        saw("Value");
         use_value_bytes3(&v, &ops);
     }
     if let Ok(a) = Array::<u32>::open_with(&name, &opts) {
+        saw("Array");
         use_array(&a, &ops, |x| x);
     }
     if let Ok(a) = Array::<u8>::open_with(&name, &opts) {
+        saw("Array");
         use_array(&a, &ops, |x| x as u8);
+    }
+    if let Ok(q) = Queue::open_with(&name, &opts) {
+        saw("Queue");
+        use_queue(&q, &ops);
+    }
+    if let Ok(mut p) = Pipe::open_with(&name, &opts) {
+        saw("Pipe");
+        use_pipe(&mut p, &ops);
     }
 });
