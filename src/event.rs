@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::Result;
 #[cfg(not(loom))]
 use crate::future::Waiter;
-use crate::handle::{named_handle, Core, Named};
+use crate::handle::{named_create, named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::wait::Source;
 use crate::raw::RawEvent;
@@ -72,6 +72,14 @@ named_handle! {
     }
 }
 
+named_create! {
+    impl Event {
+        what: "event",
+        path: "shmkit::Event",
+        state: " cleared",
+    }
+}
+
 impl Event {
     fn create_inner(name: Option<&str>, opts: &Options) -> Result<Event> {
         let init = |p: *mut u8, len: usize| {
@@ -92,44 +100,6 @@ impl Event {
 
     fn named_mut(&mut self) -> &mut Named<RawEvent> {
         &mut self.0
-    }
-
-    /// Creates a cleared event named `name`.
-    ///
-    /// # Errors
-    /// As [`Segment::create`](crate::Segment::create).
-    ///
-    /// ```
-    /// # let name = format!("shmkit-doc-event-{}", std::process::id());
-    /// let ev = shmkit::Event::create(&name)?;
-    /// assert!(!ev.is_set());
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create(name: &str) -> Result<Event> {
-        Event::create_inner(Some(name), &Options::new())
-    }
-
-    /// [`create`](Event::create) with [`Options`].
-    ///
-    /// ```
-    /// # let name = format!("shmkit-doc-eventw-{}", std::process::id());
-    /// let ev = shmkit::Event::create_with(&name, &shmkit::Options::new().mode(0o600))?;
-    /// # let _ = ev;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create_with(name: &str, opts: &Options) -> Result<Event> {
-        Event::create_inner(Some(name), opts)
-    }
-
-    /// Creates a cleared event under a fresh unique name.
-    ///
-    /// ```
-    /// let ev = shmkit::Event::create_unique()?;
-    /// assert!(ev.name().starts_with("shmkit-"));
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create_unique() -> Result<Event> {
-        Event::create_inner(None, &Options::new())
     }
 
     #[inline]

@@ -239,3 +239,61 @@ macro_rules! named_handle {
 }
 
 pub(crate) use named_handle;
+
+/// `create`, `create_with` and `create_unique` for a handle made from
+/// nothing but a name (`Event`, `Lock`, `RLock`), with their docs. The
+/// handle provides `create_inner(name: Option<&str>, opts: &Options)`.
+/// `$state` says what a new object is ("cleared", "unlocked").
+macro_rules! named_create {
+    (impl $ty:ty { what: $what:literal, path: $path:literal, state: $state:literal, }) => {
+        impl $ty {
+            #[doc = concat!("Creates a", $state, " ", $what, " named `name`.")]
+            ///
+            /// # Errors
+            /// [`Error::InvalidName`](crate::Error::InvalidName),
+            /// [`Error::AlreadyExists`](crate::Error::AlreadyExists), and the
+            /// other errors of [`Segment::create`](crate::Segment::create).
+            ///
+            /// ```
+            #[doc = concat!("# let name = format!(\"shmkit-doc-{}-{}\", \"", stringify!($ty), "\", std::process::id());")]
+            #[doc = concat!("let made = ", $path, "::create(&name)?;")]
+            /// assert_eq!(made.name(), name);
+            /// # Ok::<(), shmkit::Error>(())
+            /// ```
+            pub fn create(name: &str) -> $crate::Result<Self> {
+                Self::create_inner(Some(name), &$crate::Options::new())
+            }
+
+            #[doc = concat!("[`create`](Self::create) with [`Options`](crate::Options) (mode, ...).")]
+            ///
+            /// # Errors
+            /// As [`create`](Self::create).
+            ///
+            /// ```
+            #[doc = concat!("# let name = format!(\"shmkit-doc-{}w-{}\", \"", stringify!($ty), "\", std::process::id());")]
+            #[doc = concat!("let made = ", $path, "::create_with(&name, &shmkit::Options::new().mode(0o600))?;")]
+            /// # let _ = made;
+            /// # Ok::<(), shmkit::Error>(())
+            /// ```
+            pub fn create_with(name: &str, opts: &$crate::Options) -> $crate::Result<Self> {
+                Self::create_inner(Some(name), opts)
+            }
+
+            #[doc = concat!("Creates a", $state, " ", $what, " under a fresh unique name.")]
+            ///
+            /// # Errors
+            /// As [`create`](Self::create), except for the name.
+            ///
+            /// ```
+            #[doc = concat!("let made = ", $path, "::create_unique()?;")]
+            /// assert!(made.name().starts_with("shmkit-"));
+            /// # Ok::<(), shmkit::Error>(())
+            /// ```
+            pub fn create_unique() -> $crate::Result<Self> {
+                Self::create_inner(None, &$crate::Options::new())
+            }
+        }
+    };
+}
+
+pub(crate) use named_create;

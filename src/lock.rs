@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::Result;
 #[cfg(not(loom))]
 use crate::future::Waiter;
-use crate::handle::{named_handle, Core, Named};
+use crate::handle::{named_create, named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::raw::wait::Source;
@@ -107,46 +107,15 @@ named_handle! {
     }
 }
 
+named_create! {
+    impl Lock {
+        what: "lock",
+        path: "shmkit::Lock",
+        state: "n unlocked",
+    }
+}
+
 impl Lock {
-    /// Creates an unlocked lock named `name`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidName`](crate::Error::InvalidName),
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists), or an OS error.
-    ///
-    /// ```
-    /// # let name = format!("shmkit-doc-lock-{}", std::process::id());
-    /// let lock = shmkit::Lock::create(&name)?;
-    /// assert_eq!(lock.name(), name);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create(name: &str) -> Result<Lock> {
-        Lock::create_inner(Some(name), &Options::new())
-    }
-
-    /// [`create`](Lock::create) with [`Options`] (mode, …).
-    ///
-    /// ```
-    /// # let name = format!("shmkit-doc-lockw-{}", std::process::id());
-    /// let lock = shmkit::Lock::create_with(&name, &shmkit::Options::new().mode(0o660))?;
-    /// # let _ = lock;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create_with(name: &str, opts: &Options) -> Result<Lock> {
-        Lock::create_inner(Some(name), opts)
-    }
-
-    /// Creates an unlocked lock under a fresh unique name.
-    ///
-    /// ```
-    /// let lock = shmkit::Lock::create_unique()?;
-    /// assert!(lock.name().starts_with("shmkit-"));
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create_unique() -> Result<Lock> {
-        Lock::create_inner(None, &Options::new())
-    }
-
     fn create_inner(name: Option<&str>, opts: &Options) -> Result<Lock> {
         let init = |p: *mut u8, len: usize| {
             // SAFETY: `p` is the fresh segment's payload of `len` bytes,

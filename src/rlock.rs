@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::handle::{named_handle, Core, Named};
+use crate::handle::{named_create, named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::raw::wait::Source;
@@ -107,45 +107,15 @@ named_handle! {
     }
 }
 
+named_create! {
+    impl RLock {
+        what: "recursive lock",
+        path: "shmkit::RLock",
+        state: " free",
+    }
+}
+
 impl RLock {
-    /// Creates a free recursive lock named `name`.
-    ///
-    /// # Errors
-    /// As [`Segment::create`](crate::Segment::create).
-    ///
-    /// ```
-    /// # let name = format!("shmkit-doc-rlock-{}", std::process::id());
-    /// let lock = shmkit::RLock::create(&name)?;
-    /// assert_eq!(lock.name(), name);
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create(name: &str) -> Result<RLock> {
-        RLock::create_inner(Some(name), &Options::new())
-    }
-
-    /// [`create`](RLock::create) with [`Options`].
-    ///
-    /// ```
-    /// # let name = format!("shmkit-doc-rlockw-{}", std::process::id());
-    /// let lock = shmkit::RLock::create_with(&name, &shmkit::Options::new().mode(0o600))?;
-    /// # let _ = lock;
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create_with(name: &str, opts: &Options) -> Result<RLock> {
-        RLock::create_inner(Some(name), opts)
-    }
-
-    /// Creates a free recursive lock under a fresh unique name.
-    ///
-    /// ```
-    /// let lock = shmkit::RLock::create_unique()?;
-    /// assert!(lock.name().starts_with("shmkit-"));
-    /// # Ok::<(), shmkit::Error>(())
-    /// ```
-    pub fn create_unique() -> Result<RLock> {
-        RLock::create_inner(None, &Options::new())
-    }
-
     fn create_inner(name: Option<&str>, opts: &Options) -> Result<RLock> {
         let init = |p: *mut u8, len: usize| {
             // SAFETY: `p` is the fresh segment's payload of `len` bytes,
