@@ -478,7 +478,8 @@ mod tests {
         let raw = lock.raw();
         std::thread::scope(|s| {
             let (cmd_tx, ev_rx) = holder(s, raw);
-            let mut cx = Context::from_waker(Waker::noop());
+            let noop = Waker::from(std::sync::Arc::new(Woken(Default::default())));
+            let mut cx = Context::from_waker(&noop);
             let mut fut = Box::pin(lock.lock_async());
             // The async waiter is queued on the wake word first.
             park(|cx| fut.as_mut().poll(cx).is_pending());
@@ -557,7 +558,8 @@ mod tests {
                 return None;
             }
             until("the future woken", || woken.take());
-            let mut cx = Context::from_waker(Waker::noop());
+            let noop = Waker::from(std::sync::Arc::new(Woken(Default::default())));
+            let mut cx = Context::from_waker(&noop);
             let first_ready = match fut.as_mut().poll(&mut cx) {
                 std::task::Poll::Ready(g) => {
                     drop(g.unwrap());
