@@ -49,7 +49,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -632,7 +632,7 @@ type Job = (Command, mpsc::Sender<std::io::Result<std::process::Child>>);
 /// The thread that forks every worker (see "Dying with the parent"), one
 /// per fork generation: a forked child builds its own.
 struct Spawner {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 static SPAWNER: ForkLocal<Spawner> = ForkLocal::new();
@@ -649,9 +649,7 @@ fn spawner() -> std::io::Result<&'static Spawner> {
                     let _ = reply.send(cmd.spawn());
                 }
             })?;
-        Ok(Spawner {
-            jobs: Mutex::new(tx),
-        })
+        Ok(Spawner { jobs: tx })
     })
 }
 
@@ -660,10 +658,7 @@ fn spawner_run(cmd: Command) -> std::io::Result<std::process::Child> {
     let s = spawner()?;
     let (tx, rx) = mpsc::channel();
     let gone = || std::io::Error::other("the shmkit-spawn thread is gone");
-    s.jobs
-        .lock()
-        .map_err(|_| gone())?
-        .send((cmd, tx))
-        .map_err(|_| gone())?;
+    // `Sender` is `Sync`: threads send on the one channel at once.
+    s.jobs.send((cmd, tx)).map_err(|_| gone())?;
     rx.recv().map_err(|_| gone())?
 }
