@@ -15,7 +15,7 @@ impl<'a> RawQueue<'a> {
         // SAFETY: we hold the READING claim on this slot: its producer
         // published it (Release/Acquire) and nobody writes it until we free
         // it; len <= max_message was checked under the claim.
-        let src = unsafe { std::slice::from_raw_parts(self.data_of(c.pos), len) };
+        let src = unsafe { std::slice::from_raw_parts(self.data_at(c.slot), len) };
         dst.copy_from_slice(src);
         self.release(c)?;
         Ok(len)

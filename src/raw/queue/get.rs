@@ -20,7 +20,8 @@ impl<'a> RawQueue<'a> {
         let mut patience = Patience::default();
         let mut h = ctl.head.0.load(Ordering::Relaxed);
         for _ in 0..BUDGET {
-            let hdr = self.hdr(h);
+            let slot = self.slot_of(h);
+            let hdr = self.hdr_at(slot);
             // SYNC POINT: Acquire pairs with the producer's Release in `publish`.
             let s = hdr.state.load(Ordering::Acquire);
             let d = diff40(s, h);
@@ -52,7 +53,11 @@ impl<'a> RawQueue<'a> {
                             Ordering::Relaxed,
                             Ordering::Relaxed,
                         );
-                        let c = Claim { pos: h, word: mine };
+                        let c = Claim {
+                            pos: h,
+                            slot,
+                            word: mine,
+                        };
                         // The length, read once under our claim, checked
                         // here and then used: a rewrite after the check
                         // above is caught, never trusted.
@@ -137,7 +142,7 @@ impl<'a> RawQueue<'a> {
     pub(super) fn release(&self, c: Claim) -> Result<()> {
         // SYNC POINT: Release pairs with the producer's Acquire in claim_put:
         // our reads of the message happen before its next write.
-        let r = self.hdr(c.pos).state.compare_exchange(
+        let r = self.hdr_at(c.slot).state.compare_exchange(
             c.word,
             p40(c.pos.wrapping_add(self.slots)),
             Ordering::Release,

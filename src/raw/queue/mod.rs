@@ -184,6 +184,12 @@ pub(crate) struct QueueCtl {
     /// no field moved), so that a sleeper's death watch is made anew only
     /// when the participants changed.
     procs_epoch: AtomicU32,
+    /// A hint: how many `SKIP` positions may lie between the head and the
+    /// tail (also in the padding). Raised before a `SKIP` is made, lowered
+    /// after one is stepped over, and set back to 0 by whoever counts the
+    /// positions and finds none; only ever a reason to count them
+    /// ([`RawQueue::live`]), never believed as a count.
+    holes: AtomicU64,
     tail: Line<AtomicU64>,
     head: Line<AtomicU64>,
     not_empty: Line<Notify>,
@@ -214,6 +220,7 @@ impl QueueCtl {
             stride: AtomicU64::new(stride),
             closed: AtomicU32::new(0),
             procs_epoch: AtomicU32::new(0),
+            holes: AtomicU64::new(0),
             tail: Line(AtomicU64::new(0)),
             head: Line(AtomicU64::new(0)),
             not_empty: Line(Notify::new()),
@@ -232,6 +239,14 @@ impl SlotHdr {
             _pad: AtomicU32::new(0),
         }
     }
+}
+
+/// The slots of a queue of `capacity`: the capacity, plus an eighth of it
+/// (at least one) for positions abandoned behind an open or unread one.
+/// Such a position holds its slot until the head passes it, but not its
+/// room: up to this many of them cost no capacity (issue 14, defect 15).
+pub(crate) fn slots_for(capacity: u64) -> u64 {
+    (capacity + (capacity / 8).max(1)).max(2)
 }
 
 /// The shape of a queue: what `required_size` and `init_in` need.
@@ -259,7 +274,7 @@ impl QueueLayout {
                 u32::MAX - 64
             )));
         }
-        let slots = (self.capacity.max(2)).next_power_of_two() as u64;
+        let slots = slots_for(self.capacity as u64);
         let stride = (HDR + self.max_message).div_ceil(64) as u64 * 64;
         Ok((slots, stride))
     }
@@ -306,6 +321,10 @@ pub struct RawQueue<'a> {
     /// The last claim seen blocking progress, and since when (nanoseconds
     /// of monotonic time), so that liveness is read only for a stuck claim.
     stuck: (AtomicU64, AtomicU64),
+    /// The head as this handle last read it, for puts: the head only moves
+    /// on, so a tail less than `capacity` past it has room by count without
+    /// a read of the consumers' line.
+    seen_head: AtomicU64,
     /// How long blocking calls spin before they sleep.
     spin: AdaptiveSpin,
     /// The death watches of this handle's sleepers, per word slept on,
@@ -328,10 +347,13 @@ enum Try<T> {
     Empty,
 }
 
-/// A claimed position: the position and the exact claim word we wrote.
+/// A claimed position: the position, its slot and the exact claim word we
+/// wrote.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
     pos: u64,
+    /// `slot_of(pos)`, computed once.
+    slot: usize,
     word: u64,
 }
 
@@ -441,7 +463,7 @@ impl<'a> RawQueue<'a> {
         let max_message = ctl.max_message.load(Ordering::Relaxed);
         let stride = ctl.stride.load(Ordering::Relaxed);
         let bad = |what: String| Err(Error::corrupted("", format!("queue configuration: {what}")));
-        if !slots.is_power_of_two() || !(2..=1 << 32).contains(&slots) {
+        if !(2..=slots_for(1 << 32)).contains(&slots) {
             return bad(format!("slot count {slots}"));
         }
         if capacity == 0 || capacity > slots {
@@ -475,6 +497,7 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            seen_head: AtomicU64::new(0),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
@@ -511,6 +534,7 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            seen_head: AtomicU64::new(0),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
@@ -519,25 +543,42 @@ impl<'a> RawQueue<'a> {
         q
     }
 
+    /// The slot of position `pos`. Slot counts need not be powers of two
+    /// (see [`slots_for`]), so this is a division: a claim computes it once
+    /// and keeps it ([`Claim::slot`]).
     #[inline]
-    fn hdr(&self, pos: u64) -> &SlotHdr {
-        let i = (pos & (self.slots - 1)) as usize;
-        let step = if self.stride == 0 { HDR } else { self.stride };
-        // SAFETY: i < slots, and attach (or from_parts) checked that `slots`
-        // headers at this step lie in the region; SlotHdr is all atomics.
-        unsafe { &*self.hdrs.add(i * step).cast::<SlotHdr>() }
+    fn slot_of(&self, pos: u64) -> usize {
+        (pos % self.slots) as usize
     }
 
     #[inline]
-    fn data_of(&self, pos: u64) -> *mut u8 {
-        let i = (pos & (self.slots - 1)) as usize;
+    fn hdr(&self, pos: u64) -> &SlotHdr {
+        self.hdr_at(self.slot_of(pos))
+    }
+
+    /// The header of slot `i`, which must be below `slots` (from
+    /// [`slot_of`](RawQueue::slot_of)).
+    #[inline]
+    fn hdr_at(&self, i: usize) -> &SlotHdr {
+        debug_assert!((i as u64) < self.slots);
+        let step = if self.stride == 0 { HDR } else { self.stride };
+        // SAFETY: i < slots (every index comes from `slot_of`), and attach
+        // (or from_parts) checked that `slots` headers at this step lie in
+        // the region; SlotHdr is all atomics.
+        unsafe { &*self.hdrs.add(i * step).cast::<SlotHdr>() }
+    }
+
+    /// The message bytes of slot `i` (below `slots`, as for `hdr_at`).
+    #[inline]
+    fn data_at(&self, i: usize) -> *mut u8 {
+        debug_assert!((i as u64) < self.slots);
         let step = if self.stride == 0 {
             self.max_message
         } else {
             self.stride
         };
-        // SAFETY: as in `hdr`: `max_message` bytes at this offset lie in the
-        // region.
+        // SAFETY: as in `hdr_at`: `max_message` bytes at this offset lie in
+        // the region.
         unsafe { self.data.add(i * step) }
     }
 
@@ -556,6 +597,27 @@ impl<'a> RawQueue<'a> {
         self.capacity as usize
     }
 
+    /// How many slots the ring has: the capacity plus an eighth of it (at
+    /// least one). A grant dropped uncommitted while a later position is
+    /// taken leaves its position for the head to step over; it costs no
+    /// capacity ([`len`](RawQueue::len) does not count it), but keeps its
+    /// slot until then. So up to `slots() - capacity()` such positions
+    /// waiting behind an open grant or an unread message cost nothing;
+    /// beyond that a put says `Full` until consumers pass them.
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 16, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// assert_eq!(q.slots(), 18);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn slots(&self) -> usize {
+        self.slots as usize
+    }
+
     /// The largest message, in bytes.
     ///
     /// ```
@@ -571,11 +633,11 @@ impl<'a> RawQueue<'a> {
         self.max_message
     }
 
-    /// Positions between the head and the tail now (a snapshot): messages
-    /// ready, being written or being read, and positions of abandoned
-    /// grants that a later put had already passed (see
-    /// [`Queue::reserve`](crate::Queue::reserve)). Never more than the
-    /// capacity.
+    /// Messages in the queue now (a snapshot): ready, being written or
+    /// being read. A position whose grant was dropped uncommitted (see
+    /// [`Queue::reserve`](crate::Queue::reserve)) is not counted, even
+    /// while it waits behind an earlier one for the head to pass it. Never
+    /// more than the capacity.
     ///
     /// ```
     /// # use shmkit::raw::{QueueLayout, RawQueue};
@@ -590,7 +652,62 @@ impl<'a> RawQueue<'a> {
     pub fn len(&self) -> usize {
         let h = self.ctl.head.0.load(Ordering::Acquire);
         let t = self.ctl.tail.0.load(Ordering::Acquire);
-        (t.wrapping_sub(h) as i64).clamp(0, self.capacity as i64) as usize
+        self.live(h, t).min(self.capacity) as usize
+    }
+
+    /// The positions in `[h, t)` that count against the capacity: all of
+    /// them but the `SKIP`s. They are counted (one state load per position,
+    /// at most `slots`) only while the `holes` hint says some may exist; a
+    /// count that finds none sets the hint back to 0. A range that cannot
+    /// be (`t` before `h`, or more than `slots` apart: indices scribbled or
+    /// read mid-move) is returned as it is (0 if backwards), uncounted.
+    fn live(&self, h: u64, t: u64) -> u64 {
+        let n = t.wrapping_sub(h);
+        if (n as i64) < 0 {
+            return 0;
+        }
+        if n > self.slots {
+            return n;
+        }
+        let hint = self.ctl.holes.load(Ordering::Acquire);
+        if hint == 0 {
+            return n;
+        }
+        let mut skips = 0;
+        for k in 0..n {
+            let p = h.wrapping_add(k);
+            if self.hdr(p).state.load(Ordering::Acquire) == SKIP | p40(p) {
+                skips += 1;
+            }
+        }
+        if skips == 0 {
+            // A hole being made now raised the hint before its SKIP, so
+            // this can only hide it (its room comes back when the head
+            // passes it, as for a hole made before the hint existed).
+            let _ = self
+                .ctl
+                .holes
+                .compare_exchange(hint, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        n - skips
+    }
+
+    /// Whether a put could take the position at `t` as far as the count
+    /// goes, with the head at `h` (see [`live`](RawQueue::live)).
+    #[inline]
+    fn room_by_count(&self, h: u64, t: u64) -> bool {
+        t.wrapping_sub(h) < self.capacity || self.live(h, t) < self.capacity
+    }
+
+    /// Raises the `holes` hint, before a `SKIP` is made.
+    pub(super) fn hole_coming(&self) {
+        self.ctl.holes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Lowers the `holes` hint, after a `SKIP` was stepped over (or was
+    /// not made after all).
+    pub(super) fn hole_gone(&self) {
+        self.ctl.holes.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Whether the queue looks empty now.
@@ -621,7 +738,9 @@ impl<'a> RawQueue<'a> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity as usize
+        let h = self.ctl.head.0.load(Ordering::Acquire);
+        let t = self.ctl.tail.0.load(Ordering::Acquire);
+        !self.room_by_count(h, t) || t.wrapping_sub(h) >= self.slots
     }
 
     /// Closes the queue: later puts fail with [`Error::Closed`], gets drain

@@ -362,6 +362,10 @@ impl RawQueue<'_> {
             READING => p40(pos.wrapping_add(self.slots)),
             _ => return,
         };
+        let hole = to & SKIP != 0;
+        if hole {
+            self.hole_coming();
+        }
         if hdr
             .state
             .compare_exchange(s, to, Ordering::AcqRel, Ordering::Relaxed)
@@ -369,6 +373,8 @@ impl RawQueue<'_> {
         {
             self.ctl.not_empty.0.notify();
             self.ctl.not_full.0.notify();
+        } else if hole {
+            self.hole_gone();
         }
     }
 
@@ -386,6 +392,7 @@ impl RawQueue<'_> {
             )
             .is_ok()
         {
+            self.hole_gone();
             self.ctl.not_full.0.notify();
         }
         self.help_head_on(h);
