@@ -303,7 +303,12 @@ impl Queue {
     /// Reserves room for a message of `len` bytes, waiting as long as it
     /// takes, and gives it to be written in place (zero-copy). The message is
     /// sent by [`PutGrant::commit`]; a grant dropped without commit sends
-    /// nothing.
+    /// nothing and gives its room back at once. (Its position, if a later
+    /// one was taken meanwhile, waits for the head to step over it: it costs
+    /// no capacity, but holds one of the ring's spare slots, of which there
+    /// are `capacity / 8`, at least one. Only when more such positions than
+    /// that wait behind an open grant or an unread message does a put say
+    /// `Full` with fewer than `capacity` messages queued.)
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`], [`Error::Closed`].

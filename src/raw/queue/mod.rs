@@ -67,10 +67,13 @@
 //! | `READING(t - slots)` dead | last lap's reader died      | frees the slot for `t`                    |
 //! | `WRITING(t - slots)`      | the queue is full           | `Full`; if dead, `SKIP(t - slots)`        |
 //!
-//! A queue whose capacity is below its slot count also checks
-//! `tail - head < capacity`; a producer kept out by that helps the head on
-//! over anything that needs no consumer (a `SKIP`, a dead claim), so a dead
-//! writer never keeps producers out (issue 14, defect 16).
+//! A queue has more slots than its capacity ([`slots_for`]), so a producer
+//! also checks the count: the positions in `[head, tail)` but the `SKIP`s
+//! ([`RawQueue::live`]) must be fewer than the capacity. A `SKIP` keeps its
+//! slot until the head passes it, not its room (issue 14, defect 15); the
+//! spare slots are what lets it. A producer kept out by the count helps the
+//! head on over anything that needs no consumer (a `SKIP`, a dead claim),
+//! so a dead writer never keeps producers out (issue 14, defect 16).
 //!
 //! Every write that ends a claim (publish, release, give-back) is a CAS from
 //! the exact claim word its owner wrote, and every recovery is a CAS from the
@@ -104,6 +107,7 @@
 mod api;
 mod get;
 mod grant;
+mod holes;
 mod put;
 mod recover;
 mod wait;
@@ -653,61 +657,6 @@ impl<'a> RawQueue<'a> {
         let h = self.ctl.head.0.load(Ordering::Acquire);
         let t = self.ctl.tail.0.load(Ordering::Acquire);
         self.live(h, t).min(self.capacity) as usize
-    }
-
-    /// The positions in `[h, t)` that count against the capacity: all of
-    /// them but the `SKIP`s. They are counted (one state load per position,
-    /// at most `slots`) only while the `holes` hint says some may exist; a
-    /// count that finds none sets the hint back to 0. A range that cannot
-    /// be (`t` before `h`, or more than `slots` apart: indices scribbled or
-    /// read mid-move) is returned as it is (0 if backwards), uncounted.
-    fn live(&self, h: u64, t: u64) -> u64 {
-        let n = t.wrapping_sub(h);
-        if (n as i64) < 0 {
-            return 0;
-        }
-        if n > self.slots {
-            return n;
-        }
-        let hint = self.ctl.holes.load(Ordering::Acquire);
-        if hint == 0 {
-            return n;
-        }
-        let mut skips = 0;
-        for k in 0..n {
-            let p = h.wrapping_add(k);
-            if self.hdr(p).state.load(Ordering::Acquire) == SKIP | p40(p) {
-                skips += 1;
-            }
-        }
-        if skips == 0 {
-            // A hole being made now raised the hint before its SKIP, so
-            // this can only hide it (its room comes back when the head
-            // passes it, as for a hole made before the hint existed).
-            let _ = self
-                .ctl
-                .holes
-                .compare_exchange(hint, 0, Ordering::Relaxed, Ordering::Relaxed);
-        }
-        n - skips
-    }
-
-    /// Whether a put could take the position at `t` as far as the count
-    /// goes, with the head at `h` (see [`live`](RawQueue::live)).
-    #[inline]
-    fn room_by_count(&self, h: u64, t: u64) -> bool {
-        t.wrapping_sub(h) < self.capacity || self.live(h, t) < self.capacity
-    }
-
-    /// Raises the `holes` hint, before a `SKIP` is made.
-    pub(super) fn hole_coming(&self) {
-        self.ctl.holes.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Lowers the `holes` hint, after a `SKIP` was stepped over (or was
-    /// not made after all).
-    pub(super) fn hole_gone(&self) {
-        self.ctl.holes.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Whether the queue looks empty now.
