@@ -108,11 +108,13 @@ mod api;
 mod get;
 mod grant;
 mod holes;
+mod lease;
 mod put;
 mod recover;
 mod wait;
 
 pub use grant::{GetGrant, PutGrant};
+pub use lease::Lease;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -128,12 +130,19 @@ use recover::{Patience, PROCS};
 const POS_MASK: u64 = (1 << 40) - 1;
 const WHO_SHIFT: u32 = 40;
 const WHO_MASK: u64 = (1 << 16) - 1;
+/// A leased message given back (its lease dropped, or its holder dead):
+/// to be delivered again. Not a claim (no `who`).
+const BACK: u64 = 1 << 58;
 const LONG: u64 = 1 << 59;
 const SKIP: u64 = 1 << 60;
+/// On a `READING` claim: a lease, given back (not freed) if it ends
+/// without an ack.
+const LEASE: u64 = 1 << 61;
 const WRITING: u64 = 1 << 62;
 const READING: u64 = 1 << 63;
-/// The kind of a state: unclaimed (0), `SKIP`, `WRITING` or `READING`.
-const KIND: u64 = SKIP | WRITING | READING;
+/// The kind of a state: unclaimed (0), `SKIP`, `BACK`, `WRITING` or
+/// `READING`.
+const KIND: u64 = SKIP | BACK | WRITING | READING;
 
 /// Steps one claim call may take before the queue is reported corrupted.
 /// Every step either sees the queue move (someone else succeeded) or waits
@@ -202,6 +211,22 @@ pub(crate) struct QueueCtl {
     procs: [AtomicU64; PROCS],
     /// Each participant's process token (its pidfs inode), or 0 if unknown.
     tokens: [AtomicU64; PROCS],
+    /// Hints for leases (see [`lease`]).
+    lease: Line<LeaseHints>,
+}
+
+/// Hints, never counts: each is raised before the state it stands for is
+/// made and lowered after it is gone, so it is at least the number of such
+/// states (unless scribbled), and 0 means "there is none; do not look".
+/// A process that dies between a state change and its hint leaves the hint
+/// too high, which costs a look, never a wrong answer.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct LeaseHints {
+    /// Lease claims (`READING | LEASE`) in the slots.
+    leases: AtomicU64,
+    /// `BACK` states in the slots.
+    backs: AtomicU64,
 }
 
 /// The header of each slot; the message bytes follow it.
@@ -210,7 +235,10 @@ pub(crate) struct QueueCtl {
 pub(crate) struct SlotHdr {
     state: AtomicU64,
     len: AtomicU32,
-    _pad: AtomicU32,
+    /// How many leases this message has been given under (0 until the
+    /// first): written by the producer (0) and by each lease's claimant,
+    /// under their claims.
+    deliveries: AtomicU32,
 }
 
 const HDR: usize = std::mem::size_of::<SlotHdr>();
@@ -231,6 +259,7 @@ impl QueueCtl {
             not_full: Line(Notify::new()),
             procs: std::array::from_fn(|_| AtomicU64::new(0)),
             tokens: std::array::from_fn(|_| AtomicU64::new(0)),
+            lease: Line(LeaseHints::default()),
         }
     }
 }
@@ -240,7 +269,7 @@ impl SlotHdr {
         SlotHdr {
             state: AtomicU64::new(i),
             len: AtomicU32::new(0),
-            _pad: AtomicU32::new(0),
+            deliveries: AtomicU32::new(0),
         }
     }
 }

@@ -71,6 +71,9 @@ impl<'a> RawQueue<'a> {
                 // Position t - slots was abandoned: it is at the head; step
                 // over it as a consumer would.
                 (SKIP, _) if d == -slots => self.step_over(t.wrapping_sub(self.slots), s),
+                // The message of t - slots was leased and given back: it is
+                // put again, in place, as position t's; ours goes after it.
+                (BACK, _) if d == -slots => self.redeliver_at(hdr, s, t),
                 (READING, _) if d == -slots => {
                     if self.claimant_dead(s, check_dead) {
                         // The reader of t - slots died: free the slot for t.
@@ -118,6 +121,7 @@ impl<'a> RawQueue<'a> {
         // by the caller, and the slot has max_message data bytes.
         fill(unsafe { std::slice::from_raw_parts_mut(self.data_at(c.slot), len) });
         hdr.len.store(len as u32, Ordering::Relaxed);
+        hdr.deliveries.store(0, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the consumer's Acquire load of state.
         let r = hdr.state.compare_exchange(
             c.word,
@@ -253,7 +257,7 @@ impl<'a> RawQueue<'a> {
         let d = diff40(s, t);
         let busy = match s & KIND {
             0 => d == 1 - self.slots as i64,
-            SKIP => false,
+            SKIP | BACK => false,
             _ => d == -(self.slots as i64),
         };
         !busy
