@@ -130,6 +130,14 @@ fn queue(c: &mut Criterion) {
                 black_box(q.get_ref().unwrap()[0]);
             })
         });
+        g.bench_function(format!("put+get_lease+ack {size} B"), |b| {
+            b.iter(|| {
+                q.put(black_box(&msg)).unwrap();
+                let l = q.get_lease().unwrap();
+                black_box(l[0]);
+                l.ack().unwrap();
+            })
+        });
         g.bench_function(format!("put+get (allocates) {size} B"), |b| {
             b.iter(|| {
                 q.put(black_box(&msg)).unwrap();

@@ -119,8 +119,8 @@ fn lease_nack(opts: Sweep) {
         let v = {
             let q = q.clone();
             victim(move || {
-                let l = q.handle().try_get_lease();
-                drop(l);
+                let h = q.handle();
+                drop(h.try_get_lease());
             })
         };
         v.join();

@@ -517,6 +517,9 @@ fn transport_note(t: Transport) -> &'static str {
         Transport::ShmQueueZc => {
             "reserve + commit / get_ref: the message is written and read in place (every byte)"
         }
+        Transport::ShmQueueLease => {
+            "put / get_lease + copy out + ack: a message whose consumer dies is delivered again"
+        }
         Transport::OsPipe => "write / read_exact",
         Transport::SocketPair => "SOCK_STREAM; write / read_exact",
         Transport::PosixMq => "mq_send / mq_receive, 10 deep",
@@ -627,6 +630,7 @@ fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
         Transport::ShmPipeZc,
         Transport::ShmQueue,
         Transport::ShmQueueZc,
+        Transport::ShmQueueLease,
         Transport::OsPipe,
         Transport::SocketPair,
         Transport::PosixMq,
@@ -648,9 +652,10 @@ fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
         cfg.secs = run.plan.tp_secs;
         cfg.warm_secs = run.plan.tp_warm;
         cfg.cap = match t {
-            Transport::ShmQueue | Transport::ShmQueueZc | Transport::Iceoryx2 => {
-                (65536 / size).max(4)
-            }
+            Transport::ShmQueue
+            | Transport::ShmQueueZc
+            | Transport::ShmQueueLease
+            | Transport::Iceoryx2 => (65536 / size).max(4),
             // A zero-copy message must fit in the ring (twice, for wrapping).
             Transport::ShmPipeZc if 2 * size + 64 > shmkit::DEFAULT_PIPE_CAPACITY => {
                 (4 * size).next_power_of_two()
@@ -658,7 +663,7 @@ fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
             _ => 0,
         };
         match t {
-            Transport::ShmQueue | Transport::ShmQueueZc => {
+            Transport::ShmQueue | Transport::ShmQueueZc | Transport::ShmQueueLease => {
                 row = row.note(format!("capacity {} × {}", cfg.cap, fmt_size(size as u64)))
             }
             Transport::ShmPipeZc if cfg.cap > 0 => {

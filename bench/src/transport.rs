@@ -18,6 +18,8 @@ pub enum Transport {
     ShmPipeZc,
     ShmQueue,
     ShmQueueZc,
+    /// put / get_lease + copy + ack.
+    ShmQueueLease,
     /// `Spin::Never` on every handle of both processes.
     ShmPipeNever,
     ShmQueueNever,
@@ -39,6 +41,7 @@ impl Transport {
             Transport::ShmPipeZc => "shmkit Pipe, zero-copy",
             Transport::ShmQueue => "shmkit Queue",
             Transport::ShmQueueZc => "shmkit Queue, zero-copy",
+            Transport::ShmQueueLease => "shmkit Queue, leases",
             Transport::ShmPipeNever => "shmkit Pipe, blocking-only",
             Transport::ShmQueueNever => "shmkit Queue, blocking-only",
             Transport::OsPipe => "pipe(2)",
@@ -181,6 +184,7 @@ struct ShmQueueEnd {
     out: shmkit::Queue,
     inn: shmkit::Queue,
     zc: bool,
+    lease: bool,
 }
 
 impl Endpoint for ShmQueueEnd {
@@ -196,7 +200,14 @@ impl Endpoint for ShmQueueEnd {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Res<()> {
-        if self.zc {
+        if self.lease {
+            let l = self.inn.get_lease()?;
+            if l.len() != buf.len() {
+                return err(format!("got {} bytes, expected {}", l.len(), buf.len()));
+            }
+            buf.copy_from_slice(&l);
+            l.ack()?;
+        } else if self.zc {
             let m = self.inn.get_ref()?;
             read_in_place(&m, buf)?;
         } else {
@@ -574,15 +585,26 @@ pub fn prepare_a(cfg: &Cfg) -> Res<(String, Pending)> {
                 Box::new(move || Ok(Box::new(ShmPipeEnd { end, zc }) as _)),
             )
         }
-        Transport::ShmQueue | Transport::ShmQueueZc | Transport::ShmQueueNever => {
+        Transport::ShmQueue
+        | Transport::ShmQueueZc
+        | Transport::ShmQueueLease
+        | Transport::ShmQueueNever => {
             let out = shmkit::Queue::create(&format!("{name}-ab"), cfg.cap, cfg.size)?;
             let inn = shmkit::Queue::create(&format!("{name}-ba"), cfg.cap, cfg.size)?;
             out.set_spin(spin_of(cfg.transport));
             inn.set_spin(spin_of(cfg.transport));
             let zc = cfg.transport == Transport::ShmQueueZc;
+            let lease = cfg.transport == Transport::ShmQueueLease;
             (
                 name,
-                Box::new(move || Ok(Box::new(ShmQueueEnd { out, inn, zc }) as _)),
+                Box::new(move || {
+                    Ok(Box::new(ShmQueueEnd {
+                        out,
+                        inn,
+                        zc,
+                        lease,
+                    }) as _)
+                }),
             )
         }
         Transport::OsPipe | Transport::SocketPair => {
@@ -665,7 +687,10 @@ pub fn open_b(cfg: &Cfg) -> Res<Box<dyn Endpoint>> {
                 zc: cfg.transport == Transport::ShmPipeZc,
             })
         }
-        Transport::ShmQueue | Transport::ShmQueueZc | Transport::ShmQueueNever => {
+        Transport::ShmQueue
+        | Transport::ShmQueueZc
+        | Transport::ShmQueueLease
+        | Transport::ShmQueueNever => {
             let out = shmkit::Queue::open(&format!("{token}-ba"))?;
             let inn = shmkit::Queue::open(&format!("{token}-ab"))?;
             out.set_spin(spin_of(cfg.transport));
@@ -674,6 +699,7 @@ pub fn open_b(cfg: &Cfg) -> Res<Box<dyn Endpoint>> {
                 out,
                 inn,
                 zc: cfg.transport == Transport::ShmQueueZc,
+                lease: cfg.transport == Transport::ShmQueueLease,
             })
         }
         Transport::OsPipe | Transport::SocketPair => fd_end(cfg)?,
