@@ -92,7 +92,11 @@ fn python_semaphore_ns(with_stmt: bool) -> Option<f64> {
         "print(min(timed(300000) for _ in range(5)) / 300000 * 1e9)",
     ]
     .join("\n");
-    let out = Command::new("python3").arg("-c").arg(script).output().ok()?;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
     if !out.status.success() {
         eprintln!("python3 failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -125,7 +129,9 @@ fn semaphore(c: &mut Criterion) {
     g.finish();
     for (with_stmt, what) in [(false, "acquire()+release()"), (true, "with s: pass")] {
         match python_semaphore_ns(with_stmt) {
-            Some(ns) => println!("semaphore/python mp.Semaphore {what}: {ns:.1} ns/iter (best of 5 runs of 300000)"),
+            Some(ns) => println!(
+                "semaphore/python mp.Semaphore {what}: {ns:.1} ns/iter (best of 5 runs of 300000)"
+            ),
             None => println!("semaphore/python mp.Semaphore {what}: skipped (no python3)"),
         }
     }

@@ -113,7 +113,10 @@ fn crash(role: &Role) -> Result {
     let _permit = s.sem.acquire()?;
     s.enter();
     s.running.fetch_sub(1);
-    println!("  download {i} (process {}): crashed holding its permit", std::process::id());
+    println!(
+        "  download {i} (process {}): crashed holding its permit",
+        std::process::id()
+    );
     std::process::exit(3);
 }
 

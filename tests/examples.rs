@@ -523,7 +523,12 @@ fn tour_ctrl_c_anywhere_cleans_up() {
 fn download_pool_never_exceeds_its_limit_and_recovers_the_crashed_permit() {
     let _w = watchdog(WATCHDOG);
     let r = run("download_pool", &[]);
-    assert_eq!(number_after(r.line("downloads done:"), "done:"), 9, "{}", r.out);
+    assert_eq!(
+        number_after(r.line("downloads done:"), "done:"),
+        9,
+        "{}",
+        r.out
+    );
     let peak = number_after(r.line("peak at once:"), "once:");
     assert!((1..=3).contains(&peak), "peak {peak}\n{}", r.out);
     assert_eq!(

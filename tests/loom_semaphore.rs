@@ -13,12 +13,14 @@
 //! | `holder_dies_at_every_step_sweep`      | the victim takes a guarded permit, bumps the cell, gives it back; it dies before each of its steps in turn. A survivor and then the main thread each get a permit (else deadlock), the cell's accesses stay ordered, and the count is whole again at the end: no permit lost, none made up |
 //! | `bounded_release_at_every_step_sweep`  | the victim releases a kept permit of a BoundedSemaphore(1) and dies at each step: the count never passes the bound, and a second release is refused |
 //!
-//! Mutants run by hand when these were written: a recovery that frees a
-//! dead entry whose bit is set (instead of taking its permit over) fails
-//! the sweep (the count ends at 0: a permit lost); a release that clears
-//! `WAITERS` without waking fails `a_release_wakes_a_sleeper` (deadlock);
-//! a guarded acquire that decrements before reserving its entry, with a
-//! separate CAS, fails the sweep (a death between them loses the permit).
+//! Mutants run by hand when these were written, each caught: a recovery
+//! that frees a dead entry whose bit is set (instead of taking its permit
+//! over) fails the sweep with the victim dying at step 5, holding (the
+//! survivor never gets a permit: loom's branch limit); a release that
+//! clears `WAITERS` without waking fails `a_release_wakes_a_sleeper`
+//! (loom: deadlock); a guarded acquire that decrements and records its
+//! entry with two separate atomics fails the sweep at step 5 (a death
+//! between them loses the permit).
 #![cfg(loom)]
 
 use loom::cell::UnsafeCell;
@@ -192,10 +194,7 @@ fn bounded_release_at_every_step_sweep() {
         assert!(released <= 1, "released past the bound");
         assert!(s.value() <= 1);
         if s.value() == 1 {
-            assert!(matches!(
-                s.release(1),
-                Err(Error::TooManyReleases { .. })
-            ));
+            assert!(matches!(s.release(1), Err(Error::TooManyReleases { .. })));
         }
     });
 }

@@ -151,10 +151,7 @@ fn test_bounded_semaphore() {
     assert_eq!(s.value(), 2);
     // A guard's permit goes back within the bound.
     let g = s.acquire().unwrap();
-    assert!(matches!(
-        s.release(2),
-        Err(Error::TooManyReleases { .. })
-    ));
+    assert!(matches!(s.release(2), Err(Error::TooManyReleases { .. })));
     drop(g);
     assert_eq!(s.value(), 2);
 }
@@ -321,7 +318,10 @@ fn a_release_outlives_its_process() {
     assert!(done.wait_timeout(REACH).unwrap());
     kid.kill();
     assert_eq!(s.value(), 1);
-    s.try_acquire().unwrap().expect("the released permit").keep();
+    s.try_acquire()
+        .unwrap()
+        .expect("the released permit")
+        .keep();
 }
 
 /// Bad input: too large a value, release(0), releases that would overflow.
