@@ -177,11 +177,27 @@ impl fmt::Debug for RawSemaphore {
     }
 }
 
-/// A permit taken: through table entry `slot` (death-protected) or not.
+/// A permit taken: through table entry `slot` (death-protected) or not
+/// (`NO_SLOT`). Two bytes, so that guards stay small to move.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Permit {
-    slot: Option<usize>,
+    slot: u8,
     recovered: bool,
+}
+
+const NO_SLOT: u8 = u8::MAX;
+
+impl Permit {
+    fn new(slot: Option<usize>, recovered: bool) -> Permit {
+        Permit {
+            slot: slot.map_or(NO_SLOT, |i| i as u8),
+            recovered,
+        }
+    }
+
+    fn slot(self) -> Option<usize> {
+        (self.slot != NO_SLOT).then_some(usize::from(self.slot))
+    }
 }
 
 /// What one look at the semaphore found.
@@ -436,11 +452,11 @@ impl RawSemaphore {
 
     // ---- internals ---------------------------------------------------------
 
-    pub(crate) fn guard(&self, p: Permit) -> RawSemaphoreGuard<'_> {
+    pub(crate) fn guard(&self, (p, stamp): (Permit, TaskStamp)) -> RawSemaphoreGuard<'_> {
         RawSemaphoreGuard {
             sem: self,
             permit: Some(p),
-            stamp: sync::current_process(),
+            stamp,
         }
     }
 
@@ -460,7 +476,7 @@ impl RawSemaphore {
         for _ in 0..TRY_LIMIT {
             if count(w) == 0 {
                 if let Some(i) = slot {
-                    self.unreserve(i, me);
+                    self.unreserve(i);
                 }
                 return Look::Zero(w);
             }
@@ -473,7 +489,7 @@ impl RawSemaphore {
             }
             if let Some(i) = slot.filter(|&i| w & held_bit(i) != 0) {
                 // A bit set over a free entry: a scribbler's. Skip it.
-                self.unreserve(i, me);
+                self.unreserve(i);
                 slot = None;
             }
             let new = (w - 1) | slot.map_or(0, held_bit);
@@ -482,17 +498,12 @@ impl RawSemaphore {
                 .state
                 .compare_exchange(w, new, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    return Look::Got(Permit {
-                        slot,
-                        recovered: false,
-                    })
-                }
+                Ok(_) => return Look::Got(Permit::new(slot, false)),
                 Err(cur) => w = cur,
             }
         }
         if let Some(i) = slot {
-            self.unreserve(i, me);
+            self.unreserve(i);
         }
         Look::Busy
     }
@@ -524,8 +535,10 @@ impl RawSemaphore {
         Ok(None)
     }
 
-    fn unreserve(&self, i: usize, me: TaskStamp) {
-        let _ = self.slots[i].compare_exchange(me.0, 0, Ordering::Release, Ordering::Relaxed);
+    /// Frees our own entry `i`. A plain store: while we run, nobody else
+    /// writes an entry that names us (a recoverer needs us dead).
+    fn unreserve(&self, i: usize) {
+        self.slots[i].store(0, Ordering::Release);
     }
 
     /// Looks for entries of dead processes: takes the first dead holder's
@@ -551,10 +564,7 @@ impl RawSemaphore {
                     .compare_exchange(s, me.0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Recovered::Took(Permit {
-                        slot: Some(i),
-                        recovered: true,
-                    });
+                    return Recovered::Took(Permit::new(Some(i), true));
                 }
             } else if self.slots[i]
                 .compare_exchange(s, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -586,24 +596,25 @@ impl RawSemaphore {
         t
     }
 
-    pub(crate) fn try_permit(&self) -> Option<Permit> {
+    pub(crate) fn try_permit(&self) -> Option<(Permit, TaskStamp)> {
         let me = sync::current_process();
         match self.look(me) {
-            Look::Got(p) => Some(p),
+            Look::Got(p) => Some((p, me)),
             Look::Busy => None,
             Look::Zero(_) => match self.recover(me) {
-                Recovered::Took(p) => Some(p),
+                Recovered::Took(p) => Some((p, me)),
                 _ => None,
             },
         }
     }
 
-    pub(crate) fn acquire_until(&self, deadline: Deadline) -> Result<Permit> {
+    #[inline]
+    pub(crate) fn acquire_until(&self, deadline: Deadline) -> Result<(Permit, TaskStamp)> {
         let me = sync::current_process();
         if let Look::Got(p) = self.look(me) {
-            return Ok(p);
+            return Ok((p, me));
         }
-        self.acquire_slow(me, deadline)
+        self.acquire_slow(me, deadline).map(|p| (p, me))
     }
 
     #[cold]
@@ -668,7 +679,7 @@ impl RawSemaphore {
 
     /// Gives back a guard's permit (taken through entry `slot`, or plain).
     fn give_back(&self, p: Permit, me: TaskStamp) {
-        let Some(i) = p.slot else {
+        let Some(i) = p.slot() else {
             // A plain permit: an ordinary release (a scribbled count at
             // the bound loses the permit rather than wrapping).
             let _ = self.release(1);
@@ -698,17 +709,17 @@ impl RawSemaphore {
                 Err(cur) => w = cur,
             }
         }
-        self.unreserve(i, me);
+        self.unreserve(i);
     }
 
     /// Turns a guard's permit into a plain one (kept by the caller).
     fn keep_permit(&self, p: Permit, me: TaskStamp) {
-        let Some(i) = p.slot else { return };
+        let Some(i) = p.slot() else { return };
         if self.slots[i].load(Ordering::Relaxed) != me.0 {
             return;
         }
         self.state.fetch_and(!held_bit(i), Ordering::Relaxed);
-        self.unreserve(i, me);
+        self.unreserve(i);
     }
 }
 
@@ -747,7 +758,7 @@ impl RawSemaphoreGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_protected(&self) -> bool {
-        self.permit.is_some_and(|p| p.slot.is_some())
+        self.permit.is_some_and(|p| p.slot().is_some())
     }
 
     /// Whether this permit was taken over from a process that died
