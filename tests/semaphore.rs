@@ -18,6 +18,7 @@ use shmkit::{BoundedSemaphore, Error, Event, Lock, Semaphore};
 fn child() {
     dispatch(&[
         ("hold_guarded", hold_guarded),
+        ("hold_many", hold_many),
         ("hold_kept", hold_kept),
         ("release_and_die", release_and_die),
         ("count_inside", count_inside),
@@ -38,6 +39,20 @@ fn hold_guarded(args: &[String]) {
     held.set();
     loop {
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// args: semaphore, held event, n. Takes `n` guarded permits, says so,
+/// waits to be killed.
+fn hold_many(args: &[String]) {
+    let s = Semaphore::open(&args[0]).unwrap();
+    let held = Event::open(&args[1]).unwrap();
+    let n: usize = args[2].parse().unwrap();
+    let guards: Vec<_> = (0..n).map(|_| s.acquire().unwrap()).collect();
+    held.set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(guards.len(), n);
     }
 }
 
@@ -441,4 +456,35 @@ fn a_scribbled_count_is_an_error_not_a_wrap() {
     let g = s.try_acquire().unwrap().expect("count is huge");
     assert!(!g.is_protected());
     drop(g);
+}
+
+/// A table full of a dead process's guards: the next guarded acquire,
+/// with permits still free, clears the table by taking a dead holder's
+/// permit over (the count stays), so it is protected; all come back.
+#[test]
+fn a_table_full_of_dead_holders_is_recovered() {
+    let _w = watchdog(WATCHDOG);
+    let total = HOLDER_SLOTS as u32 + 2;
+    let s = Semaphore::create_unique(total).unwrap();
+    let held = Event::create_unique().unwrap();
+    let n = (HOLDER_SLOTS + 1).to_string();
+    let kid = spawn("hold_many", &[s.name(), held.name(), &n]);
+    assert!(held.wait_timeout(REACH).unwrap());
+    assert_eq!(s.value(), 1);
+    assert_eq!(s.protected_holders(), HOLDER_SLOTS as u32);
+    kid.kill();
+    let g = s.acquire().unwrap();
+    assert!(g.recovered(), "not taken over from the dead");
+    assert!(g.is_protected());
+    assert_eq!(s.value(), 1, "a takeover takes no free permit");
+    drop(g);
+    // The other dead holders' permits come back as waiters need them; the
+    // unprotected one (the table was full) is lost, as in Python.
+    let guards: Vec<_> = (0..total - 1)
+        .map(|_| s.acquire_timeout(REACH).unwrap())
+        .collect();
+    assert_eq!(s.value(), 0);
+    assert!(s.try_acquire().unwrap().is_none());
+    drop(guards);
+    assert_eq!(s.value(), total - 1);
 }

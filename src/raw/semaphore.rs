@@ -469,6 +469,7 @@ impl RawSemaphore {
 
     /// One bounded look: take a free permit (through a table entry if one
     /// can be had), or report none.
+    #[inline]
     fn look(&self, me: TaskStamp) -> Look {
         let mut w = self.state.load(Ordering::Relaxed);
         let mut slot: Option<usize> = None;
@@ -512,7 +513,9 @@ impl RawSemaphore {
     /// full of live holders; `Err(permit)` if clearing it found a dead
     /// holder's permit, now ours.
     fn reserve(&self, me: TaskStamp) -> std::result::Result<Option<usize>, Permit> {
-        let start = sync::current_stamp().tid() as usize % HOLDER_SLOTS;
+        // Processes start their scans at different entries (threads of one
+        // process share a start; a lost CAS moves on to the next entry).
+        let start = me.tid() as usize % HOLDER_SLOTS;
         for round in 0..2 {
             for k in 0..HOLDER_SLOTS {
                 let i = (start + k) % HOLDER_SLOTS;
@@ -596,6 +599,7 @@ impl RawSemaphore {
         t
     }
 
+    #[inline]
     pub(crate) fn try_permit(&self) -> Option<(Permit, TaskStamp)> {
         let me = sync::current_process();
         match self.look(me) {
