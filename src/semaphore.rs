@@ -274,7 +274,11 @@ macro_rules! sem_handle {
             }
 
             /// A permit if one is free now (or a dead holder's can be taken
-            /// over); `None` otherwise (Python's `acquire(False)`).
+            /// over); `None` otherwise (Python's `acquire(False)`). When none
+            /// is free it asks the OS whether each process in the table of
+            /// holders still runs (a `/proc` read each), so a tight polling
+            /// loop on an empty semaphore is better written as
+            /// [`acquire_timeout`](Self::acquire_timeout), which sleeps.
             ///
             /// # Errors
             /// None today; the `Result` leaves room for one.

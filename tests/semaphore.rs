@@ -488,3 +488,15 @@ fn a_table_full_of_dead_holders_is_recovered() {
     drop(guards);
     assert_eq!(s.value(), total - 1);
 }
+
+/// The handles can be shared and sent between threads; a guard can be sent.
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Semaphore>();
+    send_sync::<BoundedSemaphore>();
+    send::<shmkit::SemaphoreGuard<'static>>();
+    send_sync::<shmkit::raw::RawSemaphore>();
+    send::<shmkit::raw::RawSemaphoreGuard<'static>>();
+}
