@@ -19,6 +19,7 @@ fn child() {
     dispatch(&[
         ("hold_guarded", hold_guarded),
         ("hold_many", hold_many),
+        ("wait_forever", wait_forever),
         ("hold_kept", hold_kept),
         ("release_and_die", release_and_die),
         ("count_inside", count_inside),
@@ -54,6 +55,16 @@ fn hold_many(args: &[String]) {
         std::thread::sleep(Duration::from_secs(1));
         assert_eq!(guards.len(), n);
     }
+}
+
+/// args: semaphore, started event. Says so, then waits for a permit (the
+/// test kills it before or while it sleeps).
+fn wait_forever(args: &[String]) {
+    let s = Semaphore::open(&args[0]).unwrap();
+    let started = Event::open(&args[1]).unwrap();
+    started.set();
+    let g = s.acquire().unwrap();
+    g.keep();
 }
 
 /// args: semaphore, held event. Takes a permit and keeps it without a
@@ -499,4 +510,24 @@ fn handles_are_send_and_sync() {
     send::<shmkit::SemaphoreGuard<'static>>();
     send_sync::<shmkit::raw::RawSemaphore>();
     send::<shmkit::raw::RawSemaphoreGuard<'static>>();
+}
+
+/// A waiter killed in `acquire` corrupts nothing: a later release counts,
+/// and wakes or serves the live ones (SEMANTICS.md B-SEM).
+#[test]
+fn a_killed_waiter_leaves_the_count_alone() {
+    let _w = watchdog(WATCHDOG);
+    let s = Semaphore::create_unique(0).unwrap();
+    let started = Event::create_unique().unwrap();
+    let kid = spawn("wait_forever", &[s.name(), started.name()]);
+    assert!(started.wait_timeout(REACH).unwrap());
+    kid.kill();
+    std::thread::scope(|sc| {
+        let t = sc.spawn(|| s.acquire_timeout(REACH).unwrap().keep());
+        s.release(1).unwrap();
+        t.join().unwrap();
+    });
+    assert_eq!(s.value(), 0);
+    s.release(2).unwrap();
+    assert_eq!(s.value(), 2);
 }
