@@ -29,13 +29,6 @@ else
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-# A known, open defect (issue 14 #15, a reservation dropped behind an open
-# one keeps its slot until the head passes it; tests/regress_queue_fuzz.rs
-# `abandoned_reservation_behind_an_open_one_gives_its_room_back`, ignored
-# until fixed): the queue model accepts it, so that the bounded CI run looks
-# past it at everything else. Unset QUEUE_FUZZ_LENIENT="" to see it.
-export QUEUE_FUZZ_LENIENT="${QUEUE_FUZZ_LENIENT-15}"
-
 # Segments a crashed run could not remove (each run removes its own).
 cleanup() { rm -f /dev/shm/shmkit-fuzz-* 2>/dev/null || true; }
 trap cleanup EXIT

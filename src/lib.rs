@@ -58,6 +58,7 @@ mod event;
 #[cfg(not(loom))]
 mod future;
 mod handle;
+mod lease;
 mod lock;
 mod pipe;
 #[cfg(not(loom))]
@@ -81,7 +82,7 @@ pub use pipe::{
     Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
 pub use queue::Queue;
-pub use raw::{GetGrant, PutGrant, Spin};
+pub use raw::{GetGrant, Lease, PutGrant, Spin};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{
     inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,

@@ -26,8 +26,10 @@ use std::future::Future;
 /// Any number of processes put and get; each message is delivered exactly
 /// once, in order per producer. A process killed at any instruction leaves
 /// no torn message and no hole: a put that had not returned is dropped, a
-/// message handed to a consumer that died goes with it, and everything else
-/// keeps flowing. An empty message is a message.
+/// message handed to a consumer that died goes with it (unless it was taken
+/// under a lease, [`get_lease`](Queue::get_lease): then it is delivered
+/// again), and everything else keeps flowing. An empty message is a
+/// message.
 ///
 /// | call                       | when full / empty                      |
 /// |----------------------------|----------------------------------------|
@@ -127,7 +129,7 @@ impl Queue {
     }
 
     #[inline]
-    fn raw(&self) -> &RawQueue<'static> {
+    pub(crate) fn raw(&self) -> &RawQueue<'static> {
         self.0.view()
     }
 
@@ -303,7 +305,12 @@ impl Queue {
     /// Reserves room for a message of `len` bytes, waiting as long as it
     /// takes, and gives it to be written in place (zero-copy). The message is
     /// sent by [`PutGrant::commit`]; a grant dropped without commit sends
-    /// nothing.
+    /// nothing and gives its room back at once. (Its position, if a later
+    /// one was taken meanwhile, waits for the head to step over it: it costs
+    /// no capacity, but holds one of the ring's spare slots, of which there
+    /// are `capacity / 8`, at least one. Only when more such positions than
+    /// that wait behind an open grant or an unread message does a put say
+    /// `Full` with fewer than `capacity` messages queued.)
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`], [`Error::Closed`].
@@ -577,7 +584,7 @@ impl Queue {
     }
 
     #[cfg(not(loom))]
-    fn get_with<'a, T>(
+    pub(crate) fn get_with<'a, T>(
         &'a self,
         mut take: impl FnMut(&RawQueue<'static>) -> Result<T> + 'a,
     ) -> impl Future<Output = Result<T>> + 'a {

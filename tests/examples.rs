@@ -313,6 +313,17 @@ fn prime_pool_agrees_with_sequential() {
 }
 
 #[test]
+fn lease_pool_maps_in_order_and_redoes_the_dead_workers_job() {
+    let _w = watchdog(WATCHDOG);
+    let r = run("lease_pool", &[]);
+    let prefix = "pool map:";
+    let list = parse_list(r.line(prefix).strip_prefix(prefix).unwrap());
+    let want: Vec<u64> = (1..=12).map(|n| n * n).collect();
+    assert_eq!(list, want, "{}", r.out);
+    r.line("jobs redone after a worker died: 1;");
+}
+
+#[test]
 fn squares_has_i_squared_at_every_index() {
     let _w = watchdog(WATCHDOG);
     let r = run("squares", &[]);

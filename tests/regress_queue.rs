@@ -405,20 +405,23 @@ fn garbage_rewritten_forever_does_not_trap_try_calls() {
             .map(|i| unsafe { (seg.as_ptr() as *const u64).add(i).read_volatile() })
             .collect()
     };
-    // Slot 0's state word: 0 at first, 2 (free for position 2) after one
-    // put and one get; head and tail are 1 by then.
+    // Slot 0's state word: 0 at first, `slots` (free for the position a
+    // lap on) after one put and one get; head and tail are 1 by then.
+    let slots = q.slots() as u64;
     let before = snap();
     q.try_put(b"x").unwrap();
     q.try_get().unwrap();
     let after = snap();
     let slot0 = (0..words)
-        .find(|&i| before[i] == 0 && after[i] == 2)
+        .find(|&i| before[i] == 0 && after[i] == slots)
         .expect("slot 0 state word");
     let addr = seg.as_ptr() as usize + slot0 * 8;
-    // Head and tail are at 1 and slot 1 is next; make slot 0 the head's by
-    // one more lap: put and get once more puts head/tail at 2, slot 0.
-    q.try_put(b"y").unwrap();
-    q.try_get().unwrap();
+    // Head and tail are at 1 and slot 1 is next; make slot 0 the head's:
+    // puts and gets until head and tail are at `slots`, slot 0.
+    for _ in 1..slots {
+        q.try_put(b"y").unwrap();
+        q.try_get().unwrap();
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let scribbler = std::thread::spawn(move || {
@@ -427,7 +430,7 @@ fn garbage_rewritten_forever_does_not_trap_try_calls() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // A value that fits no case for head 2, different every time.
+            // A value that fits no case for the head, different every time.
             let v = (x & !((1u64 << 40) - 1)) | 0x77;
             // SAFETY: inside the mapping, aligned; hostile on purpose.
             unsafe { (addr as *mut u64).write_volatile(v) };

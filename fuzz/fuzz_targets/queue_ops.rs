@@ -197,7 +197,7 @@ fn slot_geometry(r: &Region) -> Option<(usize, usize)> {
     }
     let slots = r.read(g.slots_at?, 8) as usize;
     let stride = r.read(g.stride_at?, 8) as usize;
-    let ok = slots.is_power_of_two()
+    let ok = slots >= 2
         && stride >= HDR_GUESS
         && slots.checked_mul(stride)?.checked_add(g.ctl_size)? <= r.len();
     ok.then_some((slots, stride))
@@ -330,9 +330,6 @@ struct Input {
 /// finds other things.
 #[derive(Debug, Default)]
 struct Lenient {
-    /// Issue 14 #15: an abandoned reservation is counted in `len` and takes
-    /// capacity until a consumer steps over it.
-    abandoned_counts: bool,
     /// Issue 14 #9: `head`/`tail` near 2^64 overflow `t + 1` and the like
     /// (a panic in debug and fuzz builds). Edits keep both below 2^62.
     small_indices: bool,
@@ -349,7 +346,6 @@ fn lenient() -> &'static Lenient {
         let v = std::env::var("QUEUE_FUZZ_LENIENT").unwrap_or_default();
         let has = |t: &str| v.split(',').any(|x| x.trim() == t);
         Lenient {
-            abandoned_counts: has("15"),
             small_indices: has("9"),
             abandon_at_head_only: has("2b"),
         }
@@ -364,7 +360,7 @@ enum Entry {
     Reserved(u64),
     Committed(Vec<u8>),
     /// A reservation dropped uncommitted that no get has stepped over yet
-    /// (it takes no room; see `Lenient::abandoned_counts`).
+    /// (it takes no room, but keeps its slot: see `RawQueue::slots`).
     Abandoned,
 }
 
@@ -389,6 +385,7 @@ struct Model {
     held_refs: usize,
     closed: bool,
     capacity: usize,
+    slots: usize,
     max: usize,
 }
 
@@ -420,11 +417,10 @@ impl Model {
             .count()
     }
 
-    fn abandoned(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Abandoned))
-            .count()
+    /// Every slot of the ring holds a position: abandoned positions,
+    /// which cost no capacity, have taken the spare slots too.
+    fn ring_full(&self) -> bool {
+        self.entries.len() >= self.slots
     }
 
     /// Positions taken, as far as room is concerned.
@@ -523,6 +519,10 @@ impl Model {
             Some(0) => {
                 self.entries.pop_front();
             }
+            // The last position: the tail moves back over it.
+            Some(i) if i + 1 == self.entries.len() => {
+                self.entries.pop_back();
+            }
             Some(i) => self.entries[i] = Entry::Abandoned,
             None => {}
         }
@@ -541,7 +541,7 @@ impl Model {
         let too_large = |r: &Result<()>| matches!(r, Err(Error::MessageTooLarge { len: l, max: m }) if *l == len && *m == self.max);
         let closed = |r: &Result<()>| matches!(r, Err(Error::Closed));
         let grants = self.reserved() + self.held_refs;
-        let may_be_full = grants > 0 || (lenient().abandoned_counts && self.abandoned() > 0);
+        let may_be_full = grants > 0 || self.ring_full();
         let ok = if len > self.max {
             too_large(r) || (self.closed && closed(r))
         } else if self.closed {
@@ -561,9 +561,6 @@ impl Model {
     fn check_counts(&self, len: usize, empty: bool, full: bool) {
         let mut lo = self.occupied();
         let mut hi = lo + self.held_refs;
-        if lenient().abandoned_counts {
-            hi += self.abandoned();
-        }
         hi = hi.min(self.capacity);
         lo = lo.min(hi);
         assert!(
@@ -574,8 +571,9 @@ impl Model {
             !(empty && lo > 0) && !(!empty && hi == 0),
             "is_empty() is {empty}, the model allows len {lo}..={hi}; model {self:?}"
         );
+        let ring = self.ring_full();
         assert!(
-            !(full && hi < self.capacity) && !(!full && lo >= self.capacity),
+            !(full && hi < self.capacity && !ring) && !(!full && (lo >= self.capacity || ring)),
             "is_full() is {full}, the model allows len {lo}..={hi} of {}; model {self:?}",
             self.capacity
         );
@@ -747,6 +745,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
         held_refs: 0,
         closed: a.q.is_closed(),
         capacity: a.capacity,
+        slots: a.q.slots(),
         max: a.max,
     };
     if let Some(b) = b {

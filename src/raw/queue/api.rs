@@ -15,7 +15,7 @@ impl<'a> RawQueue<'a> {
         // SAFETY: we hold the READING claim on this slot: its producer
         // published it (Release/Acquire) and nobody writes it until we free
         // it; len <= max_message was checked under the claim.
-        let src = unsafe { std::slice::from_raw_parts(self.data_of(c.pos), len) };
+        let src = unsafe { std::slice::from_raw_parts(self.data_at(c.slot), len) };
         dst.copy_from_slice(src);
         self.release(c)?;
         Ok(len)
@@ -37,7 +37,7 @@ impl<'a> RawQueue<'a> {
     }
 
     pub(crate) fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
-        let (claim, len) = self.claim_get_until(None, true, deadline)?;
+        let (claim, len, _) = self.claim_get_until(None, LONG, deadline)?;
         Ok(GetGrant {
             queue: self,
             claim,
@@ -211,7 +211,7 @@ impl<'a> RawQueue<'a> {
     }
 
     pub(crate) fn get_until(&self, deadline: Option<Deadline>) -> Result<Vec<u8>> {
-        let (c, len) = self.claim_get_until(None, false, deadline)?;
+        let (c, len, _) = self.claim_get_until(None, 0, deadline)?;
         let mut v = vec![0u8; len];
         self.take(c, len, &mut v)?;
         Ok(v)
@@ -222,7 +222,7 @@ impl<'a> RawQueue<'a> {
         buf: &mut [u8],
         deadline: Option<Deadline>,
     ) -> Result<usize> {
-        let (c, len) = self.claim_get_until(Some(buf.len()), false, deadline)?;
+        let (c, len, _) = self.claim_get_until(Some(buf.len()), 0, deadline)?;
         self.take(c, len, buf)
     }
 }

@@ -5,22 +5,46 @@ use super::*;
 impl<'a> RawQueue<'a> {
     // ---- get ------------------------------------------------------------
 
-    /// Claims the message at the head: `Done((claim, len))`. `need` is
+    /// Claims the message at the head, or else one given back:
+    /// `Done((claim, len, deliveries))` (deliveries: see
+    /// [`claimed`](RawQueue::claimed)). `need` is
     /// checked against the length before claiming: a message longer than
     /// `need` is left in place ([`Error::BufferTooSmall`]).
     pub(super) fn claim_get(
         &self,
         need: Option<usize>,
-        long: bool,
+        flags: u64,
         check_dead: bool,
-    ) -> Result<Try<(Claim, usize)>> {
+    ) -> Result<Try<(Claim, usize, u32)>> {
+        let r = self.claim_head(need, flags, check_dead);
+        match r {
+            Ok(Try::Empty) | Err(Error::Closed) => {
+                match self.claim_back(need, flags, check_dead)? {
+                    Some(got) => Ok(Try::Done(got)),
+                    None => r,
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// [`claim_get`](RawQueue::claim_get) at the head only. `flags`: 0 for
+    /// a plain get, `LONG` for a zero-copy grant, `LONG | LEASE` for a
+    /// lease.
+    fn claim_head(
+        &self,
+        need: Option<usize>,
+        flags: u64,
+        check_dead: bool,
+    ) -> Result<Try<(Claim, usize, u32)>> {
         let who = self.me()?;
         let ctl = self.ctl;
         let slots = self.slots as i64;
         let mut patience = Patience::default();
         let mut h = ctl.head.0.load(Ordering::Relaxed);
         for _ in 0..BUDGET {
-            let hdr = self.hdr(h);
+            let slot = self.slot_of(h);
+            let hdr = self.hdr_at(slot);
             // SYNC POINT: Acquire pairs with the producer's Release in `publish`.
             let s = hdr.state.load(Ordering::Acquire);
             let d = diff40(s, h);
@@ -38,38 +62,25 @@ impl<'a> RawQueue<'a> {
                             continue;
                         }
                     }
-                    let mine = claim(READING | if long { LONG } else { 0 }, who, h);
+                    let mine = claim(READING | flags, who, h);
                     // SYNC POINT: AcqRel: whoever sees our claim also sees
                     // our participant entry's token (stored before).
-                    if hdr
-                        .state
-                        .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                    {
+                    if self.claim_slot(hdr, s, mine) {
                         let _ = ctl.head.0.compare_exchange(
                             h,
                             h.wrapping_add(1),
                             Ordering::Relaxed,
                             Ordering::Relaxed,
                         );
-                        let c = Claim { pos: h, word: mine };
+                        let c = Claim {
+                            pos: h,
+                            slot,
+                            word: mine,
+                        };
                         // The length, read once under our claim, checked
                         // here and then used: a rewrite after the check
                         // above is caught, never trusted.
-                        let len = hdr.len.load(Ordering::Relaxed) as usize;
-                        let fits = need.map_or(len <= self.max_message, |cap| len <= cap);
-                        if len > self.max_message || !fits {
-                            let _ = self.release(c);
-                            return Err(Error::corrupted(
-                                "",
-                                format!(
-                                    "message length {len} exceeds the maximum {} (or changed \
-                                     while it was being claimed)",
-                                    self.max_message
-                                ),
-                            ));
-                        }
-                        return Ok(Try::Done((c, len)));
+                        return self.claimed(c, need).map(|(len, n)| Try::Done((c, len, n)));
                     }
                 }
                 (0, 0) if s == p40(h) => {
@@ -103,7 +114,9 @@ impl<'a> RawQueue<'a> {
                 }
                 // The consumer of h - slots has not freed the slot yet, so
                 // nothing can have been put at h.
-                (READING, _) if d == -slots && ctl.head.0.load(Ordering::Relaxed) == h => {
+                // The same for a message of h - slots given back (which
+                // `claim_back` then takes).
+                (READING | BACK, _) if d == -slots && ctl.head.0.load(Ordering::Relaxed) == h => {
                     return self.empty_or_closed(h);
                 }
                 // A skipped position, a claimed read, or a head a lap behind.
@@ -132,17 +145,70 @@ impl<'a> RawQueue<'a> {
         t.wrapping_sub(h) as i64 <= 0
     }
 
-    /// Frees the slot of our READING claim for the next lap. Fails if the
-    /// claim is no longer ours (someone took it for a dead one's).
+    /// CASes `hdr`'s state from `s` to our claim `mine`, raising the
+    /// leases hint first for a lease (and lowering it again if the CAS
+    /// fails).
+    pub(super) fn claim_slot(&self, hdr: &SlotHdr, s: u64, mine: u64) -> bool {
+        let lease = mine & LEASE != 0;
+        if lease {
+            self.ctl.lease.0.leases.fetch_add(1, Ordering::AcqRel);
+        }
+        // SYNC POINT: AcqRel: Acquire pairs with the producer's Release in
+        // `publish` (or whoever gave the message back); whoever sees our
+        // claim also sees our participant entry's token (stored before).
+        let ok = hdr
+            .state
+            .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if !ok && lease {
+            self.ctl.lease.0.leases.fetch_sub(1, Ordering::AcqRel);
+        }
+        ok
+    }
+
+    /// After a claim `c` of a message: its length, read once under the
+    /// claim, checked here and then used (a rewrite after the check before
+    /// the claim is caught, never trusted). A lease also counts a delivery
+    /// and returns the count (0 for other claims). A bad length gives the
+    /// claim up and is `Corrupted`.
+    pub(super) fn claimed(&self, c: Claim, need: Option<usize>) -> Result<(usize, u32)> {
+        let hdr = self.hdr_at(c.slot);
+        let len = hdr.len.load(Ordering::Relaxed) as usize;
+        let fits = need.map_or(len <= self.max_message, |cap| len <= cap);
+        if len > self.max_message || !fits {
+            let _ = self.release(c);
+            return Err(Error::corrupted(
+                "",
+                format!(
+                    "message length {len} exceeds the maximum {} (or changed while it was \
+                     being claimed)",
+                    self.max_message
+                ),
+            ));
+        }
+        let mut n = 0;
+        if c.word & LEASE != 0 {
+            n = hdr.deliveries.load(Ordering::Relaxed).saturating_add(1);
+            hdr.deliveries.store(n, Ordering::Relaxed);
+        }
+        Ok((len, n))
+    }
+
+    /// Frees the slot of our READING claim for the next lap (for a lease:
+    /// acks it). Fails if the claim is no longer ours (someone took it for
+    /// a dead one's).
     pub(super) fn release(&self, c: Claim) -> Result<()> {
         // SYNC POINT: Release pairs with the producer's Acquire in claim_put:
         // our reads of the message happen before its next write.
-        let r = self.hdr(c.pos).state.compare_exchange(
+        let r = self.hdr_at(c.slot).state.compare_exchange(
             c.word,
             p40(c.pos.wrapping_add(self.slots)),
             Ordering::Release,
             Ordering::Relaxed,
         );
+        if r.is_ok() && c.word & LEASE != 0 {
+            self.ctl.lease.0.leases.fetch_sub(1, Ordering::AcqRel);
+        }
         self.ctl.not_full.0.notify();
         r.map(drop).map_err(|_| Self::claim_lost("get", c.pos))
     }
@@ -150,14 +216,14 @@ impl<'a> RawQueue<'a> {
     pub(super) fn claim_get_until(
         &self,
         need: Option<usize>,
-        long: bool,
+        flags: u64,
         deadline: Option<Deadline>,
-    ) -> Result<(Claim, usize)> {
+    ) -> Result<(Claim, usize, u32)> {
         self.wait_for(
             deadline,
             &self.ctl.not_empty.0,
             || self.message_maybe(),
-            |check_dead| self.claim_get(need, long, check_dead),
+            |check_dead| self.claim_get(need, flags, check_dead),
         )
     }
 }

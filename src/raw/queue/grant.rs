@@ -65,14 +65,14 @@ impl Deref for PutGrant<'_> {
         // so no process that follows the protocol touches it; len <=
         // max_message (checked in reserve), the slot's size. A hostile
         // writer can change the bytes, not the bounds.
-        unsafe { std::slice::from_raw_parts(self.queue.data_of(self.claim.pos), self.len) }
+        unsafe { std::slice::from_raw_parts(self.queue.data_at(self.claim.slot), self.len) }
     }
 }
 
 impl DerefMut for PutGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only slice.
-        unsafe { std::slice::from_raw_parts_mut(self.queue.data_of(self.claim.pos), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.queue.data_at(self.claim.slot), self.len) }
     }
 }
 
@@ -111,7 +111,7 @@ impl Deref for GetGrant<'_> {
         // SAFETY: we hold the READING claim on the slot until drop; `len` is
         // what the claim returned, checked against max_message (the slot's
         // size) under the claim.
-        unsafe { std::slice::from_raw_parts(self.queue.data_of(self.claim.pos), self.len) }
+        unsafe { std::slice::from_raw_parts(self.queue.data_at(self.claim.slot), self.len) }
     }
 }
 

@@ -67,10 +67,13 @@
 //! | `READING(t - slots)` dead | last lap's reader died      | frees the slot for `t`                    |
 //! | `WRITING(t - slots)`      | the queue is full           | `Full`; if dead, `SKIP(t - slots)`        |
 //!
-//! A queue whose capacity is below its slot count also checks
-//! `tail - head < capacity`; a producer kept out by that helps the head on
-//! over anything that needs no consumer (a `SKIP`, a dead claim), so a dead
-//! writer never keeps producers out (issue 14, defect 16).
+//! A queue has more slots than its capacity ([`slots_for`]), so a producer
+//! also checks the count: the positions in `[head, tail)` but the `SKIP`s
+//! ([`RawQueue::live`]) must be fewer than the capacity. A `SKIP` keeps its
+//! slot until the head passes it, not its room (issue 14, defect 15); the
+//! spare slots are what lets it. A producer kept out by the count helps the
+//! head on over anything that needs no consumer (a `SKIP`, a dead claim),
+//! so a dead writer never keeps producers out (issue 14, defect 16).
 //!
 //! Every write that ends a claim (publish, release, give-back) is a CAS from
 //! the exact claim word its owner wrote, and every recovery is a CAS from the
@@ -104,11 +107,14 @@
 mod api;
 mod get;
 mod grant;
+mod holes;
+mod lease;
 mod put;
 mod recover;
 mod wait;
 
 pub use grant::{GetGrant, PutGrant};
+pub use lease::Lease;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -124,12 +130,19 @@ use recover::{Patience, PROCS};
 const POS_MASK: u64 = (1 << 40) - 1;
 const WHO_SHIFT: u32 = 40;
 const WHO_MASK: u64 = (1 << 16) - 1;
+/// A leased message given back (its lease dropped, or its holder dead):
+/// to be delivered again. Not a claim (no `who`).
+const BACK: u64 = 1 << 58;
 const LONG: u64 = 1 << 59;
 const SKIP: u64 = 1 << 60;
+/// On a `READING` claim: a lease, given back (not freed) if it ends
+/// without an ack.
+const LEASE: u64 = 1 << 61;
 const WRITING: u64 = 1 << 62;
 const READING: u64 = 1 << 63;
-/// The kind of a state: unclaimed (0), `SKIP`, `WRITING` or `READING`.
-const KIND: u64 = SKIP | WRITING | READING;
+/// The kind of a state: unclaimed (0), `SKIP`, `BACK`, `WRITING` or
+/// `READING`.
+const KIND: u64 = SKIP | BACK | WRITING | READING;
 
 /// Steps one claim call may take before the queue is reported corrupted.
 /// Every step either sees the queue move (someone else succeeded) or waits
@@ -184,6 +197,12 @@ pub(crate) struct QueueCtl {
     /// no field moved), so that a sleeper's death watch is made anew only
     /// when the participants changed.
     procs_epoch: AtomicU32,
+    /// A hint: how many `SKIP` positions may lie between the head and the
+    /// tail (also in the padding). Raised before a `SKIP` is made, lowered
+    /// after one is stepped over, and set back to 0 by whoever counts the
+    /// positions and finds none; only ever a reason to count them
+    /// ([`RawQueue::live`]), never believed as a count.
+    holes: AtomicU64,
     tail: Line<AtomicU64>,
     head: Line<AtomicU64>,
     not_empty: Line<Notify>,
@@ -192,6 +211,22 @@ pub(crate) struct QueueCtl {
     procs: [AtomicU64; PROCS],
     /// Each participant's process token (its pidfs inode), or 0 if unknown.
     tokens: [AtomicU64; PROCS],
+    /// Hints for leases (see [`lease`]).
+    lease: Line<LeaseHints>,
+}
+
+/// Hints, never counts: each is raised before the state it stands for is
+/// made and lowered after it is gone, so it is at least the number of such
+/// states (unless scribbled), and 0 means "there is none; do not look".
+/// A process that dies between a state change and its hint leaves the hint
+/// too high, which costs a look, never a wrong answer.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct LeaseHints {
+    /// Lease claims (`READING | LEASE`) in the slots.
+    leases: AtomicU64,
+    /// `BACK` states in the slots.
+    backs: AtomicU64,
 }
 
 /// The header of each slot; the message bytes follow it.
@@ -200,7 +235,10 @@ pub(crate) struct QueueCtl {
 pub(crate) struct SlotHdr {
     state: AtomicU64,
     len: AtomicU32,
-    _pad: AtomicU32,
+    /// How many leases this message has been given under (0 until the
+    /// first): written by the producer (0) and by each lease's claimant,
+    /// under their claims.
+    deliveries: AtomicU32,
 }
 
 const HDR: usize = std::mem::size_of::<SlotHdr>();
@@ -214,12 +252,14 @@ impl QueueCtl {
             stride: AtomicU64::new(stride),
             closed: AtomicU32::new(0),
             procs_epoch: AtomicU32::new(0),
+            holes: AtomicU64::new(0),
             tail: Line(AtomicU64::new(0)),
             head: Line(AtomicU64::new(0)),
             not_empty: Line(Notify::new()),
             not_full: Line(Notify::new()),
             procs: std::array::from_fn(|_| AtomicU64::new(0)),
             tokens: std::array::from_fn(|_| AtomicU64::new(0)),
+            lease: Line(LeaseHints::default()),
         }
     }
 }
@@ -229,9 +269,17 @@ impl SlotHdr {
         SlotHdr {
             state: AtomicU64::new(i),
             len: AtomicU32::new(0),
-            _pad: AtomicU32::new(0),
+            deliveries: AtomicU32::new(0),
         }
     }
+}
+
+/// The slots of a queue of `capacity`: the capacity, plus an eighth of it
+/// (at least one) for positions abandoned behind an open or unread one.
+/// Such a position holds its slot until the head passes it, but not its
+/// room: up to this many of them cost no capacity (issue 14, defect 15).
+pub(crate) fn slots_for(capacity: u64) -> u64 {
+    (capacity + (capacity / 8).max(1)).max(2)
 }
 
 /// The shape of a queue: what `required_size` and `init_in` need.
@@ -259,7 +307,7 @@ impl QueueLayout {
                 u32::MAX - 64
             )));
         }
-        let slots = (self.capacity.max(2)).next_power_of_two() as u64;
+        let slots = slots_for(self.capacity as u64);
         let stride = (HDR + self.max_message).div_ceil(64) as u64 * 64;
         Ok((slots, stride))
     }
@@ -306,6 +354,10 @@ pub struct RawQueue<'a> {
     /// The last claim seen blocking progress, and since when (nanoseconds
     /// of monotonic time), so that liveness is read only for a stuck claim.
     stuck: (AtomicU64, AtomicU64),
+    /// The head as this handle last read it, for puts: the head only moves
+    /// on, so a tail less than `capacity` past it has room by count without
+    /// a read of the consumers' line.
+    seen_head: AtomicU64,
     /// How long blocking calls spin before they sleep.
     spin: AdaptiveSpin,
     /// The death watches of this handle's sleepers, per word slept on,
@@ -328,10 +380,13 @@ enum Try<T> {
     Empty,
 }
 
-/// A claimed position: the position and the exact claim word we wrote.
+/// A claimed position: the position, its slot and the exact claim word we
+/// wrote.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
     pos: u64,
+    /// `slot_of(pos)`, computed once.
+    slot: usize,
     word: u64,
 }
 
@@ -441,7 +496,7 @@ impl<'a> RawQueue<'a> {
         let max_message = ctl.max_message.load(Ordering::Relaxed);
         let stride = ctl.stride.load(Ordering::Relaxed);
         let bad = |what: String| Err(Error::corrupted("", format!("queue configuration: {what}")));
-        if !slots.is_power_of_two() || !(2..=1 << 32).contains(&slots) {
+        if !(2..=slots_for(1 << 32)).contains(&slots) {
             return bad(format!("slot count {slots}"));
         }
         if capacity == 0 || capacity > slots {
@@ -475,6 +530,7 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            seen_head: AtomicU64::new(0),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
@@ -511,6 +567,7 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
+            seen_head: AtomicU64::new(0),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
@@ -519,25 +576,42 @@ impl<'a> RawQueue<'a> {
         q
     }
 
+    /// The slot of position `pos`. Slot counts need not be powers of two
+    /// (see [`slots_for`]), so this is a division: a claim computes it once
+    /// and keeps it ([`Claim::slot`]).
     #[inline]
-    fn hdr(&self, pos: u64) -> &SlotHdr {
-        let i = (pos & (self.slots - 1)) as usize;
-        let step = if self.stride == 0 { HDR } else { self.stride };
-        // SAFETY: i < slots, and attach (or from_parts) checked that `slots`
-        // headers at this step lie in the region; SlotHdr is all atomics.
-        unsafe { &*self.hdrs.add(i * step).cast::<SlotHdr>() }
+    fn slot_of(&self, pos: u64) -> usize {
+        (pos % self.slots) as usize
     }
 
     #[inline]
-    fn data_of(&self, pos: u64) -> *mut u8 {
-        let i = (pos & (self.slots - 1)) as usize;
+    fn hdr(&self, pos: u64) -> &SlotHdr {
+        self.hdr_at(self.slot_of(pos))
+    }
+
+    /// The header of slot `i`, which must be below `slots` (from
+    /// [`slot_of`](RawQueue::slot_of)).
+    #[inline]
+    fn hdr_at(&self, i: usize) -> &SlotHdr {
+        debug_assert!((i as u64) < self.slots);
+        let step = if self.stride == 0 { HDR } else { self.stride };
+        // SAFETY: i < slots (every index comes from `slot_of`), and attach
+        // (or from_parts) checked that `slots` headers at this step lie in
+        // the region; SlotHdr is all atomics.
+        unsafe { &*self.hdrs.add(i * step).cast::<SlotHdr>() }
+    }
+
+    /// The message bytes of slot `i` (below `slots`, as for `hdr_at`).
+    #[inline]
+    fn data_at(&self, i: usize) -> *mut u8 {
+        debug_assert!((i as u64) < self.slots);
         let step = if self.stride == 0 {
             self.max_message
         } else {
             self.stride
         };
-        // SAFETY: as in `hdr`: `max_message` bytes at this offset lie in the
-        // region.
+        // SAFETY: as in `hdr_at`: `max_message` bytes at this offset lie in
+        // the region.
         unsafe { self.data.add(i * step) }
     }
 
@@ -556,6 +630,27 @@ impl<'a> RawQueue<'a> {
         self.capacity as usize
     }
 
+    /// How many slots the ring has: the capacity plus an eighth of it (at
+    /// least one). A grant dropped uncommitted while a later position is
+    /// taken leaves its position for the head to step over; it costs no
+    /// capacity ([`len`](RawQueue::len) does not count it), but keeps its
+    /// slot until then. So up to `slots() - capacity()` such positions
+    /// waiting behind an open grant or an unread message cost nothing;
+    /// beyond that a put says `Full` until consumers pass them.
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, RawQueue};
+    /// # let layout = QueueLayout { capacity: 16, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives `q`.
+    /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// assert_eq!(q.slots(), 18);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn slots(&self) -> usize {
+        self.slots as usize
+    }
+
     /// The largest message, in bytes.
     ///
     /// ```
@@ -571,11 +666,11 @@ impl<'a> RawQueue<'a> {
         self.max_message
     }
 
-    /// Positions between the head and the tail now (a snapshot): messages
-    /// ready, being written or being read, and positions of abandoned
-    /// grants that a later put had already passed (see
-    /// [`Queue::reserve`](crate::Queue::reserve)). Never more than the
-    /// capacity.
+    /// Messages in the queue now (a snapshot): ready, being written or
+    /// being read. A position whose grant was dropped uncommitted (see
+    /// [`Queue::reserve`](crate::Queue::reserve)) is not counted, even
+    /// while it waits behind an earlier one for the head to pass it. Never
+    /// more than the capacity.
     ///
     /// ```
     /// # use shmkit::raw::{QueueLayout, RawQueue};
@@ -590,7 +685,7 @@ impl<'a> RawQueue<'a> {
     pub fn len(&self) -> usize {
         let h = self.ctl.head.0.load(Ordering::Acquire);
         let t = self.ctl.tail.0.load(Ordering::Acquire);
-        (t.wrapping_sub(h) as i64).clamp(0, self.capacity as i64) as usize
+        self.live(h, t).min(self.capacity) as usize
     }
 
     /// Whether the queue looks empty now.
@@ -621,7 +716,9 @@ impl<'a> RawQueue<'a> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity as usize
+        let h = self.ctl.head.0.load(Ordering::Acquire);
+        let t = self.ctl.tail.0.load(Ordering::Acquire);
+        !self.room_by_count(h, t) || t.wrapping_sub(h) >= self.slots
     }
 
     /// Closes the queue: later puts fail with [`Error::Closed`], gets drain

@@ -17,9 +17,10 @@ impl<'a> RawQueue<'a> {
         let mut patience = Patience::default();
         let mut t = ctl.tail.0.load(Ordering::Relaxed);
         for _ in 0..BUDGET {
-            if self.capacity < self.slots {
+            if t.wrapping_sub(self.seen_head.load(Ordering::Relaxed)) >= self.capacity {
                 let h = ctl.head.0.load(Ordering::Acquire);
-                if t.wrapping_sub(h) as i64 >= self.capacity as i64 {
+                self.seen_head.store(h, Ordering::Relaxed);
+                if !self.room_by_count(h, t) {
                     // Full by count, unless the head is held up by what
                     // needs no consumer (a skipped or dead put).
                     if !self.help_head(h, check_dead) {
@@ -32,7 +33,8 @@ impl<'a> RawQueue<'a> {
                     continue;
                 }
             }
-            let hdr = self.hdr(t);
+            let slot = self.slot_of(t);
+            let hdr = self.hdr_at(slot);
             // SYNC POINT: Acquire pairs with the consumer's Release that freed
             // the slot, so its reads of the old message are done.
             let s = hdr.state.load(Ordering::Acquire);
@@ -49,7 +51,11 @@ impl<'a> RawQueue<'a> {
                         .is_ok()
                     {
                         self.help_tail(t);
-                        return Ok(Try::Done(Claim { pos: t, word: mine }));
+                        return Ok(Try::Done(Claim {
+                            pos: t,
+                            slot,
+                            word: mine,
+                        }));
                     }
                 }
                 // Position t is taken (claimed, written, skipped, or read
@@ -65,6 +71,9 @@ impl<'a> RawQueue<'a> {
                 // Position t - slots was abandoned: it is at the head; step
                 // over it as a consumer would.
                 (SKIP, _) if d == -slots => self.step_over(t.wrapping_sub(self.slots), s),
+                // The message of t - slots was leased and given back: it is
+                // put again, in place, as position t's; ours goes after it.
+                (BACK, _) if d == -slots => self.redeliver_at(hdr, s, t),
                 (READING, _) if d == -slots => {
                     if self.claimant_dead(s, check_dead) {
                         // The reader of t - slots died: free the slot for t.
@@ -106,12 +115,13 @@ impl<'a> RawQueue<'a> {
     /// Writes `len` bytes via `fill` into the claimed slot and publishes it.
     /// Fails (and nothing is published) if the claim is no longer ours.
     pub(super) fn publish(&self, c: Claim, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<()> {
-        let hdr = self.hdr(c.pos);
+        let hdr = self.hdr_at(c.slot);
         // SAFETY: we hold the WRITING claim on this slot: no one else reads
         // or writes its data until we publish; len <= max_message, checked
         // by the caller, and the slot has max_message data bytes.
-        fill(unsafe { std::slice::from_raw_parts_mut(self.data_of(c.pos), len) });
+        fill(unsafe { std::slice::from_raw_parts_mut(self.data_at(c.slot), len) });
         hdr.len.store(len as u32, Ordering::Relaxed);
+        hdr.deliveries.store(0, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the consumer's Acquire load of state.
         let r = hdr.state.compare_exchange(
             c.word,
@@ -128,7 +138,7 @@ impl<'a> RawQueue<'a> {
     /// over it, and the room is free at once); otherwise it becomes `SKIP`,
     /// which the head steps over.
     pub(super) fn abandon(&self, c: Claim) {
-        let hdr = self.hdr(c.pos);
+        let hdr = self.hdr_at(c.slot);
         let free = p40(c.pos);
         if hdr
             .state
@@ -148,11 +158,14 @@ impl<'a> RawQueue<'a> {
             // A later position is claimed: leave a hole for the head to step
             // over. The CAS fails only if a producer took position `pos`
             // again in the meantime, which fills the hole.
+            self.hole_coming();
             if hdr
                 .state
                 .compare_exchange(free, SKIP | free, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
+                .is_err()
             {
+                self.hole_gone();
+            } else {
                 let h = self.ctl.head.0.load(Ordering::Acquire);
                 if h == c.pos {
                     self.step_over(h, SKIP | free);
@@ -236,17 +249,15 @@ impl<'a> RawQueue<'a> {
             return true;
         }
         let t = self.ctl.tail.0.load(Ordering::Relaxed);
-        if self.capacity < self.slots {
-            let h = self.ctl.head.0.load(Ordering::Acquire);
-            if t.wrapping_sub(h) as i64 >= self.capacity as i64 {
-                return self.hdr(h).state.load(Ordering::Acquire) & KIND == SKIP;
-            }
+        let h = self.ctl.head.0.load(Ordering::Acquire);
+        if !self.room_by_count(h, t) {
+            return self.hdr(h).state.load(Ordering::Acquire) & KIND == SKIP;
         }
         let s = self.hdr(t).state.load(Ordering::Acquire);
         let d = diff40(s, t);
         let busy = match s & KIND {
             0 => d == 1 - self.slots as i64,
-            SKIP => false,
+            SKIP | BACK => false,
             _ => d == -(self.slots as i64),
         };
         !busy

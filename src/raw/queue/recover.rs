@@ -47,7 +47,8 @@
 use std::time::Duration;
 
 use super::{
-    claimant, diff40, p40, Error, RawQueue, SlotHdr, KIND, LONG, POS_MASK, READING, SKIP, WRITING,
+    claimant, diff40, p40, Error, RawQueue, SlotHdr, BACK, KIND, LEASE, LONG, POS_MASK, READING,
+    SKIP, WRITING,
 };
 use crate::error::Result;
 use crate::sync::{self, Futex, Ordering, Target, TaskStamp};
@@ -353,23 +354,56 @@ impl RawQueue<'_> {
     }
 
     /// Undoes a dead claimant's claim `s` with a CAS from exactly `s`: a
-    /// put becomes `SKIP` (the head steps over it), a get frees the slot
-    /// for the next lap (its message went with the dead consumer).
+    /// put becomes `SKIP` (the head steps over it), a lease is given back
+    /// (`BACK`: delivered again), a plain get frees the slot for the next
+    /// lap (its message went with the dead consumer).
     pub(super) fn recover_claim(&self, hdr: &SlotHdr, s: u64) {
         let pos = s & POS_MASK;
         let to = match s & (READING | WRITING) {
             WRITING => SKIP | pos,
+            READING if s & LEASE != 0 => BACK | pos,
             READING => p40(pos.wrapping_add(self.slots)),
             _ => return,
         };
-        if hdr
-            .state
-            .compare_exchange(s, to, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.end_claim(hdr, s, to) {
             self.ctl.not_empty.0.notify();
             self.ctl.not_full.0.notify();
         }
+    }
+
+    /// CASes a claim's state `s` (ours, or a dead one's) to `to`, keeping
+    /// the hints right: `holes` and `backs` are raised before a `SKIP` or
+    /// `BACK` is made (and lowered again if the CAS fails), `leases`
+    /// lowered after a lease claim is gone.
+    pub(super) fn end_claim(&self, hdr: &SlotHdr, s: u64, to: u64) -> bool {
+        let hints = &self.ctl.lease.0;
+        match to & KIND {
+            SKIP => self.hole_coming(),
+            BACK => {
+                hints.backs.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        // SYNC POINT: AcqRel: Release for whoever takes the slot next (the
+        // message bytes, our reads of them); Acquire for the claim's own
+        // writes when it is a dead one's.
+        let ok = hdr
+            .state
+            .compare_exchange(s, to, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if ok && s & (READING | LEASE) == READING | LEASE {
+            hints.leases.fetch_sub(1, Ordering::AcqRel);
+        }
+        if !ok {
+            match to & KIND {
+                SKIP => self.hole_gone(),
+                BACK => {
+                    hints.backs.fetch_sub(1, Ordering::AcqRel);
+                }
+                _ => {}
+            }
+        }
+        ok
     }
 
     /// Steps the head over position `h`, which holds `SKIP` (state `s`):
@@ -386,6 +420,7 @@ impl RawQueue<'_> {
             )
             .is_ok()
         {
+            self.hole_gone();
             self.ctl.not_full.0.notify();
         }
         self.help_head_on(h);

@@ -120,7 +120,7 @@ impl<'a> RawQueue<'a> {
     /// the queue look ready.
     pub(crate) fn get_ready(&self, check_dead: bool) -> bool {
         self.help_head_a_little(check_dead);
-        self.message_maybe()
+        self.message_maybe() || self.back_waiting(check_dead)
     }
 
     /// Whether a put would find room now (or the queue closed). First it
@@ -167,9 +167,9 @@ impl<'a> RawQueue<'a> {
         let d = diff40(s, h);
         let waiting = match s & KIND {
             0 | WRITING => d == 0,
-            READING => d == -(self.slots as i64),
+            READING | BACK => d == -(self.slots as i64),
             _ => false,
         };
-        !waiting
+        !waiting || self.back_waiting(false)
     }
 }
