@@ -115,6 +115,15 @@ pub enum Error {
     /// [`RLock`](crate::RLock) released by a thread that does not own it);
     /// nothing changed.
     NotOwner,
+    /// A release would raise a semaphore's count past its limit: a
+    /// [`BoundedSemaphore`](crate::BoundedSemaphore)'s initial value
+    /// (Python's "semaphore or lock released too many times"), or the
+    /// largest count any semaphore can hold
+    /// ([`raw::MAX_VALUE`](crate::raw::MAX_VALUE)). Nothing changed.
+    TooManyReleases {
+        /// The most the count may reach.
+        limit: u32,
+    },
     /// The segment's creator died before it finished initialising it.
     CreatorDied {
         /// The segment's name.
@@ -201,6 +210,10 @@ impl fmt::Display for Error {
             Error::InUse { name } => write!(f, "segment {name:?} is in use by a live process"),
             Error::Deadlock => f.write_str("the calling thread already holds this lock"),
             Error::NotOwner => f.write_str("the calling thread does not hold this lock"),
+            Error::TooManyReleases { limit } => write!(
+                f,
+                "semaphore released too many times: its count would pass its limit, {limit}"
+            ),
             Error::CreatorDied { name, pid } => write!(
                 f,
                 "segment {name:?} was never initialised: its creator (pid {pid}) died"

@@ -125,6 +125,15 @@ fn named(e: Error, name: &str) -> Error {
     match e {
         Error::Corrupted { detail, .. } => Error::corrupted(name, detail),
         Error::InUse { .. } => Error::InUse { name: name.into() },
+        Error::WrongKind {
+            name: n,
+            expected,
+            found,
+        } if n.is_empty() => Error::WrongKind {
+            name: name.into(),
+            expected,
+            found,
+        },
         e => e,
     }
 }

@@ -8,6 +8,7 @@
 //! | [`Lock`]             | a lock that survives its holder's death           | `Lock`            |
 //! | [`RLock`]            | a recursive lock, robust in the same way          | `RLock`           |
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
+//! | [`Semaphore`]/[`BoundedSemaphore`] | counting semaphores whose guarded permits survive a dead holder | `Semaphore`, `BoundedSemaphore` |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
 //! | [`Pipe`]/[`PipeEnd`] | a two-ended message channel                       | `Pipe`            |
@@ -66,6 +67,7 @@ mod queue;
 pub mod raw;
 mod rlock;
 mod segment;
+mod semaphore;
 #[doc(hidden)]
 pub mod sync;
 mod sys;
@@ -86,6 +88,7 @@ pub use segment::{
     inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,
     MAX_LEN,
 };
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use value::{AtomicValue, Value, ValueGuard};
 pub use waitset::{wait, Interest, Key, Ready, WaitSet, Waitable};
 

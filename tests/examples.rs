@@ -529,3 +529,25 @@ fn tour_ctrl_c_anywhere_cleans_up() {
         assert!(out.contains("left in /dev/shm: nothing"), "{out}");
     }
 }
+
+#[test]
+fn download_pool_never_exceeds_its_limit_and_recovers_the_crashed_permit() {
+    let _w = watchdog(WATCHDOG);
+    let r = run("download_pool", &[]);
+    assert_eq!(
+        number_after(r.line("downloads done:"), "done:"),
+        9,
+        "{}",
+        r.out
+    );
+    let peak = number_after(r.line("peak at once:"), "once:");
+    assert!((1..=3).contains(&peak), "peak {peak}\n{}", r.out);
+    assert_eq!(
+        number_after(r.line("permits free at the end:"), "end:"),
+        3,
+        "the crashed download's permit did not come back\n{}",
+        r.out
+    );
+    r.line_with("crashed holding its permit");
+    r.line_with("on a permit recovered from a dead process");
+}

@@ -56,6 +56,10 @@ pub enum Kind {
     Queue = 7,
     /// An [`RLock`](crate::RLock) (recursive lock).
     RLock = 8,
+    /// A [`Semaphore`](crate::Semaphore) or
+    /// [`BoundedSemaphore`](crate::BoundedSemaphore) (the core's flag tells
+    /// them apart).
+    Semaphore = 9,
 }
 
 impl Kind {
@@ -70,6 +74,7 @@ impl Kind {
             Kind::Pipe => "Pipe",
             Kind::Queue => "Queue",
             Kind::RLock => "RLock",
+            Kind::Semaphore => "Semaphore",
         }
     }
 
@@ -83,6 +88,7 @@ impl Kind {
             6 => Kind::Pipe,
             7 => Kind::Queue,
             8 => Kind::RLock,
+            9 => Kind::Semaphore,
             _ => return None,
         })
     }

@@ -34,6 +34,7 @@ mod pipe;
 mod queue;
 mod ring;
 mod rlock;
+mod semaphore;
 pub(crate) mod spin;
 pub(crate) mod wait;
 
@@ -46,6 +47,7 @@ pub use pipe::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 pub use queue::model as queue_model;
 pub use queue::{GetGrant, Lease, PutGrant, QueueLayout, RawQueue};
 pub use rlock::{Acquired, RawRLock, RawRLockGuard};
+pub use semaphore::{RawSemaphore, RawSemaphoreGuard, HOLDER_SLOTS, MAX_VALUE};
 pub use spin::Spin;
 #[cfg(loom)]
 pub use wait::model as wait_model;
