@@ -115,6 +115,20 @@ pub enum Error {
     /// [`RLock`](crate::RLock) released by a thread that does not own it);
     /// nothing changed.
     NotOwner,
+    /// The [`Barrier`](crate::Barrier) is broken, or broke while this party
+    /// waited: it was aborted or reset, a party's wait timed out, a waiting
+    /// party's process died, or the action panicked (Python's
+    /// `BrokenBarrierError`). [`Barrier::reset`](crate::Barrier::reset)
+    /// makes it usable again.
+    ///
+    /// ```
+    /// let b = shmkit::Barrier::create_unique(2)?;
+    /// b.abort();
+    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
+    /// assert_eq!(shmkit::Error::BrokenBarrier.to_string(), "the barrier is broken");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    BrokenBarrier,
     /// The segment's creator died before it finished initialising it.
     CreatorDied {
         /// The segment's name.
@@ -201,6 +215,7 @@ impl fmt::Display for Error {
             Error::InUse { name } => write!(f, "segment {name:?} is in use by a live process"),
             Error::Deadlock => f.write_str("the calling thread already holds this lock"),
             Error::NotOwner => f.write_str("the calling thread does not hold this lock"),
+            Error::BrokenBarrier => f.write_str("the barrier is broken"),
             Error::CreatorDied { name, pid } => write!(
                 f,
                 "segment {name:?} was never initialised: its creator (pid {pid}) died"

@@ -7,6 +7,7 @@
 //! | [`Segment`]          | a named segment of bytes with a checked header    | `SharedMemory`    |
 //! | [`Lock`]             | a lock that survives its holder's death           | `Lock`            |
 //! | [`RLock`]            | a recursive lock, robust in the same way          | `RLock`           |
+//! | [`Barrier`]          | lockstep for N parties; a dead party breaks it    | `Barrier`         |
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
@@ -52,6 +53,7 @@
 )]
 
 mod array;
+mod barrier;
 mod error;
 mod event;
 #[cfg(not(loom))]
@@ -72,6 +74,7 @@ mod value;
 mod waitset;
 
 pub use array::{Array, ArrayGuard};
+pub use barrier::Barrier;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
