@@ -677,6 +677,7 @@ impl<'a> RawBarrier<'a> {
         let mut check_dead = false;
         let mut looked_at_dead = false;
         let mut last_look = false;
+        let mut deadline_hit = false;
         let mut budget = BUDGET;
         loop {
             budget = budget
@@ -702,7 +703,7 @@ impl<'a> RawBarrier<'a> {
                     continue;
                 }
             }
-            if deadline.expired() {
+            if deadline_hit || deadline.expired() {
                 if !last_look {
                     // A dead party is reported as such even at the deadline.
                     last_look = true;
@@ -729,13 +730,14 @@ impl<'a> RawBarrier<'a> {
                 check_dead = true;
                 continue;
             }
-            let (until, _) = deadline.or_within(watch.interval());
+            let (until, is_deadline) = deadline.or_within(watch.interval());
             let woken = {
                 // Registered until the sleep ends.
                 let _watch = watch;
                 self.ctl.notify.futex().wait(armed, until)
             };
             check_dead = !woken || sync::deaths() != deaths;
+            deadline_hit = !woken && is_deadline;
             s = self.ctl.state.load(Ordering::Acquire);
         }
     }
@@ -783,6 +785,20 @@ impl<'a> RawBarrier<'a> {
         if !tripper_named && tripper != me.tid() {
             f(TaskStamp::new(tripper, TaskStamp::START_UNKNOWN));
         }
+    }
+
+    /// For loom models: whether a waiting party would now find the party
+    /// `pid` among those it watches (or the barrier broken already), i.e.
+    /// whether the others must notice its death by themselves.
+    #[cfg(loom)]
+    pub fn names(&self, pid: u32) -> bool {
+        let s = self.ctl.state.load(Ordering::Acquire);
+        let mut hit = s & BROKEN != 0;
+        self.parties_in(s, gen(s), TaskStamp(0), |p| {
+            hit |= p.tid() == pid;
+            hit
+        });
+        hit
     }
 
     fn targets(&self, s: u64, g: u32, me: TaskStamp) -> Vec<Target> {
