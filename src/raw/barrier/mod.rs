@@ -110,6 +110,12 @@ const GEN_SHIFT: u32 = 32;
 const VALID: u64 = 1 << 32;
 
 /// The most parties a barrier can have.
+///
+/// ```
+/// use shmkit::raw::{RawBarrier, MAX_PARTIES};
+/// assert!(RawBarrier::required_size(MAX_PARTIES).is_ok());
+/// assert!(RawBarrier::required_size(MAX_PARTIES + 1).is_err());
+/// ```
 pub const MAX_PARTIES: u32 = 65_535;
 
 /// CAS failures or wake-ups without a sleep one call tolerates before it

@@ -63,6 +63,7 @@ impl RawBarrier<'_> {
     /// `pid` among those it watches (or the barrier broken already), i.e.
     /// whether the others must notice its death by themselves.
     #[cfg(loom)]
+    #[doc(hidden)]
     pub fn names(&self, pid: u32) -> bool {
         let s = self.ctl.state.load(Ordering::Acquire);
         let mut hit = s & BROKEN != 0;
