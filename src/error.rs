@@ -124,6 +124,20 @@ pub enum Error {
         /// The most the count may reach.
         limit: u32,
     },
+    /// The [`Barrier`](crate::Barrier) is broken, or broke while this party
+    /// waited: it was aborted or reset, a party's wait timed out, a waiting
+    /// party's process died, or the action panicked (Python's
+    /// `BrokenBarrierError`). [`Barrier::reset`](crate::Barrier::reset)
+    /// makes it usable again.
+    ///
+    /// ```
+    /// let b = shmkit::Barrier::create_unique(2)?;
+    /// b.abort();
+    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
+    /// assert_eq!(shmkit::Error::BrokenBarrier.to_string(), "the barrier is broken");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    BrokenBarrier,
     /// The segment's creator died before it finished initialising it.
     CreatorDied {
         /// The segment's name.
@@ -214,6 +228,7 @@ impl fmt::Display for Error {
                 f,
                 "semaphore released too many times: its count would pass its limit, {limit}"
             ),
+            Error::BrokenBarrier => f.write_str("the barrier is broken"),
             Error::CreatorDied { name, pid } => write!(
                 f,
                 "segment {name:?} was never initialised: its creator (pid {pid}) died"

@@ -7,6 +7,7 @@
 //! | [`Segment`]          | a named segment of bytes with a checked header    | `SharedMemory`    |
 //! | [`Lock`]             | a lock that survives its holder's death           | `Lock`            |
 //! | [`RLock`]            | a recursive lock, robust in the same way          | `RLock`           |
+//! | [`Barrier`]          | lockstep for N parties; a dead party breaks it    | `Barrier`         |
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
 //! | [`Semaphore`]/[`BoundedSemaphore`] | counting semaphores whose guarded permits survive a dead holder | `Semaphore`, `BoundedSemaphore` |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
@@ -53,6 +54,7 @@
 )]
 
 mod array;
+mod barrier;
 mod error;
 mod event;
 #[cfg(not(loom))]
@@ -75,6 +77,7 @@ mod value;
 mod waitset;
 
 pub use array::{Array, ArrayGuard};
+pub use barrier::Barrier;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};

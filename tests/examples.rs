@@ -551,3 +551,21 @@ fn download_pool_never_exceeds_its_limit_and_recovers_the_crashed_permit() {
     r.line_with("crashed holding its permit");
     r.line_with("on a permit recovered from a dead process");
 }
+
+#[test]
+fn lockstep_matches_a_sequential_run() {
+    let _w = watchdog(WATCHDOG);
+    let r = run("lockstep", &[]);
+    let got = parse_list(r.line("lockstep:").strip_prefix("lockstep:").unwrap());
+    let want = parse_list(r.line("sequential:").strip_prefix("sequential:").unwrap());
+    assert!(!got.is_empty(), "{}", r.out);
+    assert_eq!(got, want, "{}", r.out);
+    r.line("match: true");
+    r.line("phases counted by the action: 20");
+    // The index-0 party of each trip reports its phase: once per phase.
+    for p in 0..20 {
+        let tag = format!("phase {p} done");
+        let n = r.out.lines().filter(|l| l.contains(&tag)).count();
+        assert_eq!(n, 1, "{tag}\n{}", r.out);
+    }
+}

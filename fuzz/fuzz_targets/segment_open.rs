@@ -33,7 +33,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shmkit::raw::Direction;
-use shmkit::{Array, Event, Lock, Options, Pipe, Queue, Segment, Value};
+use shmkit::{Array, Barrier, Error, Event, Lock, Options, Pipe, Queue, Segment, Value};
 
 const HEADER_LEN: usize = 64;
 /// Largest file the fuzzer may make.
@@ -64,6 +64,8 @@ enum Template {
         max_message: u16,
         direction: u8,
     },
+    /// A barrier of `1 + n % 8` parties.
+    Barrier(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -230,6 +232,7 @@ fn template_bytes(t: Template) -> Vec<u8> {
             })
             .create(&name)
             .map(|_p| read()),
+        Template::Barrier(n) => Barrier::create(&name, 1 + u32::from(n % 8)).map(|_b| read()),
     };
     bytes.unwrap_or_else(|e| panic!("creating a {t:?} failed: {e}"))
 }
@@ -342,6 +345,28 @@ fn use_lock(l: &Lock, ops: &[Op]) {
         }
         if !guards.is_empty() {
             assert!(l.is_locked(), "holding a guard, yet not locked");
+        }
+    }
+}
+
+/// A barrier over any bytes: every call returns (a lone party's wait is
+/// bounded by its timeout), with `Ok`, `BrokenBarrier` or `Corrupted`.
+fn use_barrier(b: &Barrier, ops: &[Op]) {
+    let parties = b.parties();
+    assert!(parties >= 1);
+    for op in ops {
+        match op {
+            Op::Set => b.abort(),
+            Op::Clear => b.reset(),
+            Op::IsSet => {
+                let _ = (b.broken(), b.n_waiting(), format!("{b:?}"));
+            }
+            Op::WaitZero => match b.wait_timeout(Duration::from_micros(100)) {
+                Ok(i) => assert!(i < parties as usize),
+                Err(Error::BrokenBarrier) | Err(Error::Corrupted { .. }) => {}
+                Err(e) => panic!("barrier wait: {e}"),
+            },
+            _ => {}
         }
     }
 }
@@ -605,6 +630,10 @@ fuzz_target!(|input: Input| {
     if let Ok(q) = Queue::open_with(&name, &opts) {
         saw("Queue");
         use_queue(&q, &ops);
+    }
+    if let Ok(b) = Barrier::open_with(&name, &opts) {
+        saw("Barrier");
+        use_barrier(&b, &ops);
     }
     if let Ok(mut p) = Pipe::open_with(&name, &opts) {
         saw("Pipe");

@@ -60,6 +60,8 @@ pub enum Kind {
     /// [`BoundedSemaphore`](crate::BoundedSemaphore) (the core's flag tells
     /// them apart).
     Semaphore = 9,
+    /// A [`Barrier`](crate::Barrier).
+    Barrier = 11,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Queue => "Queue",
             Kind::RLock => "RLock",
             Kind::Semaphore => "Semaphore",
+            Kind::Barrier => "Barrier",
         }
     }
 
@@ -89,6 +92,7 @@ impl Kind {
             7 => Kind::Queue,
             8 => Kind::RLock,
             9 => Kind::Semaphore,
+            11 => Kind::Barrier,
             _ => return None,
         })
     }

@@ -24,6 +24,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+pub(crate) mod barrier;
 mod event;
 #[cfg(not(loom))]
 pub(crate) mod exit;
@@ -38,6 +39,9 @@ mod semaphore;
 pub(crate) mod spin;
 pub(crate) mod wait;
 
+#[cfg(loom)]
+pub use barrier::model as barrier_model;
+pub use barrier::{RawBarrier, MAX_PARTIES};
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
 #[cfg(loom)]
