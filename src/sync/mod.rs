@@ -36,6 +36,25 @@ pub(crate) use model::*;
 
 pub(crate) use std::sync::atomic::Ordering;
 
+/// A number a handle keeps for itself as a hint (a queue producer's last
+/// read of the head): a std atomic in every build, *not* modelled by loom.
+/// Only for values that choose between a fast path and a checked one, where
+/// any value at all is safe (the checked path reads the shared state
+/// itself); so the models lose nothing by not interleaving it, and do not
+/// pay for it in states to explore.
+#[derive(Debug, Default)]
+pub(crate) struct Hint(std::sync::atomic::AtomicU64);
+
+impl Hint {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+}
+
 /// An absolute point on the monotonic clock, or never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Deadline(Option<Duration>);

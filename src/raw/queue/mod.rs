@@ -357,7 +357,7 @@ pub struct RawQueue<'a> {
     /// The head as this handle last read it, for puts: the head only moves
     /// on, so a tail less than `capacity` past it has room by count without
     /// a read of the consumers' line.
-    seen_head: AtomicU64,
+    seen_head: sync::Hint,
     /// How long blocking calls spin before they sleep.
     spin: AdaptiveSpin,
     /// The death watches of this handle's sleepers, per word slept on,
@@ -530,7 +530,7 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
-            seen_head: AtomicU64::new(0),
+            seen_head: sync::Hint::default(),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
@@ -567,7 +567,7 @@ impl<'a> RawQueue<'a> {
             reg_stamp: AtomicU64::new(0),
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
-            seen_head: AtomicU64::new(0),
+            seen_head: sync::Hint::default(),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),

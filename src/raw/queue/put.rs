@@ -17,9 +17,9 @@ impl<'a> RawQueue<'a> {
         let mut patience = Patience::default();
         let mut t = ctl.tail.0.load(Ordering::Relaxed);
         for _ in 0..BUDGET {
-            if t.wrapping_sub(self.seen_head.load(Ordering::Relaxed)) >= self.capacity {
+            if t.wrapping_sub(self.seen_head.get()) >= self.capacity {
                 let h = ctl.head.0.load(Ordering::Acquire);
-                self.seen_head.store(h, Ordering::Relaxed);
+                self.seen_head.set(h);
                 if !self.room_by_count(h, t) {
                     // Full by count, unless the head is held up by what
                     // needs no consumer (a skipped or dead put).
