@@ -228,8 +228,9 @@ fn join_never_hangs_on_a_dead_workers_job_nor_returns_before_it_is_redone() {
 // ---- torture -----------------------------------------------------------
 
 /// Bookkeeping words of the torture: per consumer its in-flight message
-/// (id + 1, or 0), then per message its ack count, then the redeliveries
-/// the consumers saw.
+/// (id + 1, or 0), then per message its ack count; at the end, per
+/// consumer (backwards) whether it started, then the nacks, then the
+/// deliveries marked redelivered.
 const INFLIGHT: usize = 0;
 
 fn worker(args: &[String]) {
@@ -251,15 +252,25 @@ fn worker(args: &[String]) {
         if rng.one_in(4) {
             held.extend(q.try_get_lease().ok());
         }
+        for l in &held {
+            if l.redelivered() {
+                w.add(w.len() - 1, 1);
+            }
+        }
+        // Started (the parent kills only started workers), and some work
+        // done while holding the lease, to be killed in the middle of.
+        w.set(w.len() - 3 - me, 1);
+        let until = Instant::now() + Duration::from_micros(rng.below(100));
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
         for l in held {
             if rng.one_in(10) {
+                w.add(w.len() - 2, 1);
                 l.nack().unwrap();
                 continue;
             }
             let id = u64::from_le_bytes(l[..8].try_into().unwrap());
-            if l.redelivered() {
-                w.add(w.len() - 1, 1);
-            }
             w.set(INFLIGHT + me, id + 1);
             l.ack().unwrap();
             w.add(consumers + id as usize, 1);
@@ -280,6 +291,7 @@ fn leases_survive_consumers_killed_while_holding_them() {
     let msgs = 200u64;
     let mut kills = 0u64;
     let mut redelivered = 0u64;
+    let mut nacked = 0u64;
     for trial in 0..trials {
         if only.is_some_and(|o| o != trial) {
             continue;
@@ -288,7 +300,7 @@ fn leases_survive_consumers_killed_while_holding_them() {
         let name = unique_name("lease-torture");
         let _c = Cleanup(vec![name.clone()]);
         let q = Queue::create(&name, 16, 16).unwrap();
-        let w = Words::create(consumers + msgs as usize + 1);
+        let w = Words::create(2 * consumers + msgs as usize + 2);
         let seed_s = rng.next().to_string();
         let cons_s = consumers.to_string();
         let mut procs: Vec<_> = (0..consumers)
@@ -308,10 +320,19 @@ fn leases_survive_consumers_killed_while_holding_them() {
             }
         });
         {
-            // Kill one or two consumers at random moments of the run.
+            // Kill one or two consumers at random moments of the run, once
+            // they are at work.
+            let started = |c: usize| w.get(w.len() - 3 - c) == 1;
+            assert!(
+                wait_for(Duration::from_secs(30), || (0..consumers).any(started)),
+                "trial {trial}: no worker started"
+            );
             for _ in 0..1 + rng.below(2) {
                 let c = rng.below(consumers as u64) as usize;
-                std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+                std::thread::sleep(Duration::from_micros(rng.below(3_000)));
+                if !started(c) {
+                    continue;
+                }
                 if let Some(p) = procs[c].take() {
                     p.kill();
                     killed.push(c);
@@ -333,7 +354,9 @@ fn leases_survive_consumers_killed_while_holding_them() {
             assert!(Instant::now() < deadline, "trial {trial}: join hung");
             if let Ok(l) = q.get_lease_timeout(ms(5)) {
                 let id = u64::from_le_bytes(l[..8].try_into().unwrap());
-                redelivered += u64::from(l.redelivered());
+                if l.redelivered() {
+                    w.add(w.len() - 1, 1);
+                }
                 l.ack().unwrap();
                 w.add(consumers + id as usize, 1);
             }
@@ -363,8 +386,14 @@ fn leases_survive_consumers_killed_while_holding_them() {
         }
         assert!(q.is_empty());
         redelivered += w.get(w.len() - 1);
+        nacked += w.get(w.len() - 2);
     }
+    // Every lease that ended without an ack (a nack, or a holder killed)
+    // was followed by exactly one delivery marked redelivered.
+    assert!(redelivered >= nacked, "{redelivered} redeliveries for {nacked} nacks");
     eprintln!(
-        "leases torture: {trials} trials, {kills} consumers killed, {redelivered} redelivered messages acked"
+        "leases torture: {trials} trials, {kills} consumers killed; {redelivered} redeliveries: \
+         {nacked} after a nack, {} after the holder was killed",
+        redelivered - nacked
     );
 }
