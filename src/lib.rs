@@ -7,6 +7,7 @@
 //! | [`Segment`]          | a named segment of bytes with a checked header    | `SharedMemory`    |
 //! | [`Lock`]             | a lock that survives its holder's death           | `Lock`            |
 //! | [`RLock`]            | a recursive lock, robust in the same way          | `RLock`           |
+//! | [`Condition`]        | a condition variable over a Lock/RLock; waiter death safe | `Condition` |
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
@@ -52,6 +53,7 @@
 )]
 
 mod array;
+mod condition;
 mod error;
 mod event;
 #[cfg(not(loom))]
@@ -72,6 +74,7 @@ mod value;
 mod waitset;
 
 pub use array::{Array, ArrayGuard};
+pub use condition::{Condition, ConditionGuard, ConditionLock};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
@@ -79,7 +82,7 @@ pub use pipe::{
     Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
 pub use queue::Queue;
-pub use raw::{GetGrant, PutGrant, Spin};
+pub use raw::{GetGrant, PutGrant, Spin, Waited};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{
     inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,

@@ -56,6 +56,8 @@ pub enum Kind {
     Queue = 7,
     /// An [`RLock`](crate::RLock) (recursive lock).
     RLock = 8,
+    /// A [`Condition`](crate::Condition).
+    Condition = 10,
 }
 
 impl Kind {
@@ -70,6 +72,7 @@ impl Kind {
             Kind::Pipe => "Pipe",
             Kind::Queue => "Queue",
             Kind::RLock => "RLock",
+            Kind::Condition => "Condition",
         }
     }
 
@@ -83,6 +86,7 @@ impl Kind {
             6 => Kind::Pipe,
             7 => Kind::Queue,
             8 => Kind::RLock,
+            10 => Kind::Condition,
             _ => return None,
         })
     }

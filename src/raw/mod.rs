@@ -24,6 +24,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+mod condition;
 mod event;
 #[cfg(not(loom))]
 pub(crate) mod exit;
@@ -37,6 +38,7 @@ mod rlock;
 pub(crate) mod spin;
 pub(crate) mod wait;
 
+pub use condition::{CondLock, RawCondition, Waited, COND_RECHECK, COND_SLOTS};
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
 #[cfg(loom)]
