@@ -421,7 +421,9 @@ impl RawCondition {
         timeout: Option<Duration>,
     ) -> Result<Waited> {
         let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
-        self.wait_in(lock.into(), deadline, Spin::Adaptive)
+        // Under loom a spin is a hundred yields: models sleep at once.
+        let spin = if cfg!(loom) { Spin::Never } else { Spin::Adaptive };
+        self.wait_in(lock.into(), deadline, spin)
     }
 
     /// Releases up to `n` of the threads waiting now (oldest first) and
@@ -542,6 +544,7 @@ impl RawCondition {
     fn await_release(&self, t: &Ticket, deadline: Deadline) -> bool {
         let slot = &self.slots[t.idx];
         let mut seq = t.seq;
+        let mut deadline_hit = false;
         loop {
             // SYNC POINT: Acquire pairs with the notifier's Release CAS.
             let w = slot.word.load(Ordering::Acquire);
@@ -555,7 +558,7 @@ impl RawCondition {
                 // Not ours any more: only a scribbler does that.
                 return true;
             }
-            if deadline.expired() {
+            if deadline_hit || deadline.expired() {
                 // Leave; if a notify released us meanwhile the CAS fails
                 // and the next look consumes it.
                 if slot
@@ -567,8 +570,8 @@ impl RawCondition {
                 }
                 continue;
             }
-            let (until, _) = deadline.or_within(COND_RECHECK);
-            self.seq.wait(seq, until);
+            let (until, is_deadline) = deadline.or_within(COND_RECHECK);
+            deadline_hit = !self.seq.wait(seq, until) && is_deadline;
             // SYNC POINT: Acquire pairs with the notifier's Release bump,
             // so the next look at the slot sees its mark.
             seq = self.seq.word().load(Ordering::Acquire);
@@ -629,6 +632,19 @@ impl RawCondition {
             self.seq.wake_all();
         }
         released
+    }
+
+    /// Under loom, for models: the state of the slot naming thread `tid`
+    /// (0: none, 1: waiting, 2: released, not yet consumed).
+    #[cfg(loom)]
+    pub fn slot_state(&self, tid: u32) -> u8 {
+        for s in &self.slots {
+            let w = s.word.load(Ordering::Relaxed);
+            if w != 0 && w & BAD == 0 && TaskStamp(w & STAMP_MASK).tid() == tid {
+                return if w & NOTIFIED != 0 { 2 } else { 1 };
+            }
+        }
+        0
     }
 
     /// Whether `lock` is held by the calling thread (for the handles).

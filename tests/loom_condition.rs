@@ -1,0 +1,205 @@
+//! Loom models of `RawCondition` (`src/raw/condition.rs`) over a `RawLock`
+//! and a `RawRLock`.
+//!
+//! Run: `RUSTFLAGS="--cfg loom -C debug_assertions" LOOM_MAX_PREEMPTIONS=2
+//! cargo test --release --test loom_condition -- --nocapture` (or
+//! `ci/loom.sh loom_condition`).
+//!
+//! | model                                  | checks                                                        |
+//! |----------------------------------------|---------------------------------------------------------------|
+//! | `no_lost_notify`                       | a waiter looping on a flag under the lock, a notifier setting it and notifying one: the waiter always returns (timed waits block, so a lost notify is a loom deadlock) |
+//! | `no_lost_notify_rlock`                 | the same over an `RLock` held two levels deep: the level is restored |
+//! | `no_wake_beyond_n`                     | two timed waiters, `notify(1)`: exactly as many waiters say "notified" as notify released (at most 1), whichever way the timeouts race |
+//! | `dead_waiter_sweep` (death sweep)      | a victim waiter and a live one; `notify(1)` once the live one waits: the notifier never blocks, and unless the victim had been released before it died, the live waiter is the one released (no second notify is sent: a swallowed notify is a loom deadlock) |
+//!
+//! Mutants run by hand (each made the named model fail):
+//! - the waiter reading `seq` after looking at its slot instead of before:
+//!   `no_lost_notify` (deadlock);
+//! - `notify` not checking liveness (a dead waiter released): the sweep
+//!   (deadlock: the live waiter is never notified);
+//! - a timed-out waiter leaving with a plain store instead of the CAS:
+//!   `no_wake_beyond_n` (a released waiter reports a timeout).
+#![cfg(loom)]
+
+use std::time::Duration;
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+use shmkit::raw::{RawCondition, RawLock, RawRLock, Spin};
+use shmkit::sync::loom_support::{
+    self, at_death, current_tid, finding, sweep, timed_waits_block, victim, Sweep,
+};
+
+/// A flag written and read only under the lock (loom checks that).
+#[derive(Default)]
+struct Flag(UnsafeCell<bool>);
+
+// SAFETY: every access happens under the model's lock.
+unsafe impl Sync for Flag {}
+
+impl Flag {
+    fn set(&self) {
+        // SAFETY: called with the lock held.
+        self.0.with_mut(|p| unsafe { *p = true });
+    }
+    fn get(&self) -> bool {
+        // SAFETY: called with the lock held.
+        self.0.with(|p| unsafe { *p })
+    }
+}
+
+#[test]
+fn no_lost_notify() {
+    loom_support::model(false, || {
+        let lock = Arc::new(RawLock::new());
+        let cond = Arc::new(RawCondition::new());
+        let flag = Arc::new(Flag::default());
+        let t = {
+            let (lock, cond, flag) = (lock.clone(), cond.clone(), flag.clone());
+            thread::spawn(move || {
+                let g = lock.lock_with(None, Spin::Never).unwrap();
+                while !flag.get() {
+                    let w = cond.wait(&*lock, None).unwrap();
+                    assert!(!w.timed_out && !w.owner_died);
+                }
+                drop(g);
+            })
+        };
+        let g = lock.lock_with(None, Spin::Never).unwrap();
+        flag.set();
+        assert!(cond.notify(&*lock, 1).unwrap() <= 1);
+        drop(g);
+        t.join().unwrap();
+        assert!(!lock.is_locked());
+        assert_eq!(cond.waiting(), 0);
+    });
+}
+
+#[test]
+fn no_lost_notify_rlock() {
+    loom_support::model(false, || {
+        let lock = Arc::new(RawRLock::new());
+        let cond = Arc::new(RawCondition::new());
+        let flag = Arc::new(Flag::default());
+        let t = {
+            let (lock, cond, flag) = (lock.clone(), cond.clone(), flag.clone());
+            thread::spawn(move || {
+                let a = lock.lock().unwrap();
+                let b = lock.lock().unwrap();
+                while !flag.get() {
+                    cond.wait(&*lock, None).unwrap();
+                    assert_eq!(lock.level(), 2);
+                }
+                drop((b, a));
+            })
+        };
+        let g = lock.lock().unwrap();
+        flag.set();
+        cond.notify(&*lock, 1).unwrap();
+        drop(g);
+        t.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn no_wake_beyond_n() {
+    // Three threads contending for the lock with timeouts firing poll a
+    // lot (each poll a yield): more than loom's default 1000 branches.
+    std::env::set_var("LOOM_MAX_BRANCHES", "20000");
+    loom_support::model(true, || {
+        let lock = Arc::new(RawLock::new());
+        let cond = Arc::new(RawCondition::new());
+        let waiter = || {
+            let (lock, cond) = (lock.clone(), cond.clone());
+            thread::spawn(move || {
+                let g = lock.lock_with(None, Spin::Never).unwrap();
+                let w = cond.wait(&*lock, Some(Duration::from_millis(5))).unwrap();
+                drop(g);
+                usize::from(!w.timed_out)
+            })
+        };
+        let (a, b) = (waiter(), waiter());
+        let g = lock.lock_with(None, Spin::Never).unwrap();
+        let released = cond.notify(&*lock, 1).unwrap();
+        drop(g);
+        let notified = a.join().unwrap() + b.join().unwrap();
+        assert!(released <= 1);
+        assert_eq!(notified, released, "released {released}, woke {notified}");
+        assert_eq!(cond.waiting(), 0);
+    });
+}
+
+#[test]
+fn dead_waiter_sweep() {
+    let opts = Sweep {
+        timeouts_fire: true,
+        preemptions: Some(1),
+        max_branches: Some(20_000),
+        ..Sweep::default()
+    };
+    sweep("condition_dead_waiter", opts, || {
+        let lock = Arc::new(RawLock::new());
+        let cond = Arc::new(RawCondition::new());
+        let v = {
+            let (lock, cond) = (lock.clone(), cond.clone());
+            victim(move || {
+                // Sleeps for real (as W): only the main thread polls.
+                timed_waits_block();
+                let me = current_tid();
+                let c = cond.clone();
+                // At death: had the victim been released (2), or might it
+                // have consumed a release already (its slot gone, 0)?
+                at_death(move || u64::from(c.slot_state(me)));
+                let g = lock.lock_with(None, Spin::Never).unwrap();
+                let w = cond.wait(&*lock, None).unwrap();
+                drop(g);
+                w.timed_out
+            })
+        };
+        let w = {
+            let (lock, cond) = (lock.clone(), cond.clone());
+            thread::spawn(move || {
+                // A real sleeper: a notify meant for it that is lost is a
+                // deadlock, not a spin.
+                timed_waits_block();
+                let g = lock.lock_with(None, Spin::Never).unwrap();
+                let r = cond.wait(&*lock, None).unwrap();
+                drop(g);
+                assert!(!r.timed_out);
+                current_tid()
+            })
+        };
+        // The live waiter's id: threads are numbered in spawn order.
+        let w_tid = 3;
+        let released = loop {
+            let g = lock.lock_with(None, Spin::Never).unwrap();
+            if cond.slot_state(w_tid) == 1 {
+                let n = cond.notify(&*lock, 1).unwrap();
+                drop(g);
+                break n;
+            }
+            drop(g);
+            thread::yield_now();
+        };
+        // The live waiter was present and alive: someone was released.
+        assert_eq!(released, 1);
+        let victim_took_it = match v.join() {
+            Some(timed_out) => {
+                assert!(!timed_out);
+                true
+            }
+            // Died released (2), or with no slot (0: before it claimed
+            // one, or after it consumed a release; both are counted as
+            // "took it", the second rightly).
+            None => finding() != Some(1),
+        };
+        let g = lock.lock_with(None, Spin::Never).unwrap();
+        if victim_took_it {
+            cond.notify(&*lock, 1).unwrap();
+        }
+        drop(g);
+        assert_eq!(w.join().unwrap(), w_tid);
+    });
+}
