@@ -32,7 +32,9 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(2000);
-    println!("condition notify+wake round trip, 2 processes, {rounds} per batch, median of {BATCHES}");
+    println!(
+        "condition notify+wake round trip, 2 processes, {rounds} per batch, median of {BATCHES}"
+    );
     let s = median(shmkit_parent(rounds));
     let p = median(pthread_parent(rounds));
     println!("{:<28} {:>10.2} us", "shmkit Condition (Lock)", s);
@@ -64,7 +66,7 @@ fn shmkit_parent(rounds: u64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut g = cond.lock().unwrap();
     // Warm up: one round trip, so the child is waiting.
-    let mut trip = |g: &mut shmkit::ConditionGuard<'_>| {
+    let trip = |g: &mut shmkit::ConditionGuard<'_>| {
         turn.store(1);
         g.notify(1).unwrap();
         g.wait_for(|| turn.load() == 0).unwrap();

@@ -85,7 +85,9 @@ impl Core for CondCore {
     unsafe fn attach(p: *mut u8, len: usize, aux: u64, _created: bool) -> Result<CondView> {
         let bad = |d: String| Error::corrupted("", d);
         if len < PAYLOAD {
-            return Err(bad(format!("condition payload of {len} bytes, not {PAYLOAD}")));
+            return Err(bad(format!(
+                "condition payload of {len} bytes, not {PAYLOAD}"
+            )));
         }
         // SAFETY: `p` is the 64-aligned payload of `len >= PAYLOAD` bytes,
         // mapped while the view lives (the caller's contract), so every
@@ -99,8 +101,7 @@ impl Core for CondCore {
                         .map_err(|e| bad(e.to_string()))?,
                 ),
                 OWN_LOCK => Own::Lock(
-                    RawLock::attach(p, RawLock::required_size())
-                        .map_err(|e| bad(e.to_string()))?,
+                    RawLock::attach(p, RawLock::required_size()).map_err(|e| bad(e.to_string()))?,
                 ),
                 BY_NAME_LOCK | BY_NAME_RLOCK => {
                     let words = &*p.add(NAME_OFF).cast::<[AtomicU64; NAME_WORDS]>();
@@ -576,7 +577,11 @@ impl Condition {
     /// cond.release()?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn wait_for_timeout(&self, pred: impl FnMut() -> bool, timeout: Duration) -> Result<Waited> {
+    pub fn wait_for_timeout(
+        &self,
+        pred: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<Waited> {
         self.wait_for_until(pred, Deadline::after(timeout))
     }
 

@@ -98,7 +98,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let names = [unique_name("cond"), unique_name("woken"), unique_name("timed")];
+    let names = [
+        unique_name("cond"),
+        unique_name("woken"),
+        unique_name("timed"),
+    ];
     let clean = Cleanup(names.to_vec());
     Fixture {
         cond: Condition::create(&names[0]).unwrap(),
@@ -238,7 +242,11 @@ fn wait_timeout_never_returns_early_and_a_notify_ends_it() {
     let mut g = f.cond.lock().unwrap();
     assert!(g.wait_timeout(Duration::ZERO).unwrap().timed_out);
     let t0 = Instant::now();
-    assert!(g.wait_timeout(Duration::from_millis(100)).unwrap().timed_out);
+    assert!(
+        g.wait_timeout(Duration::from_millis(100))
+            .unwrap()
+            .timed_out
+    );
     assert!(t0.elapsed() >= Duration::from_millis(100));
     let n = spawn("notifier", &[f.cond.name()]);
     let w = g.wait_timeout(Duration::from_secs(60)).unwrap();
@@ -295,7 +303,12 @@ fn wait_and_notify_need_the_lock_and_restore_the_level() {
     for _ in 0..3 {
         assert!(!f.cond.acquire(None).unwrap());
     }
-    assert!(f.cond.wait_timeout(Duration::from_millis(1)).unwrap().timed_out);
+    assert!(
+        f.cond
+            .wait_timeout(Duration::from_millis(1))
+            .unwrap()
+            .timed_out
+    );
     // Three levels again: three releases, and the fourth is refused.
     for _ in 0..3 {
         f.cond.release().unwrap();
@@ -389,7 +402,10 @@ fn a_waiter_woken_under_a_killed_holder_is_told() {
     });
     f.wait_waiting(1);
     let holder = spawn("notify_and_hold", &[f.cond.name(), &ev_name]);
-    assert!(ev.wait_timeout(REACH).unwrap(), "the notifier never notified");
+    assert!(
+        ev.wait_timeout(REACH).unwrap(),
+        "the notifier never notified"
+    );
     holder.kill();
     let (w, told) = t.join().unwrap();
     assert!(!w.timed_out);

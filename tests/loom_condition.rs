@@ -32,12 +32,12 @@ use std::time::Duration;
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::AtomicU32;
 use loom::sync::Arc;
-use std::sync::atomic::Ordering::SeqCst;
 use loom::thread;
 use shmkit::raw::{RawCondition, RawLock, RawRLock, Spin};
 use shmkit::sync::loom_support::{
     self, at_death, current_tid, finding, spare, sweep, timed_waits_block, victim, Sweep,
 };
+use std::sync::atomic::Ordering::SeqCst;
 
 /// A flag written and read only under the lock (loom checks that).
 #[derive(Default)]
@@ -130,7 +130,11 @@ fn no_wake_beyond_n() {
         drop(g);
         let notified = t.join().unwrap();
         assert!(released <= 1);
-        assert_eq!(usize::from(notified), released, "released {released}, woke {notified}");
+        assert_eq!(
+            usize::from(notified),
+            released,
+            "released {released}, woke {notified}"
+        );
         assert_eq!(cond.waiting(), 0);
     });
 }

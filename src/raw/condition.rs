@@ -422,7 +422,11 @@ impl RawCondition {
     ) -> Result<Waited> {
         let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
         // Under loom a spin is a hundred yields: models sleep at once.
-        let spin = if cfg!(loom) { Spin::Never } else { Spin::Adaptive };
+        let spin = if cfg!(loom) {
+            Spin::Never
+        } else {
+            Spin::Adaptive
+        };
         self.wait_in(lock.into(), deadline, spin)
     }
 
@@ -499,8 +503,7 @@ impl RawCondition {
                 s.pid.store(pid, Ordering::Relaxed);
                 // SYNC POINT: Release publishes the ticket and pid to the
                 // notifier's Acquire load of the word.
-                if s
-                    .word
+                if s.word
                     .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
                     .is_ok()
                 {
@@ -527,9 +530,8 @@ impl RawCondition {
                 continue;
             }
             let stamp = TaskStamp(w & STAMP_MASK);
-            let dead = w & BAD != 0
-                || stamp.tid() == 0
-                || !sync::thread_alive(stamp.tid(), Some(stamp));
+            let dead =
+                w & BAD != 0 || stamp.tid() == 0 || !sync::thread_alive(stamp.tid(), Some(stamp));
             if dead {
                 let _ = s
                     .word
@@ -617,8 +619,7 @@ impl RawCondition {
                 continue;
             }
             // SYNC POINT: Release; the waiter's Acquire load sees the mark.
-            if s
-                .word
+            if s.word
                 .compare_exchange(w, w | NOTIFIED, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
