@@ -141,6 +141,13 @@ fn write_name(words: &[AtomicU64; NAME_WORDS], name: &str) {
     }
 }
 
+/// What a new condition is made over.
+enum Make {
+    OwnRLock,
+    OwnLock,
+    Given(ConditionLock),
+}
+
 /// The lock in use, resolved.
 enum Held {
     RLock(&'static RawRLock),
@@ -226,7 +233,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create(name: &str) -> Result<Condition> {
-        Condition::create_inner(Some(name), &Options::new(), None)
+        Condition::create_inner(Some(name), &Options::new(), Make::OwnRLock)
     }
 
     /// [`create`](Condition::create) with [`Options`] (mode, ...).
@@ -241,7 +248,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with(name: &str, opts: &Options) -> Result<Condition> {
-        Condition::create_inner(Some(name), opts, None)
+        Condition::create_inner(Some(name), opts, Make::OwnRLock)
     }
 
     /// Creates a condition over a lock of its own under a fresh unique name.
@@ -255,7 +262,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_unique() -> Result<Condition> {
-        Condition::create_inner(None, &Options::new(), None)
+        Condition::create_inner(None, &Options::new(), Make::OwnRLock)
     }
 
     /// Creates a condition named `name` (a unique name for `None`) used
@@ -276,18 +283,34 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_over(name: Option<&str>, lock: impl Into<ConditionLock>) -> Result<Condition> {
-        Condition::create_inner(name, &Options::new(), Some(lock.into()))
+        Condition::create_inner(name, &Options::new(), Make::Given(lock.into()))
     }
 
-    fn create_inner(
-        name: Option<&str>,
-        opts: &Options,
-        given: Option<ConditionLock>,
-    ) -> Result<Condition> {
-        let (aux, lock_name) = match &given {
-            None => (OWN_RLOCK, None),
-            Some(ConditionLock::Lock(l)) => (BY_NAME_LOCK, Some(l.name().to_owned())),
-            Some(ConditionLock::RLock(l)) => (BY_NAME_RLOCK, Some(l.name().to_owned())),
+    /// Creates a condition named `name` (a unique name for `None`) over a
+    /// plain, non-recursive lock of its own: cheaper than an `RLock`, but
+    /// taking it again from the thread that holds it is
+    /// [`Error::Deadlock`](crate::Error::Deadlock).
+    ///
+    /// # Errors
+    /// As [`create`](Condition::create).
+    ///
+    /// ```
+    /// let cond = shmkit::Condition::create_plain(None)?;
+    /// let g = cond.lock()?;
+    /// assert!(matches!(cond.lock(), Err(shmkit::Error::Deadlock)));
+    /// # drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_plain(name: Option<&str>) -> Result<Condition> {
+        Condition::create_inner(name, &Options::new(), Make::OwnLock)
+    }
+
+    fn create_inner(name: Option<&str>, opts: &Options, make: Make) -> Result<Condition> {
+        let (aux, lock_name) = match &make {
+            Make::OwnRLock => (OWN_RLOCK, None),
+            Make::OwnLock => (OWN_LOCK, None),
+            Make::Given(ConditionLock::Lock(l)) => (BY_NAME_LOCK, Some(l.name().to_owned())),
+            Make::Given(ConditionLock::RLock(l)) => (BY_NAME_RLOCK, Some(l.name().to_owned())),
         };
         let init = |p: *mut u8, len: usize| {
             if len < PAYLOAD {
@@ -305,10 +328,10 @@ impl Condition {
             Ok(())
         };
         let named = Named::create(name, aux, PAYLOAD, opts, init)?;
-        let held = match given {
-            None => Condition::own(&named)?,
-            Some(ConditionLock::Lock(l)) => Held::GivenLock(l),
-            Some(ConditionLock::RLock(l)) => Held::GivenRLock(l),
+        let held = match make {
+            Make::OwnRLock | Make::OwnLock => Condition::own(&named)?,
+            Make::Given(ConditionLock::Lock(l)) => Held::GivenLock(l),
+            Make::Given(ConditionLock::RLock(l)) => Held::GivenRLock(l),
         };
         Ok(Condition::from_parts(named, held))
     }

@@ -338,6 +338,14 @@ fn a_condition_over_a_given_lock_works_across_processes() {
         drop(g);
         n.join();
     }
+    // A condition over a plain lock of its own, opened by another process.
+    let own = Condition::create_plain(None).unwrap();
+    let mut g = own.lock().unwrap();
+    let n = spawn("notifier", &[own.name()]);
+    assert!(!g.wait().unwrap().timed_out);
+    assert!(matches!(own.lock(), Err(Error::Deadlock)));
+    drop(g);
+    n.join();
     // The plain lock is not recursive: it is the given Lock itself.
     let held = Lock::open(&lname).unwrap();
     let g = held.lock().unwrap();
