@@ -522,13 +522,18 @@ impl Condition {
         ConditionGuard {
             cond: self,
             owner_died,
+            wake: std::cell::Cell::new(false),
             _not_send: PhantomData,
         }
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<Waited> {
+        self.wait_waking(deadline, false)
+    }
+
+    fn wait_waking(&self, deadline: Deadline, wake_first: bool) -> Result<Waited> {
         self.raw()
-            .wait_in(self.cond_lock(), deadline, self.spin.get())
+            .wait_in(self.cond_lock(), deadline, self.spin.get(), wake_first)
     }
 
     /// Python's `wait()`: releases the lock (every level of an `RLock`),
@@ -608,7 +613,18 @@ impl Condition {
         self.wait_for_until(pred, Deadline::after(timeout))
     }
 
-    fn wait_for_until(&self, mut pred: impl FnMut() -> bool, deadline: Deadline) -> Result<Waited> {
+    fn wait_for_until(&self, pred: impl FnMut() -> bool, deadline: Deadline) -> Result<Waited> {
+        self.wait_for_waking(pred, deadline, &std::cell::Cell::new(false))
+    }
+
+    /// `wait_for`; `wake`: a guard's deferred wake-up, issued by the first
+    /// wait (left for the guard if the predicate needs none).
+    fn wait_for_waking(
+        &self,
+        mut pred: impl FnMut() -> bool,
+        deadline: Deadline,
+        wake: &std::cell::Cell<bool>,
+    ) -> Result<Waited> {
         if !RawCondition::held(self.cond_lock()) {
             return Err(Error::NotOwner);
         }
@@ -626,7 +642,7 @@ impl Condition {
                     owner_died,
                 });
             }
-            owner_died |= self.wait_until(deadline)?.owner_died;
+            owner_died |= self.wait_waking(deadline, wake.take())?.owner_died;
         }
     }
 
@@ -731,6 +747,9 @@ fn kept_unlock(l: &RawLock, object: Option<(u64, u64)>) -> Result<()> {
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
     owner_died: bool,
+    /// A notify through this guard released waiters whose wake-up is
+    /// issued once the lock is let go (by a wait or the drop).
+    wake: std::cell::Cell<bool>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -781,7 +800,7 @@ impl ConditionGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait(&mut self) -> Result<Waited> {
-        let w = self.cond.wait();
+        let w = self.cond.wait_waking(Deadline::NEVER, self.wake.take());
         self.note(w)
     }
 
@@ -797,7 +816,9 @@ impl ConditionGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Waited> {
-        let w = self.cond.wait_timeout(timeout);
+        let w = self
+            .cond
+            .wait_waking(Deadline::after(timeout), self.wake.take());
         self.note(w)
     }
 
@@ -813,7 +834,7 @@ impl ConditionGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait_for(&mut self, pred: impl FnMut() -> bool) -> Result<Waited> {
-        let w = self.cond.wait_for(pred);
+        let w = self.cond.wait_for_waking(pred, Deadline::NEVER, &self.wake);
         self.note(w)
     }
 
@@ -834,7 +855,9 @@ impl ConditionGuard<'_> {
         pred: impl FnMut() -> bool,
         timeout: Duration,
     ) -> Result<Waited> {
-        let w = self.cond.wait_for_timeout(pred, timeout);
+        let w = self
+            .cond
+            .wait_for_waking(pred, Deadline::after(timeout), &self.wake);
         self.note(w)
     }
 
@@ -849,7 +872,17 @@ impl ConditionGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn notify(&self, n: usize) -> Result<usize> {
-        self.cond.notify(n)
+        let c = self.cond;
+        if !RawCondition::held(c.cond_lock()) {
+            return Err(Error::NotOwner);
+        }
+        // The wake-up waits until this guard lets the lock go, so that the
+        // released waiters find it free instead of sleeping on it.
+        let released = c.raw().notify_deferred(n);
+        if released > 0 {
+            self.wake.set(true);
+        }
+        Ok(released)
     }
 
     /// [`Condition::notify_all`], with the lock this guard holds.
@@ -863,7 +896,7 @@ impl ConditionGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn notify_all(&self) -> Result<usize> {
-        self.cond.notify_all()
+        self.notify(usize::MAX)
     }
 }
 
@@ -872,5 +905,8 @@ impl Drop for ConditionGuard<'_> {
         // A forked child's copy of its parent's guard is not ours: the
         // release is `NotOwner` and changes nothing.
         let _ = self.cond.release();
+        if self.wake.get() {
+            self.cond.raw().wake();
+        }
     }
 }

@@ -78,7 +78,7 @@
 //! | waiter, released, before it consumed         | a released slot            | one notification absorbed (it was given while the waiter lived); the slot is reaped when the table fills |
 //! | waiter, re-acquiring the lock                | nothing of the condition's | lock takeover if it got the lock |
 //! | notifier, between marks                      | some slots released, `seq` not bumped; the lock held | released waiters notice by themselves within [`COND_RECHECK`]; lock takeover, reported to the next waiter or locker |
-//! | notifier, after the bump, before the wake    | as above                   | as above            |
+//! | notifier, after the bump, before the wake (a handle's guard defers the wake until it releases the lock) | as above | as above |
 //!
 //! Nothing read from the slots is trusted: a word that is not this
 //! waiter's stamp makes its wait return early (a spurious wake-up, which
@@ -427,7 +427,7 @@ impl RawCondition {
         } else {
             Spin::Adaptive
         };
-        self.wait_in(lock.into(), deadline, spin)
+        self.wait_in(lock.into(), deadline, spin, false)
     }
 
     /// Releases up to `n` of the threads waiting now (oldest first) and
@@ -455,17 +455,29 @@ impl RawCondition {
     }
 
     /// [`wait`](RawCondition::wait) for the handles: `spin` is used to take
-    /// the lock back.
+    /// the lock back; `wake_first`: a notify by this holder deferred its
+    /// wake-up ([`notify_deferred`](RawCondition::notify_deferred)), issued
+    /// here once the lock is released.
     pub(crate) fn wait_in(
         &self,
         lock: CondLock<'_>,
         deadline: Deadline,
         spin: Spin,
+        wake_first: bool,
     ) -> Result<Waited> {
         if !lock.held() {
             return Err(Error::NotOwner);
         }
-        let t = self.enqueue()?;
+        let t = match self.enqueue() {
+            Ok(t) => t,
+            Err(e) => {
+                if wake_first {
+                    // Early (the lock is still held), never lost.
+                    self.wake();
+                }
+                return Err(e);
+            }
+        };
         let saved = match lock.release() {
             Ok(s) => s,
             Err(e) => {
@@ -479,6 +491,9 @@ impl RawCondition {
                 return Err(e);
             }
         };
+        if wake_first {
+            self.wake();
+        }
         let notified = self.await_release(&t, deadline);
         let owner_died = lock.reacquire(saved, spin)?;
         Ok(Waited {
@@ -582,6 +597,23 @@ impl RawCondition {
 
     /// `notify` once ownership is checked.
     pub(crate) fn notify_held(&self, n: usize) -> usize {
+        let released = self.notify_deferred(n);
+        if released > 0 {
+            self.wake();
+        }
+        released
+    }
+
+    /// Wakes the sleepers of `seq` (they look at their slots).
+    pub(crate) fn wake(&self) {
+        self.seq.wake_all();
+    }
+
+    /// `notify_held` without the wake-up: the caller issues
+    /// [`wake`](RawCondition::wake) once it has released the lock, so
+    /// that the released waiters do not wake only to sleep on the lock
+    /// (a holder killed in between: they notice within [`COND_RECHECK`]).
+    pub(crate) fn notify_deferred(&self, n: usize) -> usize {
         if n == 0 {
             return 0;
         }
@@ -630,7 +662,6 @@ impl RawCondition {
             // SYNC POINT: Release pairs with the waiters' Acquire loads of
             // `seq`: a waiter that sees the bump sees the marks before it.
             self.seq.word().fetch_add(1, Ordering::Release);
-            self.seq.wake_all();
         }
         released
     }
