@@ -23,9 +23,11 @@
 //!   over and reported) and restore the level.
 //! - **notify(n)** (lock held): collect the slots that hold a waiting stamp,
 //!   oldest ticket first; for each until `n` are released: a waiter whose
-//!   thread is gone (`sync::thread_alive`: only "no such task" is dead; a
-//!   waiter of the notifier's own process is alive) has its slot freed and
-//!   is skipped; otherwise CAS `stamp → stamp | NOTIFIED`. A failed CAS is a
+//!   process is gone (`sync::waiter_alive`: a cached pidfd of the waiter's
+//!   process, checked against `/proc` once when opened, then one `poll(2)`;
+//!   a thread older than the process under that pid is an earlier
+//!   process's; only "no such task" is dead; a waiter of the notifier's
+//!   own process is alive) has its slot freed and is skipped; otherwise CAS `stamp → stamp | NOTIFIED`. A failed CAS is a
 //!   waiter that timed out and left: skipped. If any was released, `seq +=
 //!   1` and wake all sleepers on `seq` (they sleep on one word; those not
 //!   released look at their slot and sleep again). Notify never waits for a
@@ -642,7 +644,7 @@ impl RawCondition {
             let stamp = TaskStamp(w);
             let alive = stamp.tid() != 0
                 && (ours(me, s.pid.load(Ordering::Relaxed), stamp)
-                    || sync::thread_alive(stamp.tid(), Some(stamp)));
+                    || sync::waiter_alive(s.pid.load(Ordering::Relaxed), stamp));
             if !alive {
                 // A dead waiter: free its slot, give its turn to the next.
                 let _ = s
