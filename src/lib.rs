@@ -8,12 +8,13 @@
 //! | [`Lock`]             | a lock that survives its holder's death           | `Lock`            |
 //! | [`RLock`]            | a recursive lock, robust in the same way          | `RLock`           |
 //! | [`Barrier`]          | lockstep for N parties; a dead party breaks it    | `Barrier`         |
+//! | [`Condition`]        | a condition variable over a Lock/RLock; waiter death safe | `Condition` |
 //! | [`Event`]            | a manual-reset event                              | `Event`           |
 //! | [`Semaphore`]/[`BoundedSemaphore`] | counting semaphores whose guarded permits survive a dead holder | `Semaphore`, `BoundedSemaphore` |
 //! | [`Value<T>`]         | one shared `T: Pod`, with a lock and atomics      | `Value`           |
 //! | [`Array<T>`]         | a fixed-length shared `[T]`, with a lock          | `Array`           |
 //! | [`Pipe`]/[`PipeEnd`] | a two-ended message channel                       | `Pipe`            |
-//! | [`Queue`]            | a bounded MPMC queue of byte messages             | `Queue`           |
+//! | [`Queue`]            | a bounded MPMC queue of byte messages; leases redeliver a dead worker's job | `Queue`, `JoinableQueue` |
 //! | [`WaitSet`]/[`wait`] | wait on many queues, pipes, events, locks and child exits at once | `connection.wait` |
 //! | [`process`]          | worker processes: spawn by role, join, kill; they die with the parent | `Process`, `cpu_count` |
 //! | [`raw`]              | the cores, to place in memory you manage          | —                 |
@@ -55,6 +56,7 @@
 
 mod array;
 mod barrier;
+mod condition;
 mod error;
 mod event;
 #[cfg(not(loom))]
@@ -78,6 +80,7 @@ mod waitset;
 
 pub use array::{Array, ArrayGuard};
 pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard, ConditionLock};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
@@ -85,7 +88,7 @@ pub use pipe::{
     Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
 pub use queue::Queue;
-pub use raw::{GetGrant, Lease, PutGrant, Spin};
+pub use raw::{GetGrant, Lease, PutGrant, Spin, Waited};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{
     inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,

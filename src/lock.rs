@@ -140,12 +140,12 @@ impl Lock {
         &mut self.named
     }
 
-    fn object_id(&self) -> Option<(u64, u64)> {
+    pub(crate) fn object_id(&self) -> Option<(u64, u64)> {
         self.named.seg().object_id()
     }
 
     #[inline]
-    fn raw(&self) -> &'static RawLock {
+    pub(crate) fn raw(&self) -> &'static RawLock {
         self.named.view()
     }
 

@@ -141,11 +141,11 @@ impl RLock {
     }
 
     #[inline]
-    fn raw(&self) -> &'static RawRLock {
+    pub(crate) fn raw(&self) -> &'static RawRLock {
         self.named.view()
     }
 
-    fn object_id(&self) -> Option<(u64, u64)> {
+    pub(crate) fn object_id(&self) -> Option<(u64, u64)> {
         self.named.seg().object_id()
     }
 

@@ -284,6 +284,22 @@ fn producer_consumer_consumes_0_to_4_in_order() {
 }
 
 #[test]
+fn cond_producer_consumer_consumes_every_item_once_in_order() {
+    let _w = watchdog(WATCHDOG);
+    let r = run("cond_producer_consumer", &[]);
+    r.line("every item once: yes");
+    let took: usize = r
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("consumer "))
+        .map(|l| {
+            let n = l.split("took ").nth(1).unwrap();
+            n.split(' ').next().unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(took, 400, "{}", r.out);
+}
+
+#[test]
 fn server_survives_a_killed_worker_and_does_every_job() {
     let _w = watchdog(WATCHDOG);
     let r = run("server", &[]);

@@ -390,7 +390,10 @@ fn leases_survive_consumers_killed_while_holding_them() {
     }
     // Every lease that ended without an ack (a nack, or a holder killed)
     // was followed by exactly one delivery marked redelivered.
-    assert!(redelivered >= nacked, "{redelivered} redeliveries for {nacked} nacks");
+    assert!(
+        redelivered >= nacked,
+        "{redelivered} redeliveries for {nacked} nacks"
+    );
     eprintln!(
         "leases torture: {trials} trials, {kills} consumers killed; {redelivered} redeliveries: \
          {nacked} after a nack, {} after the holder was killed",

@@ -62,6 +62,8 @@ pub enum Kind {
     Semaphore = 9,
     /// A [`Barrier`](crate::Barrier).
     Barrier = 11,
+    /// A [`Condition`](crate::Condition).
+    Condition = 10,
 }
 
 impl Kind {
@@ -78,6 +80,7 @@ impl Kind {
             Kind::RLock => "RLock",
             Kind::Semaphore => "Semaphore",
             Kind::Barrier => "Barrier",
+            Kind::Condition => "Condition",
         }
     }
 
@@ -93,6 +96,7 @@ impl Kind {
             8 => Kind::RLock,
             9 => Kind::Semaphore,
             11 => Kind::Barrier,
+            10 => Kind::Condition,
             _ => return None,
         })
     }

@@ -25,6 +25,7 @@
 //! ```
 
 pub(crate) mod barrier;
+mod condition;
 mod event;
 #[cfg(not(loom))]
 pub(crate) mod exit;
@@ -42,6 +43,7 @@ pub(crate) mod wait;
 #[cfg(loom)]
 pub use barrier::model as barrier_model;
 pub use barrier::{RawBarrier, MAX_PARTIES};
+pub use condition::{CondLock, RawCondition, Waited, COND_RECHECK, COND_SLOTS};
 pub use event::RawEvent;
 pub use lock::{RawLock, RawLockGuard};
 #[cfg(loom)]

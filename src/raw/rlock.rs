@@ -331,6 +331,33 @@ impl RawRLock {
         }
     }
 
+    /// Lets the lock go whatever the calling thread's level (a condition's
+    /// wait); the level, to [`reacquire`](RawRLock::reacquire) with. A
+    /// mark of a dead holder that this thread was told of is cleared, as by
+    /// its outermost release.
+    pub(crate) fn release_all(&self, object: Option<(u64, u64)>) -> Result<u32> {
+        if !self.lock.held_by_me(object) {
+            return Err(Error::NotOwner);
+        }
+        let (level, told) = self.level_of(object);
+        self.set_level(object, 0, false);
+        self.lock.unlock_kept(object, told)?;
+        Ok(level.max(1))
+    }
+
+    /// Takes the lock back at `level` after [`release_all`](RawRLock::release_all);
+    /// whether a dead holder's mark was found.
+    pub(crate) fn reacquire(
+        &self,
+        object: Option<(u64, u64)>,
+        level: u32,
+        spin: Spin,
+    ) -> Result<bool> {
+        let died = self.lock.lock_kept(object, None, spin)?;
+        self.set_level(object, level.max(1), died);
+        Ok(died)
+    }
+
     /// A nested acquisition, if the calling thread owns the lock.
     fn nest(&self, object: Option<(u64, u64)>) -> Result<Option<Acquired>> {
         if !self.lock.held_by_me(object) {

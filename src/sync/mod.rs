@@ -205,6 +205,25 @@ pub(crate) fn thread_alive(tid: u32, stamp: Option<TaskStamp>) -> bool {
     thread_liveness(tid, stamp) != Liveness::Dead
 }
 
+/// Whether a condition's waiter, the thread `stamp` of process `pid` (as
+/// it recorded itself), is not known to be dead, cheaply enough for every
+/// notify: a per-thread cache of pidfds of the waiters' processes, each
+/// checked once against `/proc` when opened, then asked with one `poll(2)`.
+/// A waiter thread is taken to die only with its process (it is blocked in
+/// the wait); a thread that started before the process now under `pid`
+/// belonged to an earlier process with that pid, which is dead. Without a
+/// pidfd (or a known start time), the `/proc` check of [`thread_alive`].
+#[cfg(not(loom))]
+pub(crate) fn waiter_alive(pid: u32, stamp: TaskStamp) -> bool {
+    real::waiter_alive(pid, stamp)
+}
+
+/// Under loom: the model's liveness of the waiter thread.
+#[cfg(loom)]
+pub(crate) fn waiter_alive(_pid: u32, stamp: TaskStamp) -> bool {
+    thread_alive(stamp.tid(), Some(stamp))
+}
+
 /// Names a lock in the calling thread's set of held locks: its address in
 /// this process and, for a lock in a named segment, the object's identity
 /// (device, inode), which every mapping of the object shares.

@@ -310,3 +310,75 @@ mod tests {
         .unwrap();
     }
 }
+
+/// The waiters' processes a notifier has judged: pid, process start time,
+/// and a pidfd that becomes readable when that process exits.
+struct WaiterProc {
+    pid: u32,
+    start: u64,
+    fd: std::os::fd::OwnedFd,
+}
+
+/// How many waiter processes a thread keeps pidfds for.
+const WAITER_CACHE: usize = 16;
+
+std::thread_local! {
+    static WAITER_PROCS: std::cell::RefCell<Vec<WaiterProc>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// See `sync::waiter_alive`.
+pub(crate) fn waiter_alive(pid: u32, stamp: super::TaskStamp) -> bool {
+    let slow = || super::thread_alive(stamp.tid(), Some(stamp));
+    if pid == 0 || !stamp.start_known() {
+        return slow();
+    }
+    let judge = |w: &WaiterProc| -> Option<bool> {
+        if stamp.start() < (w.start & ((1 << 40) - 1)) {
+            // Started before the process now under `pid`: an earlier one's.
+            return Some(false);
+        }
+        match sys::pidfd_exited(&w.fd) {
+            Some(false) => Some(true),
+            // Exited: a later process may have the pid now; look again.
+            Some(true) => None,
+            None => Some(true),
+        }
+    };
+    let cached = WAITER_PROCS
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let i = c.iter().position(|w| w.pid == pid)?;
+            let v = judge(&c[i]);
+            if v.is_none() {
+                c.remove(i);
+            }
+            v
+        })
+        .ok()
+        .flatten();
+    if let Some(v) = cached {
+        return v;
+    }
+    // Open a pidfd, then read the start time of what runs under `pid`: if
+    // the process died in between, its pidfd is readable and the next look
+    // opens again.
+    let Some(fd) = sys::pidfd_open(pid, false) else {
+        return slow();
+    };
+    let start = match super::probe_process(pid) {
+        sys::Probe::Running(start) => start,
+        sys::Probe::Gone => return false,
+        sys::Probe::Unknown => return true,
+    };
+    let w = WaiterProc { pid, start, fd };
+    let v = judge(&w).unwrap_or_else(slow);
+    let _ = WAITER_PROCS.try_with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= WAITER_CACHE {
+            c.remove(0);
+        }
+        c.push(w);
+    });
+    v
+}

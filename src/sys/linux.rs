@@ -575,6 +575,24 @@ pub(crate) fn pidfd_open(pid: u32, thread: bool) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
+/// Whether the task behind pidfd `fd` has exited (the pidfd is readable),
+/// without waiting; `None` if `poll(2)` failed.
+pub(crate) fn pidfd_exited(fd: &OwnedFd) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; timeout 0.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    if r < 0 {
+        None
+    } else {
+        Some(r > 0 && p.revents & (libc::POLLIN | libc::POLLHUP) != 0)
+    }
+}
+
 /// A new epoll instance (close-on-exec).
 pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: no pointers are passed.
