@@ -37,11 +37,22 @@ enum Op {
     Reset,
     Query,
     /// A peer writes byte `v` at `at % BUF_LEN`.
-    Scribble { at: u8, v: u8 },
+    Scribble {
+        at: u8,
+        v: u8,
+    },
     /// A peer writes a whole 64-bit word (the state, a slot key or stamp).
-    ScribbleWord { at: u8, v: u64 },
+    ScribbleWord {
+        at: u8,
+        v: u64,
+    },
     /// `init_in` or `attach` over a sub-region.
-    Probe { offset: u8, len: u8, parties: u8, init: bool },
+    Probe {
+        offset: u8,
+        len: u8,
+        parties: u8,
+        init: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug)]

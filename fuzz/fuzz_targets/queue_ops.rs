@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmkit::raw::{GetGrant, PutGrant, QueueLayout, RawQueue};
+use shmkit::raw::{GetGrant, Lease, PutGrant, QueueLayout, RawQueue};
 use shmkit::{Error, Result};
 
 /// Operations per input.
@@ -308,6 +308,25 @@ enum Op {
     DropRef {
         i: u8,
     },
+    /// `try_get_lease` (`us == 0`) or `get_lease_timeout`.
+    GetLease {
+        b: bool,
+        us: u16,
+    },
+    Ack {
+        i: u8,
+    },
+    Nack {
+        i: u8,
+    },
+    /// Drop a lease without ack (gives it back, as `nack` does).
+    DropLease {
+        i: u8,
+    },
+    Join {
+        b: bool,
+        us: u16,
+    },
     Close {
         b: bool,
     },
@@ -379,10 +398,32 @@ enum Entry {
 ///   the capacity; `Ok` when below it and no grant of either kind is held;
 ///   with a grant held, `Ok` or `Full` (a held `GetGrant` keeps its slot).
 /// - `len()` is within [committed + reserved, that + held `GetGrant`s].
+/// - Leases (`Lease`): a message taken under a lease is held like a
+///   `GetGrant` (it keeps its slot); `ack` ends it for good; `nack` or a
+///   drop puts it in `given_back`. A given-back message is delivered again
+///   to a later get (of any kind) whenever the queue gets to it: when the
+///   head has nothing committed, or in place at its ring position once
+///   producers lap round to it, so at any time a get may return either the
+///   model's front or any given-back message; with given-back messages
+///   waiting and nothing committed (and no reservation open before which
+///   one put again in place could wait), a get must return one of them,
+///   never `Empty` or `Closed`. An acked message is never delivered again.
+///   A given-back message put again in place takes room and a slot, which
+///   the model does not place: while any may be (`ring_unknown`), the
+///   ring-full checks are off and a put may say `Full`.
+/// - `join` is `Ok` exactly when nothing is committed or reserved, no
+///   lease is held and nothing is given back; else `Timeout`.
 #[derive(Debug)]
 struct Model {
     entries: VecDeque<Entry>,
     held_refs: usize,
+    /// Leases held (also counted in `held_refs`).
+    held_leases: usize,
+    /// Messages given back and not yet delivered again (a multiset).
+    given_back: Vec<Vec<u8>>,
+    /// A given-back message may have been put again in place: the ring's
+    /// occupancy is not known exactly (see the semantics above).
+    ring_unknown: bool,
     closed: bool,
     capacity: usize,
     slots: usize,
@@ -421,6 +462,78 @@ impl Model {
     /// which cost no capacity, have taken the spare slots too.
     fn ring_full(&self) -> bool {
         self.entries.len() >= self.slots
+    }
+
+    /// After any change: a given-back message may be in the ring only
+    /// while some are given back, or until the abandoned positions the
+    /// model kept behind it are stepped over.
+    fn settle_ring(&mut self) {
+        if self.given_back.is_empty() && !self.entries.iter().any(|e| matches!(e, Entry::Abandoned))
+        {
+            self.ring_unknown = false;
+        }
+    }
+
+    /// Checks a get's outcome as [`check_get`](Model::check_get) does,
+    /// allowing any given-back message too (see the semantics above).
+    /// Returns whether the message was a given-back one.
+    fn check_get_any(&mut self, got: &Got, buf: Option<usize>, timed: bool, what: &str) -> bool {
+        if self.given_back.is_empty() {
+            self.check_get(got, buf, timed, what);
+            self.settle_ring();
+            return false;
+        }
+        let front = self.front().map(|(i, blocked)| {
+            let Entry::Committed(m) = &self.entries[i] else {
+                unreachable!()
+            };
+            (m.clone(), blocked)
+        });
+        let fits = |m: &Vec<u8>| buf.map_or(true, |b| m.len() <= b);
+        let is_front = match (got, &front) {
+            (Got::Msg(v), Some((m, _))) => v == m && fits(m),
+            (Got::TooSmall(n), Some((m, _))) => !fits(m) && *n == m.len(),
+            _ => false,
+        };
+        if is_front {
+            self.check_get(got, buf, timed, what);
+            self.settle_ring();
+            return false;
+        }
+        let back = match got {
+            Got::Msg(v) => self.given_back.iter().position(|m| m == v && fits(m)),
+            Got::TooSmall(n) => self
+                .given_back
+                .iter()
+                .position(|m| !fits(m) && m.len() == *n),
+            _ => None,
+        };
+        match back {
+            Some(k) => {
+                if matches!(got, Got::Msg(_)) {
+                    self.given_back.swap_remove(k);
+                }
+                self.ring_unknown = true;
+            }
+            None => {
+                // Nothing delivered: only when a reservation may hold up
+                // the head before all of them, or before the front.
+                let not_now = if timed {
+                    matches!(got, Got::Timeout)
+                } else {
+                    matches!(got, Got::Empty)
+                };
+                let blocked = front.as_ref().map_or(self.reserved() > 0, |f| f.1);
+                assert!(
+                    not_now && blocked,
+                    "{what}: got {got:?}, but {} message(s) were given back; model {self:?}",
+                    self.given_back.len()
+                );
+            }
+        }
+        self.prune_leading_abandoned();
+        self.settle_ring();
+        matches!(got, Got::Msg(_))
     }
 
     /// Positions taken, as far as room is concerned.
@@ -540,8 +653,8 @@ impl Model {
         };
         let too_large = |r: &Result<()>| matches!(r, Err(Error::MessageTooLarge { len: l, max: m }) if *l == len && *m == self.max);
         let closed = |r: &Result<()>| matches!(r, Err(Error::Closed));
-        let grants = self.reserved() + self.held_refs;
-        let may_be_full = grants > 0 || self.ring_full();
+        let grants = self.reserved() + self.held_refs + self.given_back.len();
+        let may_be_full = grants > 0 || self.ring_full() || self.ring_unknown;
         let ok = if len > self.max {
             too_large(r) || (self.closed && closed(r))
         } else if self.closed {
@@ -560,7 +673,7 @@ impl Model {
     /// Checks `len()`, `is_empty()`, `is_full()`.
     fn check_counts(&self, len: usize, empty: bool, full: bool) {
         let mut lo = self.occupied();
-        let mut hi = lo + self.held_refs;
+        let mut hi = lo + self.held_refs + self.given_back.len();
         hi = hi.min(self.capacity);
         lo = lo.min(hi);
         assert!(
@@ -572,8 +685,10 @@ impl Model {
             "is_empty() is {empty}, the model allows len {lo}..={hi}; model {self:?}"
         );
         let ring = self.ring_full();
+        let unknown = self.ring_unknown;
         assert!(
-            !(full && hi < self.capacity && !ring) && !(!full && (lo >= self.capacity || ring)),
+            !(full && hi < self.capacity && !ring && !unknown)
+                && !(!full && (lo >= self.capacity || (ring && !unknown))),
             "is_full() is {full}, the model allows len {lo}..={hi} of {}; model {self:?}",
             self.capacity
         );
@@ -615,6 +730,13 @@ struct HeldPut<'q> {
 struct HeldRef<'q> {
     g: GetGrant<'q>,
     max: usize,
+    expect: Option<Vec<u8>>,
+}
+
+struct HeldLease<'q> {
+    l: Lease<'q>,
+    max: usize,
+    /// The message, when clean at the take.
     expect: Option<Vec<u8>>,
 }
 
@@ -743,6 +865,9 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
     let mut model = Model {
         entries: VecDeque::new(),
         held_refs: 0,
+        held_leases: 0,
+        given_back: Vec::new(),
+        ring_unknown: false,
         closed: a.q.is_closed(),
         capacity: a.capacity,
         slots: a.q.slots(),
@@ -756,6 +881,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
     // A clean run starts from a fresh queue, so it is empty.
     let mut puts: Vec<HeldPut<'q>> = Vec::new();
     let mut refs: Vec<HeldRef<'q>> = Vec::new();
+    let mut leases: Vec<HeldLease<'q>> = Vec::new();
     let mut next_id = 0u64;
     let pick = |use_b: bool| -> &'q Handle<'q> {
         match (use_b, b) {
@@ -784,6 +910,9 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     assert_eq!(*max, h.max, "MessageTooLarge names another maximum");
                     assert!(len > h.max, "MessageTooLarge for {len} <= {}", h.max);
                 }
+                if run.clean && !model.given_back.is_empty() {
+                    model.ring_unknown = true;
+                }
                 if run.clean && model.check_put(len, &r, timed, "put") {
                     model.entries.push_back(Entry::Committed(msg));
                 }
@@ -809,7 +938,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     );
                 }
                 if run.clean {
-                    model.check_get(&to_got(r), None, timed, "get");
+                    model.check_get_any(&to_got(r), None, timed, "get");
                 }
             }
             Op::GetInto { b, size } => {
@@ -828,7 +957,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     buf[..k].to_vec()
                 });
                 if run.clean {
-                    model.check_get(&to_got(r), Some(n), false, "try_get_into");
+                    model.check_get_any(&to_got(r), Some(n), false, "try_get_into");
                 }
             }
             Op::Reserve { b, len } => {
@@ -838,6 +967,9 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 let unit = r.as_ref().map(|_| ()).map_err(clone_err);
                 if let Err(Error::MessageTooLarge { max, .. }) = &r {
                     assert_eq!(*max, h.max, "MessageTooLarge names another maximum");
+                }
+                if run.clean && !model.given_back.is_empty() {
+                    model.ring_unknown = true;
                 }
                 let ok = run.clean && model.check_put(len, &unit, false, "try_reserve");
                 if let Ok(mut g) = r {
@@ -906,7 +1038,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     Err(e) => err_got(clone_err(e)),
                 };
                 if run.clean {
-                    model.check_get(&got, None, false, "try_get_ref");
+                    model.check_get_any(&got, None, false, "try_get_ref");
                 }
                 if let Ok(g) = r {
                     let expect = match (run.clean, got) {
@@ -929,6 +1061,96 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 }
                 let r = refs.remove(usize::from(i) % refs.len());
                 drop_ref(run, &mut model, r);
+            }
+            Op::GetLease { b, us } => {
+                let h = pick(b);
+                let (r, timed) = if us == 0 {
+                    (h.q.try_get_lease(), false)
+                } else {
+                    let t = run.timeout(us);
+                    let start = Instant::now();
+                    let r = h.q.get_lease_timeout(t);
+                    check_timeout(&r, start, t, "get_lease_timeout");
+                    (r, true)
+                };
+                let got = match &r {
+                    Ok(l) => {
+                        assert!(
+                            l.len() <= h.max,
+                            "a Lease of {} bytes, max_message {}",
+                            l.len(),
+                            h.max
+                        );
+                        assert!(
+                            l.deliveries() >= 1 || !run.clean,
+                            "a lease's deliveries is 0"
+                        );
+                        Got::Msg(l.to_vec())
+                    }
+                    Err(e) => err_got(clone_err(e)),
+                };
+                let back = run.clean && model.check_get_any(&got, None, timed, "get_lease");
+                if let Ok(l) = r {
+                    if run.clean {
+                        // A given-back message was leased before; a fresh
+                        // one (not equal to any given back) was not.
+                        let Got::Msg(m) = &got else { unreachable!() };
+                        if back {
+                            assert!(
+                                l.redelivered(),
+                                "a given-back message not marked redelivered"
+                            );
+                        } else if !model.given_back.contains(m) {
+                            assert_eq!(l.deliveries(), 1, "a fresh message's first lease");
+                        }
+                    }
+                    let expect = match (run.clean, got) {
+                        (true, Got::Msg(m)) => {
+                            model.held_refs += 1;
+                            model.held_leases += 1;
+                            Some(m)
+                        }
+                        _ => None,
+                    };
+                    leases.push(HeldLease {
+                        l,
+                        max: h.max,
+                        expect,
+                    });
+                }
+            }
+            Op::Ack { i } | Op::Nack { i } | Op::DropLease { i } => {
+                if leases.is_empty() {
+                    continue;
+                }
+                let l = leases.remove(usize::from(i) % leases.len());
+                end_lease(run, &mut model, l, *op);
+            }
+            Op::Join { b, us } => {
+                let h = pick(b);
+                let t = run.timeout(us);
+                let start = Instant::now();
+                let r = h.q.join_timeout(t);
+                check_timeout(&r, start, t, "join_timeout");
+                if run.clean {
+                    let done = model.occupied() == 0
+                        && model.held_leases == 0
+                        && model.given_back.is_empty();
+                    let ok = if done {
+                        r.is_ok()
+                    } else {
+                        matches!(r, Err(Error::Timeout))
+                    };
+                    assert!(
+                        ok,
+                        "join_timeout: {r:?}, done by the model: {done}; model {model:?}"
+                    );
+                } else if let Err(e) = &r {
+                    assert!(
+                        matches!(e, Error::Timeout | Error::Corrupted { .. }),
+                        "join_timeout: {e:?}"
+                    );
+                }
             }
             Op::Close { b } => {
                 pick(b).q.close();
@@ -955,6 +1177,11 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
             for p in &puts {
                 assert_eq!(&*p.g, &p.data[..], "a reservation's bytes changed");
             }
+            for l in &leases {
+                if let Some(m) = &l.expect {
+                    assert_eq!(&*l.l, &m[..], "a held lease's bytes changed");
+                }
+            }
         }
     }
 
@@ -977,7 +1204,10 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
     for r in refs.drain(..) {
         drop_ref(run, &mut model, r);
     }
-    let limit = a.capacity + 4;
+    for l in leases.drain(..) {
+        end_lease(run, &mut model, l, Op::DropLease { i: 0 });
+    }
+    let limit = a.capacity + 4 + model.given_back.len();
     for _ in 0..limit {
         let r = a.q.try_get();
         let stop = !matches!(r, Ok(_));
@@ -985,7 +1215,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
             assert!(v.len() <= a.max);
         }
         if was_clean {
-            model.check_get(&to_got(r), None, false, "drain: try_get");
+            model.check_get_any(&to_got(r), None, false, "drain: try_get");
         }
         if stop {
             break;
@@ -996,6 +1226,10 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
             model.committed(),
             0,
             "drain left messages behind; model {model:?}"
+        );
+        assert!(
+            model.given_back.is_empty(),
+            "drain left given-back messages behind; model {model:?}"
         );
         model.check_counts(a.q.len(), a.q.is_empty(), a.q.is_full());
         if !model.closed {
@@ -1029,6 +1263,32 @@ fn drop_ref(run: &Run<'_>, model: &mut Model, r: HeldRef<'_>) {
         model.held_refs -= 1;
     }
     drop(r.g);
+}
+
+/// Ends a held lease: `Op::Ack`, `Op::Nack` or (any other) a drop.
+fn end_lease(run: &Run<'_>, model: &mut Model, l: HeldLease<'_>, how: Op) {
+    assert!(l.l.len() <= l.max);
+    // Touch every byte (ASan checks the bounds).
+    let _sum: u64 = l.l.iter().map(|&x| u64::from(x)).sum();
+    if let (Some(m), true) = (&l.expect, run.clean) {
+        assert_eq!(&*l.l, &m[..], "a held lease's bytes changed");
+    }
+    let r = match how {
+        Op::Ack { .. } => l.l.ack(),
+        Op::Nack { .. } => l.l.nack(),
+        _ => {
+            drop(l.l);
+            Ok(())
+        }
+    };
+    assert!(r.is_ok() || !run.clean, "ending a lease: {r:?}");
+    if let Some(m) = l.expect {
+        model.held_refs -= 1;
+        model.held_leases -= 1;
+        if !matches!(how, Op::Ack { .. }) {
+            model.given_back.push(m);
+        }
+    }
 }
 
 fn clone_err(e: &Error) -> Error {

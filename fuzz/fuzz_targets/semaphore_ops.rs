@@ -41,9 +41,16 @@ enum Op {
     Release(u32),
     Value,
     /// A peer writes byte `v` at `at % LEN`.
-    Scribble { at: u16, v: u8, clean: bool },
+    Scribble {
+        at: u16,
+        v: u8,
+        clean: bool,
+    },
     /// `attach` over a sub-region: `Ok` exactly when aligned and long enough.
-    Probe { offset: u16, len: u16 },
+    Probe {
+        offset: u16,
+        len: u16,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -147,7 +154,12 @@ fuzz_target!(|input: Input| {
                 let r = cl.sem.release(n);
                 if let Some(m) = cl.model {
                     let fits = n > 0 && m.checked_add(n).is_some_and(|s| s <= cl.limit);
-                    assert_eq!(r.is_ok(), fits, "release({n}) at {m} of {}: {r:?}", cl.limit);
+                    assert_eq!(
+                        r.is_ok(),
+                        fits,
+                        "release({n}) at {m} of {}: {r:?}",
+                        cl.limit
+                    );
                     if fits {
                         cl.model = Some(m + n);
                     }
