@@ -18,12 +18,19 @@ impl<'a> RawQueue<'a> {
     ) -> Result<Try<(Claim, usize, u32)>> {
         let r = self.claim_head(need, flags, check_dead);
         match r {
-            Ok(Try::Empty) | Err(Error::Closed) => {
-                match self.claim_back(need, flags, check_dead)? {
-                    Some(got) => Ok(Try::Done(got)),
-                    None => r,
-                }
-            }
+            Ok(Try::Empty) => match self.claim_back(need, flags, check_dead)? {
+                Some(got) => Ok(Try::Done(got)),
+                None => r,
+            },
+            // Closed and drained at the head: a message given back (or a
+            // dead holder's lease, looked for with liveness now) is still
+            // to be delivered; a live lease may yet come back, so `Closed`
+            // is said only once none is held.
+            Err(Error::Closed) => match self.claim_back(need, flags, true)? {
+                Some(got) => Ok(Try::Done(got)),
+                None if self.lease_held() => Ok(Try::Empty),
+                None => r,
+            },
             r => r,
         }
     }
@@ -208,6 +215,11 @@ impl<'a> RawQueue<'a> {
         );
         if r.is_ok() && c.word & LEASE != 0 {
             self.ctl.lease.0.leases.fetch_sub(1, Ordering::AcqRel);
+            if self.is_closed() {
+                // Gets that wait for the last lease after close may say
+                // `Closed` now.
+                self.ctl.not_empty.0.notify();
+            }
         }
         self.ctl.not_full.0.notify();
         r.map(drop).map_err(|_| Self::claim_lost("get", c.pos))

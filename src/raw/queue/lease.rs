@@ -55,6 +55,7 @@ impl<'a> RawQueue<'a> {
         flags: u64,
         check_dead: bool,
     ) -> Result<Option<(Claim, usize, u32)>> {
+        let check_dead = check_dead || self.dead_scan_due();
         if !self.backs_maybe(check_dead) {
             return Ok(None);
         }
@@ -76,6 +77,12 @@ impl<'a> RawQueue<'a> {
                 }
             }
             let pos = s & POS_MASK;
+            // The slot must be the position's (a `BACK` scribbled into
+            // another slot is left alone).
+            let back = h.wrapping_sub(p40(h).wrapping_sub(pos) & POS_MASK);
+            if self.slot_of(back) != k {
+                continue;
+            }
             let mine = claim(READING | flags, who, pos);
             if self.claim_slot(hdr, s, mine) {
                 self.ctl.lease.0.backs.fetch_sub(1, Ordering::AcqRel);
@@ -97,6 +104,35 @@ impl<'a> RawQueue<'a> {
         let hints = &self.ctl.lease.0;
         hints.backs.load(Ordering::Acquire) != 0
             || (check_dead && hints.leases.load(Ordering::Acquire) != 0)
+    }
+
+    /// Whether a call that does not read liveness by itself (a `try_` call,
+    /// a spin) should look for dead leases now: at most once per liveness
+    /// interval per handle, so that a consumer that only polls gets a dead
+    /// holder's job back within that interval, without a `/proc` read per
+    /// held lease on every poll.
+    fn dead_scan_due(&self) -> bool {
+        if self.ctl.lease.0.leases.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let now = sync::now().as_nanos() as u64;
+        let last = self.lease_scan.get();
+        if last != 0 && now.saturating_sub(last) < recover::STUCK.as_nanos() as u64 {
+            return false;
+        }
+        self.lease_scan.set(now.max(1));
+        true
+    }
+
+    /// Whether some slot holds a lease (a scan, only while the `leases`
+    /// hint is not 0).
+    pub(super) fn lease_held(&self) -> bool {
+        if self.ctl.lease.0.leases.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        (0..self.slots as usize).any(|k| {
+            self.hdr_at(k).state.load(Ordering::Acquire) & (KIND | LEASE) == READING | LEASE
+        })
     }
 
     /// The `BACK` state of slot `hdr` if it holds one that fits (a position
@@ -160,6 +196,9 @@ impl<'a> RawQueue<'a> {
     pub(super) fn give_back(&self, c: Claim) -> Result<()> {
         let ok = self.end_claim(self.hdr_at(c.slot), c.word, BACK | p40(c.pos));
         self.ctl.not_empty.0.notify();
+        // A producer that laps round to the slot may wait for it: it may
+        // put the message again now.
+        self.ctl.not_full.0.notify();
         if ok {
             Ok(())
         } else {
@@ -173,9 +212,20 @@ impl<'a> RawQueue<'a> {
     /// hints say there may be some). With `check_dead`, a dead holder's
     /// lease is given back on the way (and so counts as not done).
     fn settled(&self, check_dead: bool) -> bool {
+        if check_dead {
+            // A dead producer's open position at the head is nobody's to
+            // step over if no consumer runs: do it here.
+            self.help_head_a_little(true);
+        }
         let t = self.ctl.tail.0.load(Ordering::Acquire);
         let h = self.ctl.head.0.load(Ordering::Acquire);
         if self.live(h, t) != 0 {
+            return false;
+        }
+        if self.hdr(t).state.load(Ordering::Acquire) == p40(t.wrapping_add(1)) {
+            // A message put again in place at `t` by a producer that has
+            // not moved the tail yet (or died before it could).
+            self.help_tail(t);
             return false;
         }
         let hints = &self.ctl.lease.0;
@@ -215,6 +265,7 @@ impl<'a> RawQueue<'a> {
             len,
             deliveries,
             done: false,
+            owner: sync::current_process().0,
         })
     }
 
@@ -365,6 +416,9 @@ pub struct Lease<'a> {
     len: usize,
     deliveries: u32,
     done: bool,
+    /// The process that took it: a copy inherited across `fork` ends
+    /// nothing.
+    owner: u64,
 }
 
 impl Lease<'_> {
@@ -373,7 +427,9 @@ impl Lease<'_> {
     /// # Errors
     /// [`Error::Corrupted`] if the lease was taken from this process (only
     /// a write over the queue's memory can do that): the message may be
-    /// delivered again.
+    /// delivered again. [`Error::InvalidArgument`] in a child that
+    /// inherited the lease across `fork` (the parent's lease is left
+    /// alone; dropping it there does nothing either).
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(2, 8)?;
@@ -384,14 +440,30 @@ impl Lease<'_> {
     /// ```
     pub fn ack(mut self) -> Result<()> {
         self.done = true;
+        self.mine()?;
         self.queue.release(self.claim)
+    }
+
+    /// Refuses a lease inherited across `fork`: the parent holds it.
+    fn mine(&self) -> Result<()> {
+        if self.owner == sync::current_process().0 {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "this lease was taken by another process (inherited across fork): only \
+                 that process can end it"
+                    .into(),
+            ))
+        }
     }
 
     /// Gives the message back, to be delivered again (what dropping the
     /// lease does, with the error reported).
     ///
     /// # Errors
-    /// [`Error::Corrupted`] if the lease was taken from this process.
+    /// [`Error::Corrupted`] if the lease was taken from this process;
+    /// [`Error::InvalidArgument`] in a child that inherited it across
+    /// `fork`.
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(2, 8)?;
@@ -404,6 +476,7 @@ impl Lease<'_> {
     /// ```
     pub fn nack(mut self) -> Result<()> {
         self.done = true;
+        self.mine()?;
         self.queue.give_back(self.claim)
     }
 
@@ -449,7 +522,7 @@ impl Deref for Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && self.mine().is_ok() {
             // A claim taken from us meanwhile is someone else's now.
             let _ = self.queue.give_back(self.claim);
         }

@@ -80,9 +80,12 @@
 //! exact state its author saw: a mistaken "dead" verdict can make a CAS fail,
 //! never overwrite another participant's state.
 //!
-//! Positions are 64-bit in `head`/`tail` (wrapping) and 40-bit in slots;
-//! comparisons are modulo 2^40, which is exact while fewer than 2^39 messages
-//! are in flight.
+//! Positions are 64-bit in `head`/`tail` and 40-bit in slots; comparisons
+//! are modulo 2^40, which is exact while fewer than 2^39 messages are in
+//! flight. The slot of a position is `pos % slots`, and the slot count is
+//! not a power of two, so positions are exact below 2^64 (centuries of
+//! traffic at any rate): a scribbled index near 2^64 makes the calls that
+//! meet it `Corrupted`, never a panic or a write out of bounds.
 //!
 //! # Participants
 //!
@@ -358,6 +361,9 @@ pub struct RawQueue<'a> {
     /// on, so a tail less than `capacity` past it has room by count without
     /// a read of the consumers' line.
     seen_head: sync::Hint,
+    /// When this handle last looked for dead leases on its own (see
+    /// `lease::dead_scan_due`), in nanoseconds of monotonic time.
+    lease_scan: sync::Hint,
     /// How long blocking calls spin before they sleep.
     spin: AdaptiveSpin,
     /// The death watches of this handle's sleepers, per word slept on,
@@ -531,6 +537,7 @@ impl<'a> RawQueue<'a> {
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
             seen_head: sync::Hint::default(),
+            lease_scan: sync::Hint::default(),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
@@ -568,6 +575,7 @@ impl<'a> RawQueue<'a> {
             reg_idx: AtomicU32::new(0),
             stuck: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
             seen_head: sync::Hint::default(),
+            lease_scan: sync::Hint::default(),
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),

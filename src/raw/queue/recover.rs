@@ -84,7 +84,7 @@ impl Patience {
 }
 
 /// How long a claim must look stuck before its claimant's liveness is read.
-const STUCK: Duration = if cfg!(loom) {
+pub(super) const STUCK: Duration = if cfg!(loom) {
     Duration::ZERO
 } else {
     sync::LIVENESS_INTERVAL

@@ -160,7 +160,11 @@ impl<'a> RawQueue<'a> {
     /// liveness check).
     pub(super) fn message_maybe(&self) -> bool {
         if self.is_closed() {
-            return true;
+            // Something left to drain, or nothing more can come (then the
+            // get says `Closed`); not while the only thing that may still
+            // come is a held lease given back (its end notifies).
+            let h = self.ctl.head.0.load(Ordering::Acquire);
+            return !self.closed_and_drained(h) || !self.lease_held() || self.back_waiting(false);
         }
         let h = self.ctl.head.0.load(Ordering::Relaxed);
         let s = self.hdr(h).state.load(Ordering::Acquire);
