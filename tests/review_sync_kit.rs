@@ -16,7 +16,10 @@ use shmkit::{Barrier, Error};
 
 #[test]
 fn child() {
-    dispatch(&[("barrier_wait_ok", barrier_wait_ok)]);
+    dispatch(&[
+        ("barrier_wait_ok", barrier_wait_ok),
+        ("barrier_wait_any", barrier_wait_any),
+    ]);
 }
 
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -213,7 +216,7 @@ fn released_party_is_released_after_seven_resets() {
 /// count (~2·10^9 comparisons), and registers every stamp with the watcher
 /// (a pidfd_open each) before it looks at its deadline. The promise is
 /// "Ok or an Error within its timeout plus slack"; this takes far longer.
-/// The bound asserted (30 s for a 1 ms timeout) is generous on purpose.
+/// The bound asserted (10 s for a 1 ms timeout) is generous on purpose.
 #[test]
 #[ignore = "review: Barrier targets() is quadratic in parties; a scribbled barrier blows a 1 ms timeout by seconds"]
 fn scribbled_many_party_barrier_returns_near_its_timeout() {
@@ -238,7 +241,136 @@ fn scribbled_many_party_barrier_returns_near_its_timeout() {
     let took = t0.elapsed();
     eprintln!("wait_timeout(1ms) on a scribbled {parties}-party barrier: {res:?} after {took:?}");
     assert!(
-        took < Duration::from_secs(30),
+        took < Duration::from_secs(10),
         "a 1 ms wait took {took:?}"
     );
+}
+
+fn barrier_wait_any(args: &[String]) {
+    let b = Barrier::open(&args[0]).unwrap();
+    let _ = b.wait();
+}
+
+/// The whole object `name` (header included) mapped a second time, as a
+/// peer process that writes over it would.
+type Map = memmap2::MmapRaw;
+
+fn map_object(name: &str) -> Map {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    memmap2::MmapRaw::map_raw(&file).unwrap()
+}
+
+/// The byte offset, in the mapping `seg`, of the state word of a barrier of
+/// `parties` parties whose state is `state` (layout: state, parties, notify,
+/// then the slots).
+fn find_barrier_state(seg: &Map, state: u64, parties: u32) -> usize {
+    let p = seg.as_mut_ptr();
+    (0..seg.len().saturating_sub(16))
+        .step_by(8)
+        .find(|&at| {
+            // SAFETY: in bounds, 8-aligned (the payload is 64-aligned).
+            let (w, n) = unsafe {
+                (
+                    p.add(at).cast::<u64>().read_volatile(),
+                    p.add(at + 8).cast::<u32>().read_volatile(),
+                )
+            };
+            w == state && n == parties
+        })
+        .expect("the barrier's state word")
+}
+
+fn seg_read(seg: &Map, at: usize) -> u64 {
+    assert!(at + 8 <= seg.len() && at % 8 == 0);
+    // SAFETY: in bounds and aligned (asserted).
+    unsafe { seg.as_mut_ptr().add(at).cast::<u64>().read_volatile() }
+}
+
+fn seg_write(seg: &Map, at: usize, v: u64) {
+    assert!(at + 8 <= seg.len() && at % 8 == 0);
+    // SAFETY: in bounds and aligned (asserted); the word is an atomic that
+    // the barrier's peers read, as another process would write it.
+    unsafe { seg.as_mut_ptr().add(at).cast::<u64>().write_volatile(v) }
+}
+
+/// `record` (src/raw/barrier/party.rs) CASes the slot's stamp and then its
+/// key from whatever values it reads, whatever generation they carry. A
+/// party X of generation g that is preempted between its arrival CAS and
+/// its `record` (its generation trips meanwhile; X is counted and will be
+/// released) and then records *after* a party Y of generation g+1 recorded
+/// the same slot overwrites Y's entry with `(X, VALID | g)`: Y is hidden
+/// from every sleeper of g+1 (`parties_in` skips keys not tagged g+1). If
+/// Y is then SIGKILLed, the parties of g+1 never learn it: an untimed
+/// `wait` hangs for ever (a timed one times out) instead of breaking
+/// promptly. No scribbler is needed, only a slow live process; the test
+/// performs X's two late stores itself (exactly what `record(0, g, X)`
+/// writes), because the window cannot be hit on demand.
+///
+/// Suggested fix: `record` must never move a key backwards: load the key
+/// first and skip the record if it is tagged with a newer generation
+/// (wrapping compare), or better, skip it if `GEN` already moved past `g`
+/// and make the stamp and key one CAS-able unit (e.g. stamp in the key
+/// word's slot with the generation in a 16-byte CAS, or a seqlock per slot).
+#[test]
+#[ignore = "review: a late record() of an older generation hides a live party; its death then never breaks the barrier"]
+fn late_record_of_an_old_generation_does_not_hide_a_party() {
+    late_record_scenario(true);
+}
+
+/// Control for the test above, without X's late stores: Y's death breaks
+/// the barrier for Z (regression guard).
+#[test]
+fn a_killed_first_party_breaks_the_barrier_for_a_later_one() {
+    late_record_scenario(false);
+}
+
+fn late_record_scenario(late_record: bool) {
+    let _w = watchdog(WATCHDOG);
+    let b = Barrier::create_unique(3).unwrap();
+    let _c = Cleanup(vec![b.name().to_owned()]);
+    let seg = map_object(b.name());
+    // Generation 0: three parties (threads of this process) pass.
+    std::thread::scope(|s| {
+        let t: Vec<_> = (0..2).map(|_| s.spawn(|| b.wait().unwrap())).collect();
+        b.wait().unwrap();
+        for t in t {
+            t.join().unwrap();
+        }
+    });
+    // Now generation 1, history "tripped", count 0.
+    let st = find_barrier_state(&seg, (1 << 32) | (1 << 24), 3);
+    let (key0, stamp0) = (st + 16, st + 24);
+    assert_eq!(seg_read(&seg, key0), 1 << 32, "slot 0 tagged generation 0");
+    let x = seg_read(&seg, stamp0); // X: the generation-0 party of slot 0
+    // Y arrives in generation 1 as index 0 and sleeps.
+    let y = spawn("barrier_wait_any", &[b.name()]);
+    assert!(wait_for(REACH, || b.n_waiting() == 1
+        && seg_read(&seg, key0) == (1 << 32) | 1
+        && all_in(y.pid(), 'S')));
+    // X's late record(0, 0, X): stamp CAS from Y's stamp, key CAS from
+    // Y's key.
+    if late_record {
+        seg_write(&seg, stamp0, x);
+        seg_write(&seg, key0, 1 << 32);
+    }
+    y.kill();
+    // Z arrives in generation 1 (index 1) and must be told of Y's death.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _ = tx.send(b.wait());
+        });
+        let r = rx.recv_timeout(REACH);
+        if r.is_err() {
+            b.abort(); // unstick Z before failing
+        }
+        assert!(
+            matches!(r, Ok(Err(Error::BrokenBarrier))),
+            "Z was not told of Y's death within {REACH:?}: {r:?}"
+        );
+    });
 }
