@@ -11,7 +11,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::time::{Duration, Instant};
 
 use common::{dispatch, spawn, wait_for, watchdog, Cleanup};
-use shmkit::raw::{RawBarrier, RawSemaphore, MAX_PARTIES};
+use shmkit::raw::{RawBarrier, RawCondition, RawLock, RawSemaphore, MAX_PARTIES};
 use shmkit::{Barrier, Error};
 
 #[test]
@@ -231,7 +231,7 @@ fn scribbled_many_party_barrier_returns_near_its_timeout() {
     for i in 0..parties as usize {
         let at = 16 + 16 * i;
         r.write(at, 1 << 32); // key: VALID | gen 0
-        // A distinct stamp per slot: tid 3_000_000 + i, some start time.
+                              // A distinct stamp per slot: tid 3_000_000 + i, some start time.
         let tid = 3_000_000u64 + i as u64;
         r.write(at + 8, (tid << 40) | 12345);
     }
@@ -240,10 +240,7 @@ fn scribbled_many_party_barrier_returns_near_its_timeout() {
     let res = b.wait_timeout(Duration::from_millis(1));
     let took = t0.elapsed();
     eprintln!("wait_timeout(1ms) on a scribbled {parties}-party barrier: {res:?} after {took:?}");
-    assert!(
-        took < Duration::from_secs(10),
-        "a 1 ms wait took {took:?}"
-    );
+    assert!(took < Duration::from_secs(10), "a 1 ms wait took {took:?}");
 }
 
 fn barrier_wait_any(args: &[String]) {
@@ -346,7 +343,7 @@ fn late_record_scenario(late_record: bool) {
     let (key0, stamp0) = (st + 16, st + 24);
     assert_eq!(seg_read(&seg, key0), 1 << 32, "slot 0 tagged generation 0");
     let x = seg_read(&seg, stamp0); // X: the generation-0 party of slot 0
-    // Y arrives in generation 1 as index 0 and sleeps.
+                                    // Y arrives in generation 1 as index 0 and sleeps.
     let y = spawn("barrier_wait_any", &[b.name()]);
     assert!(wait_for(REACH, || b.n_waiting() == 1
         && seg_read(&seg, key0) == (1 << 32) | 1
@@ -373,4 +370,75 @@ fn late_record_scenario(late_record: bool) {
             "Z was not told of Y's death within {REACH:?}: {r:?}"
         );
     });
+}
+
+/// xorshift64 words for scribbling: all ones, random, random with low
+/// generation-like values, zero, by round.
+fn scribble_words(r: &Region, round: u32, x: &mut u64) {
+    for at in (0..r.len()).step_by(8) {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        let v = match round % 4 {
+            0 => u64::MAX,
+            1 => *x,
+            2 => *x & 0x0000_0003_00FF_FFFF,
+            _ => 0,
+        };
+        r.write(at, v);
+    }
+}
+
+/// A scribbled condition never panics: notify and a timed wait return
+/// (Ok, or `Full` when every slot looks taken), and the lock is ours after.
+#[test]
+fn scribbled_condition_calls_return() {
+    let _w = watchdog(WATCHDOG);
+    let r = Region::new(RawCondition::required_size());
+    let lock = RawLock::new();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for round in 0..100 {
+        scribble_words(&r, round, &mut x);
+        // SAFETY: the region outlives `c`, used only through it and `write`.
+        let c = unsafe { RawCondition::attach(r.ptr, r.len()) }.unwrap();
+        let _ = c.waiting();
+        let g = lock.lock().unwrap();
+        let _ = c.notify(&lock, usize::MAX).unwrap();
+        match c.wait(&lock, Some(Duration::from_millis(1))) {
+            Ok(_) | Err(Error::Full) => {}
+            Err(e) => panic!("wait on a scribbled condition: {e:?}"),
+        }
+        assert!(
+            matches!(c.notify(&lock, 1), Ok(_)),
+            "the lock is held again"
+        );
+        drop(g);
+    }
+}
+
+/// A scribbled barrier never panics and a timed wait returns (Ok,
+/// `BrokenBarrier` or `Corrupted`).
+#[test]
+fn scribbled_barrier_calls_return() {
+    let _w = watchdog(WATCHDOG);
+    let parties = 4;
+    let len = RawBarrier::required_size(parties).unwrap();
+    let r = Region::new(len);
+    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+    for round in 0..100 {
+        // SAFETY: the region outlives `b`, used only through it and `write`.
+        unsafe { RawBarrier::init_in(r.ptr, len, parties) }.unwrap();
+        scribble_words(&r, round, &mut x);
+        r.write(8, u64::from(parties)); // keep the party count attachable
+                                        // SAFETY: as above.
+        let b = unsafe { RawBarrier::attach(r.ptr, len) }.unwrap();
+        let _ = (b.n_waiting(), b.broken());
+        match b.wait_timeout(Duration::from_millis(1)) {
+            Ok(i) => assert!(i < parties as usize),
+            Err(Error::BrokenBarrier) | Err(Error::Corrupted { .. }) => {}
+            Err(e) => panic!("wait on a scribbled barrier: {e:?}"),
+        }
+        b.reset();
+        b.abort();
+    }
 }
