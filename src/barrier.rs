@@ -243,6 +243,9 @@ impl Barrier {
     ///
     /// # Errors
     /// As [`wait`](Barrier::wait).
+    /// [`Error::Timeout`](crate::Error::Timeout) (and nothing breaks) if the
+    /// timeout passed while this call waited for the previous trip's action
+    /// to finish: it was not a party of that trip yet.
     ///
     /// ```
     /// use std::time::Duration;

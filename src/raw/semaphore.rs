@@ -693,13 +693,22 @@ impl RawSemaphore {
             // Not ours any more: only a scribbler can have done this.
             return;
         }
+        let limit = if self.is_bounded() {
+            self.limit().min(MAX_VALUE)
+        } else {
+            MAX_VALUE
+        };
         let mut w = self.state.load(Ordering::Relaxed);
         loop {
             if w & held_bit(i) == 0 {
                 // Cleared under us: only a scribbler does that.
                 break;
             }
-            let c = count(w).saturating_add(1).min(COUNT_MASK as u32);
+            // Never past the bound (or MAX_VALUE): a permit released
+            // meanwhile by someone who did not hold one (`release(n)`, as
+            // Python allows up to the bound) already filled the place this
+            // one would go back to, so it is dropped, not added.
+            let c = count(w).saturating_add(1).min(limit);
             let new = (w & !COUNT_MASK & !WAITERS & !held_bit(i)) | u64::from(c);
             // SYNC POINT: as in `release`.
             match self

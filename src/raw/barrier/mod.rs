@@ -42,9 +42,15 @@
 //! [`Notify`]: no syscall for a trip nobody sleeps through).
 //!
 //! *Who waits*: right after its arrival CAS a party records its process
-//! stamp in slot `c`, tagged with the generation (`key = VALID | g`): a CAS
-//! from the slot's value it read, since it owns slot `c` in `g` by its
-//! arrival. Then it notifies, so that sleepers look again. A sleeper
+//! stamp in slot `c` of its generation's bank, tagged with the generation
+//! (`key = VALID | g`): a CAS from the slot's value it read, since it owns
+//! slot `c` in `g` by its arrival. There are two banks of `parties` slots,
+//! used by even and odd generations, so that a party that writes its slot
+//! late (stalled after its arrival while its generation tripped) writes
+//! where the next generation does not look (review finding: with one bank,
+//! such a late write could hide a live party of the next generation from
+//! the death watch, or name the released party in it, whose normal exit
+//! then broke the barrier). Then it notifies, so that sleepers look again. A sleeper
 //! registers a death watch (`sync::watch`) on its futex word for every
 //! other stamp in slots `0..count` tagged `g` (and, while `TRIPPING`, for
 //! the tripper's pid from the state word); when one of them is dead (only
@@ -72,12 +78,13 @@
 //!
 //! A slot is believed only with its generation's tag, so a stale slot of an
 //! earlier generation (a party that left long ago, perhaps dead) is never
-//! judged for this one. The one remaining hazard is a party of an *older*
-//! generation preempted between its arrival CAS and its slot write for a
-//! whole generation and killed between its two slot stores: its stamp then
-//! sits under the newer tag and breaks that generation (it was a party
-//! inside `wait`, dying). Tags are 32-bit generations; a wrap needs 2^32
-//! trips or resets within that same window.
+//! judged for this one. The remaining hazard needs more processes than
+//! parties (or resets): a party of generation `g` stalled between its
+//! arrival CAS and its slot write for *two* whole generations writes into
+//! the bank of `g + 2`, where it can hide a party or be judged as one.
+//! With exactly `parties` processes and no reset, `g + 1` cannot trip
+//! without the stalled party, so this cannot happen. Tags are 32-bit
+//! generations; a wrap needs 2^32 trips or resets within that same window.
 //!
 //! # Hostile bytes
 //!
@@ -230,13 +237,13 @@ impl<'a> RawBarrier<'a> {
     /// [`Error::InvalidArgument`] for 0 parties or more than [`MAX_PARTIES`].
     ///
     /// ```
-    /// assert_eq!(shmkit::raw::RawBarrier::required_size(4)?, 16 + 4 * 16);
+    /// assert_eq!(shmkit::raw::RawBarrier::required_size(4)?, 16 + 2 * 4 * 16);
     /// assert!(shmkit::raw::RawBarrier::required_size(0).is_err());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn required_size(parties: u32) -> Result<usize> {
         check_parties(parties)?;
-        Ok(CTL_LEN + SLOT_LEN * parties as usize)
+        Ok(CTL_LEN + SLOT_LEN * 2 * parties as usize)
     }
 
     /// Writes an empty barrier for `parties` parties at `ptr` and returns it.
@@ -271,7 +278,7 @@ impl<'a> RawBarrier<'a> {
         unsafe {
             ptr.cast::<BarrierCtl>().write(BarrierCtl::new(parties));
             let slots = ptr.add(CTL_LEN).cast::<Slot>();
-            for i in 0..parties as usize {
+            for i in 0..2 * parties as usize {
                 slots.add(i).write(Slot::new());
             }
             Self::attach(ptr, len)
@@ -316,7 +323,7 @@ impl<'a> RawBarrier<'a> {
         // SAFETY: `parties` slots fit in the region (checked against the
         // count read once, which we keep); slots are atomics only.
         let slots = unsafe {
-            std::slice::from_raw_parts(ptr.add(CTL_LEN).cast::<Slot>(), parties as usize)
+            std::slice::from_raw_parts(ptr.add(CTL_LEN).cast::<Slot>(), 2 * parties as usize)
         };
         Ok(RawBarrier {
             ctl,
@@ -331,16 +338,16 @@ impl<'a> RawBarrier<'a> {
         RawBarrier {
             ctl,
             slots,
-            parties: slots.len() as u32,
+            parties: (slots.len() / 2) as u32,
         }
     }
 
     /// The number of parties.
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 10];
+    /// # let mut buf = vec![0u64; 18];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 80, 4)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 144, 4)? };
     /// assert_eq!(b.parties(), 4);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -351,9 +358,9 @@ impl<'a> RawBarrier<'a> {
     /// How many parties wait now (0 while broken or tripping).
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 10];
+    /// # let mut buf = vec![0u64; 18];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 80, 4)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 144, 4)? };
     /// assert_eq!(b.n_waiting(), 0);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -369,9 +376,9 @@ impl<'a> RawBarrier<'a> {
     /// Whether the barrier is broken.
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 10];
+    /// # let mut buf = vec![0u64; 18];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 80, 4)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 144, 4)? };
     /// b.abort();
     /// assert!(b.broken());
     /// # Ok::<(), shmkit::Error>(())
@@ -384,9 +391,9 @@ impl<'a> RawBarrier<'a> {
     /// a [`reset`](Self::reset), gets [`Error::BrokenBarrier`].
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 10];
+    /// # let mut buf = vec![0u64; 18];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 80, 4)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 144, 4)? };
     /// b.abort();
     /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
     /// # Ok::<(), shmkit::Error>(())
@@ -414,9 +421,9 @@ impl<'a> RawBarrier<'a> {
     /// [`Error::BrokenBarrier`].
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 4];
+    /// # let mut buf = vec![0u64; 6];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 32, 1)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 48, 1)? };
     /// b.abort();
     /// b.reset();
     /// assert!(!b.broken());
@@ -448,9 +455,9 @@ impl<'a> RawBarrier<'a> {
     /// [`Error::Corrupted`] for an impossible state.
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 4];
+    /// # let mut buf = vec![0u64; 6];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 32, 1)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 48, 1)? };
     /// assert_eq!(b.wait()?, 0);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -464,11 +471,14 @@ impl<'a> RawBarrier<'a> {
     ///
     /// # Errors
     /// As [`wait`](Self::wait).
+    /// [`Error::Timeout`](crate::Error::Timeout) (and nothing breaks) if the
+    /// timeout passed while this call waited for the previous trip's action
+    /// to finish: it was not a party of that trip yet.
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 6];
+    /// # let mut buf = vec![0u64; 10];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 48, 2)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 80, 2)? };
     /// let r = b.wait_timeout(std::time::Duration::from_millis(1));
     /// assert!(matches!(r, Err(shmkit::Error::BrokenBarrier)));
     /// assert!(b.broken());
@@ -487,9 +497,9 @@ impl<'a> RawBarrier<'a> {
     /// As [`wait`](Self::wait).
     ///
     /// ```
-    /// # let mut buf = vec![0u64; 4];
+    /// # let mut buf = vec![0u64; 6];
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
-    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 32, 1)? };
+    /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 48, 1)? };
     /// let ran = std::cell::Cell::new(0);
     /// b.wait_with(None, &|| ran.set(ran.get() + 1))?;
     /// assert_eq!(ran.get(), 1);
@@ -701,6 +711,12 @@ impl<'a> RawBarrier<'a> {
                     last_look = true;
                     check_dead = true;
                     continue;
+                }
+                if index.is_none() {
+                    // Waiting for another generation's tripper: not a party
+                    // of it, so its timeout breaks nothing (in Python it
+                    // would wait for the action without a timeout).
+                    return Ok(Look::Done(Err(Error::Timeout)));
                 }
                 if self.break_from(s) {
                     return Ok(Look::Done(Err(Error::BrokenBarrier)));

@@ -5,12 +5,18 @@
 
 use super::*;
 
+/// The most processes a sleeper registers for a death watch.
+const MAX_WATCHED: usize = 256;
+
 impl RawBarrier<'_> {
     /// Names this process in slot `i` for generation `g`, which it owns by
     /// its arrival: CASes from the values read, stamp first, then the key
     /// (Release, so a reader that sees the key sees the stamp).
     pub(super) fn record(&self, i: u32, g: u32, me: TaskStamp) {
-        let Some(slot) = self.slots.get(i as usize) else {
+        if i >= self.parties {
+            return;
+        }
+        let Some(slot) = self.bank(g).get(i as usize) else {
             return;
         };
         let old = slot.stamp.load(Ordering::Relaxed);
@@ -40,7 +46,7 @@ impl RawBarrier<'_> {
         };
         let mut tripper_named = !tripping;
         let tripper = count(s);
-        for slot in &self.slots[..n as usize] {
+        for slot in self.bank(g).iter().take(n as usize) {
             // SYNC POINT: Acquire pairs with the Release key CAS in `record`.
             if slot.key.load(Ordering::Acquire) != VALID | u64::from(g) {
                 continue;
@@ -74,16 +80,34 @@ impl RawBarrier<'_> {
         hit
     }
 
+    /// The processes a sleeper of generation `g` watches: the other
+    /// parties' (deduplicated; at most [`MAX_WATCHED`], beyond which the
+    /// sleeper is not fully watched and looks for itself at the liveness
+    /// interval).
     pub(super) fn targets(&self, s: u64, g: u32, me: TaskStamp) -> Vec<Target> {
         let mut t = Vec::new();
         self.parties_in(s, g, me, |p| {
-            let p = Target::Process(p);
-            if !t.contains(&p) {
-                t.push(p);
-            }
+            t.push(p.0);
             false
         });
-        t
+        t.sort_unstable();
+        t.dedup();
+        t.truncate(MAX_WATCHED);
+        t.into_iter()
+            .map(|p| Target::Process(TaskStamp(p)))
+            .collect()
+    }
+
+    /// The slots of generation `g`: two banks of `parties` slots, used by
+    /// alternate generations, so that a party of `g` that writes its slot
+    /// late (stalled between its arrival and `record` while its generation
+    /// tripped) writes where generation `g + 1` does not look. (With more
+    /// processes than parties, a party stalled for two whole generations
+    /// can still write over a slot of `g + 2`; see the crash cases.)
+    fn bank(&self, g: u32) -> &[Slot] {
+        let n = self.parties as usize;
+        let b = (g % 2) as usize * n;
+        self.slots.get(b..b + n).unwrap_or(&[])
     }
 
     /// Whether a party waiting in `s` is dead (only "no such task").
@@ -114,7 +138,7 @@ pub mod model {
         pub fn new(parties: u32) -> HeapBarrier {
             HeapBarrier {
                 ctl: BarrierCtl::new(parties),
-                slots: (0..parties).map(|_| Slot::new()).collect(),
+                slots: (0..2 * parties).map(|_| Slot::new()).collect(),
             }
         }
 
