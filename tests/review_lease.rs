@@ -116,7 +116,8 @@ fn join_waits_for_a_message_redelivered_in_place_before_the_tail_moved() {
     let moved = words_moved(&r, 0, 1, || q.try_put(b"a").unwrap());
     let slot0 = moved[1]; // the tail moves first (the control block leads)
     let l = q.try_get_lease().unwrap();
-    let backs = words_moved(&r, 0, 1, || l.nack().unwrap())[0];
+    // One hint word: lease claims in the low half, BACKs in the high half.
+    let backs = words_moved(&r, 1, 1 << 32, || l.nack().unwrap())[0];
     for m in [&b"b"[..], b"c"] {
         q.try_put(m).unwrap();
         assert_eq!(q.try_get().unwrap(), m);
@@ -396,7 +397,8 @@ fn lease_hints_at_u64_max_cost_a_look_only() {
     let leases = *words_moved(&r, 0, 1, || held = Some(q.try_get_lease().unwrap()))
         .last()
         .unwrap();
-    let backs = words_moved(&r, 0, 1, || held.take().unwrap().nack().unwrap())[0];
+    // The same word: lease claims in the low half, BACKs in the high half.
+    let backs = words_moved(&r, 1, 1 << 32, || held.take().unwrap().nack().unwrap())[0];
     q.try_get_lease().unwrap().ack().unwrap();
     q.join_timeout(ms(1)).unwrap();
     r.write(leases, u64::MAX);
@@ -513,7 +515,7 @@ fn scribbled_lease_states_and_hints_give_answers_or_errors() {
         let mut held = None;
         let m = words_moved(&probe, 0, 1, || held = Some(q.try_get_lease().unwrap()));
         let (head, leases) = (m[0], *m.last().unwrap());
-        let backs = words_moved(&probe, 0, 1, || held.take().unwrap().nack().unwrap())[0];
+        let backs = words_moved(&probe, 1, 1 << 32, || held.take().unwrap().nack().unwrap())[0];
         q.try_get_lease().unwrap().ack().unwrap();
         q.try_put(b"y").unwrap();
         let g = q.try_reserve(1).unwrap();

@@ -158,7 +158,7 @@ impl<'a> RawQueue<'a> {
     pub(super) fn claim_slot(&self, hdr: &SlotHdr, s: u64, mine: u64) -> bool {
         let lease = mine & LEASE != 0;
         if lease {
-            self.ctl.lease.0.leases.fetch_add(1, Ordering::AcqRel);
+            self.ctl.lease.0.raise(LEASE_ONE);
         }
         // SYNC POINT: AcqRel: Acquire pairs with the producer's Release in
         // `publish` (or whoever gave the message back); whoever sees our
@@ -168,7 +168,7 @@ impl<'a> RawQueue<'a> {
             .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
         if !ok && lease {
-            self.ctl.lease.0.leases.fetch_sub(1, Ordering::AcqRel);
+            self.ctl.lease.0.lower(LEASE_ONE);
         }
         ok
     }
@@ -214,7 +214,7 @@ impl<'a> RawQueue<'a> {
             Ordering::Relaxed,
         );
         if r.is_ok() && c.word & LEASE != 0 {
-            self.ctl.lease.0.leases.fetch_sub(1, Ordering::AcqRel);
+            self.ctl.lease.0.lower(LEASE_ONE);
             if self.is_closed() {
                 // Gets that wait for the last lease after close may say
                 // `Closed` now.

@@ -55,8 +55,12 @@ impl<'a> RawQueue<'a> {
         flags: u64,
         check_dead: bool,
     ) -> Result<Option<(Claim, usize, u32)>> {
-        let check_dead = check_dead || self.dead_scan_due();
-        if !self.backs_maybe(check_dead) {
+        let (leases, backs) = self.ctl.lease.0.get();
+        if (leases, backs) == (0, 0) {
+            return Ok(None);
+        }
+        let check_dead = leases != 0 && (check_dead || self.dead_scan_due());
+        if backs == 0 && !check_dead {
             return Ok(None);
         }
         let who = self.me()?;
@@ -85,7 +89,7 @@ impl<'a> RawQueue<'a> {
             }
             let mine = claim(READING | flags, who, pos);
             if self.claim_slot(hdr, s, mine) {
-                self.ctl.lease.0.backs.fetch_sub(1, Ordering::AcqRel);
+                self.ctl.lease.0.lower(BACK_ONE);
                 let c = Claim {
                     pos,
                     slot: k,
@@ -101,20 +105,17 @@ impl<'a> RawQueue<'a> {
     /// Whether looking for given-back messages (and, with `check_dead`,
     /// dead leases) may find any: the hints are not 0.
     fn backs_maybe(&self, check_dead: bool) -> bool {
-        let hints = &self.ctl.lease.0;
-        hints.backs.load(Ordering::Acquire) != 0
-            || (check_dead && hints.leases.load(Ordering::Acquire) != 0)
+        let (leases, backs) = self.ctl.lease.0.get();
+        backs != 0 || (check_dead && leases != 0)
     }
 
     /// Whether a call that does not read liveness by itself (a `try_` call,
-    /// a spin) should look for dead leases now: at most once per liveness
+    /// a spin) should look for dead leases now (the caller has seen the
+    /// `leases` hint not 0): at most once per liveness
     /// interval per handle, so that a consumer that only polls gets a dead
     /// holder's job back within that interval, without a `/proc` read per
     /// held lease on every poll.
     fn dead_scan_due(&self) -> bool {
-        if self.ctl.lease.0.leases.load(Ordering::Acquire) == 0 {
-            return false;
-        }
         let now = sync::now().as_nanos() as u64;
         let last = self.lease_scan.get();
         if last != 0 && now.saturating_sub(last) < recover::STUCK.as_nanos() as u64 {
@@ -127,7 +128,7 @@ impl<'a> RawQueue<'a> {
     /// Whether some slot holds a lease (a scan, only while the `leases`
     /// hint is not 0).
     pub(super) fn lease_held(&self) -> bool {
-        if self.ctl.lease.0.leases.load(Ordering::Acquire) == 0 {
+        if self.ctl.lease.0.get().0 == 0 {
             return false;
         }
         (0..self.slots as usize).any(|k| {
@@ -186,7 +187,7 @@ impl<'a> RawQueue<'a> {
             )
             .is_ok()
         {
-            self.ctl.lease.0.backs.fetch_sub(1, Ordering::AcqRel);
+            self.ctl.lease.0.lower(BACK_ONE);
             self.help_tail(t);
             self.ctl.not_empty.0.notify();
         }
@@ -228,8 +229,7 @@ impl<'a> RawQueue<'a> {
             self.help_tail(t);
             return false;
         }
-        let hints = &self.ctl.lease.0;
-        if hints.leases.load(Ordering::Acquire) == 0 && hints.backs.load(Ordering::Acquire) == 0 {
+        if self.ctl.lease.0.get() == (0, 0) {
             return true;
         }
         let mut pending = false;

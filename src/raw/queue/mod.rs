@@ -222,14 +222,32 @@ pub(crate) struct QueueCtl {
 /// made and lowered after it is gone, so it is at least the number of such
 /// states (unless scribbled), and 0 means "there is none; do not look".
 /// A process that dies between a state change and its hint leaves the hint
-/// too high, which costs a look, never a wrong answer.
+/// too high, which costs a look, never a wrong answer. Both live in one
+/// word (lease claims in the low half, `BACK` states in the high half), so
+/// that a get that finds the head empty pays one load for both.
 #[repr(C)]
 #[derive(Debug, Default)]
 struct LeaseHints {
-    /// Lease claims (`READING | LEASE`) in the slots.
-    leases: AtomicU64,
-    /// `BACK` states in the slots.
-    backs: AtomicU64,
+    word: AtomicU64,
+}
+
+const LEASE_ONE: u64 = 1;
+const BACK_ONE: u64 = 1 << 32;
+
+impl LeaseHints {
+    /// (lease claims, `BACK` states) that may be in the slots.
+    fn get(&self) -> (u64, u64) {
+        let w = self.word.load(Ordering::Acquire);
+        (w & 0xFFFF_FFFF, w >> 32)
+    }
+
+    fn raise(&self, one: u64) {
+        self.word.fetch_add(one, Ordering::AcqRel);
+    }
+
+    fn lower(&self, one: u64) {
+        self.word.fetch_sub(one, Ordering::AcqRel);
+    }
 }
 
 /// The header of each slot; the message bytes follow it.

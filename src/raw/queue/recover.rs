@@ -47,8 +47,8 @@
 use std::time::Duration;
 
 use super::{
-    claimant, diff40, p40, Error, RawQueue, SlotHdr, BACK, KIND, LEASE, LONG, POS_MASK, READING,
-    SKIP, WRITING,
+    claimant, diff40, p40, Error, RawQueue, SlotHdr, BACK, BACK_ONE, KIND, LEASE, LEASE_ONE, LONG,
+    POS_MASK, READING, SKIP, WRITING,
 };
 use crate::error::Result;
 use crate::sync::{self, Futex, Ordering, Target, TaskStamp};
@@ -380,7 +380,7 @@ impl RawQueue<'_> {
         match to & KIND {
             SKIP => self.hole_coming(),
             BACK => {
-                hints.backs.fetch_add(1, Ordering::AcqRel);
+                hints.raise(BACK_ONE);
             }
             _ => {}
         }
@@ -392,13 +392,13 @@ impl RawQueue<'_> {
             .compare_exchange(s, to, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
         if ok && s & (READING | LEASE) == READING | LEASE {
-            hints.leases.fetch_sub(1, Ordering::AcqRel);
+            hints.lower(LEASE_ONE);
         }
         if !ok {
             match to & KIND {
                 SKIP => self.hole_gone(),
                 BACK => {
-                    hints.backs.fetch_sub(1, Ordering::AcqRel);
+                    hints.lower(BACK_ONE);
                 }
                 _ => {}
             }
