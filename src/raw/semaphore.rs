@@ -693,10 +693,13 @@ impl RawSemaphore {
             // Not ours any more: only a scribbler can have done this.
             return;
         }
+        // A bounded semaphore's count never passes its bound; an unbounded
+        // one's only saturates (a scribbled count past MAX_VALUE stays an
+        // error for `release`, and is not rewritten here).
         let limit = if self.is_bounded() {
             self.limit().min(MAX_VALUE)
         } else {
-            MAX_VALUE
+            COUNT_MASK as u32
         };
         let mut w = self.state.load(Ordering::Relaxed);
         loop {
