@@ -22,7 +22,8 @@ use shmkit::raw::RawBarrier;
 use shmkit::Error;
 
 const MAX_PARTIES: u32 = 8;
-const BUF_LEN: usize = 16 + 16 * MAX_PARTIES as usize;
+/// The control block and two banks of `MAX_PARTIES` slots.
+const BUF_LEN: usize = 16 + 2 * 16 * MAX_PARTIES as usize;
 
 #[repr(C, align(8))]
 struct Region([u8; BUF_LEN]);
@@ -183,7 +184,7 @@ fuzz_target!(|input: Input| {
                     unsafe { RawBarrier::attach(ptr, len) }
                 };
                 if init {
-                    let fits = off % 8 == 0 && p >= 1 && len >= 16 + 16 * p as usize;
+                    let fits = off % 8 == 0 && p >= 1 && len >= 16 + 2 * 16 * p as usize;
                     assert_eq!(r.is_ok(), fits, "init_in off {off} len {len} parties {p}");
                 }
                 if let Ok(h) = r {
