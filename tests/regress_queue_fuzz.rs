@@ -9,70 +9,10 @@
 //! from 0 to 1, the first get `head`), so the tests do not hard-code the
 //! control block's layout.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+mod common;
 
-use shmkit::raw::{QueueLayout, RawQueue};
+use common::Region;
 use shmkit::Error;
-
-/// A zeroed heap region aligned to 64.
-struct Region {
-    ptr: *mut u8,
-    layout: Layout,
-}
-
-impl Region {
-    fn for_queue(capacity: usize, max_message: usize) -> (Region, QueueLayout) {
-        let ql = QueueLayout {
-            capacity,
-            max_message,
-        };
-        let len = RawQueue::required_size(&ql).unwrap();
-        let layout = Layout::from_size_align(len, 64).unwrap();
-        // SAFETY: a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        assert!(!ptr.is_null());
-        (Region { ptr, layout }, ql)
-    }
-
-    fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    fn init(&self, ql: &QueueLayout) -> RawQueue<'_> {
-        // SAFETY: the region is 64-aligned, `len` bytes, outlives the handle
-        // (borrowed), and is used only through handles and `read`/`write`.
-        unsafe { RawQueue::init_in(self.ptr, self.len(), ql) }.unwrap()
-    }
-
-    fn attach(&self) -> RawQueue<'_> {
-        // SAFETY: as in `init`.
-        unsafe { RawQueue::attach(self.ptr, self.len()) }.unwrap()
-    }
-
-    fn words(&self) -> Vec<u64> {
-        (0..self.len() / 8).map(|i| self.read(i * 8)).collect()
-    }
-
-    fn read(&self, at: usize) -> u64 {
-        assert!(at + 8 <= self.len() && at % 8 == 0);
-        // SAFETY: in bounds and aligned (asserted); a peer's plain read.
-        unsafe { self.ptr.add(at).cast::<u64>().read_volatile() }
-    }
-
-    /// A store by another process, between two calls of ours.
-    fn write(&self, at: usize, v: u64) {
-        assert!(at + 8 <= self.len() && at % 8 == 0);
-        // SAFETY: in bounds and aligned (asserted); no queue call runs now.
-        unsafe { self.ptr.add(at).cast::<u64>().write_volatile(v) }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout; the handles borrowed `self`.
-        unsafe { dealloc(self.ptr, self.layout) }
-    }
-}
 
 /// The offset of the first word that `f` moves from 0 to 1 (the control
 /// block comes before the slots, whose state words move too).

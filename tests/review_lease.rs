@@ -11,11 +11,9 @@
 
 mod common;
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::time::Duration;
 
-use common::{dispatch, spawn, unique_name, wait_for, watchdog, Cleanup, Words};
-use shmkit::raw::{QueueLayout, RawQueue};
+use common::{dispatch, spawn, unique_name, wait_for, watchdog, Cleanup, Region, Words};
 use shmkit::{Error, Queue};
 
 #[test]
@@ -30,61 +28,6 @@ fn ms(n: u64) -> Duration {
 }
 
 // ---- a queue on the heap, with its words at hand ----------------------
-
-/// A zeroed heap region aligned to 64.
-struct Region {
-    ptr: *mut u8,
-    layout: Layout,
-}
-
-impl Region {
-    fn for_queue(capacity: usize, max_message: usize) -> (Region, QueueLayout) {
-        let ql = QueueLayout {
-            capacity,
-            max_message,
-        };
-        let len = RawQueue::required_size(&ql).unwrap();
-        let layout = Layout::from_size_align(len, 64).unwrap();
-        // SAFETY: a non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        assert!(!ptr.is_null());
-        (Region { ptr, layout }, ql)
-    }
-
-    fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    fn init(&self, ql: &QueueLayout) -> RawQueue<'_> {
-        // SAFETY: the region is 64-aligned, `len` bytes, outlives the handle
-        // (borrowed), and is used only through handles and `read`/`write`.
-        unsafe { RawQueue::init_in(self.ptr, self.len(), ql) }.unwrap()
-    }
-
-    fn words(&self) -> Vec<u64> {
-        (0..self.len() / 8).map(|i| self.read(i * 8)).collect()
-    }
-
-    fn read(&self, at: usize) -> u64 {
-        assert!(at + 8 <= self.len() && at % 8 == 0);
-        // SAFETY: in bounds and aligned (asserted); a peer's plain read.
-        unsafe { self.ptr.add(at).cast::<u64>().read_volatile() }
-    }
-
-    /// A store by another process, between two calls of ours.
-    fn write(&self, at: usize, v: u64) {
-        assert!(at + 8 <= self.len() && at % 8 == 0);
-        // SAFETY: in bounds and aligned (asserted); no queue call runs now.
-        unsafe { self.ptr.add(at).cast::<u64>().write_volatile(v) }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout; the handles borrowed `self`.
-        unsafe { dealloc(self.ptr, self.layout) }
-    }
-}
 
 /// The offsets of the words that `f` moves from `from` to `to`.
 fn words_moved(r: &Region, from: u64, to: u64, f: impl FnOnce()) -> Vec<usize> {
@@ -529,8 +472,7 @@ fn scribbled_lease_states_and_hints_give_answers_or_errors() {
         let mut rng = common::Rng::new(seed, trial);
         let (r, ql) = Region::for_queue(cap, 8);
         let a = r.init(&ql);
-        // SAFETY: as in `Region::init`.
-        let b = unsafe { RawQueue::attach(r.ptr, r.len()) }.unwrap();
+        let b = r.attach();
         let mut held = Vec::new();
         for step in 0..60u64 {
             let q = if rng.one_in(2) { &a } else { &b };

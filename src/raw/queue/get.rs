@@ -57,17 +57,9 @@ impl<'a> RawQueue<'a> {
             let d = diff40(s, h);
             match (s & KIND, d) {
                 (0, 1) if s == p40(h.wrapping_add(1)) => {
-                    if let Some(cap) = need {
-                        let len = hdr.len.load(Ordering::Relaxed) as usize;
-                        if len > cap && len <= self.max_message {
-                            // Make sure `len` is this message's: the state
-                            // has not moved since we read it.
-                            if hdr.state.load(Ordering::Acquire) == s {
-                                return Err(Error::BufferTooSmall { needed: len });
-                            }
-                            h = ctl.head.0.load(Ordering::Relaxed);
-                            continue;
-                        }
+                    if !self.fits(hdr, s, need)? {
+                        h = ctl.head.0.load(Ordering::Relaxed);
+                        continue;
                     }
                     let mine = claim(READING | flags, who, h);
                     // SYNC POINT: AcqRel: whoever sees our claim also sees
@@ -150,6 +142,26 @@ impl<'a> RawQueue<'a> {
     pub(super) fn closed_and_drained(&self, h: u64) -> bool {
         let t = self.ctl.tail.0.load(Ordering::Acquire);
         t.wrapping_sub(h) as i64 <= 0
+    }
+
+    /// Before claiming the message in `hdr` (state `s`) for a buffer of
+    /// `need` bytes: `Ok(true)` if it fits (or there is no buffer),
+    /// [`Error::BufferTooSmall`] if it is longer and still there (the state
+    /// has not moved, so the length read is this message's), `Ok(false)` if
+    /// it was longer but the state moved meanwhile (look again).
+    pub(super) fn fits(&self, hdr: &SlotHdr, s: u64, need: Option<usize>) -> Result<bool> {
+        let Some(cap) = need else {
+            return Ok(true);
+        };
+        let len = hdr.len.load(Ordering::Relaxed) as usize;
+        if len <= cap || len > self.max_message {
+            // A length past the maximum is caught under the claim.
+            return Ok(true);
+        }
+        if hdr.state.load(Ordering::Acquire) == s {
+            return Err(Error::BufferTooSmall { needed: len });
+        }
+        Ok(false)
     }
 
     /// CASes `hdr`'s state from `s` to our claim `mine`, raising the

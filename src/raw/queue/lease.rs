@@ -70,15 +70,8 @@ impl<'a> RawQueue<'a> {
             let Some(s) = self.back_at(hdr, h, check_dead) else {
                 continue;
             };
-            if let Some(cap) = need {
-                let len = hdr.len.load(Ordering::Relaxed) as usize;
-                if len > cap && len <= self.max_message {
-                    // `len` is this message's if the state has not moved.
-                    if hdr.state.load(Ordering::Acquire) == s {
-                        return Err(Error::BufferTooSmall { needed: len });
-                    }
-                    continue;
-                }
+            if !self.fits(hdr, s, need)? {
+                continue;
             }
             let pos = s & POS_MASK;
             // The slot must be the position's (a `BACK` scribbled into
