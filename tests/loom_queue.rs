@@ -9,7 +9,7 @@
 use loom::sync::Arc;
 use loom::thread;
 use shmkit::raw::queue_model::HeapQueue;
-use shmkit::sync::loom_support::{die, model};
+use shmkit::sync::loom_support::{die, model, model_capped};
 use shmkit::Error;
 
 /// Takes one message, sleeping while the queue is empty (loom cannot explore
@@ -22,9 +22,55 @@ fn give(q: &shmkit::raw::RawQueue<'_>, m: &[u8]) {
     q.put(m).unwrap()
 }
 
+/// Two producers race for claims, one message each: every message is
+/// delivered once (the full bound).
+#[test]
+fn two_producers_exactly_once() {
+    model(false, || {
+        let q = Arc::new(HeapQueue::new(2, 1));
+        let [p1, p2] = [b"a", b"x"].map(|m| {
+            let q = q.clone();
+            thread::spawn(move || give(&q.handle(), m))
+        });
+        let h = q.handle();
+        let mut got = vec![take(&h), take(&h)];
+        p1.join().unwrap();
+        p2.join().unwrap();
+        got.sort();
+        assert_eq!(got, [b"a".to_vec(), b"x".to_vec()]);
+        assert!(matches!(h.try_get(), Err(Error::Empty)));
+    });
+}
+
+/// One producer's two messages come out in order, however the consumer's
+/// claims interleave with its commits (the full bound).
+#[test]
+fn one_producer_fifo() {
+    model(false, || {
+        let q = Arc::new(HeapQueue::new(2, 1));
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let h = q.handle();
+                give(&h, b"a");
+                give(&h, b"b");
+            })
+        };
+        let h = q.handle();
+        let got = [take(&h), take(&h)];
+        p.join().unwrap();
+        assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
+    });
+}
+
+/// Both at once: a producer's two messages in order while another races
+/// it, exactly once. Its state space at two preemptions takes about 25 min
+/// (since the hole and lease hints added loads to the empty and full
+/// paths), so CI explores it with one; `SHMKIT_LOOM_FULL=1 ci/loom.sh
+/// loom_queue` runs it at the full bound.
 #[test]
 fn two_producers_fifo_exactly_once() {
-    model(false, || {
+    model_capped(1, false, || {
         let q = Arc::new(HeapQueue::new(2, 1));
         let p1 = {
             let q = q.clone();

@@ -504,6 +504,24 @@ pub mod support {
         });
     }
 
+    /// [`model`] with the preemption bound capped at `cap` (below the
+    /// `LOOM_MAX_PREEMPTIONS` that ci/loom.sh sets), for a model too large
+    /// to explore at the full bound in every CI run.
+    /// `SHMKIT_LOOM_FULL=1` lifts the cap: the long run that is reported,
+    /// not run in CI.
+    pub fn model_capped<F: Fn() + Sync + Send + 'static>(cap: usize, timeouts_fire: bool, f: F) {
+        TIMEOUTS_FIRE.with(|t| t.set(timeouts_fire));
+        let mut b = loom::model::Builder::new();
+        if std::env::var_os("SHMKIT_LOOM_FULL").is_none() {
+            b.preemption_bound = Some(b.preemption_bound.map_or(cap, |n| n.min(cap)));
+        }
+        b.check(move || {
+            reset();
+            f();
+            finish();
+        });
+    }
+
     /// The end of an execution's main thread: drops the execution's loom
     /// objects that the shim keeps (loom checks that none leaks).
     fn finish() {
