@@ -594,8 +594,12 @@ impl Model {
                 }
             }
             None => {
-                let ok = if self.closed && self.reserved() == 0 {
+                let ok = if self.closed && self.reserved() == 0 && self.held_leases == 0 {
                     matches!(got, Got::Closed)
+                } else if self.closed && self.reserved() == 0 {
+                    // A held lease may yet be given back: `Closed` is said
+                    // only once none is held.
+                    not_now(got)
                 } else if self.closed {
                     matches!(got, Got::Closed) || not_now(got)
                 } else {
