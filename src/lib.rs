@@ -87,7 +87,7 @@ pub use lock::{Lock, LockGuard};
 pub use pipe::{
     Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
-pub use queue::Queue;
+pub use queue::{Queue, QueueIter, QueueReceiver, QueueSender, QueueTryIter, QueueValues};
 pub use raw::{GetGrant, Lease, PutGrant, Spin, Waited};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{

@@ -52,6 +52,8 @@ pub use pipe::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 #[cfg(loom)]
 pub use queue::model as queue_model;
 pub use queue::{GetGrant, Lease, PutGrant, QueueLayout, RawQueue};
+#[allow(unused_imports)]
+pub(crate) use queue::{BOTH, RECV, SEND};
 pub use rlock::{Acquired, RawRLock, RawRLockGuard};
 pub use semaphore::{RawSemaphore, RawSemaphoreGuard, HOLDER_SLOTS, MAX_VALUE};
 pub use spin::Spin;

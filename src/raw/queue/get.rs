@@ -20,7 +20,7 @@ impl<'a> RawQueue<'a> {
         match r {
             Ok(Try::Empty) => match self.claim_back(need, flags, check_dead)? {
                 Some(got) => Ok(Try::Done(got)),
-                None => r,
+                None => self.empty_or_disconnected(check_dead),
             },
             // Closed and drained at the head: a message given back (or a
             // dead holder's lease, looked for with liveness now) is still

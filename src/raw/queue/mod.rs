@@ -112,6 +112,7 @@ mod get;
 mod grant;
 mod holes;
 mod lease;
+mod links;
 mod put;
 mod recover;
 mod wait;
@@ -128,6 +129,8 @@ use crate::raw::notify::Notify;
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
 
+use links::CLOSED;
+pub(crate) use links::{BOTH, RECV, SEND};
 use recover::{Patience, PROCS};
 
 const POS_MASK: u64 = (1 << 40) - 1;
@@ -195,6 +198,7 @@ pub(crate) struct QueueCtl {
     capacity: AtomicU64,
     max_message: AtomicU64,
     stride: AtomicU64,
+    /// `CLOSED`, and the disconnect bits of [`links`].
     closed: AtomicU32,
     /// Bumped after every change of `procs` (in the padding before `tail`:
     /// no field moved), so that a sleeper's death watch is made anew only
@@ -214,6 +218,8 @@ pub(crate) struct QueueCtl {
     procs: [AtomicU64; PROCS],
     /// Each participant's process token (its pidfs inode), or 0 if unknown.
     tokens: [AtomicU64; PROCS],
+    /// Each participant's role (`SEND`, `RECV`, both), see [`links`].
+    roles: [AtomicU32; PROCS],
     /// Hints for leases (see [`lease`]).
     lease: Line<LeaseHints>,
 }
@@ -280,6 +286,7 @@ impl QueueCtl {
             not_full: Line(Notify::new()),
             procs: std::array::from_fn(|_| AtomicU64::new(0)),
             tokens: std::array::from_fn(|_| AtomicU64::new(0)),
+            roles: std::array::from_fn(|_| AtomicU32::new(0)),
             lease: Line(LeaseHints::default()),
         }
     }
@@ -384,6 +391,12 @@ pub struct RawQueue<'a> {
     lease_scan: sync::Hint,
     /// How long blocking calls spin before they sleep.
     spin: AdaptiveSpin,
+    /// This handle's role (`SEND`, `RECV`, both), see [`links`].
+    role: u32,
+    /// Calls since, and the time of, this handle's last unprompted look
+    /// for a gone side (see `links`).
+    link_looks: sync::Hint,
+    link_looked: sync::Hint,
     /// The death watches of this handle's sleepers, per word slept on,
     /// kept from one sleep to the next (see `recover::QueueWatch`).
     #[cfg(not(loom))]
@@ -559,6 +572,9 @@ impl<'a> RawQueue<'a> {
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
+            role: BOTH,
+            link_looks: sync::Hint::default(),
+            link_looked: sync::Hint::default(),
         };
         q.me()?;
         Ok(q)
@@ -597,6 +613,9 @@ impl<'a> RawQueue<'a> {
             #[cfg(not(loom))]
             watched: std::sync::Mutex::new(Vec::new()),
             spin: AdaptiveSpin::new(),
+            role: BOTH,
+            link_looks: sync::Hint::default(),
+            link_looked: sync::Hint::default(),
         };
         q.me().expect("participant table of the heap queue");
         q
@@ -765,7 +784,7 @@ impl<'a> RawQueue<'a> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn close(&self) {
-        self.ctl.closed.store(1, Ordering::SeqCst);
+        self.ctl.closed.fetch_or(CLOSED, Ordering::SeqCst);
         self.ctl.not_empty.0.notify_all();
         self.ctl.not_full.0.notify_all();
     }
@@ -782,7 +801,7 @@ impl<'a> RawQueue<'a> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.ctl.closed.load(Ordering::Acquire) != 0
+        self.ctl.closed.load(Ordering::Acquire) & CLOSED != 0
     }
 }
 

@@ -8,8 +8,11 @@ impl<'a> RawQueue<'a> {
     /// Claims the slot for the next position, or says why not. `long`
     /// marks a zero-copy grant.
     pub(super) fn claim_put(&self, long: bool, check_dead: bool) -> Result<Try<Claim>> {
-        if self.is_closed() {
-            return Err(Error::Closed);
+        // One load for closing and disconnect (see `links`): 0 on a queue
+        // that is neither closed nor has dedicated roles.
+        let c = self.ctl.closed.load(Ordering::Acquire);
+        if c != 0 {
+            self.put_gate(c, check_dead)?;
         }
         let who = self.me()?;
         let ctl = self.ctl;
@@ -245,7 +248,7 @@ impl<'a> RawQueue<'a> {
     /// holds nothing to step over: their owners notify when they are done
     /// (or are found dead at the next liveness check).
     pub(super) fn room_maybe(&self) -> bool {
-        if self.is_closed() {
+        if self.is_closed() || self.check_pending(RECV) {
             return true;
         }
         let t = self.ctl.tail.0.load(Ordering::Relaxed);

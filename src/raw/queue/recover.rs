@@ -216,6 +216,8 @@ impl RawQueue<'_> {
                     .is_ok()
             {
                 self.set_token(i, me);
+                self.ctl.roles[i].store(self.role, Ordering::SeqCst);
+                self.joined();
                 self.ctl.procs_epoch.fetch_add(1, Ordering::Release);
                 self.newcomer();
                 return Ok(i as u32);
@@ -231,6 +233,8 @@ impl RawQueue<'_> {
                 // Every claim naming entry i now is the dead process's: we
                 // have made none yet.
                 self.set_token(i, me);
+                self.ctl.roles[i].store(self.role, Ordering::SeqCst);
+                self.joined();
                 self.ctl.procs_epoch.fetch_add(1, Ordering::Release);
                 self.recover_all_of(i as u32);
                 self.newcomer();
@@ -266,10 +270,16 @@ impl RawQueue<'_> {
         let i = self.reg_idx.load(Ordering::Relaxed);
         self.recover_all_of(i);
         if let Some(e) = self.ctl.procs.get(i as usize) {
+            // The role goes first (see `links`): a look that still sees the
+            // entry counts it for nobody.
+            if e.load(Ordering::Acquire) == cur {
+                self.ctl.roles[i as usize].store(0, Ordering::SeqCst);
+            }
             if e.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 self.ctl.procs_epoch.fetch_add(1, Ordering::Release);
+                self.left(self.role);
             }
         }
     }
@@ -307,7 +317,7 @@ impl RawQueue<'_> {
     /// with its token. The token tells apart a process that reused the pid
     /// within the same clock tick of start time (10 ms), which the start
     /// time cannot.
-    fn entry_alive(&self, i: usize, v: u64) -> bool {
+    pub(super) fn entry_alive(&self, i: usize, v: u64) -> bool {
         if !stamp_alive(v) {
             return false;
         }

@@ -120,7 +120,9 @@ impl<'a> RawQueue<'a> {
     /// the queue look ready.
     pub(crate) fn get_ready(&self, check_dead: bool) -> bool {
         self.help_head_a_little(check_dead);
-        self.message_maybe() || self.back_waiting(check_dead)
+        self.message_maybe()
+            || self.back_waiting(check_dead)
+            || check_dead && self.gone_now(SEND) && self.message_maybe()
     }
 
     /// Whether a put would find room now (or the queue closed). First it
@@ -141,7 +143,7 @@ impl<'a> RawQueue<'a> {
                 self.help_head_a_little(false);
             }
         }
-        self.room_maybe()
+        self.room_maybe() || check_dead && self.gone_now(RECV)
     }
 
     /// A bounded number of `help_head` steps.
@@ -159,9 +161,10 @@ impl<'a> RawQueue<'a> {
     /// producer notifies when it publishes (or is found dead at the next
     /// liveness check).
     pub(super) fn message_maybe(&self) -> bool {
-        if self.is_closed() {
+        if self.is_closed() || self.check_pending(SEND) {
             // Something left to drain, or nothing more can come (then the
-            // get says `Closed`); not while the only thing that may still
+            // get says `Closed`, or `Disconnected` once every sender may
+            // have gone: it looks); not while the only thing that may still
             // come is a held lease given back (its end notifies).
             let h = self.ctl.head.0.load(Ordering::Acquire);
             return !self.closed_and_drained(h) || !self.lease_held() || self.back_waiting(false);

@@ -1,5 +1,11 @@
 //! `Queue`: a named, bounded, multi-producer multi-consumer message queue.
 
+mod iter;
+mod roles;
+
+pub use iter::{QueueIter, QueueTryIter, QueueValues};
+pub use roles::{QueueReceiver, QueueSender};
+
 use std::fmt;
 use std::time::Duration;
 
