@@ -10,6 +10,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmkit::raw::queue_model::HeapQueue;
 use shmkit::sync::loom_support::{die, model, model_capped};
+use shmkit::raw::QueueRole;
 use shmkit::Error;
 
 /// Takes one message, sleeping while the queue is empty (loom cannot explore
@@ -206,5 +207,83 @@ fn consumer_dead_holding_a_message_frees_its_slot() {
         give(&h, b"2");
         assert_eq!(take(&h), b"1");
         assert_eq!(take(&h), b"2");
+    });
+}
+
+/// Disconnect (src/raw/queue/links.rs): the last sender's drop wakes a
+/// receiver blocked in `get`, which takes what was put and then hears
+/// `Disconnected`. A lost wake-up deadlocks the model.
+#[test]
+fn last_sender_drop_wakes_a_blocked_receiver() {
+    model(false, || {
+        let q = Arc::new(HeapQueue::new(1, 1));
+        let mut rx = q.handle();
+        rx.set_role(QueueRole::Receiver).unwrap();
+        let q2 = q.clone();
+        let s = thread::spawn(move || {
+            let mut tx = q2.handle();
+            tx.set_role(QueueRole::Sender).unwrap();
+            give(&tx, b"m");
+            drop(tx);
+        });
+        assert_eq!(rx.get().unwrap(), b"m");
+        assert!(matches!(rx.get(), Err(Error::Disconnected)));
+        s.join().unwrap();
+    });
+}
+
+/// The last receiver's drop wakes a sender blocked in `put` on a full
+/// queue, with `Disconnected`.
+#[test]
+fn last_receiver_drop_wakes_a_blocked_sender() {
+    model(false, || {
+        let q = Arc::new(HeapQueue::new(1, 1));
+        let mut rx = q.handle();
+        rx.set_role(QueueRole::Receiver).unwrap();
+        let q2 = q.clone();
+        let s = thread::spawn(move || {
+            let mut tx = q2.handle();
+            tx.set_role(QueueRole::Sender).unwrap();
+            give(&tx, b"a");
+            assert!(matches!(tx.put(b"b"), Err(Error::Disconnected)));
+        });
+        drop(rx);
+        s.join().unwrap();
+    });
+}
+
+/// A sender that dies (without dropping) after its put: a receiver that
+/// keeps looking (timed waits fire, so liveness is read) takes the message
+/// and then hears `Disconnected`, never hangs.
+#[test]
+fn a_dead_sender_disconnects_a_waiting_receiver() {
+    model(true, || {
+        let q = Arc::new(HeapQueue::new(1, 1));
+        let mut rx = q.handle();
+        rx.set_role(QueueRole::Receiver).unwrap();
+        let q2 = q.clone();
+        let s = thread::spawn(move || {
+            let mut tx = q2.handle();
+            tx.set_role(QueueRole::Sender).unwrap();
+            give(&tx, b"m");
+            die();
+            std::mem::forget(tx);
+        });
+        let first = rx.get_timeout(std::time::Duration::from_secs(1));
+        let got = match first {
+            Ok(m) => m,
+            // The sender had not opened yet: a receiver made first waits.
+            Err(Error::Timeout) => rx.get().unwrap(),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(got, b"m");
+        s.join().unwrap();
+        loop {
+            match rx.get_timeout(std::time::Duration::from_secs(1)) {
+                Err(Error::Disconnected) => break,
+                Err(Error::Timeout) => continue,
+                r => panic!("{r:?}"),
+            }
+        }
     });
 }

@@ -8,7 +8,7 @@ use bytemuck::Pod;
 use super::iter::{QueueIter, QueueTryIter, QueueValues};
 use super::Queue;
 use crate::error::Result;
-use crate::raw::{GetGrant, PutGrant, RECV, SEND};
+use crate::raw::{GetGrant, PutGrant, QueueRole};
 use crate::waitset::{Interest, Waitable};
 use crate::Lease;
 
@@ -76,7 +76,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn into_sender(mut self) -> Result<QueueSender> {
-        self.0.view_mut().set_role(SEND)?;
+        self.0.view_mut().set_role(QueueRole::Sender)?;
         Ok(QueueSender(self))
     }
 
@@ -92,7 +92,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn into_receiver(mut self) -> Result<QueueReceiver> {
-        self.0.view_mut().set_role(RECV)?;
+        self.0.view_mut().set_role(QueueRole::Receiver)?;
         Ok(QueueReceiver(self))
     }
 }

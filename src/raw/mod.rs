@@ -51,9 +51,7 @@ pub use pipe::model as pipe_model;
 pub use pipe::{Direction, PipeLayout, RawPipe, RawRecvRef, RawSendGrant};
 #[cfg(loom)]
 pub use queue::model as queue_model;
-pub use queue::{GetGrant, Lease, PutGrant, QueueLayout, RawQueue};
-#[allow(unused_imports)]
-pub(crate) use queue::{BOTH, RECV, SEND};
+pub use queue::{GetGrant, Lease, PutGrant, QueueLayout, QueueRole, RawQueue};
 pub use rlock::{Acquired, RawRLock, RawRLockGuard};
 pub use semaphore::{RawSemaphore, RawSemaphoreGuard, HOLDER_SLOTS, MAX_VALUE};
 pub use spin::Spin;

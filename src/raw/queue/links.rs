@@ -68,12 +68,61 @@ pub(super) const CHECK_RECEIVERS: u32 = 16;
 /// Calls between two unprompted looks (each also limited by the clock).
 const LOOK_EVERY: u64 = 256;
 
+/// What a queue handle does, for disconnect (see
+/// [`RawQueue::set_role`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueRole {
+    /// Puts and gets: counts as a sender and as a receiver (the default).
+    #[default]
+    Both,
+    /// Only puts.
+    Sender,
+    /// Only gets.
+    Receiver,
+}
+
+impl QueueRole {
+    fn bits(self) -> u32 {
+        match self {
+            QueueRole::Both => BOTH,
+            QueueRole::Sender => SEND,
+            QueueRole::Receiver => RECV,
+        }
+    }
+}
+
 impl RawQueue<'_> {
-    /// Gives this handle the role `role` (`SEND`, `RECV` or `BOTH`) from now
-    /// on. Giving up a role counts as leaving: the other side's sleepers are
-    /// woken to look whether anybody with it is left.
-    pub(crate) fn set_role(&mut self, role: u32) -> Result<()> {
-        let role = role & BOTH;
+    /// Gives this handle the role `role` from now on (see the `links`
+    /// module of the source for the protocol). A handle starts as
+    /// [`QueueRole::Both`]. Once a queue has had a `Sender`, receivers get
+    /// [`Error::Disconnected`] when no live process holds a sending role
+    /// and nothing is left to get; once it has had a `Receiver`, senders
+    /// get it when no live process holds a receiving role. Giving up a role
+    /// counts as leaving. The role is not enforced: it only says whom this
+    /// handle counts as.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the participant table is full (a
+    /// handle that must take a new entry after `fork`).
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, QueueRole, RawQueue};
+    /// # let layout = QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both handles.
+    /// let mut rx = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// rx.set_role(QueueRole::Receiver)?;
+    /// # // SAFETY: as above.
+    /// let mut tx = unsafe { RawQueue::attach(seg.as_ptr(), seg.len())? };
+    /// tx.set_role(QueueRole::Sender)?;
+    /// tx.put(b"last")?;
+    /// drop(tx);
+    /// assert_eq!(rx.get()?, b"last");
+    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Disconnected)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn set_role(&mut self, role: QueueRole) -> Result<()> {
+        let role = role.bits();
         let i = self.me()? as usize;
         let old = self.role;
         self.role = role;
@@ -219,7 +268,23 @@ impl RawQueue<'_> {
     /// handle, every sender; for a send-only handle, every receiver. A
     /// both-ways handle is never disconnected (it is both sides itself).
     /// Messages may still be left to get.
-    pub(crate) fn is_disconnected(&self) -> bool {
+    ///
+    /// ```
+    /// # use shmkit::raw::{QueueLayout, QueueRole, RawQueue};
+    /// # let layout = QueueLayout { capacity: 2, max_message: 8 };
+    /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
+    /// # // SAFETY: the segment outlives both handles.
+    /// let mut tx = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// tx.set_role(QueueRole::Sender)?;
+    /// # // SAFETY: as above.
+    /// let mut rx = unsafe { RawQueue::attach(seg.as_ptr(), seg.len())? };
+    /// rx.set_role(QueueRole::Receiver)?;
+    /// assert!(!tx.is_disconnected());
+    /// drop(rx);
+    /// assert!(tx.is_disconnected());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_disconnected(&self) -> bool {
         match self.role {
             RECV => self.gone_now(SEND),
             SEND => self.gone_now(RECV),

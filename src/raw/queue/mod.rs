@@ -130,7 +130,8 @@ use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
 
 use links::CLOSED;
-pub(crate) use links::{BOTH, RECV, SEND};
+pub use links::QueueRole;
+use links::{BOTH, RECV, SEND};
 use recover::{Patience, PROCS};
 
 const POS_MASK: u64 = (1 << 40) - 1;
