@@ -99,6 +99,16 @@ pub enum Error {
         /// The length of the message.
         needed: usize,
     },
+    /// A typed receive (`get_value`, `recv_value`, their `try_`/timeout
+    /// forms) took a message whose length is not the type's: too long or
+    /// too short alike, the message is consumed and its bytes are here, so
+    /// nothing is lost and later typed receives are not held up by it.
+    WrongSize {
+        /// The size of the type asked for.
+        expected: usize,
+        /// The message taken.
+        message: Vec<u8>,
+    },
     /// The other end is gone (dropped, or its process died) and nothing
     /// more will arrive.
     Disconnected,
@@ -219,6 +229,11 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { needed } => {
                 write!(f, "buffer too small: the message needs {needed} bytes")
             }
+            Error::WrongSize { expected, message } => write!(
+                f,
+                "a message of {} bytes is not a value of {expected} bytes",
+                message.len()
+            ),
             Error::Disconnected => f.write_str("the other end is disconnected"),
             Error::Closed => f.write_str("closed"),
             Error::InUse { name } => write!(f, "segment {name:?} is in use by a live process"),

@@ -75,6 +75,7 @@ mod semaphore;
 #[doc(hidden)]
 pub mod sync;
 mod sys;
+mod typed;
 mod value;
 mod waitset;
 
@@ -82,13 +83,37 @@ pub use array::{Array, ArrayGuard};
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard, ConditionLock};
 pub use error::{Error, Result};
+
+/// The `bytemuck` crate, re-exported, so that a `Value`, `Array` or typed
+/// message of your own struct needs no dependency of its own. Derive
+/// [`Pod`] and [`Zeroable`] through it with `#[bytemuck(crate = ...)]`:
+///
+/// ```
+/// #[derive(Clone, Copy, Debug, PartialEq, shmkit::Pod, shmkit::Zeroable)]
+/// #[bytemuck(crate = "shmkit::bytemuck")]
+/// #[repr(C)]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+/// let p = shmkit::Value::create_unique(Point { x: 1.0, y: 2.0 })?;
+/// assert_eq!(p.load(), Point { x: 1.0, y: 2.0 });
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub use bytemuck;
+/// Plain data that may live in shared memory (bytemuck's trait and derive;
+/// see [`bytemuck`](mod@bytemuck)).
+pub use bytemuck::Pod;
+/// Data for which all-zero bytes are a valid value (bytemuck's trait and
+/// derive; see [`bytemuck`](mod@bytemuck)).
+pub use bytemuck::Zeroable;
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pipe::{
     Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
 pub use queue::{Queue, QueueIter, QueueReceiver, QueueSender, QueueTryIter, QueueValues};
-pub use raw::{GetGrant, Lease, PutGrant, Spin, Waited};
+pub use raw::{Direction, GetGrant, Lease, PutGrant, Spin, Waited};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{
     inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,

@@ -160,7 +160,7 @@ impl PipeBuilder {
     /// Which way messages go (default [`Direction::Duplex`]).
     ///
     /// ```
-    /// use shmkit::raw::Direction;
+    /// use shmkit::Direction;
     /// let mut w = shmkit::Pipe::builder().direction(Direction::CreatorSends).create_unique()?;
     /// let mut r = shmkit::Pipe::open(w.name())?;
     /// w.send(b"one way")?;
@@ -470,28 +470,174 @@ impl PipeEnd {
         self.send(bytemuck::bytes_of(value))
     }
 
-    /// Receives the next message as a plain-data value. A longer message
-    /// stays queued ([`Error::BufferTooSmall`]); a shorter one is consumed
-    /// and reported as [`Error::InvalidArgument`].
+    /// Receives the next message as a plain-data value, waiting as long as
+    /// it takes.
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and [`Error::WrongSize`] for a message
+    /// whose length is not `T`'s, longer or shorter: it is consumed and its
+    /// bytes are in the error (the same rule as
+    /// [`Queue::get_value`](crate::Queue::get_value)).
     ///
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.send_value(&[1u16, 2, 3])?;
     /// assert_eq!(b.recv_value::<[u16; 3]>()?, [1, 2, 3]);
+    /// a.send(b"longer than a u16")?;
+    /// assert!(matches!(b.recv_value::<u16>(), Err(shmkit::Error::WrongSize { expected: 2, .. })));
+    /// a.send_value(&9u16)?;
+    /// assert_eq!(b.recv_value::<u16>()?, 9);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_value<T: Pod>(&mut self) -> Result<T> {
-        let mut v = T::zeroed();
-        let n = self.recv_into(bytemuck::bytes_of_mut(&mut v))?;
-        if n != std::mem::size_of::<T>() {
-            return Err(Error::InvalidArgument(format!(
-                "a message of {n} bytes is not a {} ({} bytes)",
-                std::any::type_name::<T>(),
-                std::mem::size_of::<T>()
-            )));
+        crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv())
+    }
+
+    /// [`recv_value`](PipeEnd::recv_value) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_value`](PipeEnd::recv_value), and [`Error::Timeout`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_value_timeout::<u8>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T> {
+        crate::typed::take(
+            self,
+            |e, b| e.recv_into_timeout(b, timeout),
+            |e| e.recv_timeout(timeout),
+        )
+    }
+
+    /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`try_recv`](PipeEnd::try_recv).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv_value::<u8>(), Err(shmkit::Error::Empty)));
+    /// a.send_value(&5u8)?;
+    /// assert_eq!(b.try_recv_value::<u8>()?, 5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
+        crate::typed::take(self, |e, b| e.try_recv_into(b), |e| e.try_recv())
+    }
+
+    /// [`send_value`](PipeEnd::send_value) waiting for room at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeEnd::send_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value_timeout(&1u32, std::time::Duration::from_millis(1))?;
+    /// assert_eq!(b.recv_value::<u32>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
+    /// [`send_value`](PipeEnd::send_value) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// # Errors
+    /// As [`try_send`](PipeEnd::try_send).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_send_value(&2u64)?;
+    /// assert_eq!(b.recv_value::<u64>()?, 2);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
+        self.try_send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends a copy of `msg` if the ring has room for all of it now, else
+    /// [`Error::Full`] (nothing is sent). A message larger than the whole
+    /// ring is never sent this way (it is streamed: use
+    /// [`send`](PipeEnd::send)).
+    ///
+    /// # Errors
+    /// As [`send`](PipeEnd::send), and `Full`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_send(&[0; 40])?;
+    /// assert!(matches!(a.try_send(&[0; 40]), Err(shmkit::Error::Full)));
+    /// assert_eq!(b.try_recv()?.len(), 40);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        match self
+            .raw_mut()
+            .send_until(msg, Deadline::after(Duration::ZERO))
+        {
+            Err(Error::Timeout) => Err(Error::Full),
+            r => r,
         }
-        Ok(v)
+    }
+
+    /// Receives the next message if one is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and `Empty`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Empty)));
+    /// a.send(b"x")?;
+    /// assert_eq!(b.try_recv()?, b"x");
+    /// drop(a);
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Disconnected)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        match self.raw_mut().recv_until(Deadline::after(Duration::ZERO)) {
+            Err(Error::Timeout) => Err(Error::Empty),
+            r => r,
+        }
+    }
+
+    /// [`recv_into`](PipeEnd::recv_into) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv_into`](PipeEnd::recv_into), and `Empty`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let mut buf = [0u8; 8];
+    /// assert!(matches!(b.try_recv_into(&mut buf), Err(shmkit::Error::Empty)));
+    /// a.send(b"hi")?;
+    /// assert_eq!(b.try_recv_into(&mut buf)?, 2);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        match self
+            .raw_mut()
+            .recv_into_until(buf, Deadline::after(Duration::ZERO))
+        {
+            Err(Error::Timeout) => Err(Error::Empty),
+            r => r,
+        }
     }
 
     /// [`send`](PipeEnd::send) as a future: waits for room without

@@ -395,27 +395,96 @@ impl Queue {
     }
 
     /// Takes the next message as a plain-data value, waiting as long as it
-    /// takes. A message longer than `T` stays queued
-    /// ([`Error::BufferTooSmall`]); a shorter one is consumed and reported as
-    /// [`Error::InvalidArgument`].
+    /// takes.
+    ///
+    /// # Errors
+    /// As [`get`](Queue::get), and [`Error::WrongSize`] for a message whose
+    /// length is not `T`'s, longer or shorter: it is consumed and its bytes
+    /// are in the error, so nothing is lost and the next typed get is not
+    /// held up by it.
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// q.put_value(&7u64)?;
     /// assert_eq!(q.get_value::<u64>()?, 7);
+    /// q.put(b"abc")?;
+    /// match q.get_value::<u64>() {
+    ///     Err(shmkit::Error::WrongSize { expected: 8, message }) => assert_eq!(message, b"abc"),
+    ///     other => panic!("{other:?}"),
+    /// }
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_value<T: Pod>(&self) -> Result<T> {
-        let mut v = T::zeroed();
-        let n = self.get_into(bytemuck::bytes_of_mut(&mut v))?;
-        if n != std::mem::size_of::<T>() {
-            return Err(Error::InvalidArgument(format!(
-                "a message of {n} bytes is not a {} ({} bytes)",
-                std::any::type_name::<T>(),
-                std::mem::size_of::<T>()
-            )));
-        }
-        Ok(v)
+        crate::typed::take(&mut &*self, |q, b| q.get_into(b), |q| q.get())
+    }
+
+    /// [`get_value`](Queue::get_value) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`get_value`](Queue::get_value), and `Empty`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// assert!(matches!(q.try_get_value::<u32>(), Err(shmkit::Error::Empty)));
+    /// q.put_value(&3u32)?;
+    /// assert_eq!(q.try_get_value::<u32>()?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_value<T: Pod>(&self) -> Result<T> {
+        crate::typed::take(&mut &*self, |q, b| q.try_get_into(b), |q| q.try_get())
+    }
+
+    /// [`get_value`](Queue::get_value), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`get_value`](Queue::get_value), and `Timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let r = q.get_value_timeout::<u32>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T> {
+        crate::typed::take(
+            &mut &*self,
+            |q, b| q.get_into_timeout(b, timeout),
+            |q| q.get_timeout(timeout),
+        )
+    }
+
+    /// [`put_value`](Queue::put_value) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// # Errors
+    /// As [`try_put`](Queue::try_put).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.try_put_value(&1u8)?;
+    /// assert!(matches!(q.try_put_value(&2u8), Err(shmkit::Error::Full)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
+        self.try_put(bytemuck::bytes_of(value))
+    }
+
+    /// [`put_value`](Queue::put_value), waiting for room at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Queue::put_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put_value(&1u8)?;
+    /// let r = q.put_value_timeout(&2u8, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
+        self.put_timeout(bytemuck::bytes_of(value), timeout)
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
