@@ -116,6 +116,12 @@ impl<C: Core> Named<C> {
     pub(crate) fn keep(&mut self) {
         self.seg.keep();
     }
+
+    /// The view and the segment apart. The caller must drop the view (and
+    /// anything made from it) before the segment.
+    pub(crate) fn into_parts(self) -> (C::View, Segment) {
+        (self.view, self.seg)
+    }
 }
 
 /// An error of a core's `attach`, naming the segment (the raw cores do not

@@ -110,7 +110,8 @@ pub use bytemuck::Zeroable;
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pipe::{
-    Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
+    Pipe, PipeBuilder, PipeEnd, PipeIter, PipeReceiver, PipeSender, RecvRef, SendGrant,
+    DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
 pub use queue::{Queue, QueueIter, QueueReceiver, QueueSender, QueueTryIter, QueueValues};
 pub use raw::{Direction, GetGrant, Lease, PutGrant, Spin, Waited};

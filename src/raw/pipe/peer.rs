@@ -62,7 +62,19 @@ impl std::fmt::Debug for PeerWatch {
     }
 }
 
-impl Peer<'_> {
+impl<'a> Peer<'a> {
+    /// Fresh wait state for the peer at `end`.
+    pub(super) fn of(end: &'a EndCtl) -> Peer<'a> {
+        Peer {
+            end,
+            gone: false,
+            watched: None,
+            spin: AdaptiveSpin::new(),
+            last_check: 0,
+            looks: 0,
+        }
+    }
+
     /// Whether the other end is gone (closed, or its process died). Unless
     /// `force`, the closed flag is read every time but the clock only every
     /// 256th time, and `/proc` at most once per `LIVENESS_INTERVAL / 4`.

@@ -1,5 +1,9 @@
 //! `Pipe`: a named two-ended message channel between two processes.
 
+mod split;
+
+pub use split::{PipeIter, PipeReceiver, PipeSender};
+
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
