@@ -136,7 +136,9 @@ impl<T: Pod> Array<T> {
         self.0.seg()
     }
 
-    /// Creates an array named `name` of `len` copies of `fill`.
+    /// Creates an array named `name` of `len` copies of `fill`. A length
+    /// of 0 is allowed, as for a `Vec`: the array holds nothing (`get`
+    /// says `None`, `to_vec` is empty), and its lock still works.
     ///
     /// # Errors
     /// As [`Segment::create`]; [`Error::InvalidArgument`] if the array

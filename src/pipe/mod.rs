@@ -149,7 +149,9 @@ impl PipeBuilder {
         self
     }
 
-    /// The largest message (default 64 MiB, at most `u32::MAX - 1`).
+    /// The largest message (default 64 MiB, at most `u32::MAX - 1`). 0 is
+    /// allowed: only empty messages can be sent (a pipe of signals), and a
+    /// longer one is [`Error::MessageTooLarge`].
     ///
     /// ```
     /// let end = shmkit::Pipe::builder().max_message(10).create_unique()?;

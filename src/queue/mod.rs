@@ -140,7 +140,10 @@ impl Queue {
     }
 
     /// Creates an empty queue named `name` that holds up to `capacity`
-    /// messages of up to `max_message` bytes each.
+    /// messages of up to `max_message` bytes each. A `max_message` of 0 is
+    /// allowed: every message is empty, and the queue carries only their
+    /// count and order (a token queue); a longer one is
+    /// [`Error::MessageTooLarge`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a zero capacity or a queue too large
