@@ -48,6 +48,20 @@
 //! asked otherwise, and `open` refuses another user's segment by default.
 //! Linux only (futex(2) and `/proc`); every process must share one PID
 //! namespace so that liveness checks see each other.
+//!
+//! # Wire format of serde messages
+//!
+//! With the `serde` feature, `put_serde`/`get_serde` and
+//! `send_serde`/`recv_serde` encode a value with
+//! [postcard](https://docs.rs/postcard) 1.x: each message is one postcard
+//! encoding of the value, nothing before or after it (no length prefix: the
+//! queue or pipe frames the message). postcard's format is specified and
+//! stable for its 1.x versions, so processes built with different shmkit
+//! versions that share the feature's postcard major version read each
+//! other's messages; a change of format would be a major version of
+//! shmkit. A message that does not decode is consumed and reported as
+//! [`Error::InvalidArgument`]; decoding reads a private copy, never the
+//! shared bytes.
 #![warn(
     missing_docs,
     unsafe_op_in_unsafe_fn,

@@ -854,7 +854,7 @@ impl PipeEnd {
 
 #[cfg(feature = "serde")]
 impl PipeEnd {
-    /// Sends any serialisable value (encoded with bincode).
+    /// Sends any serialisable value (encoded with postcard 1, see the crate docs' wire format).
     ///
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
@@ -864,7 +864,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let bytes = bincode::serialize(value)
+        let bytes = postcard::to_stdvec(value)
             .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
         self.send(&bytes)
     }
@@ -884,7 +884,7 @@ impl PipeEnd {
         // Decoded from a private copy: bytes in the ring could be changed
         // by a hostile process while the decoder reads them.
         let msg = self.recv()?;
-        bincode::deserialize(&msg)
+        postcard::from_bytes(&msg)
             .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
     }
 }

@@ -748,7 +748,7 @@ impl Queue {
 
 #[cfg(feature = "serde")]
 impl Queue {
-    /// Puts any serialisable value (encoded with bincode). Encoding happens
+    /// Puts any serialisable value (encoded with postcard 1, see the crate docs' wire format). Encoding happens
     /// before anything is reserved, so a value that fails to encode, or is
     /// too large, leaves the queue as it was.
     ///
@@ -760,7 +760,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = bincode::serialize(value)
+        let bytes = postcard::to_stdvec(value)
             .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
         self.put(&bytes)
     }
@@ -779,7 +779,7 @@ impl Queue {
         // Decoded from a private copy: bytes in shared memory may change
         // under a decoder while a hostile peer writes them.
         let msg = self.get()?;
-        bincode::deserialize(&msg)
+        postcard::from_bytes(&msg)
             .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
     }
 }
