@@ -37,3 +37,15 @@ pub(crate) fn take<T: Pod, S: ?Sized>(
         Err(e) => Err(e),
     }
 }
+
+/// Encodes a value for a serde message (postcard 1; see the crate docs).
+#[cfg(feature = "serde")]
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))
+}
+
+/// Decodes a serde message from a private copy of its bytes.
+#[cfg(feature = "serde")]
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(msg: &[u8]) -> Result<T> {
+    postcard::from_bytes(msg).map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+}

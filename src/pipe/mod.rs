@@ -864,9 +864,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let bytes = postcard::to_stdvec(value)
-            .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
-        self.send(&bytes)
+        self.send(&crate::typed::encode(value)?)
     }
 
     /// Receives the next message and decodes it; one that does not decode
@@ -883,9 +881,70 @@ impl PipeEnd {
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         // Decoded from a private copy: bytes in the ring could be changed
         // by a hostile process while the decoder reads them.
-        let msg = self.recv()?;
-        postcard::from_bytes(&msg)
-            .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+        crate::typed::decode(&self.recv()?)
+    }
+
+    /// [`recv_serde`](PipeEnd::recv_serde) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// a.try_send_serde(&4u8)?;
+    /// assert_eq!(b.try_recv_serde::<u8>()?, 4);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        crate::typed::decode(&self.try_recv()?)
+    }
+
+    /// [`recv_serde`](PipeEnd::recv_serde), waiting at most `timeout`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_serde_timeout::<u8>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T> {
+        crate::typed::decode(&self.recv_timeout(timeout)?)
+    }
+
+    /// [`send_serde`](PipeEnd::send_serde) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_send_serde("x")?;
+    /// assert_eq!(b.recv_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.try_send(&crate::typed::encode(value)?)
+    }
+
+    /// [`send_serde`](PipeEnd::send_serde), waiting for room at most
+    /// `timeout`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_serde_timeout("x", std::time::Duration::from_secs(1))?;
+    /// assert_eq!(b.recv_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_serde_timeout<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.send_timeout(&crate::typed::encode(value)?, timeout)
     }
 }
 

@@ -348,6 +348,23 @@ impl Queue {
         self.reserve_until(len, None)
     }
 
+    /// [`reserve`](Queue::reserve), waiting for room at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`reserve`](Queue::reserve), and `Timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put(b"full")?;
+    /// let r = q.reserve_timeout(4, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
+        self.reserve_until(len, Some(Deadline::after(timeout)))
+    }
+
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
         self.raw().reserve_until(len, deadline)
     }
@@ -379,6 +396,24 @@ impl Queue {
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
         self.get_ref_until(None)
+    }
+
+    /// [`get_ref`](Queue::get_ref), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`get_ref`](Queue::get_ref), and `Timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let r = q.get_ref_timeout(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// q.put(b"x")?;
+    /// assert_eq!(&*q.get_ref_timeout(std::time::Duration::from_secs(1))?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
+        self.get_ref_until(Some(Deadline::after(timeout)))
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
@@ -760,9 +795,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = postcard::to_stdvec(value)
-            .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
-        self.put(&bytes)
+        self.put(&crate::typed::encode(value)?)
     }
 
     /// Takes the next message and decodes it, waiting as long as it takes.
@@ -778,9 +811,66 @@ impl Queue {
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         // Decoded from a private copy: bytes in shared memory may change
         // under a decoder while a hostile peer writes them.
-        let msg = self.get()?;
-        postcard::from_bytes(&msg)
-            .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+        crate::typed::decode(&self.get()?)
+    }
+
+    /// [`get_serde`](Queue::get_serde) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// assert!(matches!(q.try_get_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// q.try_put_serde(&1u8)?;
+    /// assert_eq!(q.try_get_serde::<u8>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::typed::decode(&self.try_get()?)
+    }
+
+    /// [`get_serde`](Queue::get_serde), waiting at most `timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// let r = q.get_serde_timeout::<u8>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_serde_timeout<T: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T> {
+        crate::typed::decode(&self.get_timeout(timeout)?)
+    }
+
+    /// [`put_serde`](Queue::put_serde) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// q.try_put_serde("a")?;
+    /// assert!(matches!(q.try_put_serde("b"), Err(shmkit::Error::Full)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.try_put(&crate::typed::encode(value)?)
+    }
+
+    /// [`put_serde`](Queue::put_serde), waiting for room at most `timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// q.put_serde("a")?;
+    /// let r = q.put_serde_timeout("b", std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_serde_timeout<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.put_timeout(&crate::typed::encode(value)?, timeout)
     }
 }
 
