@@ -8,9 +8,7 @@ use std::time::Duration;
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
-use crate::raw::header::{
-    Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN, MAGIC,
-};
+use crate::raw::header::{Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN, MAGIC};
 use crate::sync::{self, TaskStamp};
 use crate::sys;
 
@@ -903,6 +901,27 @@ pub fn prune() -> Result<Vec<SegmentInfo>> {
 /// ```
 pub fn prune_dry_run() -> Result<Vec<SegmentInfo>> {
     prune_all(true)
+}
+
+/// [`prune`] for one name: removes the segment `name` if it is stale, and
+/// returns what it removed; `None` if it is not stale (or not shmkit's, not
+/// this user's, or not there). With `dry_run`, removes nothing and says
+/// what it would remove. For a program that owns a few well-known names
+/// and should not touch anybody else's.
+///
+/// # Errors
+/// [`Error::InvalidName`]; an OS error looking at the segment.
+///
+/// ```
+/// let seg = shmkit::Segment::create(&format!("shmkit-doc-prune-{}", std::process::id()), 8)?;
+/// // Its creator lives: not stale.
+/// assert_eq!(shmkit::prune_name(seg.name(), false)?, None);
+/// assert_eq!(shmkit::prune_name("shmkit-doc-no-such-segment", true)?, None);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn prune_name(name: &str, dry_run: bool) -> Result<Option<SegmentInfo>> {
+    let cname = os_name(name)?;
+    remove_if_stale(&cname, name, dry_run)
 }
 
 fn prune_all(dry_run: bool) -> Result<Vec<SegmentInfo>> {
