@@ -974,9 +974,13 @@ fn mark_use(file: &File, name: &str, deadline: sync::Deadline) -> Result<()> {
 ///
 /// A pruner holds `LOCK_EX` while it unlinks, so once the mark is held no
 /// pruner can remove the object; but one may have removed it between the
-/// `shm_open` and the lock. So the name must still name the marked object:
-/// if it names another (removed and created again), open that one; if
-/// none, the segment is [`Error::NotFound`].
+/// `shm_open` and the lock. So the marked object must still have its name:
+/// if it has none (`fstat`'s link count is 0: unlinked), open the name
+/// again, which finds a new segment made under it or fails with
+/// [`Error::NotFound`]. The link count costs no syscall beyond the `fstat`
+/// that `open` makes anyway; it tells "unlinked" from "named" exactly, short
+/// of a hard link made to the object under another name by hand (and a
+/// process that can do that can remove the name itself).
 fn open_file(
     cname: &CStr,
     name: &str,
@@ -990,8 +994,7 @@ fn open_file(
         }
         mark_use(&file, name, deadline)?;
         let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
-        let now = sys::shm_stat(cname).map_err(|e| Error::from_os(e, name))?;
-        if (now.dev, now.ino) == (st.dev, st.ino) {
+        if st.nlink != 0 {
             return Ok((file, Some(st)));
         }
         if deadline.expired() {

@@ -152,6 +152,7 @@ pub(crate) fn shm_stat(name: &CStr) -> io::Result<Stat> {
         mode: st.st_mode & 0o7777,
         dev: st.st_dev,
         ino: st.st_ino,
+        nlink: st.st_nlink as u64,
     })
 }
 
@@ -164,6 +165,8 @@ pub(crate) struct Stat {
     /// The object's device and inode: equal for every mapping of it.
     pub(crate) dev: u64,
     pub(crate) ino: u64,
+    /// How many names it has: 0 once it was unlinked.
+    pub(crate) nlink: u64,
 }
 
 pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
@@ -177,6 +180,7 @@ pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
         mode: st.st_mode & 0o7777,
         dev: st.st_dev,
         ino: st.st_ino,
+        nlink: st.st_nlink as u64,
     })
 }
 
