@@ -374,3 +374,67 @@ fn every_handle_costs_one_descriptor() {
     let _ = shmkit::inspect(seg.name()).unwrap();
     assert_eq!(fds_on(seg.name()), 1, "inspect keeps nothing open");
 }
+
+/// Holds `LOCK_EX` on the object `name` names, as a pruner does while it
+/// unlinks, until dropped.
+struct Exclusive(std::fs::File);
+
+impl Exclusive {
+    fn take(name: &str) -> Exclusive {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(format!("/dev/shm/{name}")).unwrap();
+        // SAFETY: `f` is an open descriptor; flock touches no memory.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        Exclusive(f)
+    }
+}
+
+/// Whether thread `tid` of this process sleeps in nanosleep (the backoff
+/// of an opener that found the object locked).
+fn sleeping(tid: i64) -> bool {
+    let dir = format!("/proc/self/task/{tid}");
+    let nr = std::fs::read_to_string(format!("{dir}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok());
+    matches!(nr, Some(n) if n == libc::SYS_clock_nanosleep || n == libc::SYS_nanosleep)
+}
+
+/// An opener that got its mark on an object a pruner then unlinked opens
+/// the name again: the segment made under it since, or `NotFound`.
+#[test]
+fn an_opener_that_marks_an_unlinked_segment_opens_the_name_again() {
+    let _w = watchdog(Duration::from_secs(60));
+    for recreate in [true, false] {
+        let name = unique_name("relink");
+        let _c = Cleanup(vec![name.clone()]);
+        Segment::create(&name, 64).unwrap().keep();
+        let ex = Exclusive::take(&name);
+        // While the lock is held, an open cannot mark the segment.
+        let quick = Options::new().init_timeout(Duration::from_millis(20));
+        assert!(matches!(
+            Segment::open_with(&name, &quick),
+            Err(Error::Timeout)
+        ));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let opener = s.spawn(|| {
+                // SAFETY: gettid takes no arguments and cannot fail.
+                tx.send(unsafe { libc::syscall(libc::SYS_gettid) }).unwrap();
+                Segment::open(&name)
+            });
+            let tid = rx.recv().unwrap();
+            // It opened the object and backs off: it holds the old one.
+            assert!(common::wait_for(Duration::from_secs(30), || sleeping(tid)));
+            shmkit::unlink(&name).unwrap();
+            if recreate {
+                Segment::create(&name, 128).unwrap().keep();
+            }
+            drop(ex);
+            match (opener.join().unwrap(), recreate) {
+                (Ok(seg), true) => assert_eq!(seg.len(), 128, "the new segment"),
+                (Err(Error::NotFound { .. }), false) => {}
+                (other, _) => panic!("recreate {recreate}: {other:?}"),
+            }
+        });
+    }
+}
