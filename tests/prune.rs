@@ -2,10 +2,11 @@
 //! `Options::replace_stale`, and the stale hint on `AlreadyExists`, with
 //! real processes that create, hold and die.
 //!
-//! A global `prune()` removes every stale segment of this user, also the
-//! ones other tests of this binary make on purpose; the tests that make
-//! stale segments take `STALE` so that a global prune never runs while
-//! another test's stale segment is in flight.
+//! The tests take turns (`serial`): a global `prune()` removes every stale
+//! segment of this user, also the ones other tests make on purpose; and a
+//! test that spawns a child forks, and for the moment between its fork and
+//! its exec the child holds a copy of every descriptor of this process,
+//! marks of use included, so another test's "unused" could read "in use".
 
 #![cfg(not(loom))]
 
@@ -18,10 +19,10 @@ use std::time::Duration;
 use common::{dispatch, spawn, unique_name, watchdog, Cleanup};
 use shmkit::{Error, Event, Options, Segment};
 
-static STALE: Mutex<()> = Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::new(());
 
-fn stale_lock() -> std::sync::MutexGuard<'static, ()> {
-    STALE.lock().unwrap_or_else(|e| e.into_inner())
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[test]
@@ -31,6 +32,7 @@ fn child() {
         ("create_keep_hang", create_keep_hang),
         ("open_and_hold", open_and_hold),
         ("create_and_hang_in_init", create_and_hang_in_init),
+        ("fork_and_drop", fork_and_drop),
     ]);
 }
 
@@ -94,7 +96,7 @@ fn exists(name: &str) -> bool {
 #[test]
 fn a_live_opener_keeps_a_dead_creators_segment() {
     let _w = watchdog(Duration::from_secs(120));
-    let _s = stale_lock();
+    let _s = serial();
     let name = unique_name("liveopener");
     let _c = Cleanup(vec![name.clone()]);
     let created = Event::create_unique().unwrap();
@@ -159,7 +161,7 @@ fn a_live_opener_keeps_a_dead_creators_segment() {
 #[test]
 fn a_stale_segment_is_pruned() {
     let _w = watchdog(Duration::from_secs(120));
-    let _s = stale_lock();
+    let _s = serial();
     let name = unique_name("stale");
     let _c = Cleanup(vec![name.clone()]);
     let child = spawn("create_keep_exit", &[&name]);
@@ -185,7 +187,7 @@ fn a_stale_segment_is_pruned() {
 #[test]
 fn prune_name_removes_only_that_stale_name() {
     let _w = watchdog(Duration::from_secs(120));
-    let _s = stale_lock();
+    let _s = serial();
     let (a, b) = (unique_name("one-a"), unique_name("one-b"));
     let _c = Cleanup(vec![a.clone(), b.clone()]);
     spawn("create_keep_exit", &[&a]).join();
@@ -202,7 +204,7 @@ fn prune_name_removes_only_that_stale_name() {
 #[test]
 fn a_creator_that_died_in_init_leaves_a_prunable_segment() {
     let _w = watchdog(Duration::from_secs(120));
-    let _s = stale_lock();
+    let _s = serial();
     let name = unique_name("deadinit");
     let _c = Cleanup(vec![name.clone()]);
     let ready = Event::create_unique().unwrap();
@@ -222,6 +224,7 @@ fn a_creator_that_died_in_init_leaves_a_prunable_segment() {
 
 #[test]
 fn replace_stale_never_replaces_a_live_creators_segment() {
+    let _s = serial();
     let _w = watchdog(Duration::from_secs(60));
     let name = unique_name("livecreator");
     let _c = Cleanup(vec![name.clone()]);
@@ -252,6 +255,7 @@ fn replace_stale_never_replaces_a_live_creators_segment() {
 
 #[test]
 fn in_use_follows_handles_and_inspect_leaves_no_mark() {
+    let _s = serial();
     let _w = watchdog(Duration::from_secs(60));
     let name = unique_name("inuse");
     let _c = Cleanup(vec![name.clone()]);
@@ -278,6 +282,7 @@ fn in_use_follows_handles_and_inspect_leaves_no_mark() {
 
 #[test]
 fn objects_that_are_not_shmkits_are_left_alone() {
+    let _s = serial();
     let name = unique_name("foreign");
     let _c = Cleanup(vec![name.clone()]);
     std::fs::write(format!("/dev/shm/{name}"), vec![0u8; 4096]).unwrap();
@@ -296,7 +301,7 @@ fn objects_that_are_not_shmkits_are_left_alone() {
 #[test]
 fn an_opener_racing_a_pruner_never_holds_a_removed_segment() {
     let _w = watchdog(Duration::from_secs(120));
-    let _s = stale_lock();
+    let _s = serial();
     let name = unique_name("race");
     let _c = Cleanup(vec![name.clone()]);
     let (mut opened, mut pruned) = (0, 0);
@@ -354,6 +359,7 @@ fn an_opener_racing_a_pruner_never_holds_a_removed_segment() {
 
 #[test]
 fn every_handle_costs_one_descriptor() {
+    let _s = serial();
     // Counted by what the descriptors name, as other tests open theirs.
     fn fds_on(name: &str) -> usize {
         let target = format!("/dev/shm/{name}");
@@ -403,6 +409,7 @@ fn sleeping(tid: i64) -> bool {
 /// the name again: the segment made under it since, or `NotFound`.
 #[test]
 fn an_opener_that_marks_an_unlinked_segment_opens_the_name_again() {
+    let _s = serial();
     let _w = watchdog(Duration::from_secs(60));
     for recreate in [true, false] {
         let name = unique_name("relink");
@@ -437,4 +444,62 @@ fn an_opener_that_marks_an_unlinked_segment_opens_the_name_again() {
             }
         });
     }
+}
+
+/// Creates and keeps segment `args[0]`, forks a child that inherits the
+/// handle and pauses, drops its own handle, sets the event `args[1]`;
+/// once the event `args[2]` is set, kills and reaps the child and sets the
+/// event `args[3]`. In a process of its own, so that the fork copies no
+/// other test's descriptors.
+fn fork_and_drop(args: &[String]) {
+    let mut seg = Segment::create(&args[0], 64).unwrap();
+    seg.keep();
+    // SAFETY: the child makes only async-signal-safe calls (prctl, pause)
+    // and never returns into Rust code; it dies with this thread.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    assert!(pid > 0, "fork failed");
+    drop(seg);
+    Event::open(&args[1]).unwrap().set();
+    let go = Event::open(&args[2]).unwrap();
+    assert!(go.wait_timeout(Duration::from_secs(30)).unwrap());
+    // SAFETY: plain syscalls on a child pid of ours.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    Event::open(&args[3]).unwrap().set();
+}
+
+#[test]
+fn a_handle_inherited_across_fork_marks_until_both_copies_are_gone() {
+    let _s = serial();
+    let _w = watchdog(Duration::from_secs(60));
+    let name = unique_name("fork");
+    let _c = Cleanup(vec![name.clone()]);
+    let (ready, go, done) = (
+        Event::create_unique().unwrap(),
+        Event::create_unique().unwrap(),
+        Event::create_unique().unwrap(),
+    );
+    let p = spawn(
+        "fork_and_drop",
+        &[&name, ready.name(), go.name(), done.name()],
+    );
+    assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap());
+    let info = shmkit::inspect(&name).unwrap();
+    assert!(info.creator_alive);
+    assert_eq!(info.in_use, Some(true), "the forked child's copy");
+    go.set();
+    assert!(done.wait_timeout(Duration::from_secs(30)).unwrap());
+    assert_eq!(shmkit::inspect(&name).unwrap().in_use, Some(false));
+    p.join();
 }
