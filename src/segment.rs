@@ -1004,16 +1004,53 @@ fn open_file(
 }
 
 /// Whether any process holds a mark of use on the object behind `file`
-/// (which must not hold one itself): `LOCK_EX` can be taken only when none
-/// does. `None` when `flock` failed otherwise.
+/// (which must not hold one itself). `None` when `flock` failed, or when
+/// an exclusive holder (a pruner) would not let go (see [`take_unused`]).
 fn probe_use(file: &File) -> Option<bool> {
-    match sys::try_flock(file, true) {
-        Ok(true) => {
+    match take_unused(file) {
+        Ok(Some(true)) => {
             sys::funlock(file);
             Some(false)
         }
-        Ok(false) => Some(true),
-        Err(_) => None,
+        Ok(Some(false)) => Some(true),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+/// Takes `LOCK_EX` on `file` if no process marks the object used:
+/// `Some(true)` holding it, `Some(false)` when a mark is held, `None` when
+/// it could not be told within about 100 ms.
+///
+/// A failed `LOCK_EX` alone does not say "used": another prober or a
+/// pruner may hold a brief `LOCK_EX` of its own. So after a failure, a
+/// `LOCK_SH` attempt tells the two apart: it fails only against an
+/// exclusive holder (then wait a little and start again), and succeeds
+/// against marks (shared holders). Marks answer the same way every time;
+/// only three rounds in a row of "shared holders only" count as used, so
+/// an exclusive holder that let go between our two attempts is not taken
+/// for a user.
+fn take_unused(file: &File) -> std::io::Result<Option<bool>> {
+    let deadline = sync::Deadline::after(Duration::from_millis(100));
+    let mut pause = Duration::from_micros(20);
+    let mut shared_only = 0;
+    loop {
+        if sys::try_flock(file, true)? {
+            return Ok(Some(true));
+        }
+        if sys::try_flock(file, false)? {
+            sys::funlock(file);
+            shared_only += 1;
+            if shared_only == 3 {
+                return Ok(Some(false));
+            }
+            continue;
+        }
+        shared_only = 0;
+        if deadline.expired() {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
     }
 }
 
@@ -1032,8 +1069,8 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
     }
     // Held until `file` closes at return: while it is, nobody can mark the
     // object used, and no other pruner can remove it.
-    if !sys::try_flock(&file, true).map_err(|e| Error::from_os(e, name))? {
-        return Ok(None); // in use
+    if take_unused(&file).map_err(|e| Error::from_os(e, name))? != Some(true) {
+        return Ok(None); // in use, or it could not be told
     }
     // The name must still name the object we hold: between our open and
     // our lock, another pruner may have removed it and a creator made a

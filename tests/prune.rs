@@ -503,3 +503,39 @@ fn a_handle_inherited_across_fork_marks_until_both_copies_are_gone() {
     assert_eq!(shmkit::inspect(&name).unwrap().in_use, Some(false));
     p.join();
 }
+
+/// `inspect` probes with a brief `LOCK_EX`; a prune or a `replace_stale`
+/// racing with such probes still tells them from real users.
+#[test]
+fn probes_do_not_make_a_stale_segment_look_used() {
+    let _w = watchdog(Duration::from_secs(120));
+    let _s = serial();
+    for round in 0..50 {
+        let name = unique_name("probed");
+        let _c = Cleanup(vec![name.clone()]);
+        Segment::create(&name, 64).unwrap().keep();
+        forge_dead_creator(&name);
+        let stop = Mutex::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !*stop.lock().unwrap() {
+                        let _ = shmkit::inspect(&name);
+                    }
+                });
+            }
+            let done = if round % 2 == 0 {
+                shmkit::prune_name(&name, false).unwrap().is_some()
+            } else {
+                Segment::create_with(&name, 32, &Options::new().replace_stale(true))
+                    .map(|mut s| s.keep())
+                    .is_ok()
+            };
+            *stop.lock().unwrap() = true;
+            assert!(
+                done,
+                "round {round}: a probe made a stale segment look used"
+            );
+        });
+    }
+}
