@@ -382,8 +382,8 @@ fn every_handle_costs_one_descriptor() {
 }
 
 /// Holds `LOCK_EX` on the object `name` names, as a pruner does while it
-/// unlinks, until dropped.
-struct Exclusive(std::fs::File);
+/// unlinks, until dropped (which closes the descriptor).
+struct Exclusive(#[allow(dead_code)] std::fs::File);
 
 impl Exclusive {
     fn take(name: &str) -> Exclusive {
