@@ -876,11 +876,15 @@ pub fn list() -> Result<Vec<SegmentInfo>> {
 /// [`Error::Io`] if `/dev/shm` cannot be read. A segment that cannot be
 /// looked at is skipped.
 ///
-/// ```
+/// ```no_run
+/// // Not run as a doctest: it would remove other programs' stale segments.
 /// let seg = shmkit::Segment::create_unique(8)?;
 /// let removed = shmkit::prune()?;
 /// // This process made `seg` and lives: it is not stale.
 /// assert!(removed.iter().all(|s| s.name != seg.name()));
+/// for s in &removed {
+///     println!("removed {} (a {}, creator pid {})", s.name, s.kind, s.creator_pid);
+/// }
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn prune() -> Result<Vec<SegmentInfo>> {
