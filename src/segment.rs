@@ -477,7 +477,6 @@ impl Segment {
             )));
         }
         let total = HEADER_LEN + payload_len;
-        let deadline = sync::Deadline::after(opts.init_timeout);
         let mut replaced = 0;
         let file = loop {
             match sys::shm_create(&cname, total as u64, opts.mode) {
@@ -513,7 +512,7 @@ impl Segment {
         // Before the header names a creator nothing can think the segment
         // stale (a pruner skips a header with no creator), so marking it
         // now, not in the same step as creating it, is safe.
-        mark_use(&file, name, deadline)?;
+        mark_use(&file, name, mark_deadline(opts))?;
         let map = MmapOptions::new()
             .len(total)
             .map_raw(&file)
@@ -574,8 +573,8 @@ impl Segment {
         mark: bool,
     ) -> Result<(Segment, HeaderFields)> {
         let cname = os_name(name)?;
+        let (file, mut first) = open_file(&cname, name, mark, mark_deadline(opts))?;
         let deadline = sync::Deadline::after(opts.init_timeout);
-        let (file, mut first) = open_file(&cname, name, mark, deadline)?;
         let mut pause = Duration::from_micros(50);
         let mut wait = || {
             std::thread::sleep(pause);
@@ -954,6 +953,18 @@ fn shm_names() -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// How long taking a mark of use may wait for a pruner's or a prober's
+/// `LOCK_EX` (held for microseconds) at least, whatever the
+/// [`Options::init_timeout`]: so that an open with a zero timeout does not
+/// fail because `shmkit ls` looked at the segment at that moment.
+const MARK_GRACE: Duration = Duration::from_millis(100);
+
+/// The deadline for taking a mark of use: `init_timeout`, or
+/// [`MARK_GRACE`] if that is longer.
+fn mark_deadline(opts: &Options) -> sync::Deadline {
+    sync::Deadline::after(opts.init_timeout.max(MARK_GRACE))
+}
+
 /// Marks `file` as used by this process: `LOCK_SH`, waiting (up to
 /// `deadline`) only while a pruner holds its brief `LOCK_EX`.
 fn mark_use(file: &File, name: &str, deadline: sync::Deadline) -> Result<()> {
@@ -1061,6 +1072,10 @@ fn take_unused(file: &File) -> std::io::Result<Option<bool>> {
 /// Removes the segment `cname` names if it is stale (see [`prune`]), or with
 /// `dry_run` only says whether it is. `Ok(None)`: not stale, not shmkit's,
 /// not this user's, or gone.
+///
+/// The header is judged first without a lock, so that a segment whose
+/// creator lives (nearly all of them) is never locked at all; only a
+/// candidate is locked, and judged again under the lock.
 fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<SegmentInfo>> {
     let file = match sys::shm_open(cname, true) {
         Ok(f) => f,
@@ -1070,18 +1085,6 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
     let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
     if st.uid != sys::uid() {
         return Ok(None);
-    }
-    // Held until `file` closes at return: while it is, nobody can mark the
-    // object used, and no other pruner can remove it.
-    if take_unused(&file).map_err(|e| Error::from_os(e, name))? != Some(true) {
-        return Ok(None); // in use, or it could not be told
-    }
-    // The name must still name the object we hold: between our open and
-    // our lock, another pruner may have removed it and a creator made a
-    // new one, which is not ours to judge.
-    match sys::shm_stat(cname) {
-        Ok(now) if (now.dev, now.ino) == (st.dev, st.ino) => {}
-        _ => return Ok(None),
     }
     // A shorter object cannot be shmkit's, or is being given its length.
     let Some(len) = usize::try_from(st.len)
@@ -1099,9 +1102,25 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
     // bytes are a valid value and other processes' writes are atomic.
     let header = unsafe { &*(map.as_ptr() as *const Header) };
     let (published, fields) = header.read_any();
-    let (pid, start) = header.creator();
+    let creator = header.creator();
     // No creator recorded: being created right now, or not shmkit's.
-    if fields.magic != MAGIC || pid == 0 || creator_alive(pid, start) {
+    if fields.magic != MAGIC || creator.0 == 0 || creator_alive(creator.0, creator.1) {
+        return Ok(None);
+    }
+    // Held until `file` closes at return: while it is, nobody can mark the
+    // object used, and no other pruner can remove it.
+    if take_unused(&file).map_err(|e| Error::from_os(e, name))? != Some(true) {
+        return Ok(None); // in use, or it could not be told
+    }
+    // The name must still name the object we hold: between our open and
+    // our lock, another pruner may have removed it and a creator made a
+    // new one, which is not ours to judge. And the creator must be the
+    // dead one judged above (a dead task stays dead).
+    match sys::shm_stat(cname) {
+        Ok(now) if (now.dev, now.ino) == (st.dev, st.ino) => {}
+        _ => return Ok(None),
+    }
+    if header.creator() != creator {
         return Ok(None);
     }
     let info = SegmentInfo {
@@ -1112,7 +1131,7 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
             "uninitialised"
         },
         len,
-        creator_pid: pid,
+        creator_pid: creator.0,
         creator_alive: false,
         mode: st.mode & 0o777,
         owner_uid: st.uid,

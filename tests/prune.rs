@@ -541,3 +541,40 @@ fn probes_do_not_make_a_stale_segment_look_used() {
         });
     }
 }
+
+/// An open with a zero `init_timeout` still waits out the brief `LOCK_EX`
+/// of a pruner (here dry runs of `prune_name` in a loop, on a segment whose
+/// creator is dead) instead of failing. A pruner locks only a segment whose
+/// creator is dead and that nobody uses, as here between the opens.
+#[test]
+fn a_zero_timeout_open_waits_out_pruners() {
+    let _w = watchdog(Duration::from_secs(120));
+    let _s = serial();
+    let name = unique_name("zero");
+    let _c = Cleanup(vec![name.clone()]);
+    Segment::create(&name, 64).unwrap().keep();
+    forge_dead_creator(&name);
+    let zero = Options::new().init_timeout(Duration::ZERO);
+    let stop = Mutex::new(false);
+    let mut locked = 0;
+    std::thread::scope(|s| {
+        let pruner = s.spawn(|| {
+            let mut stale = 0u32;
+            while !*stop.lock().unwrap() {
+                if shmkit::prune_name(&name, true).unwrap().is_some() {
+                    stale += 1;
+                }
+            }
+            stale
+        });
+        for i in 0..3000 {
+            if let Err(e) = Segment::open_with(&name, &zero) {
+                *stop.lock().unwrap() = true;
+                panic!("open {i}: {e:?}");
+            }
+        }
+        *stop.lock().unwrap() = true;
+        locked = pruner.join().unwrap();
+    });
+    assert!(locked > 0, "the pruner never found the segment stale");
+}
