@@ -32,6 +32,12 @@ pub enum Error {
     AlreadyExists {
         /// The segment's name.
         name: String,
+        /// `Some(pid)` when the segment in the way is stale: its creator
+        /// (process `pid`) is dead and no live process uses it, so
+        /// [`prune`](crate::prune) would remove it and
+        /// [`Options::replace_stale`](crate::Options::replace_stale) would
+        /// replace it. The message then says so.
+        dead_creator: Option<u32>,
     },
     /// No segment of this name exists.
     NotFound {
@@ -192,7 +198,19 @@ impl fmt::Display for Error {
                 write!(f, "invalid segment name {name:?}: {reason}")
             }
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::AlreadyExists { name } => write!(f, "segment {name:?} already exists"),
+            Error::AlreadyExists {
+                name,
+                dead_creator: None,
+            } => write!(f, "segment {name:?} already exists"),
+            Error::AlreadyExists {
+                name,
+                dead_creator: Some(pid),
+            } => write!(
+                f,
+                "segment {name:?} already exists, left behind by process {pid}, which died, \
+                 and used by no live process: remove it with shmkit::prune() (or `shmkit prune`), \
+                 or create with Options::replace_stale(true)"
+            ),
             Error::NotFound { name } => write!(f, "segment {name:?} does not exist"),
             Error::PermissionDenied { name, reason } => {
                 write!(f, "permission denied on segment {name:?}: {reason}")
@@ -276,7 +294,10 @@ impl Error {
     /// Maps an OS error on segment `name` to the matching variant.
     pub(crate) fn from_os(e: io::Error, name: &str) -> Error {
         match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists { name: name.into() },
+            Some(libc::EEXIST) => Error::AlreadyExists {
+                name: name.into(),
+                dead_creator: None,
+            },
             Some(libc::ENOENT) => Error::NotFound { name: name.into() },
             Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
                 name: name.into(),

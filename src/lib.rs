@@ -131,8 +131,8 @@ pub use queue::{Queue, QueueIter, QueueReceiver, QueueSender, QueueTryIter, Queu
 pub use raw::{Direction, GetGrant, Lease, PutGrant, Spin, Waited};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{
-    inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,
-    MAX_LEN,
+    inspect, inspect_with, list, prune, prune_dry_run, prune_name, unlink, Options, Segment,
+    SegmentInfo, DEFAULT_INIT_TIMEOUT, MAX_LEN,
 };
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use value::{AtomicValue, Value, ValueGuard};
