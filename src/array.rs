@@ -127,10 +127,6 @@ impl<T: Pod> Array<T> {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<ArrayCore<T>> {
-        &mut self.0
-    }
-
     #[inline]
     fn seg(&self) -> &Segment {
         self.0.seg()

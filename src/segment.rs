@@ -197,7 +197,9 @@ pub struct Segment {
     /// holding `LOCK_SH`) for the handle's life; after `map`, so that the
     /// mapping goes first.
     file: File,
-    owner: bool,
+    /// Whether dropping the handle unlinks the name (the creator's, until
+    /// `keep`).
+    owner: sync::Flag,
     /// The object's device and inode, if `fstat` told them: what tells two
     /// mappings of one object from mappings of two (see `object_id`).
     id: Option<(u64, u64)>,
@@ -208,7 +210,7 @@ impl fmt::Debug for Segment {
         f.debug_struct("Segment")
             .field("name", &self.name)
             .field("len", &self.len())
-            .field("unlink_on_drop", &self.owner)
+            .field("unlink_on_drop", &self.owner.get())
             .finish()
     }
 }
@@ -388,14 +390,14 @@ impl Segment {
     /// handle unlinks it). Remove it later with [`unlink`](crate::unlink).
     ///
     /// ```
-    /// let mut seg = shmkit::Segment::create("shmkit-doc-keep", 8)?;
+    /// let seg = shmkit::Segment::create("shmkit-doc-keep", 8)?;
     /// seg.keep();
     /// drop(seg);
     /// shmkit::unlink("shmkit-doc-keep")?; // still there
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn keep(&mut self) {
-        self.owner = false;
+    pub fn keep(&self) {
+        self.owner.set(false);
     }
 
     /// Whether dropping this handle unlinks the name.
@@ -407,7 +409,7 @@ impl Segment {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn unlinks_on_drop(&self) -> bool {
-        self.owner
+        self.owner.get()
     }
 
     /// The pid of the process that created the segment.
@@ -522,7 +524,7 @@ impl Segment {
             map,
             id: sys::fstat(&file).ok().map(|st| (st.dev, st.ino)),
             file,
-            owner: true,
+            owner: sync::Flag::new(true),
         };
         let header = seg.header();
         // An unknown start time (0, /proc did not answer) names the pid only.
@@ -624,7 +626,7 @@ impl Segment {
             name: name.into(),
             map,
             file,
-            owner: false,
+            owner: sync::Flag::new(false),
             id: Some((st.dev, st.ino)),
         };
         let header = seg.header();
@@ -1154,7 +1156,7 @@ fn creator_alive(pid: u32, start: u64) -> bool {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.get() {
             if let Ok(n) = os_name(&self.name) {
                 let _ = sys::shm_unlink(&n);
             }
@@ -1170,7 +1172,7 @@ impl Drop for Segment {
 /// (also when it was already removed).
 ///
 /// ```
-/// let mut seg = shmkit::Segment::create("shmkit-doc-unlink", 8)?;
+/// let seg = shmkit::Segment::create("shmkit-doc-unlink", 8)?;
 /// seg.keep();
 /// shmkit::unlink("shmkit-doc-unlink")?;
 /// assert!(matches!(shmkit::unlink("shmkit-doc-unlink"), Err(shmkit::Error::NotFound { .. })));

@@ -59,3 +59,15 @@ fn a_zero_capacity_is_refused() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn keep_is_reachable_through_a_shared_handle() {
+    let name = format!("shmkit-t-keep-arc-{}", std::process::id());
+    let q = std::sync::Arc::new(Queue::create(&name, 2, 8).unwrap());
+    let other = q.clone();
+    std::thread::spawn(move || other.keep()).join().unwrap();
+    drop(q);
+    // Kept: still there after the creator's last handle dropped.
+    assert!(shmkit::inspect(&name).is_ok());
+    shmkit::unlink(&name).unwrap();
+}

@@ -26,7 +26,7 @@ fn create_keep_exit(args: &[String]) {
 /// Creates and keeps the segment `args[0]`, opens it a second time, sets
 /// the event `args[1]`, and holds both until killed.
 fn create_and_hold(args: &[String]) {
-    let mut seg = Segment::create(&args[0], 100).unwrap();
+    let seg = Segment::create(&args[0], 100).unwrap();
     seg.keep();
     let _again = Segment::open(&args[0]).unwrap();
     Event::open(&args[1]).unwrap().set();

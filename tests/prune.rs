@@ -42,7 +42,7 @@ fn child() {
 /// Creates segment `args[0]` of 64 bytes, writes 0xAB to its first byte,
 /// keeps it and exits.
 fn create_keep_exit(args: &[String]) {
-    let mut seg = Segment::create(&args[0], 64).unwrap();
+    let seg = Segment::create(&args[0], 64).unwrap();
     // SAFETY: nobody else can know the segment yet.
     unsafe { seg.as_ptr().write(0xAB) };
     seg.keep();
@@ -51,7 +51,7 @@ fn create_keep_exit(args: &[String]) {
 /// Creates segment `args[0]`, keeps it, sets the event `args[1]`, and
 /// sleeps until killed.
 fn create_keep_hang(args: &[String]) {
-    let mut seg = Segment::create(&args[0], 64).unwrap();
+    let seg = Segment::create(&args[0], 64).unwrap();
     seg.keep();
     Event::open(&args[1]).unwrap().set();
     loop {
@@ -231,7 +231,7 @@ fn replace_stale_never_replaces_a_live_creators_segment() {
     let name = unique_name("livecreator");
     let _c = Cleanup(vec![name.clone()]);
     let replace = Options::new().replace_stale(true);
-    let mut seg = Segment::create(&name, 64).unwrap();
+    let seg = Segment::create(&name, 64).unwrap();
     match Segment::create_with(&name, 64, &replace) {
         Err(
             e @ Error::AlreadyExists {
@@ -261,7 +261,7 @@ fn in_use_follows_handles_and_inspect_leaves_no_mark() {
     let _w = watchdog(Duration::from_secs(60));
     let name = unique_name("inuse");
     let _c = Cleanup(vec![name.clone()]);
-    let mut seg = Segment::create(&name, 64).unwrap();
+    let seg = Segment::create(&name, 64).unwrap();
     seg.keep();
     assert_eq!(shmkit::inspect(&name).unwrap().in_use, Some(true));
     let other = Segment::open(&name).unwrap();
@@ -309,7 +309,7 @@ fn an_opener_racing_a_pruner_never_holds_a_removed_segment() {
     let (mut opened, mut pruned) = (0, 0);
     let start = std::sync::Barrier::new(2);
     for round in 0..400u32 {
-        let mut seg = Segment::create(&name, 64).unwrap();
+        let seg = Segment::create(&name, 64).unwrap();
         seg.keep();
         drop(seg);
         forge_dead_creator(&name);
@@ -324,7 +324,7 @@ fn an_opener_racing_a_pruner_never_holds_a_removed_segment() {
             } else {
                 // A replacer takes the same path.
                 match Segment::create_with(&name, 32, &Options::new().replace_stale(true)) {
-                    Ok(mut new) => {
+                    Ok(new) => {
                         new.keep();
                         true
                     }
@@ -454,7 +454,7 @@ fn an_opener_that_marks_an_unlinked_segment_opens_the_name_again() {
 /// event `args[3]`. In a process of its own, so that the fork copies no
 /// other test's descriptors.
 fn fork_and_drop(args: &[String]) {
-    let mut seg = Segment::create(&args[0], 64).unwrap();
+    let seg = Segment::create(&args[0], 64).unwrap();
     seg.keep();
     // SAFETY: the child makes only async-signal-safe calls (prctl, pause)
     // and never returns into Rust code; it dies with this thread.
@@ -530,7 +530,7 @@ fn probes_do_not_make_a_stale_segment_look_used() {
                 shmkit::prune_name(&name, false).unwrap().is_some()
             } else {
                 Segment::create_with(&name, 32, &Options::new().replace_stale(true))
-                    .map(|mut s| s.keep())
+                    .map(|s| s.keep())
                     .is_ok()
             };
             *stop.lock().unwrap() = true;

@@ -290,10 +290,6 @@ impl PipeEnd {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawPipe<'static>> {
-        &mut self.0
-    }
-
     #[inline]
     fn raw(&self) -> &RawPipe<'static> {
         self.0.view()

@@ -130,10 +130,6 @@ impl Queue {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawQueue<'static>> {
-        &mut self.0
-    }
-
     #[inline]
     pub(crate) fn raw(&self) -> &RawQueue<'static> {
         self.0.view()

@@ -170,11 +170,10 @@ macro_rules! common {
             ///
             /// ```
             #[doc = $make]
-            /// let mut h = h;
             /// h.keep(); // an opened handle never removes it anyway
             /// # Ok::<(), shmkit::Error>(())
             /// ```
-            pub fn keep(&mut self) {
+            pub fn keep(&self) {
                 self.0.keep()
             }
 
