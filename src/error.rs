@@ -219,7 +219,12 @@ impl fmt::Display for Error {
                 name,
                 expected,
                 found,
-            } => write!(f, "segment {name:?} holds a {found}, expected a {expected}"),
+            } => write!(
+                f,
+                "segment {name:?} holds {} {found}, expected {} {expected}",
+                article(found),
+                article(expected)
+            ),
             Error::TypeMismatch { name, expected } => write!(
                 f,
                 "segment {name:?} holds another payload type, expected {expected}"
@@ -254,7 +259,11 @@ impl fmt::Display for Error {
             ),
             Error::Disconnected => f.write_str("the other end is disconnected"),
             Error::Closed => f.write_str("closed"),
-            Error::InUse { name } => write!(f, "segment {name:?} is in use by a live process"),
+            Error::InUse { name } => write!(
+                f,
+                "segment {name:?} is in use by a live process (a pipe's second end is \
+                 already open: each end opens once, so open a new pipe per peer)"
+            ),
             Error::Deadlock => f.write_str("the calling thread already holds this lock"),
             Error::NotOwner => f.write_str("the calling thread does not hold this lock"),
             Error::TooManyReleases { limit } => write!(
@@ -290,6 +299,33 @@ impl From<io::Error> for Error {
     }
 }
 
+/// What to do about a segment this user may not open: its owner and mode,
+/// and the option that lets others in (when `/dev/shm` tells them).
+fn permission_hint(e: io::Error, name: &str) -> String {
+    let st = std::ffi::CString::new(format!("/{name}"))
+        .ok()
+        .and_then(|c| crate::sys::shm_stat(&c).ok());
+    match st {
+        Some(st) => format!(
+            "{e}; it is owned by uid {} with mode {:04o}, and this process runs as uid {}: \
+             its creator can let others in with Options::mode (e.g. 0o660 and a shared group), \
+             and Options::allow_other_owner lets a process open another user's segment",
+            st.uid,
+            st.mode & 0o7777,
+            crate::sys::uid()
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// "a" or "an", for a kind name in a message ("an Event", "a Lock").
+fn article(word: &str) -> &'static str {
+    match word.chars().next() {
+        Some('A' | 'E' | 'I' | 'O' | 'U' | 'a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
 impl Error {
     /// Maps an OS error on segment `name` to the matching variant.
     pub(crate) fn from_os(e: io::Error, name: &str) -> Error {
@@ -301,7 +337,7 @@ impl Error {
             Some(libc::ENOENT) => Error::NotFound { name: name.into() },
             Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
                 name: name.into(),
-                reason: e.to_string(),
+                reason: permission_hint(e, name),
             },
             Some(libc::EINVAL) | Some(libc::EFBIG) | Some(libc::ENOMEM) | Some(libc::ENOSPC) => {
                 Error::InvalidArgument(format!("segment {name:?}: {e}"))

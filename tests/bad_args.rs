@@ -71,3 +71,22 @@ fn keep_is_reachable_through_a_shared_handle() {
     assert!(shmkit::inspect(&name).is_ok());
     shmkit::unlink(&name).unwrap();
 }
+
+#[test]
+fn a_wrong_kind_message_reads_right() {
+    let l = shmkit::Lock::create_unique().unwrap();
+    let e = shmkit::Event::open(l.name()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("holds a Lock, expected an Event"), "{msg}");
+    let ev = shmkit::Event::create_unique().unwrap();
+    let msg = shmkit::Lock::open(ev.name()).unwrap_err().to_string();
+    assert!(msg.contains("holds an Event, expected a Lock"), "{msg}");
+}
+
+#[test]
+fn opening_a_pipes_used_end_says_an_end_opens_once() {
+    let a = Pipe::create_unique().unwrap();
+    let _b = Pipe::open(a.name()).unwrap();
+    let msg = Pipe::open(a.name()).unwrap_err().to_string();
+    assert!(msg.contains("each end opens once"), "{msg}");
+}

@@ -327,7 +327,11 @@ fn reclaim_gives_back_a_dead_holders_permit_without_an_acquirer() {
     assert!(held.wait_timeout(REACH).unwrap());
     assert!(live_held.wait_timeout(REACH).unwrap());
     dead.kill();
-    assert_eq!(s.value(), 1, "a snapshot: the dead holder's permit is not back yet");
+    assert_eq!(
+        s.value(),
+        1,
+        "a snapshot: the dead holder's permit is not back yet"
+    );
     assert_eq!(s.reclaim(), 1);
     assert_eq!(s.value(), 2, "the live holder keeps its permit");
     assert_eq!(s.reclaim(), 0);
