@@ -793,18 +793,19 @@ impl PipeEnd {
         Interest::new(Source::PipeSend(self.raw(), len))
     }
 
-    /// Whether the other end is gone (dropped, or its process died).
+    /// Whether the other end is gone (dropped, or its process died). Reads
+    /// the peer's liveness on every call; `&self`, so a shared end can ask.
     ///
     /// ```
-    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let a = shmkit::Pipe::create_unique()?;
     /// let b = shmkit::Pipe::open(a.name())?;
     /// assert!(!a.is_disconnected());
     /// drop(b);
     /// assert!(a.is_disconnected());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn is_disconnected(&mut self) -> bool {
-        self.raw_mut().is_disconnected()
+    pub fn is_disconnected(&self) -> bool {
+        self.raw().is_disconnected()
     }
 
     /// Whether this end can send.

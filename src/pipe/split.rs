@@ -215,13 +215,12 @@ macro_rules! half_common {
             /// let a = shmkit::Pipe::create_unique()?;
             /// let b = shmkit::Pipe::open(a.name())?;
             #[doc = $pick]
-            /// let mut h = h;
             /// assert!(!h.is_disconnected());
             /// drop(b);
             /// assert!(h.is_disconnected());
             /// # Ok::<(), shmkit::Error>(())
             /// ```
-            pub fn is_disconnected(&mut self) -> bool {
+            pub fn is_disconnected(&self) -> bool {
                 self.raw.is_disconnected()
             }
 

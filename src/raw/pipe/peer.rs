@@ -82,6 +82,17 @@ impl<'a> Peer<'a> {
         self.gone_by(if force { Look::Force } else { Look::Cheap })
     }
 
+    /// Whether the other end is gone, looked at now (the closed flag and
+    /// `/proc`), through `&self`: nothing is cached, so a later `gone`
+    /// looks again.
+    pub(super) fn gone_now(&self) -> bool {
+        if self.gone || self.end.closed.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let stamp = TaskStamp(self.end.stamp.load(Ordering::Acquire));
+        stamp.0 != 0 && !sync::task_alive(stamp.tid(), Some(stamp))
+    }
+
     /// [`gone`](Peer::gone) without the every-256th-look count: the clock
     /// every time, `/proc` at most once per `LIVENESS_INTERVAL / 4`.
     pub(super) fn gone_timed(&mut self) -> bool {
