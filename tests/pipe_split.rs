@@ -124,7 +124,10 @@ fn a_killed_peer_is_seen_by_both_halves() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(end, Error::Disconnected), "{end:?} after {sent} sends");
+    assert!(
+        matches!(end, Error::Disconnected),
+        "{end:?} after {sent} sends"
+    );
 }
 
 #[test]

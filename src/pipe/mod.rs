@@ -333,6 +333,60 @@ impl PipeEnd {
         self.raw_mut().send_until(msg, Deadline::after(timeout))
     }
 
+    /// [`send_timeout`](PipeEnd::send_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeEnd::send_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_deadline(b"x", Instant::now() + Duration::from_secs(1))?;
+    /// assert_eq!(b.recv()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.send_timeout(msg, crate::queue::until(deadline))
+    }
+
+    /// [`recv_timeout`](PipeEnd::recv_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](PipeEnd::recv_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.recv_timeout(crate::queue::until(deadline))
+    }
+
+    /// [`recv_into_timeout`](PipeEnd::recv_into_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_into_timeout`](PipeEnd::recv_into_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_into_deadline(&mut [0; 8], std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: std::time::Instant,
+    ) -> Result<usize> {
+        self.recv_into_timeout(buf, crate::queue::until(deadline))
+    }
+
     /// Receives the next message, waiting as long as it takes.
     ///
     /// # Errors

@@ -198,6 +198,58 @@ impl Queue {
         self.raw().put_until(msg, Some(Deadline::NEVER))
     }
 
+    /// [`put_timeout`](Queue::put_timeout) with a deadline instead of a
+    /// timeout: waits for room until `deadline` (a deadline already past
+    /// tries once). Handy when one budget covers several calls.
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Queue::put_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// q.put_deadline(b"a", deadline)?;
+    /// assert!(matches!(q.put_deadline(b"b", deadline), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_deadline(&self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.put_timeout(msg, until(deadline))
+    }
+
+    /// [`get_timeout`](Queue::get_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Queue::get_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put(b"a")?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(q.get_deadline(deadline)?, b"a");
+    /// assert!(matches!(q.get_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.get_timeout(until(deadline))
+    }
+
+    /// [`get_into_timeout`](Queue::get_into_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_into_timeout`](Queue::get_into_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let r = q.get_into_deadline(&mut [0; 16], std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
+        self.get_into_timeout(buf, until(deadline))
+    }
+
     /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
     ///
     /// ```
@@ -875,4 +927,9 @@ impl Waitable for Queue {
     fn interest(&self) -> Interest<'_> {
         self.readable()
     }
+}
+
+/// The time left until `deadline` (zero once it has passed).
+pub(crate) fn until(deadline: std::time::Instant) -> Duration {
+    deadline.saturating_duration_since(std::time::Instant::now())
 }
