@@ -129,8 +129,8 @@ use crate::raw::notify::Notify;
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
 
-use links::CLOSED;
 pub use links::QueueRole;
+use links::CLOSED;
 use links::{BOTH, RECV, SEND};
 use recover::{Patience, PROCS};
 
