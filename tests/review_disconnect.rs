@@ -18,7 +18,6 @@ fn child() {
 
 #[cfg(not(loom))]
 mod procs {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     use super::common::{spawn, unique_name, watchdog, Cleanup};
@@ -35,7 +34,7 @@ mod procs {
         (rx, Cleanup(vec![name]))
     }
 
-    /// Defect 1: a get's disconnect verdict looked for given-back messages
+    /// Defect 1 (fixed in get.rs): a get's disconnect verdict looked for given-back messages
     /// (`claim_back`) before it scanned for held leases (`lease_held`). A lease
     /// given back between the two was neither: the get said `Disconnected`
     /// while that message waited in the queue (and an iterator ended there,
@@ -52,17 +51,21 @@ mod procs {
             tx.put(b"job").unwrap();
             drop(tx);
             let lease = rx2.get_lease().unwrap();
-            let started = AtomicBool::new(false);
+            let (started, polling) = std::sync::mpsc::channel();
             let got = std::thread::scope(|s| {
-                let poller = s.spawn(|| loop {
-                    match rx.try_get() {
-                        Err(Error::Empty) => started.store(true, Ordering::Release),
+                let polled = &rx;
+                let mut started = Some(started);
+                let poller = s.spawn(move || loop {
+                    match polled.try_get() {
+                        Err(Error::Empty) => {
+                            if let Some(t) = started.take() {
+                                let _ = t.send(());
+                            }
+                        }
                         r => break r,
                     }
                 });
-                while !started.load(Ordering::Acquire) {
-                    std::hint::spin_loop();
-                }
+                polling.recv().unwrap();
                 drop(lease); // given back
                 poller.join().unwrap()
             });
@@ -88,17 +91,21 @@ mod procs {
             q.put(b"job").unwrap();
             let lease = q2.get_lease().unwrap();
             q.close();
-            let started = AtomicBool::new(false);
+            let (started, polling) = std::sync::mpsc::channel();
             let got = std::thread::scope(|s| {
-                let poller = s.spawn(|| loop {
-                    match q.try_get() {
-                        Err(Error::Empty) => started.store(true, Ordering::Release),
+                let polled = &q;
+                let mut started = Some(started);
+                let poller = s.spawn(move || loop {
+                    match polled.try_get() {
+                        Err(Error::Empty) => {
+                            if let Some(t) = started.take() {
+                                let _ = t.send(());
+                            }
+                        }
                         r => break r,
                     }
                 });
-                while !started.load(Ordering::Acquire) {
-                    std::hint::spin_loop();
-                }
+                polling.recv().unwrap();
                 drop(lease); // given back
                 poller.join().unwrap()
             });
@@ -237,7 +244,7 @@ mod model {
     use shmkit::sync::loom_support::model;
     use shmkit::Error;
 
-    /// Defect 2: a look (`gone`) cleared the check bit before it scanned
+    /// Defect 2 (fixed in links.rs): a look (`gone`) cleared the check bit before it scanned
     /// and set it again when it found nobody, without a wake-up. A receiver
     /// woken by the last sender's drop that looked while another
     /// receiver's look had the bit cleared went back to sleep, and nothing
