@@ -127,16 +127,14 @@ impl<T: Pod> Array<T> {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<ArrayCore<T>> {
-        &mut self.0
-    }
-
     #[inline]
     fn seg(&self) -> &Segment {
         self.0.seg()
     }
 
-    /// Creates an array named `name` of `len` copies of `fill`.
+    /// Creates an array named `name` of `len` copies of `fill`. A length
+    /// of 0 is allowed, as for a `Vec`: the array holds nothing (`get`
+    /// says `None`, `to_vec` is empty), and its lock still works.
     ///
     /// # Errors
     /// As [`Segment::create`]; [`Error::InvalidArgument`] if the array

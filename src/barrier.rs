@@ -166,10 +166,6 @@ impl Barrier {
         &self.named
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawBarrier<'static>> {
-        &mut self.named
-    }
-
     #[inline]
     fn raw(&self) -> &RawBarrier<'static> {
         self.named.view()

@@ -32,6 +32,12 @@ pub enum Error {
     AlreadyExists {
         /// The segment's name.
         name: String,
+        /// `Some(pid)` when the segment in the way is stale: its creator
+        /// (process `pid`) is dead and no live process uses it, so
+        /// [`prune`](crate::prune) would remove it and
+        /// [`Options::replace_stale`](crate::Options::replace_stale) would
+        /// replace it. The message then says so.
+        dead_creator: Option<u32>,
     },
     /// No segment of this name exists.
     NotFound {
@@ -98,6 +104,16 @@ pub enum Error {
     BufferTooSmall {
         /// The length of the message.
         needed: usize,
+    },
+    /// A typed receive (`get_value`, `recv_value`, their `try_`/timeout
+    /// forms) took a message whose length is not the type's: too long or
+    /// too short alike, the message is consumed and its bytes are here, so
+    /// nothing is lost and later typed receives are not held up by it.
+    WrongSize {
+        /// The size of the type asked for.
+        expected: usize,
+        /// The message taken.
+        message: Vec<u8>,
     },
     /// The other end is gone (dropped, or its process died) and nothing
     /// more will arrive.
@@ -182,7 +198,19 @@ impl fmt::Display for Error {
                 write!(f, "invalid segment name {name:?}: {reason}")
             }
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::AlreadyExists { name } => write!(f, "segment {name:?} already exists"),
+            Error::AlreadyExists {
+                name,
+                dead_creator: None,
+            } => write!(f, "segment {name:?} already exists"),
+            Error::AlreadyExists {
+                name,
+                dead_creator: Some(pid),
+            } => write!(
+                f,
+                "segment {name:?} already exists, left behind by process {pid}, which died, \
+                 and used by no live process: remove it with shmkit::prune() (or `shmkit prune`), \
+                 or create with Options::replace_stale(true)"
+            ),
             Error::NotFound { name } => write!(f, "segment {name:?} does not exist"),
             Error::PermissionDenied { name, reason } => {
                 write!(f, "permission denied on segment {name:?}: {reason}")
@@ -191,7 +219,12 @@ impl fmt::Display for Error {
                 name,
                 expected,
                 found,
-            } => write!(f, "segment {name:?} holds a {found}, expected a {expected}"),
+            } => write!(
+                f,
+                "segment {name:?} holds {} {found}, expected {} {expected}",
+                article(found),
+                article(expected)
+            ),
             Error::TypeMismatch { name, expected } => write!(
                 f,
                 "segment {name:?} holds another payload type, expected {expected}"
@@ -219,9 +252,18 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { needed } => {
                 write!(f, "buffer too small: the message needs {needed} bytes")
             }
+            Error::WrongSize { expected, message } => write!(
+                f,
+                "a message of {} bytes is not a value of {expected} bytes",
+                message.len()
+            ),
             Error::Disconnected => f.write_str("the other end is disconnected"),
             Error::Closed => f.write_str("closed"),
-            Error::InUse { name } => write!(f, "segment {name:?} is in use by a live process"),
+            Error::InUse { name } => write!(
+                f,
+                "segment {name:?} is in use by a live process (a pipe's second end is \
+                 already open: each end opens once, so open a new pipe per peer)"
+            ),
             Error::Deadlock => f.write_str("the calling thread already holds this lock"),
             Error::NotOwner => f.write_str("the calling thread does not hold this lock"),
             Error::TooManyReleases { limit } => write!(
@@ -257,15 +299,45 @@ impl From<io::Error> for Error {
     }
 }
 
+/// What to do about a segment this user may not open: its owner and mode,
+/// and the option that lets others in (when `/dev/shm` tells them).
+fn permission_hint(e: io::Error, name: &str) -> String {
+    let st = std::ffi::CString::new(format!("/{name}"))
+        .ok()
+        .and_then(|c| crate::sys::shm_stat(&c).ok());
+    match st {
+        Some(st) => format!(
+            "{e}; it is owned by uid {} with mode {:04o}, and this process runs as uid {}: \
+             its creator can let others in with Options::mode (e.g. 0o660 and a shared group), \
+             and Options::allow_other_owner lets a process open another user's segment",
+            st.uid,
+            st.mode & 0o7777,
+            crate::sys::uid()
+        ),
+        None => e.to_string(),
+    }
+}
+
+/// "a" or "an", for a kind name in a message ("an Event", "a Lock").
+fn article(word: &str) -> &'static str {
+    match word.chars().next() {
+        Some('A' | 'E' | 'I' | 'O' | 'U' | 'a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
 impl Error {
     /// Maps an OS error on segment `name` to the matching variant.
     pub(crate) fn from_os(e: io::Error, name: &str) -> Error {
         match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists { name: name.into() },
+            Some(libc::EEXIST) => Error::AlreadyExists {
+                name: name.into(),
+                dead_creator: None,
+            },
             Some(libc::ENOENT) => Error::NotFound { name: name.into() },
             Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
                 name: name.into(),
-                reason: e.to_string(),
+                reason: permission_hint(e, name),
             },
             Some(libc::EINVAL) | Some(libc::EFBIG) | Some(libc::ENOMEM) | Some(libc::ENOSPC) => {
                 Error::InvalidArgument(format!("segment {name:?}: {e}"))

@@ -98,10 +98,6 @@ impl Event {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawEvent> {
-        &mut self.0
-    }
-
     #[inline]
     fn raw(&self) -> &'static RawEvent {
         self.0.view()

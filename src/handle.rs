@@ -113,8 +113,14 @@ impl<C: Core> Named<C> {
         self.seg.name()
     }
 
-    pub(crate) fn keep(&mut self) {
+    pub(crate) fn keep(&self) {
         self.seg.keep();
+    }
+
+    /// The view and the segment apart. The caller must drop the view (and
+    /// anything made from it) before the segment.
+    pub(crate) fn into_parts(self) -> (C::View, Segment) {
+        (self.view, self.seg)
     }
 }
 
@@ -142,8 +148,8 @@ fn named(e: Error, name: &str) -> Error {
 /// `open`, `open_with`, `name` and `keep`, documented with an example that
 /// makes the object with `$make` (an expression, as a string). The
 /// `names impl` form writes `name` and `keep` only (for `PipeEnd`, whose
-/// `open` is `Pipe::open`). The handle provides `from_named`, `named` and
-/// `named_mut`.
+/// `open` is `Pipe::open`). The handle provides `from_named` and `named`.
+/// `keep` takes `&self`, so it is reachable through an `Arc`.
 ///
 /// `$ty` is the handle (`Event`, or `Value<T>` with `[T: Pod]` generics),
 /// `$what` how its docs name it ("event"), `$path` how an example names
@@ -233,15 +239,15 @@ macro_rules! named_handle {
             #[doc = concat!("Keeps the name after this (creating) handle drops, so that the ", $what, " outlives it; remove it later with [`unlink`](crate::unlink). A handle that opened the name never removes it.")]
             ///
             /// ```
-            #[doc = concat!("let mut made = ", $make, ";")]
+            #[doc = concat!("let made = ", $make, ";")]
             /// made.keep();
             /// let name = made.name().to_owned();
             /// drop(made);
             /// shmkit::unlink(&name)?;
             /// # Ok::<(), shmkit::Error>(())
             /// ```
-            pub fn keep(&mut self) {
-                self.named_mut().keep();
+            pub fn keep(&self) {
+                self.named().keep();
             }
         }
     };

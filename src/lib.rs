@@ -48,6 +48,20 @@
 //! asked otherwise, and `open` refuses another user's segment by default.
 //! Linux only (futex(2) and `/proc`); every process must share one PID
 //! namespace so that liveness checks see each other.
+//!
+//! # Wire format of serde messages
+//!
+//! With the `serde` feature, `put_serde`/`get_serde` and
+//! `send_serde`/`recv_serde` encode a value with
+//! [postcard](https://docs.rs/postcard) 1.x: each message is one postcard
+//! encoding of the value, nothing before or after it (no length prefix: the
+//! queue or pipe frames the message). postcard's format is specified and
+//! stable for its 1.x versions, so processes built with different shmkit
+//! versions that share the feature's postcard major version read each
+//! other's messages; a change of format would be a major version of
+//! shmkit. A message that does not decode is consumed and reported as
+//! [`Error::InvalidArgument`]; decoding reads a private copy, never the
+//! shared bytes.
 #![warn(
     missing_docs,
     unsafe_op_in_unsafe_fn,
@@ -75,6 +89,7 @@ mod semaphore;
 #[doc(hidden)]
 pub mod sync;
 mod sys;
+mod typed;
 mod value;
 mod waitset;
 
@@ -82,17 +97,42 @@ pub use array::{Array, ArrayGuard};
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard, ConditionLock};
 pub use error::{Error, Result};
+
+/// The `bytemuck` crate, re-exported, so that a `Value`, `Array` or typed
+/// message of your own struct needs no dependency of its own. Derive
+/// [`Pod`] and [`Zeroable`] through it with `#[bytemuck(crate = ...)]`:
+///
+/// ```
+/// #[derive(Clone, Copy, Debug, PartialEq, shmkit::Pod, shmkit::Zeroable)]
+/// #[bytemuck(crate = "shmkit::bytemuck")]
+/// #[repr(C)]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+/// let p = shmkit::Value::create_unique(Point { x: 1.0, y: 2.0 })?;
+/// assert_eq!(p.load(), Point { x: 1.0, y: 2.0 });
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub use bytemuck;
+/// Plain data that may live in shared memory (bytemuck's trait and derive;
+/// see [`bytemuck`](mod@bytemuck)).
+pub use bytemuck::Pod;
+/// Data for which all-zero bytes are a valid value (bytemuck's trait and
+/// derive; see [`bytemuck`](mod@bytemuck)).
+pub use bytemuck::Zeroable;
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use pipe::{
-    Pipe, PipeBuilder, PipeEnd, RecvRef, SendGrant, DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
+    Pipe, PipeBuilder, PipeEnd, PipeIter, PipeReceiver, PipeSender, RecvRef, SendGrant,
+    DEFAULT_MAX_MESSAGE, DEFAULT_PIPE_CAPACITY,
 };
 pub use queue::{Queue, QueueIter, QueueReceiver, QueueSender, QueueTryIter, QueueValues};
-pub use raw::{GetGrant, Lease, PutGrant, Spin, Waited};
+pub use raw::{Direction, GetGrant, Lease, PutGrant, Spin, Waited};
 pub use rlock::{RLock, RLockGuard};
 pub use segment::{
-    inspect, inspect_with, list, unlink, Options, Segment, SegmentInfo, DEFAULT_INIT_TIMEOUT,
-    MAX_LEN,
+    inspect, inspect_with, list, prune, prune_dry_run, prune_name, unlink, Options, Segment,
+    SegmentInfo, DEFAULT_INIT_TIMEOUT, MAX_LEN,
 };
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use value::{AtomicValue, Value, ValueGuard};

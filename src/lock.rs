@@ -136,10 +136,6 @@ impl Lock {
         &self.named
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawLock> {
-        &mut self.named
-    }
-
     pub(crate) fn object_id(&self) -> Option<(u64, u64)> {
         self.named.seg().object_id()
     }

@@ -136,10 +136,6 @@ impl RLock {
         &self.named
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawRLock> {
-        &mut self.named
-    }
-
     #[inline]
     pub(crate) fn raw(&self) -> &'static RawRLock {
         self.named.view()

@@ -1,13 +1,14 @@
 //! Named shared-memory segments: create, open, validate, unlink.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
+use std::fs::File;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
-use crate::raw::header::{Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN};
+use crate::raw::header::{Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN, MAGIC};
 use crate::sync::{self, TaskStamp};
 use crate::sys;
 
@@ -63,6 +64,7 @@ pub struct Options {
     mode: u32,
     allow_other_owner: bool,
     init_timeout: Duration,
+    replace_stale: bool,
 }
 
 impl Default for Options {
@@ -72,12 +74,14 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Mode 0600, same owner only, a 2 s wait for initialisation.
+    /// Mode 0600, same owner only, a 2 s wait for initialisation, no
+    /// replacing of stale segments.
     pub fn new() -> Options {
         Options {
             mode: 0o600,
             allow_other_owner: false,
             init_timeout: DEFAULT_INIT_TIMEOUT,
+            replace_stale: false,
         }
     }
 
@@ -116,6 +120,33 @@ impl Options {
         self.init_timeout = timeout;
         self
     }
+
+    /// Whether `create` of a name that is taken by a *stale* segment
+    /// replaces it instead of failing with [`Error::AlreadyExists`]
+    /// (default: no). Stale means what [`prune`] removes: a shmkit segment
+    /// of this user whose creator is dead and that no live process has
+    /// open. A segment that any live process uses is never replaced, so
+    /// `create` still fails for it. This is what a server restarted after
+    /// a crash wants for its well-known names.
+    ///
+    /// ```
+    /// use shmkit::{Options, Segment};
+    ///
+    /// let opts = Options::new().replace_stale(true);
+    /// let name = format!("shmkit-doc-replace-{}", std::process::id());
+    /// let seg = Segment::create_with(&name, 8, &opts)?;
+    /// // Its creator (this process) lives: not stale, so not replaced.
+    /// assert!(matches!(
+    ///     Segment::create_with(&name, 8, &opts),
+    ///     Err(shmkit::Error::AlreadyExists { .. })
+    /// ));
+    /// # drop(seg);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn replace_stale(mut self, replace: bool) -> Options {
+        self.replace_stale = replace;
+        self
+    }
 }
 
 /// A named POSIX shared-memory segment with a shmkit header.
@@ -131,6 +162,23 @@ impl Options {
 /// objects ([`Value`](crate::Value), [`Lock`](crate::Lock), …) are built on
 /// this and need none of that care.
 ///
+/// # Who uses a segment
+///
+/// Every handle keeps the segment's file descriptor open for its whole life
+/// and holds a shared `flock(2)` lock on it: a mark of use that the kernel
+/// drops when the handle drops or its process dies, however it dies. So
+/// whether any process still uses a segment has an exact answer
+/// ([`SegmentInfo::in_use`]), and [`prune`] and
+/// [`Options::replace_stale`] never remove a segment that a live process
+/// has open. The cost is one descriptor per handle (every typed object
+/// holds one `Segment`): a process that keeps thousands of handles open
+/// needs a `RLIMIT_NOFILE` to match. The descriptor is close-on-exec, as
+/// the mapping goes at exec too. A handle inherited across `fork(2)` shares
+/// its parent's descriptor and so its mark: the segment counts as used
+/// while either process lives (both map it), and the mark goes only when
+/// both copies are gone. Processes that map a segment by other means (an
+/// older shmkit, their own `mmap`) leave no mark and are not seen.
+///
 /// ```
 /// use shmkit::Segment;
 ///
@@ -145,7 +193,13 @@ impl Options {
 pub struct Segment {
     name: String,
     map: MmapRaw,
-    owner: bool,
+    /// The object's descriptor, open (and, for a handle that marks its use,
+    /// holding `LOCK_SH`) for the handle's life; after `map`, so that the
+    /// mapping goes first.
+    file: File,
+    /// Whether dropping the handle unlinks the name (the creator's, until
+    /// `keep`).
+    owner: sync::Flag,
     /// The object's device and inode, if `fstat` told them: what tells two
     /// mappings of one object from mappings of two (see `object_id`).
     id: Option<(u64, u64)>,
@@ -156,7 +210,7 @@ impl fmt::Debug for Segment {
         f.debug_struct("Segment")
             .field("name", &self.name)
             .field("len", &self.len())
-            .field("unlink_on_drop", &self.owner)
+            .field("unlink_on_drop", &self.owner.get())
             .finish()
     }
 }
@@ -336,14 +390,14 @@ impl Segment {
     /// handle unlinks it). Remove it later with [`unlink`](crate::unlink).
     ///
     /// ```
-    /// let mut seg = shmkit::Segment::create("shmkit-doc-keep", 8)?;
+    /// let seg = shmkit::Segment::create("shmkit-doc-keep", 8)?;
     /// seg.keep();
     /// drop(seg);
     /// shmkit::unlink("shmkit-doc-keep")?; // still there
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn keep(&mut self) {
-        self.owner = false;
+    pub fn keep(&self) {
+        self.owner.set(false);
     }
 
     /// Whether dropping this handle unlinks the name.
@@ -355,7 +409,7 @@ impl Segment {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn unlinks_on_drop(&self) -> bool {
-        self.owner
+        self.owner.get()
     }
 
     /// The pid of the process that created the segment.
@@ -389,9 +443,7 @@ impl Segment {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn mode(&self) -> Result<u32> {
-        let cname = os_name(&self.name)?;
-        let file = sys::shm_open(&cname, false).map_err(|e| Error::from_os(e, &self.name))?;
-        Ok(sys::fstat(&file)?.mode & 0o777)
+        Ok(sys::fstat(&self.file)?.mode & 0o777)
     }
 
     fn header(&self) -> &Header {
@@ -427,17 +479,42 @@ impl Segment {
             )));
         }
         let total = HEADER_LEN + payload_len;
-        let file = sys::shm_create(&cname, total as u64, opts.mode).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                Error::NoSpace {
-                    name: name.into(),
-                    size: total as u64,
+        let mut replaced = 0;
+        let file = loop {
+            match sys::shm_create(&cname, total as u64, opts.mode) {
+                Ok(file) => break file,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    // A few rounds: another replacer may win each race, and
+                    // then its segment lives and is not replaced.
+                    if opts.replace_stale
+                        && replaced < 4
+                        && matches!(remove_if_stale(&cname, name, false), Ok(Some(_)))
+                    {
+                        replaced += 1;
+                        continue;
+                    }
+                    return Err(Error::AlreadyExists {
+                        name: name.into(),
+                        dead_creator: remove_if_stale(&cname, name, true)
+                            .ok()
+                            .flatten()
+                            .map(|info| info.creator_pid),
+                    });
                 }
-            } else {
-                Error::from_os(e, name)
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    return Err(Error::NoSpace {
+                        name: name.into(),
+                        size: total as u64,
+                    })
+                }
+                Err(e) => return Err(Error::from_os(e, name)),
             }
-        })?;
+        };
         let mut guard = UnlinkGuard(Some(&cname));
+        // Before the header names a creator nothing can think the segment
+        // stale (a pruner skips a header with no creator), so marking it
+        // now, not in the same step as creating it, is safe.
+        mark_use(&file, name, mark_deadline(opts))?;
         let map = MmapOptions::new()
             .len(total)
             .map_raw(&file)
@@ -445,8 +522,9 @@ impl Segment {
         let seg = Segment {
             name: name.into(),
             map,
-            owner: true,
             id: sys::fstat(&file).ok().map(|st| (st.dev, st.ino)),
+            file,
+            owner: sync::Flag::new(true),
         };
         let header = seg.header();
         // An unknown start time (0, /proc did not answer) names the pid only.
@@ -482,15 +560,22 @@ impl Segment {
     /// `spec.fingerprint`; returns it with the header's `aux` field, which
     /// the caller must validate.
     pub(crate) fn open_kind(name: &str, spec: Spec, opts: &Options) -> Result<(Segment, u64)> {
-        Segment::open_fields(name, spec, opts).map(|(seg, f)| (seg, f.aux))
+        Segment::open_fields(name, spec, opts, true).map(|(seg, f)| (seg, f.aux))
     }
 
     /// As [`Segment::open_kind`], returning the header fields it validated
     /// (read once: another process may rewrite the header at any time, so
-    /// nothing may read it again and expect the same answer).
-    fn open_fields(name: &str, spec: Spec, opts: &Options) -> Result<(Segment, HeaderFields)> {
+    /// nothing may read it again and expect the same answer). `mark`: whether
+    /// the handle marks its use (every handle but `inspect`'s, which only
+    /// looks).
+    fn open_fields(
+        name: &str,
+        spec: Spec,
+        opts: &Options,
+        mark: bool,
+    ) -> Result<(Segment, HeaderFields)> {
         let cname = os_name(name)?;
-        let file = sys::shm_open(&cname, true).map_err(|e| Error::from_os(e, name))?;
+        let (file, mut first) = open_file(&cname, name, mark, mark_deadline(opts))?;
         let deadline = sync::Deadline::after(opts.init_timeout);
         let mut pause = Duration::from_micros(50);
         let mut wait = || {
@@ -499,7 +584,10 @@ impl Segment {
         };
         // Wait until the creator has given the object its length.
         let st = loop {
-            let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
+            let st = match first.take() {
+                Some(st) => st,
+                None => sys::fstat(&file).map_err(|e| Error::from_os(e, name))?,
+            };
             if st.uid != sys::uid() && !opts.allow_other_owner {
                 return Err(Error::PermissionDenied {
                     name: name.into(),
@@ -537,7 +625,8 @@ impl Segment {
         let seg = Segment {
             name: name.into(),
             map,
-            owner: false,
+            file,
+            owner: sync::Flag::new(false),
             id: Some((st.dev, st.ino)),
         };
         let header = seg.header();
@@ -639,12 +728,15 @@ impl Spec {
     }
 }
 
-/// What [`inspect`] finds in a segment's header.
+/// What [`inspect`] finds in a segment's header, and what the OS says
+/// about the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentInfo {
     /// The segment's name.
     pub name: String,
-    /// What it holds (`"Lock"`, `"Queue"`, …).
+    /// What it holds (`"Lock"`, `"Queue"`, …; `"uninitialised"` for a
+    /// segment whose creator died before finishing it, as [`prune`]
+    /// reports).
     pub kind: &'static str,
     /// Its whole length in bytes, header included.
     pub len: usize,
@@ -652,11 +744,38 @@ pub struct SegmentInfo {
     pub creator_pid: u32,
     /// Whether that process still runs (a reused pid does not count).
     pub creator_alive: bool,
+    /// The permission bits (`0o600` by default).
+    pub mode: u32,
+    /// The user id that owns it.
+    pub owner_uid: u32,
+    /// Whether any live process has it open through a shmkit handle (see
+    /// [Who uses a segment](Segment#who-uses-a-segment)): `Some(true)` when
+    /// one does, `Some(false)` when none does, `None` when the OS could not
+    /// tell (the `flock(2)` probe failed).
+    pub in_use: Option<bool>,
+}
+
+impl SegmentInfo {
+    /// Whether the segment is stale: its creator is dead and no live
+    /// process uses it, so [`prune`] would remove it. `in_use == None`
+    /// (unknown) counts as used.
+    ///
+    /// ```
+    /// let seg = shmkit::Segment::create_unique(8)?;
+    /// let info = shmkit::inspect(seg.name())?;
+    /// assert_eq!(info.in_use, Some(true)); // `seg` marks it
+    /// assert!(!info.is_stale());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_stale(&self) -> bool {
+        !self.creator_alive && self.in_use == Some(false)
+    }
 }
 
 /// Reads the header of the shmkit segment `name`, whatever it holds: what it
-/// is, how large, who made it and whether that process lives. For finding
-/// segments left behind by a process that was killed.
+/// is, how large, who made it, whether that process lives and whether any
+/// process uses the segment. For finding segments left behind by a process
+/// that was killed. `inspect` itself leaves no mark of use.
 ///
 /// # Errors
 /// As [`Segment::open`], except that any kind is accepted.
@@ -667,6 +786,8 @@ pub struct SegmentInfo {
 /// assert_eq!(info.kind, "Lock");
 /// assert_eq!(info.creator_pid, std::process::id());
 /// assert!(info.creator_alive);
+/// assert_eq!(info.in_use, Some(true));
+/// assert_eq!(info.mode, 0o600);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub fn inspect(name: &str) -> Result<SegmentInfo> {
@@ -696,21 +817,25 @@ pub fn inspect_with(name: &str, opts: &Options) -> Result<SegmentInfo> {
     };
     // The fields validated at open, never a second read (issue 14, defect
     // 5: a header rewritten in between made a re-read's `expect` panic).
-    let (seg, fields) = Segment::open_fields(name, spec, opts)?;
+    // No mark of use: the probe below must not count this handle.
+    let (seg, fields) = Segment::open_fields(name, spec, opts, false)?;
     let (pid, start) = seg.header().creator();
+    let st = sys::fstat(&seg.file).map_err(|e| Error::from_os(e, name))?;
     Ok(SegmentInfo {
         name: name.into(),
         kind: Kind::from_code(fields.kind).map_or("unknown", Kind::name),
         len: seg.map.len(),
         creator_pid: pid,
         creator_alive: creator_alive(pid, start),
+        mode: st.mode & 0o777,
+        owner_uid: st.uid,
+        in_use: probe_use(&seg.file),
     })
 }
 
 /// Every shmkit segment of this user in `/dev/shm` (objects that are not
 /// shmkit's, or not readable, are skipped), for finding leftovers:
-/// remove the ones whose creator is dead with [`unlink`] — once no live
-/// process uses them.
+/// [`prune`] removes the stale ones ([`SegmentInfo::is_stale`]).
 ///
 /// # Errors
 /// [`Error::Io`] if `/dev/shm` cannot be read.
@@ -724,19 +849,304 @@ pub fn inspect_with(name: &str, opts: &Options) -> Result<SegmentInfo> {
 pub fn list() -> Result<Vec<SegmentInfo>> {
     let opts = Options::new().init_timeout(Duration::ZERO);
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/dev/shm")? {
-        let Ok(name) = entry?.file_name().into_string() else {
-            continue;
-        };
-        if os_name(&name).is_err() {
-            continue;
-        }
+    for name in shm_names()? {
         if let Ok(info) = inspect_with(&name, &opts) {
             out.push(info);
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Removes every stale shmkit segment of this user: those whose creator is
+/// dead (a reused pid does not count as alive) and that no live process has
+/// open ([`SegmentInfo::is_stale`]), including segments whose creator died
+/// before finishing them. Returns what it removed, sorted by name.
+///
+/// A segment that a live process uses is never removed, even when its
+/// creator is long dead; nor one another user owns, one whose use cannot be
+/// told, or one that is not shmkit's. Each removal holds an exclusive
+/// `flock(2)` on the object while it unlinks the name, and an opener that
+/// raced with it finds the name gone ([`Error::NotFound`]) rather than a
+/// removed segment. Only the name goes: a process that still maps the
+/// object keeps its mapping. A process that maps a segment without a
+/// shmkit handle (an older shmkit without marks of use, its own `mmap`) is
+/// not seen.
+///
+/// # Errors
+/// [`Error::Io`] if `/dev/shm` cannot be read. A segment that cannot be
+/// looked at is skipped.
+///
+/// ```no_run
+/// // Not run as a doctest: it would remove other programs' stale segments.
+/// let seg = shmkit::Segment::create_unique(8)?;
+/// let removed = shmkit::prune()?;
+/// // This process made `seg` and lives: it is not stale.
+/// assert!(removed.iter().all(|s| s.name != seg.name()));
+/// for s in &removed {
+///     println!("removed {} (a {}, creator pid {})", s.name, s.kind, s.creator_pid);
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn prune() -> Result<Vec<SegmentInfo>> {
+    prune_all(false)
+}
+
+/// What [`prune`] would remove now, removing nothing.
+///
+/// # Errors
+/// As [`prune`].
+///
+/// ```
+/// let seg = shmkit::Segment::create_unique(8)?;
+/// let stale = shmkit::prune_dry_run()?;
+/// assert!(stale.iter().all(|s| s.is_stale() && s.name != seg.name()));
+/// assert!(shmkit::inspect(seg.name()).is_ok());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn prune_dry_run() -> Result<Vec<SegmentInfo>> {
+    prune_all(true)
+}
+
+/// [`prune`] for one name: removes the segment `name` if it is stale, and
+/// returns what it removed; `None` if it is not stale (or not shmkit's, not
+/// this user's, or not there). With `dry_run`, removes nothing and says
+/// what it would remove. For a program that owns a few well-known names
+/// and should not touch anybody else's.
+///
+/// # Errors
+/// [`Error::InvalidName`]; an OS error looking at the segment.
+///
+/// ```
+/// let seg = shmkit::Segment::create(&format!("shmkit-doc-prune-{}", std::process::id()), 8)?;
+/// // Its creator lives: not stale.
+/// assert_eq!(shmkit::prune_name(seg.name(), false)?, None);
+/// assert_eq!(shmkit::prune_name("shmkit-doc-no-such-segment", true)?, None);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub fn prune_name(name: &str, dry_run: bool) -> Result<Option<SegmentInfo>> {
+    let cname = os_name(name)?;
+    remove_if_stale(&cname, name, dry_run)
+}
+
+fn prune_all(dry_run: bool) -> Result<Vec<SegmentInfo>> {
+    let mut out = Vec::new();
+    for name in shm_names()? {
+        let Ok(cname) = os_name(&name) else { continue };
+        if let Ok(Some(info)) = remove_if_stale(&cname, &name, dry_run) {
+            out.push(info);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The names in `/dev/shm` that are valid segment names.
+fn shm_names() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(sys::SHM_DIR)? {
+        let Ok(name) = entry?.file_name().into_string() else {
+            continue;
+        };
+        if os_name(&name).is_ok() {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// How long taking a mark of use may wait for a pruner's or a prober's
+/// `LOCK_EX` (held for microseconds) at least, whatever the
+/// [`Options::init_timeout`]: so that an open with a zero timeout does not
+/// fail because `shmkit ls` looked at the segment at that moment.
+const MARK_GRACE: Duration = Duration::from_millis(100);
+
+/// The deadline for taking a mark of use: `init_timeout`, or
+/// [`MARK_GRACE`] if that is longer.
+fn mark_deadline(opts: &Options) -> sync::Deadline {
+    sync::Deadline::after(opts.init_timeout.max(MARK_GRACE))
+}
+
+/// Marks `file` as used by this process: `LOCK_SH`, waiting (up to
+/// `deadline`) only while a pruner holds its brief `LOCK_EX`.
+fn mark_use(file: &File, name: &str, deadline: sync::Deadline) -> Result<()> {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match sys::try_flock(file, false) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(Error::from_os(e, name)),
+        }
+        if deadline.expired() {
+            return Err(Error::Timeout);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Opens the object `cname` names, read-write, and with `mark` marks it
+/// used. Returns what `fstat` said of it when it checked that the name
+/// still names it (with `mark`).
+///
+/// A pruner holds `LOCK_EX` while it unlinks, so once the mark is held no
+/// pruner can remove the object; but one may have removed it between the
+/// `shm_open` and the lock. So the marked object must still have its name:
+/// if it has none (`fstat`'s link count is 0: unlinked), open the name
+/// again, which finds a new segment made under it or fails with
+/// [`Error::NotFound`]. The link count costs no syscall beyond the `fstat`
+/// that `open` makes anyway; it tells "unlinked" from "named" exactly, short
+/// of a hard link made to the object under another name by hand (and a
+/// process that can do that can remove the name itself).
+fn open_file(
+    cname: &CStr,
+    name: &str,
+    mark: bool,
+    deadline: sync::Deadline,
+) -> Result<(File, Option<sys::Stat>)> {
+    loop {
+        let file = sys::shm_open(cname, true).map_err(|e| Error::from_os(e, name))?;
+        if !mark {
+            return Ok((file, None));
+        }
+        mark_use(&file, name, deadline)?;
+        let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
+        if st.nlink != 0 {
+            return Ok((file, Some(st)));
+        }
+        if deadline.expired() {
+            return Err(Error::Timeout);
+        }
+    }
+}
+
+/// Whether any process holds a mark of use on the object behind `file`
+/// (which must not hold one itself). `None` when `flock` failed, or when
+/// an exclusive holder (a pruner) would not let go (see [`take_unused`]).
+fn probe_use(file: &File) -> Option<bool> {
+    match take_unused(file) {
+        Ok(Some(true)) => {
+            sys::funlock(file);
+            Some(false)
+        }
+        Ok(Some(false)) => Some(true),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+/// Takes `LOCK_EX` on `file` if no process marks the object used:
+/// `Some(true)` holding it, `Some(false)` when a mark is held, `None` when
+/// it could not be told within about 100 ms.
+///
+/// A failed `LOCK_EX` alone does not say "used": another prober or a
+/// pruner may hold a brief `LOCK_EX` of its own. So after a failure, a
+/// `LOCK_SH` attempt tells the two apart: it fails only against an
+/// exclusive holder (then wait a little and start again), and succeeds
+/// against marks (shared holders). Marks answer the same way every time;
+/// only three rounds in a row of "shared holders only" count as used, so
+/// an exclusive holder that let go between our two attempts is not taken
+/// for a user.
+fn take_unused(file: &File) -> std::io::Result<Option<bool>> {
+    let deadline = sync::Deadline::after(Duration::from_millis(100));
+    let mut pause = Duration::from_micros(20);
+    let mut shared_only = 0;
+    loop {
+        if sys::try_flock(file, true)? {
+            return Ok(Some(true));
+        }
+        if sys::try_flock(file, false)? {
+            sys::funlock(file);
+            shared_only += 1;
+            if shared_only == 3 {
+                return Ok(Some(false));
+            }
+            continue;
+        }
+        shared_only = 0;
+        if deadline.expired() {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
+/// Removes the segment `cname` names if it is stale (see [`prune`]), or with
+/// `dry_run` only says whether it is. `Ok(None)`: not stale, not shmkit's,
+/// not this user's, or gone.
+///
+/// The header is judged first without a lock, so that a segment whose
+/// creator lives (nearly all of them) is never locked at all; only a
+/// candidate is locked, and judged again under the lock.
+fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<SegmentInfo>> {
+    let file = match sys::shm_open(cname, true) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::from_os(e, name)),
+    };
+    let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
+    if st.uid != sys::uid() {
+        return Ok(None);
+    }
+    // A shorter object cannot be shmkit's, or is being given its length.
+    let Some(len) = usize::try_from(st.len)
+        .ok()
+        .filter(|&l| l > HEADER_LEN && l <= MAX_LEN)
+    else {
+        return Ok(None);
+    };
+    let map = MmapOptions::new()
+        .len(HEADER_LEN)
+        .map_raw(&file)
+        .map_err(|e| Error::from_os(e, name))?;
+    // SAFETY: the mapping is page-aligned and HEADER_LEN bytes long, inside
+    // the object (`len` > HEADER_LEN); `Header` is all atomics, so any
+    // bytes are a valid value and other processes' writes are atomic.
+    let header = unsafe { &*(map.as_ptr() as *const Header) };
+    let (published, fields) = header.read_any();
+    let creator = header.creator();
+    // No creator recorded: being created right now, or not shmkit's.
+    if fields.magic != MAGIC || creator.0 == 0 || creator_alive(creator.0, creator.1) {
+        return Ok(None);
+    }
+    // Held until `file` closes at return: while it is, nobody can mark the
+    // object used, and no other pruner can remove it.
+    if take_unused(&file).map_err(|e| Error::from_os(e, name))? != Some(true) {
+        return Ok(None); // in use, or it could not be told
+    }
+    // The name must still name the object we hold: between our open and
+    // our lock, another pruner may have removed it and a creator made a
+    // new one, which is not ours to judge. And the creator must be the
+    // dead one judged above (a dead task stays dead).
+    match sys::shm_stat(cname) {
+        Ok(now) if (now.dev, now.ino) == (st.dev, st.ino) => {}
+        _ => return Ok(None),
+    }
+    if header.creator() != creator {
+        return Ok(None);
+    }
+    let info = SegmentInfo {
+        name: name.into(),
+        kind: if published {
+            Kind::from_code(fields.kind).map_or("unknown", Kind::name)
+        } else {
+            "uninitialised"
+        },
+        len,
+        creator_pid: creator.0,
+        creator_alive: false,
+        mode: st.mode & 0o777,
+        owner_uid: st.uid,
+        in_use: Some(false),
+    };
+    if !dry_run {
+        match sys::shm_unlink(cname) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(Error::from_os(e, name)),
+        }
+    }
+    Ok(Some(info))
 }
 
 fn creator_alive(pid: u32, start: u64) -> bool {
@@ -746,7 +1156,7 @@ fn creator_alive(pid: u32, start: u64) -> bool {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.get() {
             if let Ok(n) = os_name(&self.name) {
                 let _ = sys::shm_unlink(&n);
             }
@@ -762,7 +1172,7 @@ impl Drop for Segment {
 /// (also when it was already removed).
 ///
 /// ```
-/// let mut seg = shmkit::Segment::create("shmkit-doc-unlink", 8)?;
+/// let seg = shmkit::Segment::create("shmkit-doc-unlink", 8)?;
 /// seg.keep();
 /// shmkit::unlink("shmkit-doc-unlink")?;
 /// assert!(matches!(shmkit::unlink("shmkit-doc-unlink"), Err(shmkit::Error::NotFound { .. })));

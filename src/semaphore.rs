@@ -221,10 +221,6 @@ macro_rules! sem_handle {
                 &self.0
             }
 
-            fn named_mut(&mut self) -> &mut Named<$core> {
-                &mut self.0
-            }
-
             #[inline]
             fn raw(&self) -> &'static RawSemaphore {
                 self.0.view()
@@ -318,7 +314,23 @@ macro_rules! sem_handle {
                 self.raw().release(n)
             }
 
-            /// The free permits now (a snapshot; Python's `get_value()`).
+            /// Gives back now the guarded permits of holders that died, and
+            /// returns how many. An acquirer that finds no permit free does
+            /// this by itself; until then [`value`](Self::value) counts a
+            /// dead holder's permit as held.
+            ///
+            /// ```
+            #[doc = concat!("let sem = ", $path, "::create_unique(2)?;")]
+            /// assert_eq!(sem.reclaim(), 0);
+            /// # Ok::<(), shmkit::Error>(())
+            /// ```
+            pub fn reclaim(&self) -> u32 {
+                self.raw().reclaim()
+            }
+
+            /// The free permits now (a snapshot; Python's `get_value()`). A
+            /// permit whose holder died counts as held until an acquirer
+            /// or [`reclaim`](Self::reclaim) gives it back.
             ///
             /// ```
             #[doc = concat!("let sem = ", $path, "::create_unique(2)?;")]

@@ -187,10 +187,6 @@ impl<T: Pod> Value<T> {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<ValueCore<T>> {
-        &mut self.0
-    }
-
     fn create_inner(name: Option<&str>, init: T, opts: &Options) -> Result<Value<T>> {
         Named::create(name, 0, Self::payload_len(), opts, Self::init(init)).map(Value)
     }

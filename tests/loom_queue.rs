@@ -9,8 +9,8 @@
 use loom::sync::Arc;
 use loom::thread;
 use shmkit::raw::queue_model::HeapQueue;
-use shmkit::sync::loom_support::{die, model, model_capped};
 use shmkit::raw::QueueRole;
+use shmkit::sync::loom_support::{die, model, model_capped};
 use shmkit::Error;
 
 /// Takes one message, sleeping while the queue is empty (loom cannot explore

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{dispatch, spawn, watchdog};
-use shmkit::raw::Direction;
+use shmkit::Direction;
 use shmkit::{Error, Event, Pipe};
 
 #[test]

@@ -173,7 +173,7 @@ extern "C" fn exit_this_thread(_: libc::c_int) {
 fn leader_exits_thread_runs(args: &[String]) {
     let me = std::process::id();
     assert_ne!(gettid(), me, "libtest runs the role on a thread of its own");
-    let mut seg = Segment::create(&args[0], 64).unwrap();
+    let seg = Segment::create(&args[0], 64).unwrap();
     seg.keep();
     let ready = Event::open(&args[1]).unwrap();
     let stop = Event::open(&args[2]).unwrap();

@@ -48,17 +48,17 @@ fn too_short_payload_is_corrupted_naming_the_segment_for_every_handle() {
     let mut names = Vec::new();
     let mut fails = Vec::new();
     for cut in [0u64, 8] {
-        let mut l = Lock::create_unique().unwrap();
+        let l = Lock::create_unique().unwrap();
         l.keep();
-        let mut e = Event::create_unique().unwrap();
+        let e = Event::create_unique().unwrap();
         e.keep();
-        let mut q = Queue::create_unique(4, 16).unwrap();
+        let q = Queue::create_unique(4, 16).unwrap();
         q.keep();
-        let mut p = Pipe::create_unique().unwrap();
+        let p = Pipe::create_unique().unwrap();
         p.keep();
-        let mut v = Value::<u64>::create_unique(1).unwrap();
+        let v = Value::<u64>::create_unique(1).unwrap();
         v.keep();
-        let mut a = Array::<u64>::create_unique(0, 0).unwrap();
+        let a = Array::<u64>::create_unique(0, 0).unwrap();
         a.keep();
         let all = [
             ("Lock", l.name().to_owned()),

@@ -102,7 +102,7 @@ fn create_twice_open_missing_and_bad_lengths() {
 
 #[test]
 fn unlink_twice_is_not_found() {
-    let mut seg = Segment::create_unique(8).unwrap();
+    let seg = Segment::create_unique(8).unwrap();
     seg.keep();
     let name = seg.name().to_owned();
     drop(seg);
@@ -262,7 +262,7 @@ fn race_create_or_open(args: &[String]) {
 fn create_or_open(name: &str) -> bool {
     loop {
         match Value::<u64>::create(name, 0x5eed) {
-            Ok(mut v) => {
+            Ok(v) => {
                 v.keep();
                 return true;
             }
@@ -354,7 +354,7 @@ fn write_after_unlink(args: &[String]) {
     let v = Value::<u64>::open(&args[0]).unwrap();
     let go = Event::open(&args[1]).unwrap();
     let done = Event::open(&args[2]).unwrap();
-    let mut done = done;
+    let done = done;
     done.keep();
     v.store(1);
     go.wait().unwrap();
@@ -390,7 +390,7 @@ fn mapping_outlives_the_name() {
 
 #[test]
 fn creator_info_and_keep() {
-    let mut seg = Segment::create_unique(8).unwrap();
+    let seg = Segment::create_unique(8).unwrap();
     assert_eq!(seg.creator_pid(), std::process::id());
     assert!(seg.creator_alive());
     assert!(seg.unlinks_on_drop());
@@ -447,7 +447,7 @@ fn inspect_and_list_find_segments_and_their_creators() {
 }
 
 fn create_and_hang(args: &[String]) {
-    let mut ev = Event::create(&args[0]).unwrap();
+    let ev = Event::create(&args[0]).unwrap();
     ev.keep();
     Event::open(&args[1]).unwrap().set();
     loop {
@@ -462,11 +462,11 @@ fn create_and_hang(args: &[String]) {
 fn payload_too_short_for_its_core_is_corrupted() {
     for (is_lock, cut) in [(true, 64 + 8), (false, 64 + 2)] {
         let name = if is_lock {
-            let mut l = Lock::create_unique().unwrap();
+            let l = Lock::create_unique().unwrap();
             l.keep();
             l.name().to_owned()
         } else {
-            let mut e = Event::create_unique().unwrap();
+            let e = Event::create_unique().unwrap();
             e.keep();
             e.name().to_owned()
         };

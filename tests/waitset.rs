@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{dispatch, spawn, watchdog};
-use shmkit::raw::Direction;
+use shmkit::Direction;
 use shmkit::{Error, Event, Lock, Pipe, Queue, WaitSet, Waitable};
 
 #[test]

@@ -412,10 +412,6 @@ impl Condition {
         &self.named
     }
 
-    fn named_mut(&mut self) -> &mut Named<CondCore> {
-        &mut self.named
-    }
-
     fn raw(&self) -> &'static RawCondition {
         self.named.view().cond
     }

@@ -118,7 +118,7 @@ impl Iterator for QueueTryIter<'_> {
 /// A queue's messages as `Pod` values, each taken by a blocking
 /// [`get_value`](Queue::get_value): from [`Queue::values`]. It ends as
 /// [`QueueIter`] does, and also at a message of the wrong size
-/// ([`Error::InvalidArgument`], see `get_value`); [`error`](QueueValues::error)
+/// ([`Error::WrongSize`], see `get_value`); [`error`](QueueValues::error)
 /// says why.
 ///
 /// ```
@@ -145,7 +145,7 @@ impl<T> QueueValues<'_, T> {
     /// q.put(b"abc")?; // not a u64
     /// let mut it = q.values::<u64>();
     /// assert!(it.next().is_none());
-    /// assert!(matches!(it.error(), Some(shmkit::Error::InvalidArgument(_))));
+    /// assert!(matches!(it.error(), Some(shmkit::Error::WrongSize { expected: 8, .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn error(&self) -> Option<&Error> {

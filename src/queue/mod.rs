@@ -130,17 +130,16 @@ impl Queue {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawQueue<'static>> {
-        &mut self.0
-    }
-
     #[inline]
     pub(crate) fn raw(&self) -> &RawQueue<'static> {
         self.0.view()
     }
 
     /// Creates an empty queue named `name` that holds up to `capacity`
-    /// messages of up to `max_message` bytes each.
+    /// messages of up to `max_message` bytes each. A `max_message` of 0 is
+    /// allowed: every message is empty, and the queue carries only their
+    /// count and order (a token queue); a longer one is
+    /// [`Error::MessageTooLarge`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a zero capacity or a queue too large
@@ -197,6 +196,58 @@ impl Queue {
     /// ```
     pub fn put(&self, msg: &[u8]) -> Result<()> {
         self.raw().put_until(msg, Some(Deadline::NEVER))
+    }
+
+    /// [`put_timeout`](Queue::put_timeout) with a deadline instead of a
+    /// timeout: waits for room until `deadline` (a deadline already past
+    /// tries once). Handy when one budget covers several calls.
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Queue::put_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// q.put_deadline(b"a", deadline)?;
+    /// assert!(matches!(q.put_deadline(b"b", deadline), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_deadline(&self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.put_timeout(msg, until(deadline))
+    }
+
+    /// [`get_timeout`](Queue::get_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Queue::get_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put(b"a")?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(q.get_deadline(deadline)?, b"a");
+    /// assert!(matches!(q.get_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.get_timeout(until(deadline))
+    }
+
+    /// [`get_into_timeout`](Queue::get_into_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_into_timeout`](Queue::get_into_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let r = q.get_into_deadline(&mut [0; 16], std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
+        self.get_into_timeout(buf, until(deadline))
     }
 
     /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
@@ -345,6 +396,23 @@ impl Queue {
         self.reserve_until(len, None)
     }
 
+    /// [`reserve`](Queue::reserve), waiting for room at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`reserve`](Queue::reserve), and `Timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put(b"full")?;
+    /// let r = q.reserve_timeout(4, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
+        self.reserve_until(len, Some(Deadline::after(timeout)))
+    }
+
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
         self.raw().reserve_until(len, deadline)
     }
@@ -378,6 +446,24 @@ impl Queue {
         self.get_ref_until(None)
     }
 
+    /// [`get_ref`](Queue::get_ref), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`get_ref`](Queue::get_ref), and `Timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let r = q.get_ref_timeout(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// q.put(b"x")?;
+    /// assert_eq!(&*q.get_ref_timeout(std::time::Duration::from_secs(1))?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
+        self.get_ref_until(Some(Deadline::after(timeout)))
+    }
+
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
         self.raw().get_ref_until(deadline)
     }
@@ -395,27 +481,96 @@ impl Queue {
     }
 
     /// Takes the next message as a plain-data value, waiting as long as it
-    /// takes. A message longer than `T` stays queued
-    /// ([`Error::BufferTooSmall`]); a shorter one is consumed and reported as
-    /// [`Error::InvalidArgument`].
+    /// takes.
+    ///
+    /// # Errors
+    /// As [`get`](Queue::get), and [`Error::WrongSize`] for a message whose
+    /// length is not `T`'s, longer or shorter: it is consumed and its bytes
+    /// are in the error, so nothing is lost and the next typed get is not
+    /// held up by it.
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// q.put_value(&7u64)?;
     /// assert_eq!(q.get_value::<u64>()?, 7);
+    /// q.put(b"abc")?;
+    /// match q.get_value::<u64>() {
+    ///     Err(shmkit::Error::WrongSize { expected: 8, message }) => assert_eq!(message, b"abc"),
+    ///     other => panic!("{other:?}"),
+    /// }
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_value<T: Pod>(&self) -> Result<T> {
-        let mut v = T::zeroed();
-        let n = self.get_into(bytemuck::bytes_of_mut(&mut v))?;
-        if n != std::mem::size_of::<T>() {
-            return Err(Error::InvalidArgument(format!(
-                "a message of {n} bytes is not a {} ({} bytes)",
-                std::any::type_name::<T>(),
-                std::mem::size_of::<T>()
-            )));
-        }
-        Ok(v)
+        crate::typed::take(&mut &*self, |q, b| q.get_into(b), |q| q.get())
+    }
+
+    /// [`get_value`](Queue::get_value) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`get_value`](Queue::get_value), and `Empty`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// assert!(matches!(q.try_get_value::<u32>(), Err(shmkit::Error::Empty)));
+    /// q.put_value(&3u32)?;
+    /// assert_eq!(q.try_get_value::<u32>()?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_value<T: Pod>(&self) -> Result<T> {
+        crate::typed::take(&mut &*self, |q, b| q.try_get_into(b), |q| q.try_get())
+    }
+
+    /// [`get_value`](Queue::get_value), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`get_value`](Queue::get_value), and `Timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let r = q.get_value_timeout::<u32>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T> {
+        crate::typed::take(
+            &mut &*self,
+            |q, b| q.get_into_timeout(b, timeout),
+            |q| q.get_timeout(timeout),
+        )
+    }
+
+    /// [`put_value`](Queue::put_value) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// # Errors
+    /// As [`try_put`](Queue::try_put).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.try_put_value(&1u8)?;
+    /// assert!(matches!(q.try_put_value(&2u8), Err(shmkit::Error::Full)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
+        self.try_put(bytemuck::bytes_of(value))
+    }
+
+    /// [`put_value`](Queue::put_value), waiting for room at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Queue::put_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put_value(&1u8)?;
+    /// let r = q.put_value_timeout(&2u8, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
+        self.put_timeout(bytemuck::bytes_of(value), timeout)
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -676,7 +831,7 @@ impl Queue {
 
 #[cfg(feature = "serde")]
 impl Queue {
-    /// Puts any serialisable value (encoded with bincode). Encoding happens
+    /// Puts any serialisable value (encoded with postcard 1, see the crate docs' wire format). Encoding happens
     /// before anything is reserved, so a value that fails to encode, or is
     /// too large, leaves the queue as it was.
     ///
@@ -688,9 +843,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = bincode::serialize(value)
-            .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
-        self.put(&bytes)
+        self.put(&crate::typed::encode(value)?)
     }
 
     /// Takes the next message and decodes it, waiting as long as it takes.
@@ -706,9 +859,66 @@ impl Queue {
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         // Decoded from a private copy: bytes in shared memory may change
         // under a decoder while a hostile peer writes them.
-        let msg = self.get()?;
-        bincode::deserialize(&msg)
-            .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+        crate::typed::decode(&self.get()?)
+    }
+
+    /// [`get_serde`](Queue::get_serde) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// assert!(matches!(q.try_get_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// q.try_put_serde(&1u8)?;
+    /// assert_eq!(q.try_get_serde::<u8>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::typed::decode(&self.try_get()?)
+    }
+
+    /// [`get_serde`](Queue::get_serde), waiting at most `timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// let r = q.get_serde_timeout::<u8>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_serde_timeout<T: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T> {
+        crate::typed::decode(&self.get_timeout(timeout)?)
+    }
+
+    /// [`put_serde`](Queue::put_serde) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// q.try_put_serde("a")?;
+    /// assert!(matches!(q.try_put_serde("b"), Err(shmkit::Error::Full)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.try_put(&crate::typed::encode(value)?)
+    }
+
+    /// [`put_serde`](Queue::put_serde), waiting for room at most `timeout`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// q.put_serde("a")?;
+    /// let r = q.put_serde_timeout("b", std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_serde_timeout<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.put_timeout(&crate::typed::encode(value)?, timeout)
     }
 }
 
@@ -717,4 +927,9 @@ impl Waitable for Queue {
     fn interest(&self) -> Interest<'_> {
         self.readable()
     }
+}
+
+/// The time left until `deadline` (zero once it has passed).
+pub(crate) fn until(deadline: std::time::Instant) -> Duration {
+    deadline.saturating_duration_since(std::time::Instant::now())
 }

@@ -170,11 +170,10 @@ macro_rules! common {
             ///
             /// ```
             #[doc = $make]
-            /// let mut h = h;
             /// h.keep(); // an opened handle never removes it anyway
             /// # Ok::<(), shmkit::Error>(())
             /// ```
-            pub fn keep(&mut self) {
+            pub fn keep(&self) {
                 self.0.keep()
             }
 
@@ -348,6 +347,22 @@ impl QueueSender {
         self.0.put_timeout(msg, timeout)
     }
 
+    /// Puts, waiting for room until `deadline` (see
+    /// [`Queue::put_deadline`]).
+    ///
+    /// # Errors
+    /// As [`put_timeout`](QueueSender::put_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.put_deadline(b"a", std::time::Instant::now())?; // room now: no wait
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_deadline(&self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.0.put_deadline(msg, deadline)
+    }
+
     /// Puts the bytes of a `Pod` value (see [`Queue::put_value`]).
     ///
     /// # Errors
@@ -507,6 +522,23 @@ impl QueueReceiver {
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         self.0.get_timeout(timeout)
+    }
+
+    /// Takes the next message, waiting until `deadline` (see
+    /// [`Queue::get_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.0.get_deadline(deadline)
     }
 
     /// Takes the next message into `buf` (see [`Queue::get_into`]).

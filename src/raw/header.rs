@@ -286,6 +286,43 @@ impl Header {
         })
     }
 
+    /// The fields as they are now, published or not, with whether they are
+    /// published: for telling a segment whose creator died before it
+    /// published (its magic is written, its state is not) from memory that
+    /// is not shmkit's. Unpublished fields may be half written.
+    ///
+    /// ```
+    /// use shmkit::raw::header::{Fingerprint, Header, HeaderFields, Kind, MAGIC};
+    ///
+    /// let h = Header::new();
+    /// h.claim(7, 0);
+    /// h.write(&HeaderFields::new(Kind::Lock, Fingerprint::NONE, 128, 0));
+    /// assert_eq!(h.read_any(), (false, h.read_any().1));
+    /// assert_eq!(h.read_any().1.magic, MAGIC);
+    /// h.publish();
+    /// assert!(h.read_any().0);
+    /// ```
+    pub fn read_any(&self) -> (bool, HeaderFields) {
+        if let Some(f) = self.read() {
+            return (true, f);
+        }
+        (
+            false,
+            HeaderFields {
+                magic: self.magic.load(Ordering::Relaxed),
+                version: self.version.load(Ordering::Relaxed),
+                kind: self.kind.load(Ordering::Relaxed),
+                fingerprint: Fingerprint {
+                    size: self.type_size.load(Ordering::Relaxed),
+                    align: self.type_align.load(Ordering::Relaxed),
+                    hash: self.type_hash.load(Ordering::Relaxed),
+                },
+                total_len: self.total_len.load(Ordering::Relaxed),
+                aux: self.aux.load(Ordering::Relaxed),
+            },
+        )
+    }
+
     /// Checks published fields against what the opener expects, in the order
     /// that gives the most useful error: magic, version, kind, type, length.
     pub fn check(

@@ -316,6 +316,38 @@ impl RawSemaphore {
         count(self.state.load(Ordering::Relaxed))
     }
 
+    /// Gives back now the guarded permits of holders that died, and
+    /// returns how many. An acquirer that finds no permit free does this by
+    /// itself, one permit at a time; until then [`value`](Self::value)
+    /// counts a dead holder's permit as held. Reads the liveness of every
+    /// holder in the table.
+    ///
+    /// ```
+    /// let s = shmkit::raw::RawSemaphore::new(2, false)?;
+    /// let g = s.acquire()?;
+    /// assert_eq!(s.reclaim(), 0); // its holder, this process, lives
+    /// assert_eq!(s.value(), 1);
+    /// # drop(g);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reclaim(&self) -> u32 {
+        let me = sync::current_process();
+        let mut n = 0;
+        // Each round takes over one dead holder's permit and gives it back
+        // (bounded by the table: a taken entry is ours, not dead).
+        for _ in 0..HOLDER_SLOTS {
+            match self.recover(me) {
+                Recovered::Took(p) => {
+                    self.give_back(p, me);
+                    n += 1;
+                }
+                Recovered::Freed => continue,
+                Recovered::Nothing => break,
+            }
+        }
+        n
+    }
+
     /// Whether releases past the initial value are refused.
     ///
     /// ```

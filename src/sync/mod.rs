@@ -45,6 +45,27 @@ pub(crate) use std::sync::atomic::Ordering;
 #[derive(Debug, Default)]
 pub(crate) struct Hint(std::sync::atomic::AtomicU64);
 
+/// A yes/no setting of a handle's own, changed through `&self` (whether a
+/// segment handle removes its name when it drops): a std atomic in every
+/// build, not modelled by loom, because no other thread or process decides
+/// anything from it; it only lets a handle shared in an `Arc` be changed.
+#[derive(Debug, Default)]
+pub(crate) struct Flag(std::sync::atomic::AtomicBool);
+
+impl Flag {
+    pub(crate) fn new(v: bool) -> Flag {
+        Flag(std::sync::atomic::AtomicBool::new(v))
+    }
+
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, v: bool) {
+        self.0.store(v, Ordering::Release)
+    }
+}
+
 impl Hint {
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)

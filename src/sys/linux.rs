@@ -93,6 +93,69 @@ pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
     cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
 }
 
+/// Takes a `flock(2)` lock on `file`'s open file description without
+/// waiting: shared (`LOCK_SH`) or exclusive (`LOCK_EX`). `Ok(false)` when a
+/// conflicting lock is held (EWOULDBLOCK); `EINTR` is retried. The kernel
+/// drops the lock when the last descriptor of the description closes, so
+/// also when the process dies.
+pub(crate) fn try_flock(file: &File, exclusive: bool) -> io::Result<bool> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    loop {
+        // SAFETY: the descriptor is open for the life of `file`; flock
+        // takes two integers and touches no memory of ours.
+        let r = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Releases the `flock(2)` lock held through `file`'s open file description.
+pub(crate) fn funlock(file: &File) {
+    // SAFETY: as in `try_flock`; LOCK_UN cannot block.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+}
+
+/// Where glibc and musl keep shared-memory objects: `shm_open("/x")` opens
+/// `/dev/shm/x`.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// `stat(2)` of the object that the shared-memory name `name` (with its
+/// leading '/') names now, without opening it and without allocating.
+pub(crate) fn shm_stat(name: &CStr) -> io::Result<Stat> {
+    let name = name.to_bytes();
+    let mut path = [0u8; SHM_DIR.len() + NAME_MAX + 2];
+    if name.len() > NAME_MAX + 1 {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    path[..SHM_DIR.len()].copy_from_slice(SHM_DIR.as_bytes());
+    path[SHM_DIR.len()..SHM_DIR.len() + name.len()].copy_from_slice(name);
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated (the byte after the name is still 0:
+    // the name holds no NUL and is at most NAME_MAX + 1 bytes); `st` is
+    // writable.
+    cvt(unsafe { libc::stat(path.as_ptr().cast(), &mut st) })?;
+    Ok(Stat {
+        len: st.st_size as u64,
+        uid: st.st_uid,
+        mode: st.st_mode & 0o7777,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        nlink: st.st_nlink as u64,
+    })
+}
+
 /// What `fstat` tells about an open object.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stat {
@@ -102,6 +165,8 @@ pub(crate) struct Stat {
     /// The object's device and inode: equal for every mapping of it.
     pub(crate) dev: u64,
     pub(crate) ino: u64,
+    /// How many names it has: 0 once it was unlinked.
+    pub(crate) nlink: u64,
 }
 
 pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
@@ -115,6 +180,7 @@ pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
         mode: st.st_mode & 0o7777,
         dev: st.st_dev,
         ino: st.st_ino,
+        nlink: st.st_nlink as u64,
     })
 }
 

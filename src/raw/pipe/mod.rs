@@ -189,6 +189,9 @@ pub struct RawPipe<'a> {
     tx: Option<Tx<'a>>,
     rx: Option<Rx<'a>>,
     peer: Peer<'a>,
+    /// After [`split`](RawPipe::split): shared by the two halves, so that
+    /// the end is closed when the last of them drops.
+    halves: Option<std::sync::Arc<()>>,
 }
 
 // The handle is used by one thread at a time (`&mut self` for every
@@ -402,15 +405,34 @@ impl<'a> RawPipe<'a> {
             direction,
             tx,
             rx,
-            peer: Peer {
-                end: &ctl.ends[1 - side],
-                gone: false,
-                watched: None,
-                spin: AdaptiveSpin::new(),
-                last_check: 0,
-                looks: 0,
-            },
+            peer: Peer::of(&ctl.ends[1 - side]),
+            halves: None,
         })
+    }
+
+    /// Splits this end into a sending half (`tx` only) and a receiving half
+    /// (`rx` only), each with its own wait state, for two threads. The end
+    /// is closed when both halves have dropped. A half that lacks the
+    /// direction says so as a one-way end does (`InvalidArgument`).
+    pub(crate) fn split(mut self) -> (RawPipe<'a>, RawPipe<'a>) {
+        let halves = std::sync::Arc::new(());
+        let half = |tx, rx| RawPipe {
+            ctl: self.ctl,
+            side: self.side,
+            owner: self.owner,
+            capacity: self.capacity,
+            max_message: self.max_message,
+            direction: self.direction,
+            tx,
+            rx,
+            peer: Peer::of(&self.ctl.ends[1 - self.side]),
+            halves: Some(halves.clone()),
+        };
+        let (tx, rx) = (self.tx.take(), self.rx.take());
+        let pair = (half(tx, None), half(None, rx));
+        // This handle holds a share too while it drops: it closes nothing.
+        self.halves = Some(halves);
+        pair
     }
 
     /// The largest message, in bytes.
@@ -576,7 +598,15 @@ impl<'a> RawPipe<'a> {
 
 impl Drop for RawPipe<'_> {
     fn drop(&mut self) {
-        self.close();
+        // A half closes the end only as the last of the two (exactly one
+        // `into_inner` gets the value).
+        if self
+            .halves
+            .take()
+            .map_or(true, |h| std::sync::Arc::into_inner(h).is_some())
+        {
+            self.close();
+        }
     }
 }
 

@@ -62,12 +62,35 @@ impl std::fmt::Debug for PeerWatch {
     }
 }
 
-impl Peer<'_> {
+impl<'a> Peer<'a> {
+    /// Fresh wait state for the peer at `end`.
+    pub(super) fn of(end: &'a EndCtl) -> Peer<'a> {
+        Peer {
+            end,
+            gone: false,
+            watched: None,
+            spin: AdaptiveSpin::new(),
+            last_check: 0,
+            looks: 0,
+        }
+    }
+
     /// Whether the other end is gone (closed, or its process died). Unless
     /// `force`, the closed flag is read every time but the clock only every
     /// 256th time, and `/proc` at most once per `LIVENESS_INTERVAL / 4`.
     pub(super) fn gone(&mut self, force: bool) -> bool {
         self.gone_by(if force { Look::Force } else { Look::Cheap })
+    }
+
+    /// Whether the other end is gone, looked at now (the closed flag and
+    /// `/proc`), through `&self`: nothing is cached, so a later `gone`
+    /// looks again.
+    pub(super) fn gone_now(&self) -> bool {
+        if self.gone || self.end.closed.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let stamp = TaskStamp(self.end.stamp.load(Ordering::Acquire));
+        stamp.0 != 0 && !sync::task_alive(stamp.tid(), Some(stamp))
     }
 
     /// [`gone`](Peer::gone) without the every-256th-look count: the clock

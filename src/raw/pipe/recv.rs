@@ -284,14 +284,14 @@ impl<'a> RawPipe<'a> {
     }
 
     /// Whether the other end is gone (dropped, or its process died). Reads
-    /// `/proc` at most now and then.
+    /// the peer's liveness (`/proc`) on every call.
     ///
     /// ```
     /// # use shmkit::raw::{Direction, PipeLayout, RawPipe};
     /// # let layout = PipeLayout { capacity: 64, max_message: 64, direction: Direction::Duplex };
     /// # let seg = shmkit::Segment::create_unique(RawPipe::required_size(&layout)?)?;
     /// # // SAFETY: the segment outlives both ends and is used only through them.
-    /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
+    /// # let a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// # // SAFETY: as above.
     /// let b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
     /// assert!(!a.is_disconnected());
@@ -299,7 +299,7 @@ impl<'a> RawPipe<'a> {
     /// assert!(a.is_disconnected());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn is_disconnected(&mut self) -> bool {
-        self.peer.gone(true)
+    pub fn is_disconnected(&self) -> bool {
+        self.peer.gone_now()
     }
 }

@@ -1,5 +1,9 @@
 //! `Pipe`: a named two-ended message channel between two processes.
 
+mod split;
+
+pub use split::{PipeIter, PipeReceiver, PipeSender};
+
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
@@ -145,7 +149,9 @@ impl PipeBuilder {
         self
     }
 
-    /// The largest message (default 64 MiB, at most `u32::MAX - 1`).
+    /// The largest message (default 64 MiB, at most `u32::MAX - 1`). 0 is
+    /// allowed: only empty messages can be sent (a pipe of signals), and a
+    /// longer one is [`Error::MessageTooLarge`].
     ///
     /// ```
     /// let end = shmkit::Pipe::builder().max_message(10).create_unique()?;
@@ -160,7 +166,7 @@ impl PipeBuilder {
     /// Which way messages go (default [`Direction::Duplex`]).
     ///
     /// ```
-    /// use shmkit::raw::Direction;
+    /// use shmkit::Direction;
     /// let mut w = shmkit::Pipe::builder().direction(Direction::CreatorSends).create_unique()?;
     /// let mut r = shmkit::Pipe::open(w.name())?;
     /// w.send(b"one way")?;
@@ -284,10 +290,6 @@ impl PipeEnd {
         &self.0
     }
 
-    fn named_mut(&mut self) -> &mut Named<RawPipe<'static>> {
-        &mut self.0
-    }
-
     #[inline]
     fn raw(&self) -> &RawPipe<'static> {
         self.0.view()
@@ -329,6 +331,60 @@ impl PipeEnd {
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.raw_mut().send_until(msg, Deadline::after(timeout))
+    }
+
+    /// [`send_timeout`](PipeEnd::send_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeEnd::send_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_deadline(b"x", Instant::now() + Duration::from_secs(1))?;
+    /// assert_eq!(b.recv()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.send_timeout(msg, crate::queue::until(deadline))
+    }
+
+    /// [`recv_timeout`](PipeEnd::recv_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](PipeEnd::recv_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.recv_timeout(crate::queue::until(deadline))
+    }
+
+    /// [`recv_into_timeout`](PipeEnd::recv_into_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_into_timeout`](PipeEnd::recv_into_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_into_deadline(&mut [0; 8], std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: std::time::Instant,
+    ) -> Result<usize> {
+        self.recv_into_timeout(buf, crate::queue::until(deadline))
     }
 
     /// Receives the next message, waiting as long as it takes.
@@ -470,28 +526,174 @@ impl PipeEnd {
         self.send(bytemuck::bytes_of(value))
     }
 
-    /// Receives the next message as a plain-data value. A longer message
-    /// stays queued ([`Error::BufferTooSmall`]); a shorter one is consumed
-    /// and reported as [`Error::InvalidArgument`].
+    /// Receives the next message as a plain-data value, waiting as long as
+    /// it takes.
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and [`Error::WrongSize`] for a message
+    /// whose length is not `T`'s, longer or shorter: it is consumed and its
+    /// bytes are in the error (the same rule as
+    /// [`Queue::get_value`](crate::Queue::get_value)).
     ///
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.send_value(&[1u16, 2, 3])?;
     /// assert_eq!(b.recv_value::<[u16; 3]>()?, [1, 2, 3]);
+    /// a.send(b"longer than a u16")?;
+    /// assert!(matches!(b.recv_value::<u16>(), Err(shmkit::Error::WrongSize { expected: 2, .. })));
+    /// a.send_value(&9u16)?;
+    /// assert_eq!(b.recv_value::<u16>()?, 9);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_value<T: Pod>(&mut self) -> Result<T> {
-        let mut v = T::zeroed();
-        let n = self.recv_into(bytemuck::bytes_of_mut(&mut v))?;
-        if n != std::mem::size_of::<T>() {
-            return Err(Error::InvalidArgument(format!(
-                "a message of {n} bytes is not a {} ({} bytes)",
-                std::any::type_name::<T>(),
-                std::mem::size_of::<T>()
-            )));
+        crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv())
+    }
+
+    /// [`recv_value`](PipeEnd::recv_value) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_value`](PipeEnd::recv_value), and [`Error::Timeout`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_value_timeout::<u8>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T> {
+        crate::typed::take(
+            self,
+            |e, b| e.recv_into_timeout(b, timeout),
+            |e| e.recv_timeout(timeout),
+        )
+    }
+
+    /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`try_recv`](PipeEnd::try_recv).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv_value::<u8>(), Err(shmkit::Error::Empty)));
+    /// a.send_value(&5u8)?;
+    /// assert_eq!(b.try_recv_value::<u8>()?, 5);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
+        crate::typed::take(self, |e, b| e.try_recv_into(b), |e| e.try_recv())
+    }
+
+    /// [`send_value`](PipeEnd::send_value) waiting for room at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeEnd::send_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value_timeout(&1u32, std::time::Duration::from_millis(1))?;
+    /// assert_eq!(b.recv_value::<u32>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
+    /// [`send_value`](PipeEnd::send_value) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// # Errors
+    /// As [`try_send`](PipeEnd::try_send).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_send_value(&2u64)?;
+    /// assert_eq!(b.recv_value::<u64>()?, 2);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
+        self.try_send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends a copy of `msg` if the ring has room for all of it now, else
+    /// [`Error::Full`] (nothing is sent). A message larger than the whole
+    /// ring is never sent this way (it is streamed: use
+    /// [`send`](PipeEnd::send)).
+    ///
+    /// # Errors
+    /// As [`send`](PipeEnd::send), and `Full`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_send(&[0; 40])?;
+    /// assert!(matches!(a.try_send(&[0; 40]), Err(shmkit::Error::Full)));
+    /// assert_eq!(b.try_recv()?.len(), 40);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        match self
+            .raw_mut()
+            .send_until(msg, Deadline::after(Duration::ZERO))
+        {
+            Err(Error::Timeout) => Err(Error::Full),
+            r => r,
         }
-        Ok(v)
+    }
+
+    /// Receives the next message if one is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and `Empty`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Empty)));
+    /// a.send(b"x")?;
+    /// assert_eq!(b.try_recv()?, b"x");
+    /// drop(a);
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Disconnected)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        match self.raw_mut().recv_until(Deadline::after(Duration::ZERO)) {
+            Err(Error::Timeout) => Err(Error::Empty),
+            r => r,
+        }
+    }
+
+    /// [`recv_into`](PipeEnd::recv_into) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv_into`](PipeEnd::recv_into), and `Empty`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let mut buf = [0u8; 8];
+    /// assert!(matches!(b.try_recv_into(&mut buf), Err(shmkit::Error::Empty)));
+    /// a.send(b"hi")?;
+    /// assert_eq!(b.try_recv_into(&mut buf)?, 2);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        match self
+            .raw_mut()
+            .recv_into_until(buf, Deadline::after(Duration::ZERO))
+        {
+            Err(Error::Timeout) => Err(Error::Empty),
+            r => r,
+        }
     }
 
     /// [`send`](PipeEnd::send) as a future: waits for room without
@@ -645,18 +847,19 @@ impl PipeEnd {
         Interest::new(Source::PipeSend(self.raw(), len))
     }
 
-    /// Whether the other end is gone (dropped, or its process died).
+    /// Whether the other end is gone (dropped, or its process died). Reads
+    /// the peer's liveness on every call; `&self`, so a shared end can ask.
     ///
     /// ```
-    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let a = shmkit::Pipe::create_unique()?;
     /// let b = shmkit::Pipe::open(a.name())?;
     /// assert!(!a.is_disconnected());
     /// drop(b);
     /// assert!(a.is_disconnected());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    pub fn is_disconnected(&mut self) -> bool {
-        self.raw_mut().is_disconnected()
+    pub fn is_disconnected(&self) -> bool {
+        self.raw().is_disconnected()
     }
 
     /// Whether this end can send.
@@ -702,7 +905,7 @@ impl PipeEnd {
 
 #[cfg(feature = "serde")]
 impl PipeEnd {
-    /// Sends any serialisable value (encoded with bincode).
+    /// Sends any serialisable value (encoded with postcard 1, see the crate docs' wire format).
     ///
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
@@ -712,9 +915,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let bytes = bincode::serialize(value)
-            .map_err(|e| Error::InvalidArgument(format!("cannot encode: {e}")))?;
-        self.send(&bytes)
+        self.send(&crate::typed::encode(value)?)
     }
 
     /// Receives the next message and decodes it; one that does not decode
@@ -731,9 +932,70 @@ impl PipeEnd {
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         // Decoded from a private copy: bytes in the ring could be changed
         // by a hostile process while the decoder reads them.
-        let msg = self.recv()?;
-        bincode::deserialize(&msg)
-            .map_err(|e| Error::InvalidArgument(format!("cannot decode: {e}")))
+        crate::typed::decode(&self.recv()?)
+    }
+
+    /// [`recv_serde`](PipeEnd::recv_serde) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// a.try_send_serde(&4u8)?;
+    /// assert_eq!(b.try_recv_serde::<u8>()?, 4);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        crate::typed::decode(&self.try_recv()?)
+    }
+
+    /// [`recv_serde`](PipeEnd::recv_serde), waiting at most `timeout`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_serde_timeout::<u8>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T> {
+        crate::typed::decode(&self.recv_timeout(timeout)?)
+    }
+
+    /// [`send_serde`](PipeEnd::send_serde) if there is room now, else
+    /// [`Error::Full`].
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_send_serde("x")?;
+    /// assert_eq!(b.recv_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.try_send(&crate::typed::encode(value)?)
+    }
+
+    /// [`send_serde`](PipeEnd::send_serde), waiting for room at most
+    /// `timeout`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_serde_timeout("x", std::time::Duration::from_secs(1))?;
+    /// assert_eq!(b.recv_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_serde_timeout<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.send_timeout(&crate::typed::encode(value)?, timeout)
     }
 }
 
