@@ -20,7 +20,12 @@ impl<'a> RawQueue<'a> {
         match r {
             Ok(Try::Empty) => match self.claim_back(need, flags, check_dead)? {
                 Some(got) => Ok(Try::Done(got)),
-                None => self.empty_or_disconnected(check_dead),
+                None => match self.empty_or_disconnected(check_dead) {
+                    Err(Error::Disconnected) => {
+                        self.nothing_given_back(need, flags, Error::Disconnected)
+                    }
+                    r => r,
+                },
             },
             // Closed and drained at the head: a message given back (or a
             // dead holder's lease, looked for with liveness now) is still
@@ -29,9 +34,27 @@ impl<'a> RawQueue<'a> {
             Err(Error::Closed) => match self.claim_back(need, flags, true)? {
                 Some(got) => Ok(Try::Done(got)),
                 None if self.lease_held() => Ok(Try::Empty),
-                None => r,
+                None => self.nothing_given_back(need, flags, Error::Closed),
             },
             r => r,
+        }
+    }
+
+    /// The verdict `end` (`Closed`, `Disconnected`) was reached after a
+    /// scan found no lease held; a lease given back after `claim_back` had
+    /// looked, but before that scan, is a message to get all the same.
+    /// Looking again here finds it: giving back raises the `backs` hint
+    /// before the state becomes `BACK`, and the scan saw that state (or
+    /// the `leases` hint lowered after it).
+    fn nothing_given_back(
+        &self,
+        need: Option<usize>,
+        flags: u64,
+        end: Error,
+    ) -> Result<Try<(Claim, usize, u32)>> {
+        match self.claim_back(need, flags, false)? {
+            Some(got) => Ok(Try::Done(got)),
+            None => Err(end),
         }
     }
 

@@ -13,7 +13,7 @@
 //! |-------------------|----------------------------------------------------|------------|
 //! | `EVER_SENDER`     | a send-only handle taking its entry                | never      |
 //! | `EVER_RECEIVER`   | a receive-only handle taking its entry             | never      |
-//! | `CHECK_SENDERS`   | a handle giving up `SEND` (drop, role change) once `EVER_SENDER`; a look that found no live sender | a look ([`gone`](RawQueue::gone)), before it scans |
+//! | `CHECK_SENDERS`   | a handle giving up `SEND` (drop, role change) once `EVER_SENDER`; a look that found no live sender | a look ([`gone`](RawQueue::gone)) that found a live sender, before it scans again |
 //! | `CHECK_RECEIVERS` | the same for `RECV`                                | the same   |
 //!
 //! # Rules
@@ -29,10 +29,14 @@
 //!   `EVER_RECEIVER` is set and no entry with `RECV` is alive; what it
 //!   already put stays in the queue.
 //! - The `CHECK_*` bits are hints, never verdicts: whoever sees one scans
-//!   the table itself. A look clears the bit *before* it scans and sets it
-//!   again if it finds nobody; a leaver clears its role *before* it sets the
-//!   bit. So a leaver's bit is either seen by a look that starts after it,
-//!   or the look's scan already misses the leaver.
+//!   the table itself. A look that finds nobody leaves the bit set; one
+//!   that finds somebody clears the bit *before* it scans a second time,
+//!   and sets it again (waking the sleepers of its side) if that scan finds
+//!   nobody; a leaver clears its role *before* it sets the bit. So a
+//!   leaver's bit is either seen by a look that starts after it, or the
+//!   look's second scan already misses the leaver; and the bit is hidden
+//!   from sleepers only while somebody was just found, and they are woken
+//!   if that turns out wrong.
 //! - Disconnect is not latched: a sender that opens later reconnects the
 //!   queue, and receivers get its messages.
 //! - A leaver wakes the sleepers of the other side. A sender that dies
@@ -162,26 +166,54 @@ impl RawQueue<'_> {
     }
 
     /// Whether no live participant holds `role` (`SEND` or `RECV`), by a
-    /// scan of the table with liveness. Clears the role's check bit before
-    /// it scans, and sets it again when it finds nobody.
+    /// scan of the table with liveness. A look that finds nobody leaves the
+    /// role's check bit set (sets it if it was clear); one that finds
+    /// somebody while the bit is set clears it and scans again, and sets it
+    /// again (and wakes the side's sleepers) if that second scan finds
+    /// nobody. So the bit is hidden only while a look has just found
+    /// somebody: a sleeper that looked meanwhile and went back to sleep is
+    /// woken if the look then turns out to find nobody.
     pub(super) fn gone(&self, role: u32) -> bool {
         let check = if role == SEND {
             CHECK_SENDERS
         } else {
             CHECK_RECEIVERS
         };
+        if !self.holder_alive(role) {
+            if self.ctl.closed.load(Ordering::SeqCst) & check == 0 {
+                self.ctl.closed.fetch_or(check, Ordering::SeqCst);
+            }
+            return true;
+        }
+        if self.ctl.closed.load(Ordering::SeqCst) & check == 0 {
+            return false;
+        }
+        // Cleared before the second scan: a leaver that sets the bit after
+        // this keeps it set; one that set it before has cleared its role
+        // before that, so the second scan does not count it.
         self.ctl.closed.fetch_and(!check, Ordering::SeqCst);
-        for (i, r) in self.ctl.roles.iter().enumerate() {
-            if r.load(Ordering::SeqCst) & role == 0 {
-                continue;
-            }
-            let e = self.ctl.procs[i].load(Ordering::SeqCst);
-            if e != 0 && self.entry_alive(i, e) {
-                return false;
-            }
+        if self.holder_alive(role) {
+            return false;
         }
         self.ctl.closed.fetch_or(check, Ordering::SeqCst);
+        if role == SEND {
+            self.get_notify().notify_all();
+        } else {
+            self.put_notify().notify_all();
+        }
         true
+    }
+
+    /// Whether an entry with `role` belongs to a live process (a scan of
+    /// the table with liveness).
+    fn holder_alive(&self, role: u32) -> bool {
+        self.ctl.roles.iter().enumerate().any(|(i, r)| {
+            if r.load(Ordering::SeqCst) & role == 0 {
+                return false;
+            }
+            let e = self.ctl.procs[i].load(Ordering::SeqCst);
+            e != 0 && self.entry_alive(i, e)
+        })
     }
 
     /// Whether an unprompted look is due: every [`LOOK_EVERY`]th call, at
