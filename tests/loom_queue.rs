@@ -291,3 +291,31 @@ fn a_dead_sender_disconnects_a_waiting_receiver() {
         }
     });
 }
+
+/// A look by another receiver (`gone`) must not hide the last sender's
+/// leave from a receiver it woke (review finding, fixed in links.rs: the
+/// look cleared the check bit while it scanned, and the woken receiver
+/// slept on; here, where timeouts do not fire, a deadlock). The same model
+/// is in tests/review_disconnect.rs, next to the finding.
+#[test]
+fn a_look_by_another_receiver_does_not_hide_the_last_senders_leave() {
+    model(false, || {
+        let q = Arc::new(HeapQueue::new(1, 1));
+        let mut rx = q.handle();
+        rx.set_role(QueueRole::Receiver).unwrap();
+        let (qa, qb) = (q.clone(), q.clone());
+        let leaver = thread::spawn(move || {
+            let mut tx = qa.handle();
+            tx.set_role(QueueRole::Sender).unwrap();
+            drop(tx);
+        });
+        let looker = thread::spawn(move || {
+            let mut r2 = qb.handle();
+            r2.set_role(QueueRole::Receiver).unwrap();
+            let _ = r2.try_get();
+        });
+        assert!(matches!(rx.get(), Err(Error::Disconnected)));
+        leaver.join().unwrap();
+        looker.join().unwrap();
+    });
+}

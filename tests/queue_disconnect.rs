@@ -40,9 +40,10 @@ fn receiver(args: &[String]) {
     std::thread::sleep(LIMIT);
 }
 
-/// Opens a sender, puts `n` values and exits (dropping it).
+/// Opens a sender, says so, puts `n` values and exits (dropping it).
 fn producer(args: &[String]) {
     let tx = Queue::open_sender(&args[0]).unwrap();
+    Queue::open(&args[3]).unwrap().put(b"opened").unwrap();
     let (n, me): (u64, u64) = (args[1].parse().unwrap(), args[2].parse().unwrap());
     for k in 0..n {
         tx.put_value(&(me * n + k)).unwrap();
@@ -253,10 +254,26 @@ fn sigkill_of_the_last_receiver_disconnects_senders() {
 fn iterating_a_receiver_ends_when_every_producer_has_exited() {
     let _w = watchdog(LIMIT);
     let (rx, _c) = receiver_queue("dc-iter", 8);
+    let opened_name = unique_name("dc-iter-opened");
+    let opened = Queue::create(&opened_name, 4, 8).unwrap();
+    // The parent holds a sender until every producer has opened its own:
+    // else the first to finish could leave the queue with no sender before
+    // a slow one opened, and the iteration would end early (disconnect is
+    // a state, not latched; see `Queue::open_sender`).
+    let starter = Queue::open_sender(rx.name()).unwrap();
     let per = 200u64;
     let kids: Vec<_> = (0..3u64)
-        .map(|me| spawn("producer", &[rx.name(), &per.to_string(), &me.to_string()]))
+        .map(|me| {
+            spawn(
+                "producer",
+                &[rx.name(), &per.to_string(), &me.to_string(), &opened_name],
+            )
+        })
         .collect();
+    for _ in 0..3 {
+        assert_eq!(opened.get_timeout(LIMIT).unwrap(), b"opened");
+    }
+    drop(starter);
     let mut got: Vec<u64> = rx.values::<u64>().collect();
     for k in kids {
         k.join();

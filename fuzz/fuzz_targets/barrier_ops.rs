@@ -65,10 +65,14 @@ struct Input {
     ops: Vec<Op>,
 }
 
-fn wait_result_ok(r: &Result<usize, Error>, parties: u32) -> bool {
+/// `clean`: the model holds. A scribbled barrier may also leave a caller
+/// no place to wait in (every slot taken): such a latecomer's timed wait
+/// says `Timeout`, which is documented, but never on a clean barrier.
+fn wait_result_ok(r: &Result<usize, Error>, parties: u32, clean: bool) -> bool {
     match r {
         Ok(i) => *i < parties as usize,
         Err(Error::BrokenBarrier) | Err(Error::Corrupted { .. }) => true,
+        Err(Error::Timeout) if !clean => true,
         Err(e) => panic!("unexpected error {e}"),
     }
 }
@@ -102,7 +106,7 @@ fuzz_target!(|input: Input| {
             Op::Wait(us) => {
                 let was_broken = b.broken();
                 let r = b.wait_timeout(Duration::from_micros(u64::from(us % 1001)));
-                assert!(wait_result_ok(&r, parties), "{r:?}");
+                assert!(wait_result_ok(&r, parties, clean), "{r:?}");
                 if clean {
                     match (parties, was_broken) {
                         (_, true) => assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}"),
@@ -119,7 +123,7 @@ fuzz_target!(|input: Input| {
                 let r = b.wait_with(Some(Duration::from_micros(u64::from(us % 1001))), &|| {
                     runs.set(runs.get() + 1)
                 });
-                assert!(wait_result_ok(&r, parties), "{r:?}");
+                assert!(wait_result_ok(&r, parties, clean), "{r:?}");
                 if clean && r.is_ok() {
                     assert_eq!(runs.get(), before + 1, "the action runs once per trip");
                 }

@@ -25,6 +25,15 @@ impl Queue {
     /// A both-ways `Queue` handle counts as a sender and a receiver: while
     /// one is open, nobody is disconnected.
     ///
+    /// Disconnect is a state, not a latch: "no sender now". To iterate
+    /// until N producers are all done, keep a sender open (or the both-ways
+    /// handle) until each producer has opened its own, then drop it; else
+    /// the first producer to finish can leave the queue with no sender
+    /// before a slow one has opened. A handle inherited across `fork`
+    /// counts for the child only from the child's first call on it: open
+    /// the sender in the child (or make one call) before the parent drops
+    /// its own.
+    ///
     /// # Errors
     /// As [`open`](Queue::open).
     ///
