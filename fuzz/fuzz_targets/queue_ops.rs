@@ -51,7 +51,7 @@ use shmkit::{Error, Result};
 /// Operations per input.
 const MAX_OPS: usize = 96;
 /// Microseconds of timeouts per input, in all (keeps executions fast).
-const TIMEOUT_BUDGET_US: u64 = 4_000;
+const TIMEOUT_BUDGET_US: u64 = 1_000;
 /// The slot header size assumed to find slot headers for targeted edits
 /// (`SlotHdr` in `src/raw/queue.rs`). A wrong guess only aims edits worse.
 const HDR_GUESS: usize = 16;
