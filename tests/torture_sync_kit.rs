@@ -3,9 +3,10 @@
 //! `Barrier` or an `RLock`; one test per core. What each trial checks:
 //!
 //! - **Semaphore**: never more than `N` live holders at once (each holder
-//!   marks its pid in a shared word while it holds, and checks the marks;
-//!   a mark whose process is gone is discounted, since the dead holder's
-//!   permit may be taken over before its mark is cleared); the value never
+//!   marks its pid in a shared word and counts itself in a shared counter
+//!   while it holds, and checks the count when it comes in; a counted
+//!   holder whose process is gone is discounted, since its permit may be
+//!   taken over before it can be uncounted); the value never
 //!   passes `N`; once every child is dead or done, `reclaim()` gives every
 //!   permit back (`value() == N`, all `N` can be taken), and a bounded one
 //!   refuses a release past its bound.
@@ -154,13 +155,15 @@ fn run<S: Default + Debug>(
 
 // ---- Semaphore ----------------------------------------------------------
 
-/// Words of the semaphore trial: overlaps seen, the most live marks seen,
-/// permits that came back through a guard (`recovered`); then per child
+/// Words of the semaphore trial: overlaps seen, the most live holders seen
+/// (when more than `N`), permits that came back through a guard
+/// (`recovered`), holders now (dead ones included); then per child
 /// `j` at `SEM_CHILD + 4 j`: its mark (pid while holding), phase, rounds
 /// done, started.
 const S_OVERLAP: usize = 0;
 const S_MOST: usize = 1;
 const S_RECOVERED: usize = 2;
+const S_COUNT: usize = 3;
 const SEM_CHILD: usize = 4;
 const fn s_mark(j: usize) -> usize {
     SEM_CHILD + 4 * j
@@ -277,8 +280,9 @@ fn take<'a>(s: &'a Sem, rng: &mut Rng) -> shmkit::Result<SemaphoreGuard<'a>> {
 
 /// args: semaphore, words, index, bounded ("1"), rounds ("-": until
 /// killed), children, permits, seed. Each round takes a guarded permit,
-/// marks itself, checks that at most `permits` live processes are marked,
-/// holds it a little, unmarks and gives it back.
+/// marks and counts itself, checks that at most `permits` live processes
+/// are counted, holds it a little, uncounts and unmarks itself and gives
+/// it back.
 fn sem_worker(args: &[String]) {
     let w = Words::open(&args[1]);
     let j: usize = args[2].parse().unwrap();
@@ -296,16 +300,21 @@ fn sem_worker(args: &[String]) {
         }
         w.set(s_mark(j), me());
         w.set(s_phase(j), P_HOLD);
-        let marked = || (0..kids).filter(|&k| w.get(s_mark(k)) != 0).count() as u64;
-        if marked() > n {
-            // Discount the marks of dead holders (their permits may have
-            // been taken over before their marks could be cleared).
-            let live = (0..kids)
+        // The holders counted atomically (a scan of the marks would not be
+        // a snapshot: it could count one holder, then the next one its
+        // permit went to). A dead holder's count stays: discount the
+        // marks of dead processes (a mark is set before the count is
+        // raised and cleared after it is lowered, so this never discounts
+        // a live holder, only perhaps a dead one not counted).
+        let now = w.add(S_COUNT, 1) + 1;
+        if now > n {
+            let dead = (0..kids)
                 .filter(|&k| {
                     let p = w.get(s_mark(k));
-                    p != 0 && (p == me() || alive(p))
+                    p != 0 && p != me() && !alive(p)
                 })
                 .count() as u64;
+            let live = now.saturating_sub(dead);
             if live > n {
                 w.add(S_OVERLAP, 1);
             }
@@ -317,6 +326,7 @@ fn sem_worker(args: &[String]) {
         }
         dawdle(&mut rng);
         w.set(s_phase(j), P_REL);
+        w.add(S_COUNT, u64::MAX); // minus one
         w.set(s_mark(j), 0);
         drop(g);
         w.set(s_phase(j), P_IDLE);
