@@ -60,7 +60,7 @@ fn child() {
 const HANG: Duration = Duration::from_secs(20);
 
 /// Trials of each test unless `SHMKIT_TORTURE_TRIALS` says otherwise.
-const CI_TRIALS: u64 = 25;
+const CI_TRIALS: u64 = 100;
 
 fn us(n: u64) -> Duration {
     Duration::from_micros(n)
