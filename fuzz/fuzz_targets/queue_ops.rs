@@ -350,8 +350,11 @@ enum Op {
         b: bool,
     },
     Scribble(Edit),
-    /// Attach another handle (a pooled one, at most [`POOL`]).
-    Open,
+    /// Attach another handle (a pooled one, at most [`POOL`]) and give it
+    /// the role `role % 3` (as for `Init::roles`; 0 leaves it both-ways).
+    Open {
+        role: u8,
+    },
     /// `set_role` on pooled handle `k` (`role % 3`, as for `Init::roles`).
     SetRole {
         k: u8,
@@ -372,6 +375,21 @@ enum Op {
     IsDisconnected {
         k: u8,
     },
+}
+
+/// With `QUEUE_FUZZ_TRACE` set, says on stderr the first time each role
+/// case is reached in a clean run (to see that a run got there).
+fn reached(what: &'static str) {
+    static SEEN: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    if !*TRACE.get_or_init(|| std::env::var_os("QUEUE_FUZZ_TRACE").is_some()) {
+        return;
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&what) {
+        seen.push(what);
+        eprintln!("queue_ops: reached {what}");
+    }
 }
 
 fn role_of(x: u8) -> QueueRole {
@@ -621,6 +639,11 @@ impl Model {
                 may,
                 "{what} on a {role:?} handle: Disconnected, but the model says no; model {self:?}"
             );
+            reached(if must {
+                "a get told Disconnected (certain)"
+            } else {
+                "a get told Disconnected (allowed)"
+            });
             self.entries.clear();
             self.settle_ring();
             return false;
@@ -648,6 +671,7 @@ impl Model {
                 matches!(r, Err(Error::Disconnected)),
                 "{what} of {len} bytes on a {role:?} handle: got {r:?}, but every receiver has gone; model {self:?}"
             );
+            reached("a put told Disconnected");
             return false;
         }
         self.check_put(len, r, timed, what)
@@ -1385,7 +1409,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
             Op::Scribble(e) => {
                 run.config_touched |= run.edit(e, true);
             }
-            Op::Open => {
+            Op::Open { role } => {
                 if pool.len() >= POOL {
                     continue;
                 }
@@ -1393,11 +1417,23 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 // every handle and is used only through them and edits.
                 match unsafe { RawQueue::attach(run.base, run.base_len) } {
                     Ok(q) => {
-                        let h = Handle::new(q);
+                        let mut h = Handle::new(q);
                         if run.config_touched || (h.capacity, h.max) != (a.capacity, a.max) {
                             run.clean = false;
                         }
                         model.links.join(h.role);
+                        let new = role_of(role);
+                        if new != QueueRole::Both {
+                            let ok = h.set_role(new);
+                            assert!(
+                                ok || !run.clean,
+                                "set_role({new:?}) on a clean queue failed"
+                            );
+                            if ok {
+                                model.links.leave(QueueRole::Both);
+                                model.links.join(new);
+                            }
+                        }
                         pool.push(h);
                     }
                     Err(e) => assert!(
@@ -1463,6 +1499,9 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 };
                 let d = h.q.is_disconnected();
                 if run.clean {
+                    if d {
+                        reached("is_disconnected() true");
+                    }
                     assert_eq!(
                         d,
                         model.links.disconnected(h.role),
