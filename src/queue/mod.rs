@@ -413,6 +413,28 @@ impl Queue {
         self.reserve_until(len, Some(Deadline::after(timeout)))
     }
 
+    /// [`reserve_timeout`](Queue::reserve_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](Queue::reserve_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// q.reserve_deadline(1, deadline)?.commit()?;
+    /// assert!(matches!(q.reserve_deadline(1, deadline), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<PutGrant<'_>> {
+        self.reserve_timeout(len, until(deadline))
+    }
+
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
         self.raw().reserve_until(len, deadline)
     }
@@ -462,6 +484,24 @@ impl Queue {
     /// ```
     pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::after(timeout)))
+    }
+
+    /// [`get_ref_timeout`](Queue::get_ref_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_ref_timeout`](Queue::get_ref_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put(b"x")?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(&*q.get_ref_deadline(deadline)?, b"x");
+    /// assert!(matches!(q.get_ref_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_deadline(&self, deadline: std::time::Instant) -> Result<GetGrant<'_>> {
+        self.get_ref_timeout(until(deadline))
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
