@@ -615,7 +615,7 @@ impl PipeEnd {
     /// use std::time::Duration;
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// let r = b.recv_ref_timeout(Duration::from_millis(5));
+    /// let r = b.recv_ref_timeout(Duration::from_millis(5)).map(drop);
     /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
     /// a.send(b"look")?;
     /// assert_eq!(&*b.recv_ref_timeout(Duration::from_secs(1))?, b"look");
