@@ -65,6 +65,9 @@ fn queue_timed_forms_never_return_early() {
     never_early("get_lease_deadline", || {
         q.get_lease_deadline(Instant::now() + T).map(drop)
     });
+    never_early("get_value_deadline", || {
+        q.get_value_deadline::<u32>(Instant::now() + T)
+    });
     q.put(b"full").unwrap();
     never_early("put_timeout", || q.put_timeout(b"x", T));
     never_early("put_value_timeout", || q.put_value_timeout(&1u8, T));
@@ -74,6 +77,9 @@ fn queue_timed_forms_never_return_early() {
         q.reserve_deadline(1, Instant::now() + T).map(drop)
     });
     never_early("join_deadline", || q.join_deadline(Instant::now() + T));
+    never_early("put_value_deadline", || {
+        q.put_value_deadline(&1u8, Instant::now() + T)
+    });
     let tx = Queue::open_sender(q.name()).unwrap();
     never_early("QueueSender::reserve_timeout", || {
         tx.reserve_timeout(1, T).map(drop)
@@ -145,6 +151,9 @@ fn pipe_timed_forms_never_return_early() {
         a.recv_into_deadline(&mut [0; 8], Instant::now() + T)
     });
     never_early("recv_ref_timeout", || a.recv_ref_timeout(T).map(drop));
+    never_early("recv_value_deadline", || {
+        a.recv_value_deadline::<u64>(Instant::now() + T)
+    });
     never_early("recv_ref_deadline", || {
         a.recv_ref_deadline(Instant::now() + T).map(drop)
     });
@@ -155,6 +164,9 @@ fn pipe_timed_forms_never_return_early() {
         a.send_deadline(&[0; 40], Instant::now() + T)
     });
     never_early("reserve_timeout", || a.reserve_timeout(40, T).map(drop));
+    never_early("send_value_deadline", || {
+        a.send_value_deadline(&[0u64; 5], Instant::now() + T)
+    });
     never_early("reserve_deadline", || {
         a.reserve_deadline(40, Instant::now() + T).map(drop)
     });
@@ -174,7 +186,19 @@ fn pipe_halves_timed_grant_forms_never_return_early() {
         rx.recv_ref_deadline(Instant::now() + T).map(drop)
     });
     assert!(matches!(rx.try_recv_ref(), Err(Error::Empty)));
+    never_early("PipeReceiver::recv_deadline", || {
+        rx.recv_deadline(Instant::now() + T)
+    });
+    never_early("PipeReceiver::recv_into_timeout", || {
+        rx.recv_into_timeout(&mut [0; 8], T)
+    });
+    never_early("PipeReceiver::recv_into_deadline", || {
+        rx.recv_into_deadline(&mut [0; 8], Instant::now() + T)
+    });
     tx.reserve(40).unwrap().commit();
+    never_early("PipeSender::send_deadline", || {
+        tx.send_deadline(&[0; 40], Instant::now() + T)
+    });
     never_early("PipeSender::reserve_timeout", || {
         tx.reserve_timeout(40, T).map(drop)
     });
@@ -276,7 +300,21 @@ fn serde_timed_forms_never_return_early() {
     never_early("get_serde_timeout", || q.get_serde_timeout::<u8>(T));
     q.put_serde(&1u8).unwrap();
     never_early("put_serde_timeout", || q.put_serde_timeout(&2u8, T));
-    let mut a = Pipe::create_unique().unwrap();
+    never_early("put_serde_deadline", || {
+        q.put_serde_deadline(&2u8, Instant::now() + T)
+    });
+    assert_eq!(q.get_serde::<u8>().unwrap(), 1);
+    never_early("get_serde_deadline", || {
+        q.get_serde_deadline::<u8>(Instant::now() + T)
+    });
+    let mut a = Pipe::builder().capacity(64).create_unique().unwrap();
     let _b = Pipe::open(a.name()).unwrap();
     never_early("recv_serde_timeout", || a.recv_serde_timeout::<u8>(T));
+    never_early("recv_serde_deadline", || {
+        a.recv_serde_deadline::<u8>(Instant::now() + T)
+    });
+    a.send(&[0; 40]).unwrap();
+    never_early("send_serde_deadline", || {
+        a.send_serde_deadline(&[0u8; 30][..], Instant::now() + T)
+    });
 }

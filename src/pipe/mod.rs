@@ -700,6 +700,26 @@ impl PipeEnd {
         )
     }
 
+    /// [`recv_value_timeout`](PipeEnd::recv_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_value_timeout`](PipeEnd::recv_value_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value(&9u16)?;
+    /// assert_eq!(b.recv_value_deadline::<u16>(std::time::Instant::now())?, 9);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_deadline<T: Pod>(&mut self, deadline: std::time::Instant) -> Result<T> {
+        crate::typed::take(
+            self,
+            |e, b| e.recv_into_deadline(b, deadline),
+            |e| e.recv_deadline(deadline),
+        )
+    }
+
     /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
     /// [`Error::Empty`].
     ///
@@ -733,6 +753,26 @@ impl PipeEnd {
     /// ```
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
+    /// [`send_value_timeout`](PipeEnd::send_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeEnd::send_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value_deadline(&1u32, std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv_value::<u32>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_deadline<T: Pod>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(bytemuck::bytes_of(value), deadline)
     }
 
     /// [`send_value`](PipeEnd::send_value) if there is room now, else
@@ -1096,6 +1136,22 @@ impl PipeEnd {
         crate::typed::decode(&self.recv_timeout(timeout)?)
     }
 
+    /// [`recv_serde_timeout`](PipeEnd::recv_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_serde_deadline::<u8>(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_serde_deadline<T: serde::de::DeserializeOwned>(
+        &mut self,
+        deadline: std::time::Instant,
+    ) -> Result<T> {
+        crate::typed::decode(&self.recv_deadline(deadline)?)
+    }
+
     /// [`send_serde`](PipeEnd::send_serde) if there is room now, else
     /// [`Error::Full`].
     ///
@@ -1126,6 +1182,23 @@ impl PipeEnd {
         timeout: Duration,
     ) -> Result<()> {
         self.send_timeout(&crate::typed::encode(value)?, timeout)
+    }
+
+    /// [`send_serde_timeout`](PipeEnd::send_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_serde_deadline("x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_serde_deadline<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(&crate::typed::encode(value)?, deadline)
     }
 }
 

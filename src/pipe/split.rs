@@ -305,6 +305,24 @@ impl PipeSender {
         self.raw.send_until(msg, Deadline::after(timeout))
     }
 
+    /// [`send_timeout`](PipeSender::send_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeSender::send_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.send_deadline(b"x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.send_timeout(msg, crate::queue::until(deadline))
+    }
+
     /// Sends if the ring has room now, else [`Error::Full`] (see
     /// [`PipeEnd::try_send`]).
     ///
@@ -482,6 +500,23 @@ impl PipeReceiver {
         self.raw.recv_until(Deadline::after(timeout))
     }
 
+    /// [`recv_timeout`](PipeReceiver::recv_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](PipeReceiver::recv_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.recv_timeout(crate::queue::until(deadline))
+    }
+
     /// Receives if a message is there now, else [`Error::Empty`].
     ///
     /// # Errors
@@ -517,6 +552,46 @@ impl PipeReceiver {
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.raw.recv_into_until(buf, Deadline::NEVER)
+    }
+
+    /// [`recv_into`](PipeReceiver::recv_into), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`recv_into`](PipeReceiver::recv_into), and `Timeout`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_into_timeout(&mut [0; 8], std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.raw.recv_into_until(buf, Deadline::after(timeout))
+    }
+
+    /// [`recv_into_timeout`](PipeReceiver::recv_into_timeout) until
+    /// `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_into_timeout`](PipeReceiver::recv_into_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send(b"abc")?;
+    /// assert_eq!(rx.recv_into_deadline(&mut [0; 8], std::time::Instant::now())?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: std::time::Instant,
+    ) -> Result<usize> {
+        self.recv_into_timeout(buf, crate::queue::until(deadline))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into) if a message is there now.

@@ -581,6 +581,25 @@ impl Queue {
         )
     }
 
+    /// [`get_value_timeout`](Queue::get_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_value_timeout`](Queue::get_value_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put_value(&7u32)?;
+    /// assert_eq!(q.get_value_deadline::<u32>(std::time::Instant::now())?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_value_deadline<T: Pod>(&self, deadline: std::time::Instant) -> Result<T> {
+        crate::typed::take(
+            &mut &*self,
+            |q, b| q.get_into_deadline(b, deadline),
+            |q| q.get_deadline(deadline),
+        )
+    }
+
     /// [`put_value`](Queue::put_value) if there is room now, else
     /// [`Error::Full`].
     ///
@@ -611,6 +630,25 @@ impl Queue {
     /// ```
     pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
         self.put_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
+    /// [`put_value_timeout`](Queue::put_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Queue::put_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put_value_deadline(&7u32, std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(q.get_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_value_deadline<T: Pod>(
+        &self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.put_deadline(bytemuck::bytes_of(value), deadline)
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -931,6 +969,21 @@ impl Queue {
         crate::typed::decode(&self.get_timeout(timeout)?)
     }
 
+    /// [`get_serde_timeout`](Queue::get_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// let r = q.get_serde_deadline::<u8>(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_serde_deadline<T: serde::de::DeserializeOwned>(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<T> {
+        crate::typed::decode(&self.get_deadline(deadline)?)
+    }
+
     /// [`put_serde`](Queue::put_serde) if there is room now, else
     /// [`Error::Full`].
     ///
@@ -959,6 +1012,22 @@ impl Queue {
         timeout: Duration,
     ) -> Result<()> {
         self.put_timeout(&crate::typed::encode(value)?, timeout)
+    }
+
+    /// [`put_serde_timeout`](Queue::put_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// q.put_serde_deadline("x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(q.get_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_serde_deadline<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.put_deadline(&crate::typed::encode(value)?, deadline)
     }
 }
 
