@@ -365,7 +365,7 @@ enum Op {
         k: u8,
     },
     /// `try_put` of `len` bytes (`put`) or `try_get` on pooled handle `k`.
-    PoolOp {
+    Pooled {
         k: u8,
         put: bool,
         len: u8,
@@ -1466,7 +1466,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 model.links.leave(h.role);
                 drop(h);
             }
-            Op::PoolOp { k, put, len } => {
+            Op::Pooled { k, put, len } => {
                 if pool.is_empty() {
                     continue;
                 }
@@ -1727,7 +1727,7 @@ fuzz_target!(|input: Input| {
             }
             run.config_touched = mid_touched_config;
             let ok = a.set_role(role_of(roles))
-                & b.as_mut().map_or(true, |b| b.set_role(role_of(roles / 3)));
+                & b.as_mut().is_none_or(|b| b.set_role(role_of(roles / 3)));
             assert!(ok || !run.clean, "set_role on a clean queue failed");
             run_ops(&mut run, &a, b.as_ref(), &input.ops);
         }
