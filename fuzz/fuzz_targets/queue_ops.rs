@@ -65,7 +65,7 @@ const MAX_OPS: usize = 96;
 /// Handles attached by the operations, at most at once.
 const POOL: usize = 3;
 /// Microseconds of timeouts per input, in all (keeps executions fast).
-const TIMEOUT_BUDGET_US: u64 = 4_000;
+const TIMEOUT_BUDGET_US: u64 = 1_000;
 /// The slot header size assumed to find slot headers for targeted edits
 /// (`SlotHdr` in `src/raw/queue.rs`). A wrong guess only aims edits worse.
 const HDR_GUESS: usize = 16;
