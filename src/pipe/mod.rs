@@ -513,6 +513,136 @@ impl PipeEnd {
         self.raw_mut().recv_ref_grant(Deadline::NEVER).map(RecvRef)
     }
 
+    /// [`reserve`](PipeEnd::reserve) if the ring has room now, else
+    /// [`Error::Full`] (nothing is reserved).
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeEnd::reserve), and `Full`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_reserve(40)?.commit();
+    /// assert!(matches!(a.try_reserve(40), Err(shmkit::Error::Full)));
+    /// assert_eq!(b.recv()?.len(), 40);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        split::now_or(
+            self.raw_mut()
+                .reserve_grant(len, Deadline::after(Duration::ZERO)),
+            Error::Full,
+        )
+        .map(SendGrant)
+    }
+
+    /// [`reserve`](PipeEnd::reserve), waiting for room at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeEnd::reserve), and `Timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.reserve_timeout(40, Duration::from_millis(5))?.commit();
+    /// let r = a.reserve_timeout(40, Duration::from_millis(5));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert_eq!(b.recv()?.len(), 40);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendGrant<'_>> {
+        self.raw_mut()
+            .reserve_grant(len, Deadline::after(timeout))
+            .map(SendGrant)
+    }
+
+    /// [`reserve_timeout`](PipeEnd::reserve_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](PipeEnd::reserve_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let mut g = a.reserve_deadline(2, Instant::now() + Duration::from_secs(1))?;
+    /// g.copy_from_slice(b"ok");
+    /// g.commit();
+    /// assert_eq!(b.recv()?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<SendGrant<'_>> {
+        self.reserve_timeout(len, crate::queue::until(deadline))
+    }
+
+    /// [`recv_ref`](PipeEnd::recv_ref) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and `Empty`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv_ref(), Err(shmkit::Error::Empty)));
+    /// a.send(b"look")?;
+    /// assert_eq!(&*b.try_recv_ref()?, b"look");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        split::now_or(
+            self.raw_mut()
+                .recv_ref_grant(Deadline::after(Duration::ZERO)),
+            Error::Empty,
+        )
+        .map(RecvRef)
+    }
+
+    /// [`recv_ref`](PipeEnd::recv_ref), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and `Timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let r = b.recv_ref_timeout(Duration::from_millis(5)).map(drop);
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// a.send(b"look")?;
+    /// assert_eq!(&*b.recv_ref_timeout(Duration::from_secs(1))?, b"look");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvRef<'_>> {
+        self.raw_mut()
+            .recv_ref_grant(Deadline::after(timeout))
+            .map(RecvRef)
+    }
+
+    /// [`recv_ref_timeout`](PipeEnd::recv_ref_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_ref_timeout`](PipeEnd::recv_ref_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_ref_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_deadline(&mut self, deadline: std::time::Instant) -> Result<RecvRef<'_>> {
+        self.recv_ref_timeout(crate::queue::until(deadline))
+    }
+
     /// Sends the bytes of a plain-data value.
     ///
     /// ```
@@ -570,6 +700,26 @@ impl PipeEnd {
         )
     }
 
+    /// [`recv_value_timeout`](PipeEnd::recv_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_value_timeout`](PipeEnd::recv_value_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value(&9u16)?;
+    /// assert_eq!(b.recv_value_deadline::<u16>(std::time::Instant::now())?, 9);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_deadline<T: Pod>(&mut self, deadline: std::time::Instant) -> Result<T> {
+        crate::typed::take(
+            self,
+            |e, b| e.recv_into_deadline(b, deadline),
+            |e| e.recv_deadline(deadline),
+        )
+    }
+
     /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
     /// [`Error::Empty`].
     ///
@@ -603,6 +753,26 @@ impl PipeEnd {
     /// ```
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
+    /// [`send_value_timeout`](PipeEnd::send_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeEnd::send_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value_deadline(&1u32, std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv_value::<u32>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_deadline<T: Pod>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(bytemuck::bytes_of(value), deadline)
     }
 
     /// [`send_value`](PipeEnd::send_value) if there is room now, else
@@ -966,6 +1136,22 @@ impl PipeEnd {
         crate::typed::decode(&self.recv_timeout(timeout)?)
     }
 
+    /// [`recv_serde_timeout`](PipeEnd::recv_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_serde_deadline::<u8>(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_serde_deadline<T: serde::de::DeserializeOwned>(
+        &mut self,
+        deadline: std::time::Instant,
+    ) -> Result<T> {
+        crate::typed::decode(&self.recv_deadline(deadline)?)
+    }
+
     /// [`send_serde`](PipeEnd::send_serde) if there is room now, else
     /// [`Error::Full`].
     ///
@@ -996,6 +1182,23 @@ impl PipeEnd {
         timeout: Duration,
     ) -> Result<()> {
         self.send_timeout(&crate::typed::encode(value)?, timeout)
+    }
+
+    /// [`send_serde_timeout`](PipeEnd::send_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_serde_deadline("x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_serde_deadline<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(&crate::typed::encode(value)?, deadline)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::PipeEnd;
+use super::{PipeEnd, RecvRef, SendGrant};
 use crate::error::{Error, Result};
 use crate::raw::wait::Source;
 use crate::raw::{RawPipe, Spin};
@@ -137,7 +137,7 @@ impl Iterator for PipeIter<'_> {
 }
 
 /// Maps a zero-timeout attempt's `Timeout` to the `try_` form's error.
-fn now_or(r: Result<usize>, not_now: Error) -> Result<usize> {
+pub(super) fn now_or<T>(r: Result<T>, not_now: Error) -> Result<T> {
     match r {
         Err(Error::Timeout) => Err(not_now),
         r => r,
@@ -305,6 +305,24 @@ impl PipeSender {
         self.raw.send_until(msg, Deadline::after(timeout))
     }
 
+    /// [`send_timeout`](PipeSender::send_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeSender::send_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.send_deadline(b"x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.send_timeout(msg, crate::queue::until(deadline))
+    }
+
     /// Sends if the ring has room now, else [`Error::Full`] (see
     /// [`PipeEnd::try_send`]).
     ///
@@ -344,6 +362,91 @@ impl PipeSender {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Reserves room for a message of `len` bytes, written in place,
+    /// waiting for room as long as it takes (see [`PipeEnd::reserve`]).
+    ///
+    /// # Errors
+    /// As [`PipeEnd::reserve`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// let mut g = tx.reserve(3)?;
+    /// g.copy_from_slice(b"abc");
+    /// g.commit();
+    /// assert_eq!(b.recv()?, b"abc");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        self.raw.reserve_grant(len, Deadline::NEVER).map(SendGrant)
+    }
+
+    /// [`reserve`](PipeSender::reserve) if the ring has room now, else
+    /// [`Error::Full`].
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeSender::reserve), and `Full`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.try_reserve(40)?.commit();
+    /// assert!(matches!(tx.try_reserve(40), Err(shmkit::Error::Full)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        now_or(
+            self.raw.reserve_grant(len, Deadline::after(Duration::ZERO)),
+            Error::Full,
+        )
+        .map(SendGrant)
+    }
+
+    /// [`reserve`](PipeSender::reserve), waiting for room at most
+    /// `timeout` ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeSender::reserve), and `Timeout`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.reserve(40)?.commit();
+    /// let r = tx.reserve_timeout(40, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendGrant<'_>> {
+        self.raw
+            .reserve_grant(len, Deadline::after(timeout))
+            .map(SendGrant)
+    }
+
+    /// [`reserve_timeout`](PipeSender::reserve_timeout) until `deadline`
+    /// (a deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](PipeSender::reserve_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.reserve_deadline(0, std::time::Instant::now())?.commit(); // room now: no wait
+    /// assert_eq!(b.recv()?, b"");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<SendGrant<'_>> {
+        self.reserve_timeout(len, crate::queue::until(deadline))
     }
 
     /// "Room to send a message of `len` bytes" (see
@@ -397,6 +500,23 @@ impl PipeReceiver {
         self.raw.recv_until(Deadline::after(timeout))
     }
 
+    /// [`recv_timeout`](PipeReceiver::recv_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](PipeReceiver::recv_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.recv_timeout(crate::queue::until(deadline))
+    }
+
     /// Receives if a message is there now, else [`Error::Empty`].
     ///
     /// # Errors
@@ -432,6 +552,46 @@ impl PipeReceiver {
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.raw.recv_into_until(buf, Deadline::NEVER)
+    }
+
+    /// [`recv_into`](PipeReceiver::recv_into), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`recv_into`](PipeReceiver::recv_into), and `Timeout`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_into_timeout(&mut [0; 8], std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.raw.recv_into_until(buf, Deadline::after(timeout))
+    }
+
+    /// [`recv_into_timeout`](PipeReceiver::recv_into_timeout) until
+    /// `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_into_timeout`](PipeReceiver::recv_into_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send(b"abc")?;
+    /// assert_eq!(rx.recv_into_deadline(&mut [0; 8], std::time::Instant::now())?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: std::time::Instant,
+    ) -> Result<usize> {
+        self.recv_into_timeout(buf, crate::queue::until(deadline))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into) if a message is there now.
@@ -474,6 +634,85 @@ impl PipeReceiver {
             |r, b| r.recv_into_until(b, Deadline::NEVER),
             |r| r.recv_until(Deadline::NEVER),
         )
+    }
+
+    /// Receives the next message in place, waiting as long as it takes
+    /// (see [`PipeEnd::recv_ref`]); consumed when the returned value drops.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::recv`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send(b"look")?;
+    /// assert_eq!(&*rx.recv_ref()?, b"look");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        self.raw.recv_ref_grant(Deadline::NEVER).map(RecvRef)
+    }
+
+    /// [`recv_ref`](PipeReceiver::recv_ref) if a message is there now,
+    /// else [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv_ref`](PipeReceiver::recv_ref), and `Empty`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// assert!(matches!(rx.try_recv_ref(), Err(shmkit::Error::Empty)));
+    /// b.send(b"x")?;
+    /// assert_eq!(&*rx.try_recv_ref()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        now_or(
+            self.raw.recv_ref_grant(Deadline::after(Duration::ZERO)),
+            Error::Empty,
+        )
+        .map(RecvRef)
+    }
+
+    /// [`recv_ref`](PipeReceiver::recv_ref), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`recv_ref`](PipeReceiver::recv_ref), and `Timeout`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_ref_timeout(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvRef<'_>> {
+        self.raw
+            .recv_ref_grant(Deadline::after(timeout))
+            .map(RecvRef)
+    }
+
+    /// [`recv_ref_timeout`](PipeReceiver::recv_ref_timeout) until
+    /// `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_ref_timeout`](PipeReceiver::recv_ref_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send(b"x")?;
+    /// assert_eq!(&*rx.recv_ref_deadline(std::time::Instant::now())?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_deadline(&mut self, deadline: std::time::Instant) -> Result<RecvRef<'_>> {
+        self.recv_ref_timeout(crate::queue::until(deadline))
     }
 
     /// Waits up to `timeout` for a message to be readable (see

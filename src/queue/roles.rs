@@ -423,6 +423,45 @@ impl QueueSender {
         self.0.try_reserve(len)
     }
 
+    /// [`reserve`](QueueSender::reserve), waiting for room at most
+    /// `timeout` (see [`Queue::reserve_timeout`]).
+    ///
+    /// # Errors
+    /// As [`put_timeout`](QueueSender::put_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.put(b"a")?;
+    /// let r = tx.reserve_timeout(1, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
+        self.0.reserve_timeout(len, timeout)
+    }
+
+    /// [`reserve`](QueueSender::reserve), waiting for room until
+    /// `deadline` (see [`Queue::reserve_deadline`]).
+    ///
+    /// # Errors
+    /// As [`put_timeout`](QueueSender::put_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.reserve_deadline(1, std::time::Instant::now())?.commit()?; // room now: no wait
+    /// assert_eq!(q.get()?.len(), 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<PutGrant<'_>> {
+        self.0.reserve_deadline(len, deadline)
+    }
+
     /// [`put`](QueueSender::put) as a future (see [`Queue::put_async`]).
     ///
     /// # Errors
@@ -630,6 +669,40 @@ impl QueueReceiver {
         self.0.try_get_ref()
     }
 
+    /// [`get_ref`](QueueReceiver::get_ref), waiting at most `timeout`
+    /// (see [`Queue::get_ref_timeout`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_ref_timeout(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
+        self.0.get_ref_timeout(timeout)
+    }
+
+    /// [`get_ref`](QueueReceiver::get_ref), waiting until `deadline` (see
+    /// [`Queue::get_ref_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// q.put(b"abc")?;
+    /// assert_eq!(&*rx.get_ref_deadline(std::time::Instant::now())?, b"abc");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_deadline(&self, deadline: std::time::Instant) -> Result<GetGrant<'_>> {
+        self.0.get_ref_deadline(deadline)
+    }
+
     /// Takes a message holding exactly a `T` (see [`Queue::get_value`]).
     ///
     /// # Errors
@@ -693,6 +766,23 @@ impl QueueReceiver {
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
         self.0.get_lease_timeout(timeout)
+    }
+
+    /// [`get_lease`](QueueReceiver::get_lease), waiting until `deadline`
+    /// (see [`Queue::get_lease_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_lease_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_lease_deadline(&self, deadline: std::time::Instant) -> Result<Lease<'_>> {
+        self.0.get_lease_deadline(deadline)
     }
 
     /// [`get`](QueueReceiver::get) as a future (see [`Queue::get_async`]).
