@@ -318,3 +318,98 @@ fn serde_timed_forms_never_return_early() {
         a.send_serde_deadline(&[0u8; 30][..], Instant::now() + T)
     });
 }
+
+/// The typed forms of the role handles and of the split pipe halves: never
+/// early, and the value arrives when it is there.
+#[test]
+fn role_and_half_typed_forms() {
+    let q = Queue::create_unique(1, 16).unwrap();
+    let tx = Queue::open_sender(q.name()).unwrap();
+    let rx = Queue::open_receiver(q.name()).unwrap();
+    assert!(matches!(rx.try_get_value::<u32>(), Err(Error::Empty)));
+    never_early("QueueReceiver::get_value_timeout", || {
+        rx.get_value_timeout::<u32>(T)
+    });
+    never_early("QueueReceiver::get_value_deadline", || {
+        rx.get_value_deadline::<u32>(Instant::now() + T)
+    });
+    never_early("QueueReceiver::get_into_deadline", || {
+        rx.get_into_deadline(&mut [0; 16], Instant::now() + T)
+    });
+    tx.try_put_value(&1u32).unwrap();
+    assert!(matches!(tx.try_put_value(&2u32), Err(Error::Full)));
+    never_early("QueueSender::put_value_timeout", || {
+        tx.put_value_timeout(&2u32, T)
+    });
+    never_early("QueueSender::put_value_deadline", || {
+        tx.put_value_deadline(&2u32, Instant::now() + T)
+    });
+    assert_eq!(rx.try_get_value::<u32>().unwrap(), 1);
+    tx.put_value_timeout(&2u32, T).unwrap();
+    assert_eq!(rx.get_value_timeout::<u32>(T).unwrap(), 2);
+    tx.put_value_deadline(&3u32, Instant::now() + T).unwrap();
+    assert_eq!(rx.get_value_deadline::<u32>(Instant::now() + T).unwrap(), 3);
+    tx.put(b"four").unwrap();
+    let mut buf = [0; 16];
+    let n = rx.get_into_deadline(&mut buf, Instant::now() + T).unwrap();
+    assert_eq!(&buf[..n], b"four");
+
+    let a = Pipe::builder().capacity(64).create_unique().unwrap();
+    let b = Pipe::open(a.name()).unwrap();
+    let (mut atx, _arx) = a.split();
+    let (_btx, mut brx) = b.split();
+    assert!(matches!(brx.try_recv_value::<u16>(), Err(Error::Empty)));
+    never_early("PipeReceiver::recv_value_timeout", || {
+        brx.recv_value_timeout::<u16>(T)
+    });
+    never_early("PipeReceiver::recv_value_deadline", || {
+        brx.recv_value_deadline::<u16>(Instant::now() + T)
+    });
+    atx.try_send_value(&1u16).unwrap();
+    atx.send_value_timeout(&2u16, T).unwrap();
+    atx.send_value_deadline(&3u16, Instant::now() + T).unwrap();
+    assert_eq!(brx.try_recv_value::<u16>().unwrap(), 1);
+    assert_eq!(brx.recv_value_timeout::<u16>(T).unwrap(), 2);
+    assert_eq!(
+        brx.recv_value_deadline::<u16>(Instant::now() + T).unwrap(),
+        3
+    );
+    // A full ring: the sending forms wait their time.
+    atx.send(&[0; 40]).unwrap();
+    assert!(matches!(atx.try_send_value(&[0u8; 30]), Err(Error::Full)));
+    never_early("PipeSender::send_value_timeout", || {
+        atx.send_value_timeout(&[0u8; 30], T)
+    });
+    never_early("PipeSender::send_value_deadline", || {
+        atx.send_value_deadline(&[0u8; 30], Instant::now() + T)
+    });
+}
+
+/// The serde forms of the role handles.
+#[cfg(feature = "serde")]
+#[test]
+fn role_serde_forms() {
+    let q = Queue::create_unique(1, 64).unwrap();
+    let tx = Queue::open_sender(q.name()).unwrap();
+    let rx = Queue::open_receiver(q.name()).unwrap();
+    assert!(matches!(rx.try_get_serde::<u8>(), Err(Error::Empty)));
+    never_early("QueueReceiver::get_serde_timeout", || {
+        rx.get_serde_timeout::<u8>(T)
+    });
+    never_early("QueueReceiver::get_serde_deadline", || {
+        rx.get_serde_deadline::<u8>(Instant::now() + T)
+    });
+    tx.try_put_serde(&1u8).unwrap();
+    assert!(matches!(tx.try_put_serde(&2u8), Err(Error::Full)));
+    never_early("QueueSender::put_serde_timeout", || {
+        tx.put_serde_timeout(&2u8, T)
+    });
+    never_early("QueueSender::put_serde_deadline", || {
+        tx.put_serde_deadline(&2u8, Instant::now() + T)
+    });
+    assert_eq!(rx.try_get_serde::<u8>().unwrap(), 1);
+    tx.put_serde_timeout(&2u8, T).unwrap();
+    assert_eq!(rx.get_serde_timeout::<u8>(T).unwrap(), 2);
+    tx.put_serde_deadline(&3u8, Instant::now() + T).unwrap();
+    assert_eq!(rx.get_serde_deadline::<u8>(Instant::now() + T).unwrap(), 3);
+}

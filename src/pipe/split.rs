@@ -364,6 +364,64 @@ impl PipeSender {
         self.send(bytemuck::bytes_of(value))
     }
 
+    /// [`send_value`](PipeSender::send_value) if the ring has room now,
+    /// else `Full`.
+    ///
+    /// # Errors
+    /// As [`try_send`](PipeSender::try_send).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.try_send_value(&7u32)?;
+    /// assert_eq!(b.recv_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
+        self.try_send(bytemuck::bytes_of(value))
+    }
+
+    /// [`send_value`](PipeSender::send_value) waiting for room at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeSender::send_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.send_value_timeout(&7u32, std::time::Duration::from_millis(1))?;
+    /// assert_eq!(b.recv_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
+    /// [`send_value`](PipeSender::send_value) waiting for room until
+    /// `deadline`.
+    ///
+    /// # Errors
+    /// As [`send_deadline`](PipeSender::send_deadline).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.send_value_deadline(&7u32, std::time::Instant::now())?; // room now
+    /// assert_eq!(b.recv_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_deadline<T: Pod>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(bytemuck::bytes_of(value), deadline)
+    }
+
     /// Reserves room for a message of `len` bytes, written in place,
     /// waiting for room as long as it takes (see [`PipeEnd::reserve`]).
     ///
@@ -633,6 +691,67 @@ impl PipeReceiver {
             &mut self.raw,
             |r, b| r.recv_into_until(b, Deadline::NEVER),
             |r| r.recv_until(Deadline::NEVER),
+        )
+    }
+
+    /// [`recv_value`](PipeReceiver::recv_value) if a message is there now,
+    /// else `Empty`.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::try_recv_value`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// assert!(matches!(rx.try_recv_value::<u16>(), Err(shmkit::Error::Empty)));
+    /// b.send_value(&3u16)?;
+    /// assert_eq!(rx.try_recv_value::<u16>()?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
+        crate::typed::take(self, |r, b| r.try_recv_into(b), |r| r.try_recv())
+    }
+
+    /// [`recv_value`](PipeReceiver::recv_value) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::recv_value_timeout`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_value_timeout::<u16>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T> {
+        crate::typed::take(
+            self,
+            |r, b| r.recv_into_timeout(b, timeout),
+            |r| r.recv_timeout(timeout),
+        )
+    }
+
+    /// [`recv_value`](PipeReceiver::recv_value) waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::recv_value_deadline`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send_value(&3u16)?;
+    /// assert_eq!(rx.recv_value_deadline::<u16>(std::time::Instant::now())?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_deadline<T: Pod>(&mut self, deadline: std::time::Instant) -> Result<T> {
+        crate::typed::take(
+            self,
+            |r, b| r.recv_into_deadline(b, deadline),
+            |r| r.recv_deadline(deadline),
         )
     }
 
