@@ -413,3 +413,21 @@ fn role_serde_forms() {
     tx.put_serde_deadline(&3u8, Instant::now() + T).unwrap();
     assert_eq!(rx.get_serde_deadline::<u8>(Instant::now() + T).unwrap(), 3);
 }
+
+/// `poll_deadline` on an end and on a receiving half: `false` no earlier
+/// than the deadline, `true` when a message is there.
+#[test]
+fn poll_deadline_never_returns_early() {
+    let mut a = Pipe::create_unique().unwrap();
+    let mut b = Pipe::open(a.name()).unwrap();
+    let start = Instant::now();
+    assert!(!b.poll_deadline(start + T).unwrap());
+    assert!(start.elapsed() >= T, "returned after {:?}", start.elapsed());
+    a.send(b"x").unwrap();
+    assert!(b.poll_deadline(Instant::now() + T).unwrap());
+    let (_tx, mut rx) = b.split();
+    assert_eq!(rx.recv().unwrap(), b"x");
+    let start = Instant::now();
+    assert!(!rx.poll_deadline(start + T).unwrap());
+    assert!(start.elapsed() >= T, "returned after {:?}", start.elapsed());
+}

@@ -473,6 +473,24 @@ impl PipeEnd {
         self.raw_mut().poll_until(Deadline::after(timeout))
     }
 
+    /// [`poll`](PipeEnd::poll) until `deadline`: `Ok(false)` once it has
+    /// passed (never earlier) with nothing readable.
+    ///
+    /// # Errors
+    /// As [`poll`](PipeEnd::poll).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(!b.poll_deadline(std::time::Instant::now())?);
+    /// a.send(b"x")?;
+    /// assert!(b.poll_deadline(std::time::Instant::now())?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn poll_deadline(&mut self, deadline: std::time::Instant) -> Result<bool> {
+        self.poll(crate::queue::until(deadline))
+    }
+
     /// Reserves room for a message of `len` bytes and gives it to be written
     /// in place (zero-copy), waiting for room as long as it takes. Sent by
     /// [`SendGrant::commit`]; dropping the grant sends nothing. The message

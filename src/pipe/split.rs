@@ -853,6 +853,25 @@ impl PipeReceiver {
         self.raw.poll_until(Deadline::after(timeout))
     }
 
+    /// [`poll`](PipeReceiver::poll) until `deadline`: `Ok(false)` once it has
+    /// passed (never earlier) with nothing readable.
+    ///
+    /// # Errors
+    /// As [`poll`](PipeReceiver::poll).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// assert!(!rx.poll_deadline(std::time::Instant::now())?);
+    /// b.send(b"x")?;
+    /// assert!(rx.poll_deadline(std::time::Instant::now())?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn poll_deadline(&mut self, deadline: std::time::Instant) -> Result<bool> {
+        self.poll(crate::queue::until(deadline))
+    }
+
     /// The messages, each by a blocking receive (see [`PipeIter`]).
     ///
     /// ```
