@@ -84,11 +84,8 @@ fn create_and_check(args: &[String]) {
     // SAFETY: only this process knows the segment's bytes matter.
     unsafe { seg.as_ptr().write(0x5A) };
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { again.as_ptr().read() },
-        0x5A,
-        "the name lost its segment"
-    );
+    let seen = unsafe { again.as_ptr().read() };
+    assert_eq!(seen, 0x5A, "the name lost its segment");
 }
 
 /// Creates `args[0]`, keeps it, forks a child that holds the inherited
