@@ -45,6 +45,7 @@ fn child() {
         ("fork_hold_and_exit", fork_hold_and_exit),
         ("nobody_create_read_only", nobody_create_read_only),
         ("nobody_prune", nobody_prune),
+        ("create_keep_pause", create_keep_pause),
     ]);
 }
 
@@ -130,6 +131,26 @@ fn nobody_prune(args: &[String]) {
         matches!(r, Ok(Some(_))),
         "a stale read-only segment stayed: {r:?}"
     );
+}
+
+/// Creates `args[0]`, keeps it and drops the handle, writes this
+/// process's pid as `/proc` shows it (the outermost pid namespace's) at
+/// payload offset 0, and runs until killed (60 s at most).
+fn create_keep_pause(args: &[String]) {
+    let seg = Segment::create(&args[0], 64).unwrap();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let outer: i32 = stat.split(' ').next().unwrap().parse().unwrap();
+    // SAFETY: nobody else writes the payload.
+    unsafe { seg.as_ptr().cast::<i32>().write_unaligned(outer) };
+    seg.keep();
+    drop(seg);
+    // SAFETY: plain syscalls.
+    unsafe {
+        libc::alarm(60);
+        loop {
+            libc::pause();
+        }
+    }
 }
 
 fn become_user(uid: &str) {
@@ -792,4 +813,60 @@ fn a_stale_read_only_segment_is_pruned() {
     assert!(exists(&name));
     spawn("nobody_prune", &[&name, &uid]).join();
     assert!(!exists(&name));
+}
+
+/// A creator in another pid namespace (a container sharing `/dev/shm`, as
+/// with `--ipc=host` or a pod's shared memory volume) records its pid in
+/// *its* namespace, and its start time read from a `/proc` that shows
+/// another namespace. A pruner outside asks `/proc` about that pid: here no
+/// such task, so "dead", and the kept segment of a creator that runs is
+/// removed. Needs root (or CAP_SYS_ADMIN) and unshare(1).
+#[test]
+#[ignore = "review: a creator in another pid namespace is judged dead, so its kept segment is pruned while it runs"]
+fn a_creator_in_another_pid_namespace_is_not_judged_dead() {
+    let _w = watchdog(Duration::from_secs(120));
+    let _s = serial();
+    let name = unique_name("pidns");
+    let _c = Cleanup(vec![name.clone()]);
+    // An inner pid that names no task out here.
+    let inner = (40_000..400_000)
+        .step_by(997)
+        .find(|n| !std::path::Path::new(&format!("/proc/{n}")).exists())
+        .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "echo {} > /proc/sys/kernel/ns_last_pid && \"$0\" --exact child --nocapture \
+         --test-threads=1 -q; :",
+        inner - 1
+    );
+    let mut ns = Command::new("unshare")
+        .args(["--pid", "--fork", "sh", "-c", &script])
+        .arg(&exe)
+        .env("SHMKIT_TEST_ROLE", "create_keep_pause")
+        .env("SHMKIT_TEST_ARGS", &name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("unshare(1)");
+    let ready = common::wait_for(Duration::from_secs(30), || {
+        std::fs::read(path(&name)).is_ok_and(|b| b.len() >= 68 && b[64..68] != [0; 4])
+            && shmkit::inspect(&name).is_ok()
+    });
+    if !ready {
+        let _ = ns.kill();
+        let _ = ns.wait();
+        panic!("the creator in a new pid namespace did not start (unshare needs root)");
+    }
+    let bytes = std::fs::read(path(&name)).unwrap();
+    let outer = i32::from_ne_bytes(bytes[64..68].try_into().unwrap());
+    let info = shmkit::inspect(&name).unwrap();
+    let removed = shmkit::prune_name(&name, false).unwrap();
+    // SAFETY: kill takes a pid and a signal; `outer` is the creator.
+    unsafe { libc::kill(outer, libc::SIGKILL) };
+    let _ = ns.wait();
+    assert_eq!(info.creator_pid, inner as u32, "{info:?}");
+    assert!(
+        removed.is_none(),
+        "pruned while its creator (pid {outer} here, {inner} in its namespace) runs: {info:?}"
+    );
 }
