@@ -1152,14 +1152,48 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
         owner_uid: st.uid,
         in_use: Some(false),
     };
-    if !dry_run {
-        match sys::shm_unlink(cname) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) => return Err(Error::from_os(e, name)),
-        }
+    if !dry_run && !unlink_if_same(cname, (st.dev, st.ino)).map_err(|e| Error::from_os(e, name))? {
+        return Ok(None);
     }
     Ok(Some(info))
+}
+
+/// Unlinks `cname` only if it names the object `id` (device, inode);
+/// whether it did. An unlink by name after a check of the name would race
+/// with a process that unlinks the name and creates a new segment under it
+/// in between: so the name is first renamed to a private one (atomic), the
+/// object now under the private name is checked, and unlinked if it is
+/// `id`; if it is not, it goes back under its name. In that race the new
+/// segment is missing from its name for the few microseconds between the
+/// two renames; and if yet another process created the name meanwhile, it
+/// stays under the private name (its users keep it mapped; a later prune
+/// removes it once stale).
+fn unlink_if_same(cname: &CStr, id: (u64, u64)) -> std::io::Result<bool> {
+    // One name per thread and moment (a thread prunes one object at a
+    // time; the time tells it from a name a crashed pruner left behind).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let private = CString::new(format!(
+        "/.shmkit-pruning-{}-{nanos}",
+        sync::current_stamp().tid()
+    ))
+    .expect("no NUL in formatted numbers");
+    match sys::shm_rename_noreplace(cname, &private) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    match sys::shm_stat(&private) {
+        Ok(now) if (now.dev, now.ino) == id => {
+            sys::shm_unlink(&private)?;
+            Ok(true)
+        }
+        _ => {
+            let _ = sys::shm_rename_noreplace(&private, cname);
+            Ok(false)
+        }
+    }
 }
 
 /// Whether the object `name` is longer than a header and its header, read

@@ -414,7 +414,6 @@ impl Drop for Tracee {
 /// live, just-made segment unlinked by the pruner. Here the pruner stops
 /// right after its `stat` and the peer is this test.
 #[test]
-#[ignore = "review: prune unlinks by name after its inode check; a live segment made in between loses its name"]
 fn prune_never_unlinks_a_live_segment_made_after_its_name_check() {
     let _w = watchdog(Duration::from_secs(120));
     let _s = serial();
@@ -446,7 +445,6 @@ fn prune_never_unlinks_a_live_segment_made_after_its_name_check() {
 /// segment, and the replacer then unlinks the peer's live segment and puts
 /// its own under the name. Here the replacer stops right after its `stat`.
 #[test]
-#[ignore = "review: replace_stale unlinks by name after its inode check; a live segment made in between is replaced"]
 fn replace_stale_never_replaces_a_live_segment_made_after_its_name_check() {
     let _w = watchdog(Duration::from_secs(120));
     let _s = serial();
