@@ -133,13 +133,7 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 /// `stat(2)` of the object that the shared-memory name `name` (with its
 /// leading '/') names now, without opening it and without allocating.
 pub(crate) fn shm_stat(name: &CStr) -> io::Result<Stat> {
-    let name = name.to_bytes();
-    let mut path = [0u8; SHM_DIR.len() + NAME_MAX + 2];
-    if name.len() > NAME_MAX + 1 {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    path[..SHM_DIR.len()].copy_from_slice(SHM_DIR.as_bytes());
-    path[SHM_DIR.len()..SHM_DIR.len() + name.len()].copy_from_slice(name);
+    let path = shm_path(name)?;
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated (the byte after the name is still 0:
