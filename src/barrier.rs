@@ -203,7 +203,7 @@ impl Barrier {
     /// ```
     /// use std::time::Duration;
     /// let b = shmkit::Barrier::create_unique(2)?.with_timeout(Some(Duration::from_millis(1)));
-    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Barrier {
@@ -246,7 +246,7 @@ impl Barrier {
     /// ```
     /// use std::time::Duration;
     /// let b = shmkit::Barrier::create_unique(2)?;
-    /// assert!(matches!(b.wait_timeout(Duration::from_millis(1)), Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(b.wait_timeout(Duration::from_millis(1)), Err(shmkit::Error::BrokenBarrier { .. })));
     /// assert!(b.broken());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -271,7 +271,7 @@ impl Barrier {
     /// let b = shmkit::Barrier::create_unique(3)?;
     /// b.abort();
     /// assert!(b.broken());
-    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn abort(&self) {

@@ -2,6 +2,143 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
+
+/// Which object an operation's error came from, and which operation: the
+/// object's kind (`"Queue"`, `"Lock"`, ...), its segment name, and the
+/// method called (`"try_get"`, `"recv_timeout"`, ...).
+///
+/// Every error that reports an operation's outcome ([`Error::Timeout`],
+/// [`Error::Empty`], [`Error::Closed`], ...) carries one, so that a message
+/// says what it is about: `Queue "jobs": try_get: empty`. A raw core on
+/// memory the caller manages ([`raw`](crate::raw)) knows no name: its errors
+/// carry the core's kind and operation and no name.
+///
+/// Cloning is a reference count increment, never an allocation: the name is
+/// shared with the handle, so that making the error of a failed `try_`
+/// call does not allocate.
+///
+/// ```
+/// let q = shmkit::Queue::create_unique(4, 64)?;
+/// let e = q.try_get().unwrap_err();
+/// let origin = e.origin().unwrap();
+/// assert_eq!(origin.kind(), "Queue");
+/// assert_eq!(origin.name(), Some(q.name()));
+/// assert_eq!(origin.operation(), "try_get");
+/// assert_eq!(origin.to_string(), format!("Queue {:?} try_get", q.name()));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    kind: &'static str,
+    name: Option<Arc<str>>,
+    operation: &'static str,
+}
+
+impl Origin {
+    /// Nothing known: no kind, no name, no operation (its `Display` is
+    /// empty, and an error carrying it prints as before). Errors made where
+    /// no object is involved carry it.
+    ///
+    /// ```
+    /// let e = shmkit::Error::Timeout { origin: shmkit::Origin::UNKNOWN };
+    /// assert_eq!(e.to_string(), "timed out");
+    /// ```
+    pub const UNKNOWN: Origin = Origin {
+        kind: "",
+        name: None,
+        operation: "",
+    };
+
+    /// An origin without a name: operation `operation` on an object of kind
+    /// `kind` (a raw core on memory the caller manages).
+    ///
+    /// ```
+    /// let o = shmkit::Origin::new("RawQueue", "try_get");
+    /// assert_eq!(o.name(), None);
+    /// assert_eq!(o.to_string(), "RawQueue try_get");
+    /// ```
+    pub const fn new(kind: &'static str, operation: &'static str) -> Origin {
+        Origin {
+            kind,
+            name: None,
+            operation,
+        }
+    }
+
+    /// Operation `operation` on the object of kind `kind` in segment
+    /// `name`. The name is shared, not copied.
+    pub(crate) fn named(kind: &'static str, name: &Arc<str>, operation: &'static str) -> Origin {
+        Origin {
+            kind,
+            name: Some(Arc::clone(name)),
+            operation,
+        }
+    }
+
+    /// As [`named`](Origin::named), for a name not yet shared (this
+    /// allocates: for paths that may, such as opening a segment).
+    pub(crate) fn of_str(kind: &'static str, name: &str, operation: &'static str) -> Origin {
+        Origin {
+            kind,
+            name: Some(name.into()),
+            operation,
+        }
+    }
+
+    /// The kind of object (`"Queue"`, `"PipeSender"`, `"RawLock"`, ...),
+    /// or `""` if unknown.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Origin::new("Lock", "lock").kind(), "Lock");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The object's segment name, or `None` for an object in memory the
+    /// caller manages (or unknown).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// let e = q.get_timeout(std::time::Duration::ZERO).unwrap_err();
+    /// assert_eq!(e.origin().unwrap().name(), Some(q.name()));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The operation that failed (`"try_get"`, `"wait_timeout"`, ...), or
+    /// `""` if unknown.
+    ///
+    /// ```
+    /// assert_eq!(shmkit::Origin::new("Lock", "lock").operation(), "lock");
+    /// ```
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+}
+
+/// `Queue "jobs" try_get`: the kind, the quoted name and the operation,
+/// each left out when unknown.
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        if !self.kind.is_empty() {
+            f.write_str(self.kind)?;
+            sep = " ";
+        }
+        if let Some(name) = &self.name {
+            write!(f, "{sep}{name:?}")?;
+            sep = " ";
+        }
+        if !self.operation.is_empty() {
+            write!(f, "{sep}{}", self.operation)?;
+        }
+        Ok(())
+    }
+}
 
 /// Everything that can go wrong in shmkit, as variants a caller can act on.
 ///
@@ -88,13 +225,33 @@ pub enum Error {
         detail: String,
     },
     /// The operation did not complete before its deadline.
-    Timeout,
+    Timeout {
+        /// The object and the operation that timed out.
+        origin: Origin,
+    },
     /// A non-blocking put found no room.
-    Full,
+    Full {
+        /// The object and the operation that found it full.
+        origin: Origin,
+    },
     /// A non-blocking get found nothing.
-    Empty,
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(4, 64)?;
+    /// match q.try_get() {
+    ///     Err(shmkit::Error::Empty { origin }) => assert_eq!(origin.operation(), "try_get"),
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    Empty {
+        /// The object and the operation that found it empty.
+        origin: Origin,
+    },
     /// The message is larger than the largest the object was made for.
     MessageTooLarge {
+        /// The object and the operation.
+        origin: Origin,
         /// The message's length.
         len: usize,
         /// The largest allowed.
@@ -102,6 +259,8 @@ pub enum Error {
     },
     /// The buffer cannot hold the next message; the message stays queued.
     BufferTooSmall {
+        /// The object and the operation.
+        origin: Origin,
         /// The length of the message.
         needed: usize,
     },
@@ -110,6 +269,8 @@ pub enum Error {
     /// too short alike, the message is consumed and its bytes are here, so
     /// nothing is lost and later typed receives are not held up by it.
     WrongSize {
+        /// The object and the operation.
+        origin: Origin,
         /// The size of the type asked for.
         expected: usize,
         /// The message taken.
@@ -117,26 +278,40 @@ pub enum Error {
     },
     /// The other end is gone (dropped, or its process died) and nothing
     /// more will arrive.
-    Disconnected,
+    Disconnected {
+        /// The object and the operation that found the other end gone.
+        origin: Origin,
+    },
     /// The object was closed.
-    Closed,
+    Closed {
+        /// The object and the operation that found it closed.
+        origin: Origin,
+    },
     /// The object is already in use by a live process (a second `Pipe::open`).
     InUse {
         /// The segment's name.
         name: String,
     },
     /// The calling thread already holds this lock; waiting would never end.
-    Deadlock,
+    Deadlock {
+        /// The lock and the operation.
+        origin: Origin,
+    },
     /// The calling thread does not hold the lock it tried to release (an
     /// [`RLock`](crate::RLock) released by a thread that does not own it);
     /// nothing changed.
-    NotOwner,
+    NotOwner {
+        /// The lock and the operation.
+        origin: Origin,
+    },
     /// A release would raise a semaphore's count past its limit: a
     /// [`BoundedSemaphore`](crate::BoundedSemaphore)'s initial value
     /// (Python's "semaphore or lock released too many times"), or the
     /// largest count any semaphore can hold
     /// ([`raw::MAX_VALUE`](crate::raw::MAX_VALUE)). Nothing changed.
     TooManyReleases {
+        /// The semaphore and the operation.
+        origin: Origin,
         /// The most the count may reach.
         limit: u32,
     },
@@ -149,11 +324,15 @@ pub enum Error {
     /// ```
     /// let b = shmkit::Barrier::create_unique(2)?;
     /// b.abort();
-    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
-    /// assert_eq!(shmkit::Error::BrokenBarrier.to_string(), "the barrier is broken");
+    /// let e = b.wait().unwrap_err();
+    /// assert!(matches!(e, shmkit::Error::BrokenBarrier { .. }));
+    /// assert_eq!(e.to_string(), format!("Barrier {:?}: wait: the barrier is broken", b.name()));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
-    BrokenBarrier,
+    BrokenBarrier {
+        /// The barrier and the operation.
+        origin: Origin,
+    },
     /// The segment's creator died before it finished initialising it.
     CreatorDied {
         /// The segment's name.
@@ -240,37 +419,60 @@ impl fmt::Display for Error {
             Error::Corrupted { name, detail } => {
                 write!(f, "segment {name:?} is corrupted: {detail}")
             }
-            Error::Timeout => f.write_str("timed out"),
-            Error::Full => f.write_str("full"),
-            Error::Empty => f.write_str("empty"),
-            Error::MessageTooLarge { len, max } => {
-                write!(
-                    f,
-                    "message of {len} bytes exceeds the maximum of {max} bytes"
-                )
-            }
-            Error::BufferTooSmall { needed } => {
-                write!(f, "buffer too small: the message needs {needed} bytes")
-            }
-            Error::WrongSize { expected, message } => write!(
+            Error::Timeout { origin } => at(f, origin, format_args!("timed out")),
+            Error::Full { origin } => at(f, origin, format_args!("full")),
+            Error::Empty { origin } => at(f, origin, format_args!("empty")),
+            Error::MessageTooLarge { origin, len, max } => at(
                 f,
-                "a message of {} bytes is not a value of {expected} bytes",
-                message.len()
+                origin,
+                format_args!("message of {len} bytes exceeds the maximum of {max} bytes"),
             ),
-            Error::Disconnected => f.write_str("the other end is disconnected"),
-            Error::Closed => f.write_str("closed"),
+            Error::BufferTooSmall { origin, needed } => at(
+                f,
+                origin,
+                format_args!("buffer too small: the message needs {needed} bytes"),
+            ),
+            Error::WrongSize {
+                origin,
+                expected,
+                message,
+            } => at(
+                f,
+                origin,
+                format_args!(
+                    "a message of {} bytes is not a value of {expected} bytes",
+                    message.len()
+                ),
+            ),
+            Error::Disconnected { origin } => {
+                at(f, origin, format_args!("the other end is disconnected"))
+            }
+            Error::Closed { origin } => at(f, origin, format_args!("closed")),
             Error::InUse { name } => write!(
                 f,
                 "segment {name:?} is in use by a live process (a pipe's second end is \
                  already open: each end opens once, so open a new pipe per peer)"
             ),
-            Error::Deadlock => f.write_str("the calling thread already holds this lock"),
-            Error::NotOwner => f.write_str("the calling thread does not hold this lock"),
-            Error::TooManyReleases { limit } => write!(
+            Error::Deadlock { origin } => at(
                 f,
-                "semaphore released too many times: its count would pass its limit, {limit}"
+                origin,
+                format_args!("the calling thread already holds this lock"),
             ),
-            Error::BrokenBarrier => f.write_str("the barrier is broken"),
+            Error::NotOwner { origin } => at(
+                f,
+                origin,
+                format_args!("the calling thread does not hold this lock"),
+            ),
+            Error::TooManyReleases { origin, limit } => at(
+                f,
+                origin,
+                format_args!(
+                    "semaphore released too many times: its count would pass its limit, {limit}"
+                ),
+            ),
+            Error::BrokenBarrier { origin } => {
+                at(f, origin, format_args!("the barrier is broken"))
+            }
             Error::CreatorDied { name, pid } => write!(
                 f,
                 "segment {name:?} was never initialised: its creator (pid {pid}) died"
@@ -318,6 +520,15 @@ fn permission_hint(e: io::Error, name: &str) -> String {
     }
 }
 
+/// `origin: what`, or just `what` when nothing is known of the origin.
+fn at(f: &mut fmt::Formatter<'_>, origin: &Origin, what: fmt::Arguments<'_>) -> fmt::Result {
+    if *origin == Origin::UNKNOWN {
+        f.write_fmt(what)
+    } else {
+        write!(f, "{origin}: {what}")
+    }
+}
+
 /// "a" or "an", for a kind name in a message ("an Event", "a Lock").
 fn article(word: &str) -> &'static str {
     match word.chars().next() {
@@ -327,6 +538,69 @@ fn article(word: &str) -> &'static str {
 }
 
 impl Error {
+    /// The object and the operation an operation's outcome is about (for
+    /// [`Timeout`](Error::Timeout), [`Empty`](Error::Empty),
+    /// [`Closed`](Error::Closed), ... ), or `None` for an error that names
+    /// its segment otherwise ([`NotFound`](Error::NotFound), ...) or none.
+    ///
+    /// ```
+    /// let lock = shmkit::Lock::create_unique()?;
+    /// let _held = lock.lock()?;
+    /// let e = lock.lock().unwrap_err(); // this thread holds it already
+    /// let origin = e.origin().unwrap();
+    /// assert_eq!((origin.kind(), origin.operation()), ("Lock", "lock"));
+    /// assert_eq!(origin.name(), Some(lock.name()));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            Error::Timeout { origin }
+            | Error::Full { origin }
+            | Error::Empty { origin }
+            | Error::MessageTooLarge { origin, .. }
+            | Error::BufferTooSmall { origin, .. }
+            | Error::WrongSize { origin, .. }
+            | Error::Disconnected { origin }
+            | Error::Closed { origin }
+            | Error::Deadlock { origin }
+            | Error::NotOwner { origin }
+            | Error::TooManyReleases { origin, .. }
+            | Error::BrokenBarrier { origin } => Some(origin),
+            _ => None,
+        }
+    }
+
+    fn origin_mut(&mut self) -> Option<&mut Origin> {
+        match self {
+            Error::Timeout { origin }
+            | Error::Full { origin }
+            | Error::Empty { origin }
+            | Error::MessageTooLarge { origin, .. }
+            | Error::BufferTooSmall { origin, .. }
+            | Error::WrongSize { origin, .. }
+            | Error::Disconnected { origin }
+            | Error::Closed { origin }
+            | Error::Deadlock { origin }
+            | Error::NotOwner { origin }
+            | Error::TooManyReleases { origin, .. }
+            | Error::BrokenBarrier { origin } => Some(origin),
+            _ => None,
+        }
+    }
+
+    /// The error with its origin set to operation `operation` on the `kind`
+    /// object in segment `name` (the raw cores do not know names); other
+    /// errors unchanged. For the error path only: no allocation (the name
+    /// is shared).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn named(mut self, kind: &'static str, name: &Arc<str>, operation: &'static str) -> Error {
+        if let Some(o) = self.origin_mut() {
+            *o = Origin::named(kind, name, operation);
+        }
+        self
+    }
+
     /// Maps an OS error on segment `name` to the matching variant.
     pub(crate) fn from_os(e: io::Error, name: &str) -> Error {
         match e.raw_os_error() {

@@ -113,6 +113,18 @@ impl<C: Core> Named<C> {
         self.seg.name()
     }
 
+    /// What names an error of operation `op` on this `kind` object, for
+    /// `map_err`: the raw cores do not know names. The closure runs on the
+    /// error path only, and shares the name (no allocation).
+    #[inline]
+    pub(crate) fn at(
+        &self,
+        kind: &'static str,
+        op: &'static str,
+    ) -> impl FnOnce(Error) -> Error + '_ {
+        move |e| e.named(kind, self.seg.name_arc(), op)
+    }
+
     pub(crate) fn keep(&self) {
         self.seg.keep();
     }

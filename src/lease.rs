@@ -53,6 +53,7 @@ impl Queue {
     /// ```
     pub fn get_lease(&self) -> Result<Lease<'_>> {
         self.raw().get_lease_until(Some(Deadline::NEVER))
+        .map_err(self.at("get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease) if a message is there now, else
@@ -60,7 +61,7 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get_lease(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_lease(), Err(shmkit::Error::Empty { .. })));
     /// q.put(b"job")?;
     /// drop(q.try_get_lease()?); // given back
     /// let again = q.try_get_lease()?;
@@ -70,6 +71,7 @@ impl Queue {
     /// ```
     pub fn try_get_lease(&self) -> Result<Lease<'_>> {
         self.raw().get_lease_until(None)
+        .map_err(self.at("try_get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease), waiting at most `timeout`.
@@ -81,11 +83,12 @@ impl Queue {
     /// # use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let r = q.get_lease_timeout(Duration::from_millis(5));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
         self.raw().get_lease_until(Some(Deadline::after(timeout)))
+        .map_err(self.at("get_lease_timeout"))
     }
 
     /// [`get_lease`](Queue::get_lease) as a future (see
@@ -108,7 +111,7 @@ impl Queue {
     /// ```
     #[cfg(not(loom))]
     pub fn get_lease_async(&self) -> impl Future<Output = Result<Lease<'_>>> + '_ {
-        self.get_with(move |_| self.raw().get_lease_until(None))
+        self.get_with("get_lease_async", move |_| self.raw().get_lease_until(None))
     }
 
     /// Waits until every message put has been taken, and every one taken
@@ -133,6 +136,7 @@ impl Queue {
     /// ```
     pub fn join(&self) -> Result<()> {
         self.raw().join()
+        .map_err(self.at("join"))
     }
 
     /// [`join`](Queue::join), waiting at most `timeout`.
@@ -146,12 +150,13 @@ impl Queue {
     /// q.put(b"a")?;
     /// let lease = q.get_lease()?;
     /// let r = q.join_timeout(Duration::from_millis(5));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// lease.ack()?;
     /// q.join_timeout(Duration::from_millis(5))?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         self.raw().join_timeout(timeout)
+        .map_err(self.at("join_timeout"))
     }
 }

@@ -237,7 +237,7 @@ impl RLock {
     ///
     /// ```
     /// let lock = shmkit::RLock::create_unique()?;
-    /// assert!(matches!(lock.release(), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(lock.release(), Err(shmkit::Error::NotOwner { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn release(&self) -> Result<()> {

@@ -3,11 +3,12 @@
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
+use std::sync::Arc;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::header::{Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN, MAGIC};
 use crate::sync::{self, TaskStamp};
 use crate::sys;
@@ -191,7 +192,7 @@ impl Options {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Segment {
-    name: String,
+    name: Arc<str>,
     map: MmapRaw,
     /// The object's descriptor, open (and, for a handle that marks its use,
     /// holding `LOCK_SH`) for the handle's life; after `map`, so that the
@@ -347,6 +348,12 @@ impl Segment {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name, shared (for errors' [`Origin`]s: cloning it allocates
+    /// nothing).
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
         &self.name
     }
 
@@ -514,7 +521,7 @@ impl Segment {
         // Before the header names a creator nothing can think the segment
         // stale (a pruner skips a header with no creator), so marking it
         // now, not in the same step as creating it, is safe.
-        mark_use(&file, name, mark_deadline(opts))?;
+        mark_use(&file, name, "create", mark_deadline(opts))?;
         let map = MmapOptions::new()
             .len(total)
             .map_raw(&file)
@@ -645,7 +652,9 @@ impl Segment {
                 return Err(if pid == 0 {
                     Error::corrupted(name, "not initialised, and no creator recorded")
                 } else {
-                    Error::Timeout
+                    Error::Timeout {
+                        origin: Origin::of_str("Segment", name, "open"),
+                    }
                 });
             }
             wait();
@@ -969,7 +978,7 @@ fn mark_deadline(opts: &Options) -> sync::Deadline {
 
 /// Marks `file` as used by this process: `LOCK_SH`, waiting (up to
 /// `deadline`) only while a pruner holds its brief `LOCK_EX`.
-fn mark_use(file: &File, name: &str, deadline: sync::Deadline) -> Result<()> {
+fn mark_use(file: &File, name: &str, op: &'static str, deadline: sync::Deadline) -> Result<()> {
     let mut pause = Duration::from_micros(50);
     loop {
         match sys::try_flock(file, false) {
@@ -978,7 +987,9 @@ fn mark_use(file: &File, name: &str, deadline: sync::Deadline) -> Result<()> {
             Err(e) => return Err(Error::from_os(e, name)),
         }
         if deadline.expired() {
-            return Err(Error::Timeout);
+            return Err(Error::Timeout {
+                origin: Origin::of_str("Segment", name, op),
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
@@ -1009,13 +1020,15 @@ fn open_file(
         if !mark {
             return Ok((file, None));
         }
-        mark_use(&file, name, deadline)?;
+        mark_use(&file, name, "open", deadline)?;
         let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
         if st.nlink != 0 {
             return Ok((file, Some(st)));
         }
         if deadline.expired() {
-            return Err(Error::Timeout);
+            return Err(Error::Timeout {
+                origin: Origin::of_str("Segment", name, "open"),
+            });
         }
     }
 }

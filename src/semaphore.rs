@@ -262,7 +262,7 @@ macro_rules! sem_handle {
             /// use std::time::Duration;
             #[doc = concat!("let sem = ", $path, "::create_unique(0)?;")]
             /// let r = sem.acquire_timeout(Duration::from_millis(10));
-            /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+            /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
             /// # Ok::<(), shmkit::Error>(())
             /// ```
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>> {
@@ -420,7 +420,7 @@ pub struct Semaphore(Named<PlainCore>);
 /// let sem = BoundedSemaphore::create_unique(1)?;
 /// sem.acquire()?.keep();
 /// sem.release(1)?;
-/// assert!(matches!(sem.release(1), Err(Error::TooManyReleases { limit: 1 })));
+/// assert!(matches!(sem.release(1), Err(Error::TooManyReleases { limit: 1, .. })));
 /// assert_eq!(sem.value(), 1);
 /// # Ok::<(), shmkit::Error>(())
 /// ```

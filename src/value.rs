@@ -376,7 +376,7 @@ impl<T: Pod> Value<T> {
     /// std::thread::scope(|s| {
     ///     s.spawn(|| {
     ///         let r = v.lock_timeout(Duration::from_millis(10));
-    ///         assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    ///         assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     ///     });
     /// });
     /// # drop(g);

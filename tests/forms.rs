@@ -10,7 +10,7 @@ const T: Duration = Duration::from_millis(15);
 fn never_early<R: std::fmt::Debug>(what: &str, f: impl FnOnce() -> shmkit::Result<R>) {
     let start = Instant::now();
     let r = f();
-    assert!(matches!(r, Err(Error::Timeout)), "{what}: {r:?}");
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{what}: {r:?}");
     assert!(
         start.elapsed() >= T,
         "{what} returned after {:?}",

@@ -662,13 +662,13 @@ impl Model {
     fn check_put(&self, len: usize, r: &Result<()>, timed: bool, what: &str) -> bool {
         let full = |r: &Result<()>| {
             if timed {
-                matches!(r, Err(Error::Timeout))
+                matches!(r, Err(Error::Timeout { .. }))
             } else {
-                matches!(r, Err(Error::Full))
+                matches!(r, Err(Error::Full { .. }))
             }
         };
-        let too_large = |r: &Result<()>| matches!(r, Err(Error::MessageTooLarge { len: l, max: m }) if *l == len && *m == self.max);
-        let closed = |r: &Result<()>| matches!(r, Err(Error::Closed));
+        let too_large = |r: &Result<()>| matches!(r, Err(Error::MessageTooLarge { len: l, max: m, .. }) if *l == len && *m == self.max);
+        let closed = |r: &Result<()>| matches!(r, Err(Error::Closed { .. }));
         let grants = self.reserved() + self.held_refs + self.given_back.len();
         let may_be_full = grants > 0 || self.ring_full() || self.ring_unknown;
         let ok = if len > self.max {
@@ -729,10 +729,10 @@ fn to_got(r: Result<Vec<u8>>) -> Got {
 
 fn err_got(e: Error) -> Got {
     match e {
-        Error::Empty => Got::Empty,
-        Error::Timeout => Got::Timeout,
-        Error::Closed => Got::Closed,
-        Error::BufferTooSmall { needed } => Got::TooSmall(needed),
+        Error::Empty { .. } => Got::Empty,
+        Error::Timeout { .. } => Got::Timeout,
+        Error::Closed { .. } => Got::Closed,
+        Error::BufferTooSmall { needed, .. } => Got::TooSmall(needed),
         e => Got::Other(e.to_string()),
     }
 }
@@ -872,7 +872,7 @@ impl Run<'_> {
 }
 
 fn check_timeout<T: std::fmt::Debug>(r: &Result<T>, start: Instant, t: Duration, what: &str) {
-    if let Err(Error::Timeout) = r {
+    if let Err(Error::Timeout { .. }) = r {
         let e = start.elapsed();
         assert!(e >= t, "{what}: Timeout after {e:?}, before its {t:?}");
     }
@@ -1162,7 +1162,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     let ok = if done {
                         r.is_ok()
                     } else {
-                        matches!(r, Err(Error::Timeout))
+                        matches!(r, Err(Error::Timeout { .. }))
                     };
                     assert!(
                         ok,
@@ -1170,7 +1170,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     );
                 } else if let Err(e) = &r {
                     assert!(
-                        matches!(e, Error::Timeout | Error::Corrupted { .. }),
+                        matches!(e, Error::Timeout { .. } | Error::Corrupted { .. }),
                         "join_timeout: {e:?}"
                     );
                 }
@@ -1316,15 +1316,15 @@ fn end_lease(run: &Run<'_>, model: &mut Model, l: HeldLease<'_>, how: Op) {
 
 fn clone_err(e: &Error) -> Error {
     match e {
-        Error::Full => Error::Full,
-        Error::Empty => Error::Empty,
-        Error::Timeout => Error::Timeout,
-        Error::Closed => Error::Closed,
-        Error::MessageTooLarge { len, max } => Error::MessageTooLarge {
+        Error::Full { .. } => Error::Full { .. },
+        Error::Empty { .. } => Error::Empty { .. },
+        Error::Timeout { .. } => Error::Timeout { .. },
+        Error::Closed { .. } => Error::Closed { .. },
+        Error::MessageTooLarge { len, max, .. } => Error::MessageTooLarge {
             len: *len,
             max: *max,
         },
-        Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed: *needed },
+        Error::BufferTooSmall { needed, .. } => Error::BufferTooSmall { needed: *needed, .. },
         e => Error::InvalidArgument(format!("(other) {e}")),
     }
 }

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::Condition;
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::{RawCondition, Waited};
 use crate::sync::Deadline;
 
@@ -162,7 +162,9 @@ impl<'a> ConditionGuard<'a> {
     pub fn notify(&self, n: usize) -> Result<usize> {
         let c = self.cond;
         if !RawCondition::held(c.cond_lock()) {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner {
+                origin: Origin::UNKNOWN,
+            });
         }
         // The wake-up waits until this guard lets the lock go, so that the
         // released waiters find it free instead of sleeping on it.

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::lock::Lock;
 use crate::raw::header::Kind;
@@ -296,7 +296,7 @@ impl Condition {
     /// ```
     /// let cond = shmkit::Condition::create_plain(None)?;
     /// let g = cond.lock()?;
-    /// assert!(matches!(cond.lock(), Err(shmkit::Error::Deadlock)));
+    /// assert!(matches!(cond.lock(), Err(shmkit::Error::Deadlock { .. })));
     /// # drop(g);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -468,7 +468,7 @@ impl Condition {
     ///
     /// ```
     /// let cond = shmkit::Condition::create_unique()?;
-    /// assert!(matches!(cond.release(), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.release(), Err(shmkit::Error::NotOwner { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn release(&self) -> Result<()> {
@@ -538,7 +538,7 @@ impl Condition {
     ///
     /// ```
     /// let cond = shmkit::Condition::create_unique()?;
-    /// assert!(matches!(cond.wait(), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.wait(), Err(shmkit::Error::NotOwner { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait(&self) -> Result<Waited> {
@@ -616,7 +616,9 @@ impl Condition {
         wake: &std::cell::Cell<bool>,
     ) -> Result<Waited> {
         if !RawCondition::held(self.cond_lock()) {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner {
+                origin: Origin::UNKNOWN,
+            });
         }
         let mut owner_died = false;
         loop {
@@ -646,7 +648,7 @@ impl Condition {
     ///
     /// ```
     /// let cond = shmkit::Condition::create_unique()?;
-    /// assert!(matches!(cond.notify(1), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.notify(1), Err(shmkit::Error::NotOwner { .. })));
     /// let g = cond.lock()?;
     /// assert_eq!(cond.notify(1)?, 0);
     /// # drop(g);
@@ -654,7 +656,9 @@ impl Condition {
     /// ```
     pub fn notify(&self, n: usize) -> Result<usize> {
         if !RawCondition::held(self.cond_lock()) {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner {
+                origin: Origin::UNKNOWN,
+            });
         }
         Ok(self.raw().notify_held(n))
     }

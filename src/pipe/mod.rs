@@ -326,7 +326,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// a.send(&[0; 40])?;
-    /// assert!(matches!(a.send_timeout(&[0; 40], Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(a.send_timeout(&[0; 40], Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
@@ -360,7 +360,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_deadline(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
@@ -376,7 +376,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_into_deadline(&mut [0; 8], std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into_deadline(
@@ -399,7 +399,7 @@ impl PipeEnd {
     /// b.send(b"hi")?;
     /// drop(b);
     /// assert_eq!(a.recv()?, b"hi");
-    /// assert!(matches!(a.recv(), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(a.recv(), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
@@ -413,7 +413,7 @@ impl PipeEnd {
     /// use std::time::Duration;
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(a.recv_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(a.recv_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
@@ -429,7 +429,7 @@ impl PipeEnd {
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.send(b"hello")?;
     /// let mut small = [0u8; 3];
-    /// assert!(matches!(b.recv_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// assert!(matches!(b.recv_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5, .. })));
     /// let mut buf = [0u8; 8];
     /// let n = b.recv_into(&mut buf)?;
     /// assert_eq!(&buf[..n], b"hello");
@@ -446,7 +446,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let mut buf = [0u8; 8];
-    /// assert!(matches!(a.recv_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(a.recv_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
@@ -559,7 +559,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_value_timeout::<u8>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T> {
@@ -579,7 +579,7 @@ impl PipeEnd {
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(b.try_recv_value::<u8>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv_value::<u8>(), Err(shmkit::Error::Empty { .. })));
     /// a.send_value(&5u8)?;
     /// assert_eq!(b.try_recv_value::<u8>()?, 5);
     /// # Ok::<(), shmkit::Error>(())
@@ -634,7 +634,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.try_send(&[0; 40])?;
-    /// assert!(matches!(a.try_send(&[0; 40]), Err(shmkit::Error::Full)));
+    /// assert!(matches!(a.try_send(&[0; 40]), Err(shmkit::Error::Full { .. })));
     /// assert_eq!(b.try_recv()?.len(), 40);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -643,7 +643,7 @@ impl PipeEnd {
             .raw_mut()
             .send_until(msg, Deadline::after(Duration::ZERO))
         {
-            Err(Error::Timeout) => Err(Error::Full),
+            Err(Error::Timeout { origin }) => Err(Error::Full { origin }),
             r => r,
         }
     }
@@ -657,16 +657,16 @@ impl PipeEnd {
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Empty { .. })));
     /// a.send(b"x")?;
     /// assert_eq!(b.try_recv()?, b"x");
     /// drop(a);
-    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
         match self.raw_mut().recv_until(Deadline::after(Duration::ZERO)) {
-            Err(Error::Timeout) => Err(Error::Empty),
+            Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
     }
@@ -681,7 +681,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// let mut buf = [0u8; 8];
-    /// assert!(matches!(b.try_recv_into(&mut buf), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv_into(&mut buf), Err(shmkit::Error::Empty { .. })));
     /// a.send(b"hi")?;
     /// assert_eq!(b.try_recv_into(&mut buf)?, 2);
     /// # Ok::<(), shmkit::Error>(())
@@ -691,7 +691,7 @@ impl PipeEnd {
             .raw_mut()
             .recv_into_until(buf, Deadline::after(Duration::ZERO))
         {
-            Err(Error::Timeout) => Err(Error::Empty),
+            Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
     }
@@ -768,7 +768,7 @@ impl PipeEnd {
         mut op: impl FnMut(&mut RawPipe<'static>) -> Result<T>,
     ) -> Poll<Result<T>> {
         let mut attempt = |raw: &mut RawPipe<'static>| match op(raw) {
-            Err(Error::Timeout) => None,
+            Err(Error::Timeout { .. }) => None,
             r => Some(r),
         };
         if let Some(r) = attempt(self.raw_mut()) {
@@ -941,7 +941,7 @@ impl PipeEnd {
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(b.try_recv_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv_serde::<u8>(), Err(shmkit::Error::Empty { .. })));
     /// a.try_send_serde(&4u8)?;
     /// assert_eq!(b.try_recv_serde::<u8>()?, 4);
     /// # Ok::<(), shmkit::Error>(())
@@ -956,7 +956,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_serde_timeout::<u8>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(

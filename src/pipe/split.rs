@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::PipeEnd;
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::wait::Source;
 use crate::raw::{RawPipe, Spin};
 use crate::segment::Segment;
@@ -94,7 +94,7 @@ impl<'a> IntoIterator for &'a mut PipeEnd {
 /// let mut it = a.iter();
 /// assert_eq!(it.next(), Some(b"x".to_vec()));
 /// assert_eq!(it.next(), None);
-/// assert!(matches!(it.error(), Some(shmkit::Error::Disconnected)));
+/// assert!(matches!(it.error(), Some(shmkit::Error::Disconnected { .. })));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 #[derive(Debug)]
@@ -137,9 +137,9 @@ impl Iterator for PipeIter<'_> {
 }
 
 /// Maps a zero-timeout attempt's `Timeout` to the `try_` form's error.
-fn now_or(r: Result<usize>, not_now: Error) -> Result<usize> {
+fn now_or(r: Result<usize>, not_now: fn(Origin) -> Error) -> Result<usize> {
     match r {
-        Err(Error::Timeout) => Err(not_now),
+        Err(Error::Timeout { origin }) => Err(not_now(origin)),
         r => r,
     }
 }
@@ -298,7 +298,7 @@ impl PipeSender {
     /// let (mut tx, _rx) = a.split();
     /// tx.send(&[0; 40])?;
     /// let r = tx.send_timeout(&[0; 40], std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
@@ -316,7 +316,7 @@ impl PipeSender {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (mut tx, _rx) = a.split();
     /// tx.try_send(&[0; 40])?;
-    /// assert!(matches!(tx.try_send(&[0; 40]), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_send(&[0; 40]), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
@@ -324,7 +324,7 @@ impl PipeSender {
             self.raw
                 .send_until(msg, Deadline::after(Duration::ZERO))
                 .map(|()| 0),
-            Error::Full,
+            |origin| Error::Full { origin },
         )
         .map(drop)
     }
@@ -390,7 +390,7 @@ impl PipeReceiver {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
     /// let r = rx.recv_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
@@ -406,12 +406,12 @@ impl PipeReceiver {
     /// let a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
-    /// assert!(matches!(rx.try_recv(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_recv(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
         match self.raw.recv_until(Deadline::after(Duration::ZERO)) {
-            Err(Error::Timeout) => Err(Error::Empty),
+            Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
     }
@@ -443,14 +443,14 @@ impl PipeReceiver {
     /// let a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
-    /// assert!(matches!(rx.try_recv_into(&mut [0; 8]), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_recv_into(&mut [0; 8]), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         now_or(
             self.raw
                 .recv_into_until(buf, Deadline::after(Duration::ZERO)),
-            Error::Empty,
+            |origin| Error::Empty { origin },
         )
     }
 

@@ -56,7 +56,7 @@ use std::future::Future;
 /// assert_eq!(other.get()?, b"hello");
 /// assert_eq!(other.len(), 1);
 /// assert_eq!(other.try_get()?, b"");
-/// assert!(matches!(other.try_get(), Err(shmkit::Error::Empty)));
+/// assert!(matches!(other.try_get(), Err(shmkit::Error::Empty { .. })));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Queue(Named<RawQueue<'static>>);
@@ -130,6 +130,12 @@ impl Queue {
         &self.0
     }
 
+    /// Names this queue and operation `op` in an error (for `map_err`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+        self.0.at("Queue", op)
+    }
+
     #[inline]
     pub(crate) fn raw(&self) -> &RawQueue<'static> {
         self.0.view()
@@ -191,11 +197,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// q.put(b"abc")?;
-    /// assert!(matches!(q.put(&[0; 17]), Err(shmkit::Error::MessageTooLarge { len: 17, max: 16 })));
+    /// assert!(matches!(q.put(&[0; 17]), Err(shmkit::Error::MessageTooLarge { len: 17, max: 16, .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put(&self, msg: &[u8]) -> Result<()> {
         self.raw().put_until(msg, Some(Deadline::NEVER))
+        .map_err(self.at("put"))
     }
 
     /// [`put_timeout`](Queue::put_timeout) with a deadline instead of a
@@ -210,11 +217,12 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// q.put_deadline(b"a", deadline)?;
-    /// assert!(matches!(q.put_deadline(b"b", deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.put_deadline(b"b", deadline), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_deadline(&self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.put_timeout(msg, until(deadline))
+        .map_err(self.at("put_deadline"))
     }
 
     /// [`get_timeout`](Queue::get_timeout) until `deadline`.
@@ -228,11 +236,12 @@ impl Queue {
     /// q.put(b"a")?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// assert_eq!(q.get_deadline(deadline)?, b"a");
-    /// assert!(matches!(q.get_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.get_timeout(until(deadline))
+        .map_err(self.at("get_deadline"))
     }
 
     /// [`get_into_timeout`](Queue::get_into_timeout) until `deadline`.
@@ -243,11 +252,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// let r = q.get_into_deadline(&mut [0; 16], std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
         self.get_into_timeout(buf, until(deadline))
+        .map_err(self.at("get_into_deadline"))
     }
 
     /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
@@ -255,11 +265,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.try_put(b"a")?;
-    /// assert!(matches!(q.try_put(b"b"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_put(b"b"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
         self.raw().put_until(msg, None)
+        .map_err(self.at("try_put"))
     }
 
     /// Puts a copy of `msg`, waiting for room at most `timeout`, else
@@ -269,11 +280,12 @@ impl Queue {
     /// use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.put_timeout(b"a", Duration::from_millis(5))?;
-    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.raw().put_until(msg, Some(Deadline::after(timeout)))
+        .map_err(self.at("put_timeout"))
     }
 
     /// Takes the next message, waiting as long as it takes.
@@ -289,17 +301,19 @@ impl Queue {
     /// ```
     pub fn get(&self) -> Result<Vec<u8>> {
         self.raw().get_until(Some(Deadline::NEVER))
+        .map_err(self.at("get"))
     }
 
     /// Takes the next message if there is one now, else [`Error::Empty`].
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
         self.raw().get_until(None)
+        .map_err(self.at("try_get"))
     }
 
     /// Takes the next message, waiting at most `timeout`, else
@@ -308,11 +322,12 @@ impl Queue {
     /// ```
     /// use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.get_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         self.raw().get_until(Some(Deadline::after(timeout)))
+        .map_err(self.at("get_timeout"))
     }
 
     /// Takes the next message into `buf`, waiting as long as it takes;
@@ -323,7 +338,7 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// q.put(b"hello")?;
     /// let mut small = [0u8; 2];
-    /// assert!(matches!(q.get_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// assert!(matches!(q.get_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5, .. })));
     /// let mut buf = [0u8; 16];
     /// let n = q.get_into(&mut buf)?;
     /// assert_eq!(&buf[..n], b"hello");
@@ -331,6 +346,7 @@ impl Queue {
     /// ```
     pub fn get_into(&self, buf: &mut [u8]) -> Result<usize> {
         self.raw().get_into_until(buf, Some(Deadline::NEVER))
+        .map_err(self.at("get_into"))
     }
 
     /// [`get_into`](Queue::get_into) without waiting: [`Error::Empty`].
@@ -338,11 +354,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut buf = [0u8; 16];
-    /// assert!(matches!(q.try_get_into(&mut buf), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_into(&mut buf), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
         self.raw().get_into_until(buf, None)
+        .map_err(self.at("try_get_into"))
     }
 
     /// [`get_into`](Queue::get_into) waiting at most `timeout`.
@@ -351,12 +368,13 @@ impl Queue {
     /// use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut buf = [0u8; 16];
-    /// assert!(matches!(q.get_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw()
             .get_into_until(buf, Some(Deadline::after(timeout)))
+        .map_err(self.at("get_into_timeout"))
     }
 
     /// Reserves room for a message of `len` bytes, waiting as long as it
@@ -382,6 +400,7 @@ impl Queue {
     /// ```
     pub fn reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::NEVER))
+        .map_err(self.at("reserve"))
     }
 
     /// [`reserve`](Queue::reserve) if there is room now, else [`Error::Full`].
@@ -389,11 +408,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.try_reserve(1)?.commit()?;
-    /// assert!(matches!(q.try_reserve(1), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_reserve(1), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, None)
+        .map_err(self.at("try_reserve"))
     }
 
     /// [`reserve`](Queue::reserve), waiting for room at most `timeout`
@@ -406,11 +426,12 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.put(b"full")?;
     /// let r = q.reserve_timeout(4, std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::after(timeout)))
+        .map_err(self.at("reserve_timeout"))
     }
 
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
@@ -432,6 +453,7 @@ impl Queue {
     /// ```
     pub fn get_ref(&self) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::NEVER))
+        .map_err(self.at("get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref) if a message is there now, else
@@ -439,11 +461,12 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
         self.get_ref_until(None)
+        .map_err(self.at("try_get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref), waiting at most `timeout`
@@ -455,13 +478,14 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// let r = q.get_ref_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// q.put(b"x")?;
     /// assert_eq!(&*q.get_ref_timeout(std::time::Duration::from_secs(1))?, b"x");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::after(timeout)))
+        .map_err(self.at("get_ref_timeout"))
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
@@ -478,6 +502,7 @@ impl Queue {
     /// ```
     pub fn put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.put(bytemuck::bytes_of(value))
+        .map_err(self.at("put_value"))
     }
 
     /// Takes the next message as a plain-data value, waiting as long as it
@@ -495,13 +520,14 @@ impl Queue {
     /// assert_eq!(q.get_value::<u64>()?, 7);
     /// q.put(b"abc")?;
     /// match q.get_value::<u64>() {
-    ///     Err(shmkit::Error::WrongSize { expected: 8, message }) => assert_eq!(message, b"abc"),
+    ///     Err(shmkit::Error::WrongSize { expected: 8, message, .. }) => assert_eq!(message, b"abc"),
     ///     other => panic!("{other:?}"),
     /// }
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.get_into(b), |q| q.get())
+        .map_err(self.at("get_value"))
     }
 
     /// [`get_value`](Queue::get_value) if a message is there now, else
@@ -512,13 +538,14 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get_value::<u32>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_value::<u32>(), Err(shmkit::Error::Empty { .. })));
     /// q.put_value(&3u32)?;
     /// assert_eq!(q.try_get_value::<u32>()?, 3);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.try_get_into(b), |q| q.try_get())
+        .map_err(self.at("try_get_value"))
     }
 
     /// [`get_value`](Queue::get_value), waiting at most `timeout`
@@ -530,7 +557,7 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let r = q.get_value_timeout::<u32>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T> {
@@ -539,6 +566,7 @@ impl Queue {
             |q, b| q.get_into_timeout(b, timeout),
             |q| q.get_timeout(timeout),
         )
+        .map_err(self.at("get_value_timeout"))
     }
 
     /// [`put_value`](Queue::put_value) if there is room now, else
@@ -550,11 +578,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.try_put_value(&1u8)?;
-    /// assert!(matches!(q.try_put_value(&2u8), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_put_value(&2u8), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.try_put(bytemuck::bytes_of(value))
+        .map_err(self.at("try_put_value"))
     }
 
     /// [`put_value`](Queue::put_value), waiting for room at most `timeout`.
@@ -566,11 +595,12 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.put_value(&1u8)?;
     /// let r = q.put_value_timeout(&2u8, std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
         self.put_timeout(bytemuck::bytes_of(value), timeout)
+        .map_err(self.at("put_value_timeout"))
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -636,9 +666,9 @@ impl Queue {
     /// q.put(b"last")?;
     /// q.close();
     /// assert!(q.is_closed());
-    /// assert!(matches!(q.put(b"x"), Err(shmkit::Error::Closed)));
+    /// assert!(matches!(q.put(b"x"), Err(shmkit::Error::Closed { .. })));
     /// assert_eq!(q.get()?, b"last");
-    /// assert!(matches!(q.get(), Err(shmkit::Error::Closed)));
+    /// assert!(matches!(q.get(), Err(shmkit::Error::Closed { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn close(&self) {
@@ -681,8 +711,8 @@ impl Queue {
                     self.raw().put_ready(true);
                 }
                 match self.raw().try_put(msg) {
-                    Err(Error::Full) => None,
-                    r => Some(r),
+                    Err(Error::Full { .. }) => None,
+                    r => Some(r.map_err(self.at("put_async"))),
                 }
             };
             let n = self.raw().put_notify();
@@ -716,7 +746,7 @@ impl Queue {
     /// ```
     #[cfg(not(loom))]
     pub fn get_async(&self) -> impl Future<Output = Result<Vec<u8>>> + '_ {
-        self.get_with(|raw| raw.try_get())
+        self.get_with("get_async", |raw| raw.try_get())
     }
 
     /// [`get_into`](Queue::get_into) as a future (see
@@ -741,12 +771,13 @@ impl Queue {
         &'a self,
         buf: &'a mut [u8],
     ) -> impl Future<Output = Result<usize>> + 'a {
-        self.get_with(move |raw| raw.try_get_into(buf))
+        self.get_with("get_into_async", move |raw| raw.try_get_into(buf))
     }
 
     #[cfg(not(loom))]
     pub(crate) fn get_with<'a, T>(
         &'a self,
+        op: &'static str,
         mut take: impl FnMut(&RawQueue<'static>) -> Result<T> + 'a,
     ) -> impl Future<Output = Result<T>> + 'a {
         let mut w = Waiter::new();
@@ -756,8 +787,8 @@ impl Queue {
                     self.raw().get_ready(true);
                 }
                 match take(self.raw()) {
-                    Err(Error::Empty) => None,
-                    r => Some(r),
+                    Err(Error::Empty { .. }) => None,
+                    r => Some(r.map_err(self.at(op))),
                 }
             };
             let n = self.raw().get_notify();
@@ -844,6 +875,7 @@ impl Queue {
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.put(&crate::typed::encode(value)?)
+            .map_err(self.at("put_serde"))
     }
 
     /// Takes the next message and decodes it, waiting as long as it takes.
@@ -859,7 +891,7 @@ impl Queue {
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         // Decoded from a private copy: bytes in shared memory may change
         // under a decoder while a hostile peer writes them.
-        crate::typed::decode(&self.get()?)
+        crate::typed::decode(&self.get().map_err(self.at("get_serde"))?)
     }
 
     /// [`get_serde`](Queue::get_serde) if a message is there now, else
@@ -867,13 +899,13 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 64)?;
-    /// assert!(matches!(q.try_get_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_serde::<u8>(), Err(shmkit::Error::Empty { .. })));
     /// q.try_put_serde(&1u8)?;
     /// assert_eq!(q.try_get_serde::<u8>()?, 1);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        crate::typed::decode(&self.try_get()?)
+        crate::typed::decode(&self.try_get().map_err(self.at("try_get_serde"))?)
     }
 
     /// [`get_serde`](Queue::get_serde), waiting at most `timeout`.
@@ -881,14 +913,14 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 64)?;
     /// let r = q.get_serde_timeout::<u8>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_serde_timeout<T: serde::de::DeserializeOwned>(
         &self,
         timeout: Duration,
     ) -> Result<T> {
-        crate::typed::decode(&self.get_timeout(timeout)?)
+        crate::typed::decode(&self.get_timeout(timeout).map_err(self.at("get_serde_timeout"))?)
     }
 
     /// [`put_serde`](Queue::put_serde) if there is room now, else
@@ -897,11 +929,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 64)?;
     /// q.try_put_serde("a")?;
-    /// assert!(matches!(q.try_put_serde("b"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_put_serde("b"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.try_put(&crate::typed::encode(value)?)
+            .map_err(self.at("try_put_serde"))
     }
 
     /// [`put_serde`](Queue::put_serde), waiting for room at most `timeout`.
@@ -910,7 +943,7 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 64)?;
     /// q.put_serde("a")?;
     /// let r = q.put_serde_timeout("b", std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_serde_timeout<T: serde::Serialize + ?Sized>(
@@ -919,6 +952,7 @@ impl Queue {
         timeout: Duration,
     ) -> Result<()> {
         self.put_timeout(&crate::typed::encode(value)?, timeout)
+            .map_err(self.at("put_serde_timeout"))
     }
 }
 

@@ -43,7 +43,7 @@ impl Queue {
     /// tx.put(b"job")?;
     /// drop(tx); // the last sender goes
     /// assert_eq!(rx.get()?, b"job");
-    /// assert!(matches!(rx.get(), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(rx.get(), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_sender(name: &str) -> Result<QueueSender> {
@@ -63,7 +63,7 @@ impl Queue {
     /// let rx = shmkit::Queue::open_receiver(tx.name())?;
     /// tx.put(b"a")?;
     /// drop(rx); // the last receiver goes
-    /// assert!(matches!(tx.put(b"b"), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(tx.put(b"b"), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_receiver(name: &str) -> Result<QueueReceiver> {
@@ -97,7 +97,7 @@ impl Queue {
     ///
     /// ```
     /// let rx = shmkit::Queue::create_unique(4, 16)?.into_receiver()?;
-    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty))); // no sender yet
+    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty { .. }))); // no sender yet
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn into_receiver(mut self) -> Result<QueueReceiver> {
@@ -332,7 +332,7 @@ impl QueueSender {
     /// # let q = shmkit::Queue::create_unique(1, 16)?;
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.try_put(b"a")?;
-    /// assert!(matches!(tx.try_put(b"b"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_put(b"b"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
@@ -349,7 +349,7 @@ impl QueueSender {
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.put(b"a")?;
     /// let r = tx.put_timeout(b"b", std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
@@ -416,7 +416,7 @@ impl QueueSender {
     /// # let q = shmkit::Queue::create_unique(1, 16)?;
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.try_reserve(1)?.commit();
-    /// assert!(matches!(tx.try_reserve(1), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_reserve(1), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
@@ -510,7 +510,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
@@ -526,7 +526,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
@@ -543,7 +543,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_deadline(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
@@ -576,7 +576,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_into(&mut [0; 16]), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_into(&mut [0; 16]), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
@@ -592,7 +592,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_into_timeout(&mut [0; 16], std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
@@ -623,7 +623,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_ref(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_ref(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
@@ -672,7 +672,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_lease(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_lease(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_lease(&self) -> Result<Lease<'_>> {
@@ -688,7 +688,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_lease_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
