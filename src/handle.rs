@@ -104,6 +104,18 @@ impl<C: Core> Named<C> {
         &mut self.view
     }
 
+    /// [`view_mut`](Named::view_mut) and [`at`](Named::at) at once, for an
+    /// operation whose result borrows the view.
+    #[inline]
+    pub(crate) fn view_mut_at(
+        &mut self,
+        kind: &'static str,
+        op: &'static str,
+    ) -> (&mut C::View, impl FnOnce(Error) -> Error + '_) {
+        let name = self.seg.name_arc();
+        (&mut self.view, move |e: Error| e.named(kind, name, op))
+    }
+
     #[inline]
     pub(crate) fn seg(&self) -> &Segment {
         &self.seg

@@ -290,6 +290,12 @@ impl PipeEnd {
         &self.0
     }
 
+    /// Names this pipe and operation `op` in an error (for `map_err`).
+    #[inline]
+    fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+        self.0.at("Pipe", op)
+    }
+
     #[inline]
     fn raw(&self) -> &RawPipe<'static> {
         self.0.view()
@@ -315,6 +321,7 @@ impl PipeEnd {
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.raw_mut().send_until(msg, Deadline::NEVER)
+        .map_err(self.at("send"))
     }
 
     /// Sends a copy of `msg`, waiting for room at most `timeout`
@@ -331,6 +338,7 @@ impl PipeEnd {
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.raw_mut().send_until(msg, Deadline::after(timeout))
+        .map_err(self.at("send_timeout"))
     }
 
     /// [`send_timeout`](PipeEnd::send_timeout) until `deadline` (a
@@ -349,6 +357,7 @@ impl PipeEnd {
     /// ```
     pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.send_timeout(msg, crate::queue::until(deadline))
+        .map_err(self.at("send_deadline"))
     }
 
     /// [`recv_timeout`](PipeEnd::recv_timeout) until `deadline`.
@@ -365,6 +374,7 @@ impl PipeEnd {
     /// ```
     pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.recv_timeout(crate::queue::until(deadline))
+        .map_err(self.at("recv_deadline"))
     }
 
     /// [`recv_into_timeout`](PipeEnd::recv_into_timeout) until `deadline`.
@@ -385,6 +395,7 @@ impl PipeEnd {
         deadline: std::time::Instant,
     ) -> Result<usize> {
         self.recv_into_timeout(buf, crate::queue::until(deadline))
+        .map_err(self.at("recv_into_deadline"))
     }
 
     /// Receives the next message, waiting as long as it takes.
@@ -404,6 +415,7 @@ impl PipeEnd {
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.raw_mut().recv_until(Deadline::NEVER)
+        .map_err(self.at("recv"))
     }
 
     /// Receives the next message, waiting at most `timeout`
@@ -418,6 +430,7 @@ impl PipeEnd {
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         self.raw_mut().recv_until(Deadline::after(timeout))
+        .map_err(self.at("recv_timeout"))
     }
 
     /// Receives the next message into `buf`, waiting as long as it takes;
@@ -437,6 +450,7 @@ impl PipeEnd {
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.raw_mut().recv_into_until(buf, Deadline::NEVER)
+        .map_err(self.at("recv_into"))
     }
 
     /// [`recv_into`](PipeEnd::recv_into) waiting at most `timeout`.
@@ -452,6 +466,7 @@ impl PipeEnd {
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw_mut()
             .recv_into_until(buf, Deadline::after(timeout))
+        .map_err(self.at("recv_into_timeout"))
     }
 
     /// Waits up to `timeout` for a message to be readable; never consumes
@@ -471,6 +486,7 @@ impl PipeEnd {
     /// ```
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
         self.raw_mut().poll_until(Deadline::after(timeout))
+        .map_err(self.at("poll"))
     }
 
     /// Reserves room for a message of `len` bytes and gives it to be written
@@ -492,9 +508,10 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
-        self.raw_mut()
-            .reserve_grant(len, Deadline::NEVER)
+        let (raw, at) = self.0.view_mut_at("Pipe", "reserve");
+        raw.reserve_grant(len, Deadline::NEVER)
             .map(SendGrant)
+            .map_err(at)
     }
 
     /// Receives the next message in place (zero-copy when it lies whole and
@@ -510,7 +527,8 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        self.raw_mut().recv_ref_grant(Deadline::NEVER).map(RecvRef)
+        let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref");
+        raw.recv_ref_grant(Deadline::NEVER).map(RecvRef).map_err(at)
     }
 
     /// Sends the bytes of a plain-data value.
@@ -524,6 +542,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
+        .map_err(self.at("send_value"))
     }
 
     /// Receives the next message as a plain-data value, waiting as long as
@@ -548,6 +567,7 @@ impl PipeEnd {
     /// ```
     pub fn recv_value<T: Pod>(&mut self) -> Result<T> {
         crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv())
+        .map_err(self.at("recv_value"))
     }
 
     /// [`recv_value`](PipeEnd::recv_value) waiting at most `timeout`.
@@ -568,6 +588,7 @@ impl PipeEnd {
             |e, b| e.recv_into_timeout(b, timeout),
             |e| e.recv_timeout(timeout),
         )
+        .map_err(self.at("recv_value_timeout"))
     }
 
     /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
@@ -586,6 +607,7 @@ impl PipeEnd {
     /// ```
     pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
         crate::typed::take(self, |e, b| e.try_recv_into(b), |e| e.try_recv())
+        .map_err(self.at("try_recv_value"))
     }
 
     /// [`send_value`](PipeEnd::send_value) waiting for room at most
@@ -603,6 +625,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
+        .map_err(self.at("send_value_timeout"))
     }
 
     /// [`send_value`](PipeEnd::send_value) if there is room now, else
@@ -620,6 +643,7 @@ impl PipeEnd {
     /// ```
     pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.try_send(bytemuck::bytes_of(value))
+        .map_err(self.at("try_send_value"))
     }
 
     /// Sends a copy of `msg` if the ring has room for all of it now, else
@@ -646,6 +670,7 @@ impl PipeEnd {
             Err(Error::Timeout { origin }) => Err(Error::Full { origin }),
             r => r,
         }
+        .map_err(self.at("try_send"))
     }
 
     /// Receives the next message if one is there now, else
@@ -669,6 +694,7 @@ impl PipeEnd {
             Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
+        .map_err(self.at("try_recv"))
     }
 
     /// [`recv_into`](PipeEnd::recv_into) if a message is there now, else
@@ -694,6 +720,7 @@ impl PipeEnd {
             Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
+        .map_err(self.at("try_recv_into"))
     }
 
     /// [`send`](PipeEnd::send) as a future: waits for room without
@@ -721,7 +748,7 @@ impl PipeEnd {
     pub fn send_async<'a>(&'a mut self, msg: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            self.poll_end(&mut w, cx, RawPipe::send_notify, |raw| {
+            self.poll_end("send_async", &mut w, cx, RawPipe::send_notify, |raw| {
                 raw.send_until(msg, Deadline::after(Duration::ZERO))
             })
         })
@@ -750,7 +777,7 @@ impl PipeEnd {
     pub fn recv_async(&mut self) -> impl Future<Output = Result<Vec<u8>>> + '_ {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            self.poll_end(&mut w, cx, RawPipe::recv_notify, |raw| {
+            self.poll_end("recv_async", &mut w, cx, RawPipe::recv_notify, |raw| {
                 raw.recv_until(Deadline::after(Duration::ZERO))
             })
         })
@@ -762,6 +789,7 @@ impl PipeEnd {
     #[cfg(not(loom))]
     fn poll_end<T>(
         &mut self,
+        name: &'static str,
         w: &mut Waiter,
         cx: &std::task::Context<'_>,
         notify: fn(&RawPipe<'static>) -> Result<&'static crate::raw::notify::Notify>,
@@ -773,16 +801,16 @@ impl PipeEnd {
         };
         if let Some(r) = attempt(self.raw_mut()) {
             w.done();
-            return Poll::Ready(r);
+            return Poll::Ready(r.map_err(self.at(name)));
         }
         let n = match notify(self.raw()) {
             Ok(n) => n,
-            Err(e) => return Poll::Ready(Err(e)),
+            Err(e) => return Poll::Ready(Err(self.at(name)(e))),
         };
         let armed = n.arm();
         if let Some(r) = attempt(self.raw_mut()) {
             w.done();
-            return Poll::Ready(r);
+            return Poll::Ready(r.map_err(self.at(name)));
         }
         w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
         Poll::Pending
@@ -916,6 +944,7 @@ impl PipeEnd {
     /// ```
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.send(&crate::typed::encode(value)?)
+            .map_err(self.at("send_serde"))
     }
 
     /// Receives the next message and decodes it; one that does not decode
@@ -932,7 +961,7 @@ impl PipeEnd {
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         // Decoded from a private copy: bytes in the ring could be changed
         // by a hostile process while the decoder reads them.
-        crate::typed::decode(&self.recv()?)
+        crate::typed::decode(&self.recv().map_err(self.at("recv_serde"))?)
     }
 
     /// [`recv_serde`](PipeEnd::recv_serde) if a message is there now, else
@@ -947,7 +976,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        crate::typed::decode(&self.try_recv()?)
+        crate::typed::decode(&self.try_recv().map_err(self.at("try_recv_serde"))?)
     }
 
     /// [`recv_serde`](PipeEnd::recv_serde), waiting at most `timeout`.
@@ -963,7 +992,7 @@ impl PipeEnd {
         &mut self,
         timeout: Duration,
     ) -> Result<T> {
-        crate::typed::decode(&self.recv_timeout(timeout)?)
+        crate::typed::decode(&self.recv_timeout(timeout).map_err(self.at("recv_serde_timeout"))?)
     }
 
     /// [`send_serde`](PipeEnd::send_serde) if there is room now, else
@@ -978,6 +1007,7 @@ impl PipeEnd {
     /// ```
     pub fn try_send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.try_send(&crate::typed::encode(value)?)
+            .map_err(self.at("try_send_serde"))
     }
 
     /// [`send_serde`](PipeEnd::send_serde), waiting for room at most
@@ -996,6 +1026,7 @@ impl PipeEnd {
         timeout: Duration,
     ) -> Result<()> {
         self.send_timeout(&crate::typed::encode(value)?, timeout)
+            .map_err(self.at("send_serde_timeout"))
     }
 }
 

@@ -136,6 +136,12 @@ impl Iterator for PipeIter<'_> {
     }
 }
 
+/// Names the pipe in `seg` and operation `op` in an error (for `map_err`).
+#[inline]
+fn at<'a>(seg: &'a Segment, op: &'static str) -> impl FnOnce(Error) -> Error + 'a {
+    move |e| e.named("Pipe", seg.name_arc(), op)
+}
+
 /// Maps a zero-timeout attempt's `Timeout` to the `try_` form's error.
 fn now_or(r: Result<usize>, not_now: fn(Origin) -> Error) -> Result<usize> {
     match r {
@@ -284,6 +290,7 @@ impl PipeSender {
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.raw.send_until(msg, Deadline::NEVER)
+        .map_err(at(&self.seg, "send"))
     }
 
     /// Sends, waiting for room at most `timeout` (see
@@ -303,6 +310,7 @@ impl PipeSender {
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.raw.send_until(msg, Deadline::after(timeout))
+        .map_err(at(&self.seg, "send_timeout"))
     }
 
     /// Sends if the ring has room now, else [`Error::Full`] (see
@@ -327,6 +335,7 @@ impl PipeSender {
             |origin| Error::Full { origin },
         )
         .map(drop)
+        .map_err(at(&self.seg, "try_send"))
     }
 
     /// Sends the bytes of a plain-data value.
@@ -344,6 +353,7 @@ impl PipeSender {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
+        .map_err(at(&self.seg, "send_value"))
     }
 
     /// "Room to send a message of `len` bytes" (see
@@ -378,6 +388,7 @@ impl PipeReceiver {
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.raw.recv_until(Deadline::NEVER)
+        .map_err(at(&self.seg, "recv"))
     }
 
     /// Receives, waiting at most `timeout`.
@@ -395,6 +406,7 @@ impl PipeReceiver {
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         self.raw.recv_until(Deadline::after(timeout))
+        .map_err(at(&self.seg, "recv_timeout"))
     }
 
     /// Receives if a message is there now, else [`Error::Empty`].
@@ -414,6 +426,7 @@ impl PipeReceiver {
             Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
+        .map_err(at(&self.seg, "try_recv"))
     }
 
     /// Receives into `buf` (see [`PipeEnd::recv_into`]).
@@ -432,6 +445,7 @@ impl PipeReceiver {
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.raw.recv_into_until(buf, Deadline::NEVER)
+        .map_err(at(&self.seg, "recv_into"))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into) if a message is there now.
@@ -452,6 +466,7 @@ impl PipeReceiver {
                 .recv_into_until(buf, Deadline::after(Duration::ZERO)),
             |origin| Error::Empty { origin },
         )
+        .map_err(at(&self.seg, "try_recv_into"))
     }
 
     /// Receives the next message as a plain-data value (see
@@ -474,6 +489,7 @@ impl PipeReceiver {
             |r, b| r.recv_into_until(b, Deadline::NEVER),
             |r| r.recv_until(Deadline::NEVER),
         )
+        .map_err(at(&self.seg, "recv_value"))
     }
 
     /// Waits up to `timeout` for a message to be readable (see
@@ -493,6 +509,7 @@ impl PipeReceiver {
     /// ```
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
         self.raw.poll_until(Deadline::after(timeout))
+        .map_err(at(&self.seg, "poll"))
     }
 
     /// The messages, each by a blocking receive (see [`PipeIter`]).
