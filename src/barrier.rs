@@ -166,6 +166,12 @@ impl Barrier {
         &self.named
     }
 
+    /// Names this barrier and operation `op` in an error (for `map_err`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+        self.named().at("Barrier", op)
+    }
+
     #[inline]
     fn raw(&self) -> &RawBarrier<'static> {
         self.named.view()
@@ -231,6 +237,7 @@ impl Barrier {
     /// ```
     pub fn wait(&self) -> Result<usize> {
         self.wait_deadline(self.timeout.map_or(Deadline::NEVER, Deadline::after))
+            .map_err(self.at("wait"))
     }
 
     /// [`wait`](Barrier::wait) for at most `timeout`. As in Python, a
@@ -252,6 +259,7 @@ impl Barrier {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
         self.wait_deadline(Deadline::after(timeout))
+            .map_err(self.at("wait_timeout"))
     }
 
     fn wait_deadline(&self, deadline: Deadline) -> Result<usize> {

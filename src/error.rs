@@ -470,9 +470,7 @@ impl fmt::Display for Error {
                     "semaphore released too many times: its count would pass its limit, {limit}"
                 ),
             ),
-            Error::BrokenBarrier { origin } => {
-                at(f, origin, format_args!("the barrier is broken"))
-            }
+            Error::BrokenBarrier { origin } => at(f, origin, format_args!("the barrier is broken")),
             Error::CreatorDied { name, pid } => write!(
                 f,
                 "segment {name:?} was never initialised: its creator (pid {pid}) died"
@@ -594,7 +592,12 @@ impl Error {
     /// is shared).
     #[cold]
     #[inline(never)]
-    pub(crate) fn named(mut self, kind: &'static str, name: &Arc<str>, operation: &'static str) -> Error {
+    pub(crate) fn named(
+        mut self,
+        kind: &'static str,
+        name: &Arc<str>,
+        operation: &'static str,
+    ) -> Error {
         if let Some(o) = self.origin_mut() {
             *o = Origin::named(kind, name, operation);
         }

@@ -106,6 +106,12 @@ impl<C: Core> Named<C> {
 
     /// [`view_mut`](Named::view_mut) and [`at`](Named::at) at once, for an
     /// operation whose result borrows the view.
+    /// The view, mutably, and the shared name, at once.
+    #[inline]
+    pub(crate) fn view_mut_and_name(&mut self) -> (&mut C::View, &std::sync::Arc<str>) {
+        (&mut self.view, self.seg.name_arc())
+    }
+
     #[inline]
     pub(crate) fn view_mut_at(
         &mut self,

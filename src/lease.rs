@@ -52,8 +52,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease(&self) -> Result<Lease<'_>> {
-        self.raw().get_lease_until(Some(Deadline::NEVER))
-        .map_err(self.at("get_lease"))
+        self.raw()
+            .get_lease_until(Some(Deadline::NEVER))
+            .map_err(self.at("get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease) if a message is there now, else
@@ -70,8 +71,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_lease(&self) -> Result<Lease<'_>> {
-        self.raw().get_lease_until(None)
-        .map_err(self.at("try_get_lease"))
+        self.raw()
+            .get_lease_until(None)
+            .map_err(self.at("try_get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease), waiting at most `timeout`.
@@ -87,8 +89,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
-        self.raw().get_lease_until(Some(Deadline::after(timeout)))
-        .map_err(self.at("get_lease_timeout"))
+        self.raw()
+            .get_lease_until(Some(Deadline::after(timeout)))
+            .map_err(self.at("get_lease_timeout"))
     }
 
     /// [`get_lease`](Queue::get_lease) as a future (see
@@ -135,8 +138,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn join(&self) -> Result<()> {
-        self.raw().join()
-        .map_err(self.at("join"))
+        self.raw().join().map_err(self.at("join"))
     }
 
     /// [`join`](Queue::join), waiting at most `timeout`.
@@ -156,7 +158,8 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.raw().join_timeout(timeout)
-        .map_err(self.at("join_timeout"))
+        self.raw()
+            .join_timeout(timeout)
+            .map_err(self.at("join_timeout"))
     }
 }

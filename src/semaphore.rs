@@ -221,6 +221,13 @@ macro_rules! sem_handle {
                 &self.0
             }
 
+            /// Names this semaphore and operation `op` in an error (for
+            /// `map_err`).
+            #[inline]
+            fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+                self.0.at(stringify!($ty), op)
+            }
+
             #[inline]
             fn raw(&self) -> &'static RawSemaphore {
                 self.0.view()
@@ -249,6 +256,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn acquire(&self) -> Result<SemaphoreGuard<'_>> {
                 self.raw().acquire().map(|g| self.wrap(g))
+                .map_err(self.at("acquire"))
             }
 
             /// [`acquire`](Self::acquire), or
@@ -267,6 +275,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>> {
                 self.raw().acquire_timeout(timeout).map(|g| self.wrap(g))
+                .map_err(self.at("acquire_timeout"))
             }
 
             /// A permit if one is free now (or a dead holder's can be taken
@@ -287,7 +296,11 @@ macro_rules! sem_handle {
             /// # Ok::<(), shmkit::Error>(())
             /// ```
             pub fn try_acquire(&self) -> Result<Option<SemaphoreGuard<'_>>> {
-                Ok(self.raw().try_acquire()?.map(|g| self.wrap(g)))
+                Ok(self
+                    .raw()
+                    .try_acquire()
+                    .map_err(self.at("try_acquire"))?
+                    .map(|g| self.wrap(g)))
             }
 
             /// Adds `n` permits and wakes the waiters (Python's
@@ -312,6 +325,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn release(&self, n: u32) -> Result<()> {
                 self.raw().release(n)
+                .map_err(self.at("release"))
             }
 
             /// Gives back now the guarded permits of holders that died, and

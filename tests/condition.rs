@@ -288,7 +288,10 @@ fn wait_and_notify_need_the_lock_and_restore_the_level() {
         f.cond.wait_timeout(Duration::ZERO),
         Err(Error::NotOwner { .. })
     ));
-    assert!(matches!(f.cond.wait_for(|| false), Err(Error::NotOwner { .. })));
+    assert!(matches!(
+        f.cond.wait_for(|| false),
+        Err(Error::NotOwner { .. })
+    ));
     assert!(matches!(f.cond.notify(1), Err(Error::NotOwner { .. })));
     assert!(matches!(f.cond.notify_all(), Err(Error::NotOwner { .. })));
     let g = f.cond.lock().unwrap();

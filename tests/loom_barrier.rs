@@ -124,7 +124,10 @@ fn abort_wakes_waiter() {
             thread::spawn(move || b.handle().wait())
         };
         b.handle().abort();
-        assert!(matches!(t.join().unwrap(), Err(Error::BrokenBarrier { .. })));
+        assert!(matches!(
+            t.join().unwrap(),
+            Err(Error::BrokenBarrier { .. })
+        ));
         assert!(b.handle().broken());
     });
 }
@@ -148,7 +151,10 @@ fn reset_wakes_waiter() {
         b.handle().reset();
         let mine = b.handle().wait().unwrap();
         let (first, second) = t.join().unwrap();
-        assert!(matches!(first, Err(Error::BrokenBarrier { .. })), "{first:?}");
+        assert!(
+            matches!(first, Err(Error::BrokenBarrier { .. })),
+            "{first:?}"
+        );
         assert_eq!(mine + second.unwrap(), 1);
     });
 }

@@ -176,7 +176,9 @@ fn drain(q: &RawQueue<'_>, got: &mut Vec<u8>) {
                 assert_eq!(m.len(), 1, "torn message {m:?}");
                 got.push(m[0]);
             }
-            Err(Error::Timeout { .. }) | Err(Error::Empty { .. }) | Err(Error::Closed { .. }) => return,
+            Err(Error::Timeout { .. }) | Err(Error::Empty { .. }) | Err(Error::Closed { .. }) => {
+                return
+            }
             Err(e) => panic!("drain: {e:?}"),
         }
     }

@@ -174,7 +174,10 @@ fn limits_and_directions() {
     );
     assert!(matches!(Pipe::open(a.name()), Err(Error::InUse { .. })));
     drop(b);
-    assert!(matches!(Pipe::open(a.name()), Err(Error::Disconnected { .. })));
+    assert!(matches!(
+        Pipe::open(a.name()),
+        Err(Error::Disconnected { .. })
+    ));
     assert!(a.is_disconnected());
     assert!(matches!(a.send(b"x"), Err(Error::Disconnected { .. })));
     assert!(matches!(a.recv(), Err(Error::Disconnected { .. })));
@@ -223,7 +226,10 @@ fn peer_killed_gives_buffered_messages_then_disconnected() {
         end.poll(Duration::from_secs(1)),
         Err(Error::Disconnected { .. })
     ));
-    assert!(matches!(end.send(b"anyone?"), Err(Error::Disconnected { .. })));
+    assert!(matches!(
+        end.send(b"anyone?"),
+        Err(Error::Disconnected { .. })
+    ));
 }
 
 #[test]

@@ -112,7 +112,10 @@ fn a_killed_peer_is_seen_by_both_halves() {
         let blocked = s.spawn(|| rx.recv());
         std::thread::sleep(Duration::from_millis(20));
         peer.kill();
-        assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected { .. })));
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
     assert!(tx.is_disconnected());
     // A send notices a dead peer at its next liveness look (every 256th

@@ -68,7 +68,10 @@ fn a_receiver_is_disconnected_once_the_last_sender_drops_and_it_has_drained() {
     tx1.put(b"one").unwrap();
     drop(tx1);
     assert_eq!(rx.try_get().unwrap(), b"one");
-    assert!(matches!(rx.try_get(), Err(Error::Empty { .. })), "tx2 is open");
+    assert!(
+        matches!(rx.try_get(), Err(Error::Empty { .. })),
+        "tx2 is open"
+    );
     assert!(!rx.is_disconnected());
     tx2.put(b"two").unwrap();
     tx2.put(b"three").unwrap();
@@ -83,7 +86,10 @@ fn a_receiver_is_disconnected_once_the_last_sender_drops_and_it_has_drained() {
         rx.get_timeout(Duration::from_secs(5)),
         Err(Error::Disconnected { .. })
     ));
-    assert!(matches!(rx.try_get_lease(), Err(Error::Disconnected { .. })));
+    assert!(matches!(
+        rx.try_get_lease(),
+        Err(Error::Disconnected { .. })
+    ));
     assert!(rx.readable().is_ready(), "a disconnected receiver is ready");
 }
 
@@ -166,8 +172,14 @@ fn a_blocked_get_wakes_with_disconnected_when_the_last_sender_drops() {
         // Let both block (or not: either way they must end Disconnected).
         std::thread::sleep(Duration::from_millis(20));
         drop(tx);
-        assert!(matches!(got.join().unwrap(), Err(Error::Disconnected { .. })));
-        assert!(matches!(timed.join().unwrap(), Err(Error::Disconnected { .. })));
+        assert!(matches!(
+            got.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
+        assert!(matches!(
+            timed.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
 }
 
@@ -183,7 +195,10 @@ fn a_blocked_put_wakes_with_disconnected_when_the_last_receiver_drops() {
         let put = s.spawn(|| tx.put(b"blocked"));
         std::thread::sleep(Duration::from_millis(20));
         drop(rx);
-        assert!(matches!(put.join().unwrap(), Err(Error::Disconnected { .. })));
+        assert!(matches!(
+            put.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
 }
 
@@ -221,7 +236,10 @@ fn sigkill_of_the_last_sender_wakes_a_blocked_receiver_with_disconnected() {
         let blocked = s.spawn(|| rx.get());
         std::thread::sleep(Duration::from_millis(20));
         child.kill();
-        assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected { .. })));
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
     assert!(matches!(rx.try_get(), Err(Error::Disconnected { .. })));
 }
@@ -318,7 +336,9 @@ fn a_dead_senders_entry_does_not_keep_the_queue_connected() {
     assert_eq!(ready.get_timeout(LIMIT).unwrap(), b"ready");
     assert_eq!(rx.try_get().unwrap(), 0u32.to_ne_bytes());
     child.kill();
-    let seen = wait_for(LIMIT, || matches!(rx.try_get(), Err(Error::Disconnected { .. })));
+    let seen = wait_for(LIMIT, || {
+        matches!(rx.try_get(), Err(Error::Disconnected { .. }))
+    });
     assert!(
         seen,
         "try_get never said Disconnected after the sender died"

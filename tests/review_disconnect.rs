@@ -200,7 +200,10 @@ mod procs {
         std::thread::scope(|s| {
             let blocked = s.spawn(|| rx.get());
             child.kill();
-            assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected { .. })));
+            assert!(matches!(
+                blocked.join().unwrap(),
+                Err(Error::Disconnected { .. })
+            ));
         });
         assert!(rx.is_empty());
     }
@@ -231,7 +234,10 @@ mod procs {
                 rx.try_get()
             });
             child.kill();
-            assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected { .. })));
+            assert!(matches!(
+                waiter.join().unwrap(),
+                Err(Error::Disconnected { .. })
+            ));
         });
     }
 }

@@ -348,7 +348,10 @@ fn lease_hints_at_u64_max_cost_a_look_only() {
     r.write(backs, u64::MAX);
     q.join_timeout(ms(1)).unwrap();
     assert!(matches!(q.try_get_lease(), Err(Error::Empty { .. })));
-    assert!(matches!(q.get_lease_timeout(ms(5)), Err(Error::Timeout { .. })));
+    assert!(matches!(
+        q.get_lease_timeout(ms(5)),
+        Err(Error::Timeout { .. })
+    ));
     q.try_put(b"b").unwrap();
     let l = q.try_get_lease().unwrap();
     assert_eq!(&*l, b"b");

@@ -390,7 +390,10 @@ fn bad_input_is_an_error_and_changes_nothing() {
     assert!(matches!(s.release(0), Err(Error::InvalidArgument(_))));
     assert!(matches!(
         s.release(u32::MAX),
-        Err(Error::TooManyReleases { limit: MAX_VALUE, .. })
+        Err(Error::TooManyReleases {
+            limit: MAX_VALUE,
+            ..
+        })
     ));
     assert!(matches!(s.release(2), Err(Error::TooManyReleases { .. })));
     assert_eq!(s.value(), MAX_VALUE - 1);

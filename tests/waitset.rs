@@ -183,7 +183,10 @@ fn timeouts_never_return_early() {
         assert!(matches!(ws.wait_timeout(d), Err(Error::Timeout { .. })));
         assert!(t0.elapsed() >= d, "wait_timeout({d:?}) returned early");
         let t0 = Instant::now();
-        assert!(matches!(ws.wait_deadline(t0 + d), Err(Error::Timeout { .. })));
+        assert!(matches!(
+            ws.wait_deadline(t0 + d),
+            Err(Error::Timeout { .. })
+        ));
         assert!(t0.elapsed() >= d, "wait_deadline returned early");
         let t0 = Instant::now();
         assert!(shmkit::wait(&[&ev, &q], Some(d)).unwrap().is_empty());

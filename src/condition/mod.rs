@@ -412,6 +412,12 @@ impl Condition {
         &self.named
     }
 
+    /// Names this condition and operation `op` in an error (for `map_err`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+        self.named().at("Condition", op)
+    }
+
     fn raw(&self) -> &'static RawCondition {
         self.named.view().cond
     }
@@ -457,7 +463,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.acquire_in(timeout)
+        self.acquire_in(timeout).map_err(self.at("acquire"))
     }
 
     /// Python's `release()`: lets one level of the lock go.
@@ -478,6 +484,7 @@ impl Condition {
             Held::Lock(l) => kept_unlock(l, self.named.seg().object_id()),
             Held::GivenLock(l) => kept_unlock(l.raw(), l.object_id()),
         }
+        .map_err(self.at("release"))
     }
 
     /// Takes the lock and returns a guard whose methods wait and notify;
@@ -494,7 +501,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock(&self) -> Result<ConditionGuard<'_>> {
-        let died = self.acquire_in(None)?;
+        let died = self.acquire_in(None).map_err(self.at("lock"))?;
         Ok(self.guard(died))
     }
 
@@ -509,7 +516,9 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
-        let died = self.acquire_in(Some(timeout))?;
+        let died = self
+            .acquire_in(Some(timeout))
+            .map_err(self.at("lock_timeout"))?;
         Ok(self.guard(died))
     }
 
@@ -542,7 +551,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait(&self) -> Result<Waited> {
-        self.wait_until(Deadline::NEVER)
+        self.wait_until(Deadline::NEVER).map_err(self.at("wait"))
     }
 
     /// [`wait`](Condition::wait) for at most `timeout`: `timed_out` once it
@@ -562,6 +571,7 @@ impl Condition {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Waited> {
         self.wait_until(Deadline::after(timeout))
+            .map_err(self.at("wait_timeout"))
     }
 
     /// Python's `wait_for(predicate)`: waits until `pred` (called with the
@@ -579,6 +589,7 @@ impl Condition {
     /// ```
     pub fn wait_for(&self, pred: impl FnMut() -> bool) -> Result<Waited> {
         self.wait_for_until(pred, Deadline::NEVER)
+            .map_err(self.at("wait_for"))
     }
 
     /// [`wait_for`](Condition::wait_for) for at most `timeout`: `timed_out`
@@ -601,6 +612,7 @@ impl Condition {
         timeout: Duration,
     ) -> Result<Waited> {
         self.wait_for_until(pred, Deadline::after(timeout))
+            .map_err(self.at("wait_for_timeout"))
     }
 
     fn wait_for_until(&self, pred: impl FnMut() -> bool, deadline: Deadline) -> Result<Waited> {
@@ -658,7 +670,8 @@ impl Condition {
         if !RawCondition::held(self.cond_lock()) {
             return Err(Error::NotOwner {
                 origin: Origin::UNKNOWN,
-            });
+            })
+            .map_err(self.at("notify"));
         }
         Ok(self.raw().notify_held(n))
     }
@@ -676,7 +689,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn notify_all(&self) -> Result<usize> {
-        self.notify(usize::MAX)
+        self.notify(usize::MAX).map_err(self.at("notify_all"))
     }
 
     /// How many threads wait and have not been notified (a snapshot).

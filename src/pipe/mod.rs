@@ -290,6 +290,10 @@ impl PipeEnd {
         &self.0
     }
 
+    pub(super) fn named_mut(&mut self) -> &mut Named<RawPipe<'static>> {
+        &mut self.0
+    }
+
     /// Names this pipe and operation `op` in an error (for `map_err`).
     #[inline]
     fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
@@ -320,8 +324,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.raw_mut().send_until(msg, Deadline::NEVER)
-        .map_err(self.at("send"))
+        self.raw_mut()
+            .send_until(msg, Deadline::NEVER)
+            .map_err(self.at("send"))
     }
 
     /// Sends a copy of `msg`, waiting for room at most `timeout`
@@ -337,8 +342,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw_mut().send_until(msg, Deadline::after(timeout))
-        .map_err(self.at("send_timeout"))
+        self.raw_mut()
+            .send_until(msg, Deadline::after(timeout))
+            .map_err(self.at("send_timeout"))
     }
 
     /// [`send_timeout`](PipeEnd::send_timeout) until `deadline` (a
@@ -357,7 +363,7 @@ impl PipeEnd {
     /// ```
     pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.send_timeout(msg, crate::queue::until(deadline))
-        .map_err(self.at("send_deadline"))
+            .map_err(self.at("send_deadline"))
     }
 
     /// [`recv_timeout`](PipeEnd::recv_timeout) until `deadline`.
@@ -374,7 +380,7 @@ impl PipeEnd {
     /// ```
     pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.recv_timeout(crate::queue::until(deadline))
-        .map_err(self.at("recv_deadline"))
+            .map_err(self.at("recv_deadline"))
     }
 
     /// [`recv_into_timeout`](PipeEnd::recv_into_timeout) until `deadline`.
@@ -395,7 +401,7 @@ impl PipeEnd {
         deadline: std::time::Instant,
     ) -> Result<usize> {
         self.recv_into_timeout(buf, crate::queue::until(deadline))
-        .map_err(self.at("recv_into_deadline"))
+            .map_err(self.at("recv_into_deadline"))
     }
 
     /// Receives the next message, waiting as long as it takes.
@@ -414,8 +420,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        self.raw_mut().recv_until(Deadline::NEVER)
-        .map_err(self.at("recv"))
+        self.raw_mut()
+            .recv_until(Deadline::NEVER)
+            .map_err(self.at("recv"))
     }
 
     /// Receives the next message, waiting at most `timeout`
@@ -429,8 +436,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw_mut().recv_until(Deadline::after(timeout))
-        .map_err(self.at("recv_timeout"))
+        self.raw_mut()
+            .recv_until(Deadline::after(timeout))
+            .map_err(self.at("recv_timeout"))
     }
 
     /// Receives the next message into `buf`, waiting as long as it takes;
@@ -449,8 +457,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.raw_mut().recv_into_until(buf, Deadline::NEVER)
-        .map_err(self.at("recv_into"))
+        self.raw_mut()
+            .recv_into_until(buf, Deadline::NEVER)
+            .map_err(self.at("recv_into"))
     }
 
     /// [`recv_into`](PipeEnd::recv_into) waiting at most `timeout`.
@@ -466,7 +475,7 @@ impl PipeEnd {
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw_mut()
             .recv_into_until(buf, Deadline::after(timeout))
-        .map_err(self.at("recv_into_timeout"))
+            .map_err(self.at("recv_into_timeout"))
     }
 
     /// Waits up to `timeout` for a message to be readable; never consumes
@@ -485,8 +494,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
-        self.raw_mut().poll_until(Deadline::after(timeout))
-        .map_err(self.at("poll"))
+        self.raw_mut()
+            .poll_until(Deadline::after(timeout))
+            .map_err(self.at("poll"))
     }
 
     /// Reserves room for a message of `len` bytes and gives it to be written
@@ -542,7 +552,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
-        .map_err(self.at("send_value"))
+            .map_err(self.at("send_value"))
     }
 
     /// Receives the next message as a plain-data value, waiting as long as
@@ -566,8 +576,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_value<T: Pod>(&mut self) -> Result<T> {
-        crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv())
-        .map_err(self.at("recv_value"))
+        crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv()).map_err(self.at("recv_value"))
     }
 
     /// [`recv_value`](PipeEnd::recv_value) waiting at most `timeout`.
@@ -607,7 +616,7 @@ impl PipeEnd {
     /// ```
     pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
         crate::typed::take(self, |e, b| e.try_recv_into(b), |e| e.try_recv())
-        .map_err(self.at("try_recv_value"))
+            .map_err(self.at("try_recv_value"))
     }
 
     /// [`send_value`](PipeEnd::send_value) waiting for room at most
@@ -625,7 +634,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
-        .map_err(self.at("send_value_timeout"))
+            .map_err(self.at("send_value_timeout"))
     }
 
     /// [`send_value`](PipeEnd::send_value) if there is room now, else
@@ -643,7 +652,7 @@ impl PipeEnd {
     /// ```
     pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.try_send(bytemuck::bytes_of(value))
-        .map_err(self.at("try_send_value"))
+            .map_err(self.at("try_send_value"))
     }
 
     /// Sends a copy of `msg` if the ring has room for all of it now, else
@@ -992,7 +1001,11 @@ impl PipeEnd {
         &mut self,
         timeout: Duration,
     ) -> Result<T> {
-        crate::typed::decode(&self.recv_timeout(timeout).map_err(self.at("recv_serde_timeout"))?)
+        crate::typed::decode(
+            &self
+                .recv_timeout(timeout)
+                .map_err(self.at("recv_serde_timeout"))?,
+        )
     }
 
     /// [`send_serde`](PipeEnd::send_serde) if there is room now, else

@@ -65,8 +65,10 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn iter(&mut self) -> PipeIter<'_> {
+        let (raw, name) = self.named_mut().view_mut_and_name();
         PipeIter {
-            raw: self.raw_mut(),
+            raw,
+            name,
             end: None,
         }
     }
@@ -100,6 +102,7 @@ impl<'a> IntoIterator for &'a mut PipeEnd {
 #[derive(Debug)]
 pub struct PipeIter<'a> {
     raw: &'a mut RawPipe<'static>,
+    name: &'a Arc<str>,
     end: Option<Error>,
 }
 
@@ -129,7 +132,7 @@ impl Iterator for PipeIter<'_> {
         match self.raw.recv_until(Deadline::NEVER) {
             Ok(m) => Some(m),
             Err(e) => {
-                self.end = Some(e);
+                self.end = Some(e.named("Pipe", self.name, "iter"));
                 None
             }
         }
@@ -289,8 +292,9 @@ impl PipeSender {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.raw.send_until(msg, Deadline::NEVER)
-        .map_err(at(&self.seg, "send"))
+        self.raw
+            .send_until(msg, Deadline::NEVER)
+            .map_err(at(&self.seg, "send"))
     }
 
     /// Sends, waiting for room at most `timeout` (see
@@ -309,8 +313,9 @@ impl PipeSender {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw.send_until(msg, Deadline::after(timeout))
-        .map_err(at(&self.seg, "send_timeout"))
+        self.raw
+            .send_until(msg, Deadline::after(timeout))
+            .map_err(at(&self.seg, "send_timeout"))
     }
 
     /// Sends if the ring has room now, else [`Error::Full`] (see
@@ -353,7 +358,7 @@ impl PipeSender {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
-        .map_err(at(&self.seg, "send_value"))
+            .map_err(at(&self.seg, "send_value"))
     }
 
     /// "Room to send a message of `len` bytes" (see
@@ -387,8 +392,9 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        self.raw.recv_until(Deadline::NEVER)
-        .map_err(at(&self.seg, "recv"))
+        self.raw
+            .recv_until(Deadline::NEVER)
+            .map_err(at(&self.seg, "recv"))
     }
 
     /// Receives, waiting at most `timeout`.
@@ -405,8 +411,9 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw.recv_until(Deadline::after(timeout))
-        .map_err(at(&self.seg, "recv_timeout"))
+        self.raw
+            .recv_until(Deadline::after(timeout))
+            .map_err(at(&self.seg, "recv_timeout"))
     }
 
     /// Receives if a message is there now, else [`Error::Empty`].
@@ -444,8 +451,9 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.raw.recv_into_until(buf, Deadline::NEVER)
-        .map_err(at(&self.seg, "recv_into"))
+        self.raw
+            .recv_into_until(buf, Deadline::NEVER)
+            .map_err(at(&self.seg, "recv_into"))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into) if a message is there now.
@@ -508,8 +516,9 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
-        self.raw.poll_until(Deadline::after(timeout))
-        .map_err(at(&self.seg, "poll"))
+        self.raw
+            .poll_until(Deadline::after(timeout))
+            .map_err(at(&self.seg, "poll"))
     }
 
     /// The messages, each by a blocking receive (see [`PipeIter`]).
@@ -526,6 +535,7 @@ impl PipeReceiver {
     pub fn iter(&mut self) -> PipeIter<'_> {
         PipeIter {
             raw: &mut self.raw,
+            name: self.seg.name_arc(),
             end: None,
         }
     }

@@ -201,8 +201,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put(&self, msg: &[u8]) -> Result<()> {
-        self.raw().put_until(msg, Some(Deadline::NEVER))
-        .map_err(self.at("put"))
+        self.raw()
+            .put_until(msg, Some(Deadline::NEVER))
+            .map_err(self.at("put"))
     }
 
     /// [`put_timeout`](Queue::put_timeout) with a deadline instead of a
@@ -222,7 +223,7 @@ impl Queue {
     /// ```
     pub fn put_deadline(&self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.put_timeout(msg, until(deadline))
-        .map_err(self.at("put_deadline"))
+            .map_err(self.at("put_deadline"))
     }
 
     /// [`get_timeout`](Queue::get_timeout) until `deadline`.
@@ -241,7 +242,7 @@ impl Queue {
     /// ```
     pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.get_timeout(until(deadline))
-        .map_err(self.at("get_deadline"))
+            .map_err(self.at("get_deadline"))
     }
 
     /// [`get_into_timeout`](Queue::get_into_timeout) until `deadline`.
@@ -257,7 +258,7 @@ impl Queue {
     /// ```
     pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
         self.get_into_timeout(buf, until(deadline))
-        .map_err(self.at("get_into_deadline"))
+            .map_err(self.at("get_into_deadline"))
     }
 
     /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
@@ -269,8 +270,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
-        self.raw().put_until(msg, None)
-        .map_err(self.at("try_put"))
+        self.raw().put_until(msg, None).map_err(self.at("try_put"))
     }
 
     /// Puts a copy of `msg`, waiting for room at most `timeout`, else
@@ -284,8 +284,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw().put_until(msg, Some(Deadline::after(timeout)))
-        .map_err(self.at("put_timeout"))
+        self.raw()
+            .put_until(msg, Some(Deadline::after(timeout)))
+            .map_err(self.at("put_timeout"))
     }
 
     /// Takes the next message, waiting as long as it takes.
@@ -300,8 +301,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get(&self) -> Result<Vec<u8>> {
-        self.raw().get_until(Some(Deadline::NEVER))
-        .map_err(self.at("get"))
+        self.raw()
+            .get_until(Some(Deadline::NEVER))
+            .map_err(self.at("get"))
     }
 
     /// Takes the next message if there is one now, else [`Error::Empty`].
@@ -312,8 +314,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
-        self.raw().get_until(None)
-        .map_err(self.at("try_get"))
+        self.raw().get_until(None).map_err(self.at("try_get"))
     }
 
     /// Takes the next message, waiting at most `timeout`, else
@@ -326,8 +327,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw().get_until(Some(Deadline::after(timeout)))
-        .map_err(self.at("get_timeout"))
+        self.raw()
+            .get_until(Some(Deadline::after(timeout)))
+            .map_err(self.at("get_timeout"))
     }
 
     /// Takes the next message into `buf`, waiting as long as it takes;
@@ -345,8 +347,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into(&self, buf: &mut [u8]) -> Result<usize> {
-        self.raw().get_into_until(buf, Some(Deadline::NEVER))
-        .map_err(self.at("get_into"))
+        self.raw()
+            .get_into_until(buf, Some(Deadline::NEVER))
+            .map_err(self.at("get_into"))
     }
 
     /// [`get_into`](Queue::get_into) without waiting: [`Error::Empty`].
@@ -358,8 +361,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
-        self.raw().get_into_until(buf, None)
-        .map_err(self.at("try_get_into"))
+        self.raw()
+            .get_into_until(buf, None)
+            .map_err(self.at("try_get_into"))
     }
 
     /// [`get_into`](Queue::get_into) waiting at most `timeout`.
@@ -374,7 +378,7 @@ impl Queue {
     pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw()
             .get_into_until(buf, Some(Deadline::after(timeout)))
-        .map_err(self.at("get_into_timeout"))
+            .map_err(self.at("get_into_timeout"))
     }
 
     /// Reserves room for a message of `len` bytes, waiting as long as it
@@ -400,7 +404,7 @@ impl Queue {
     /// ```
     pub fn reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::NEVER))
-        .map_err(self.at("reserve"))
+            .map_err(self.at("reserve"))
     }
 
     /// [`reserve`](Queue::reserve) if there is room now, else [`Error::Full`].
@@ -413,7 +417,7 @@ impl Queue {
     /// ```
     pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, None)
-        .map_err(self.at("try_reserve"))
+            .map_err(self.at("try_reserve"))
     }
 
     /// [`reserve`](Queue::reserve), waiting for room at most `timeout`
@@ -431,7 +435,7 @@ impl Queue {
     /// ```
     pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::after(timeout)))
-        .map_err(self.at("reserve_timeout"))
+            .map_err(self.at("reserve_timeout"))
     }
 
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
@@ -453,7 +457,7 @@ impl Queue {
     /// ```
     pub fn get_ref(&self) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::NEVER))
-        .map_err(self.at("get_ref"))
+            .map_err(self.at("get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref) if a message is there now, else
@@ -465,8 +469,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
-        self.get_ref_until(None)
-        .map_err(self.at("try_get_ref"))
+        self.get_ref_until(None).map_err(self.at("try_get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref), waiting at most `timeout`
@@ -485,7 +488,7 @@ impl Queue {
     /// ```
     pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::after(timeout)))
-        .map_err(self.at("get_ref_timeout"))
+            .map_err(self.at("get_ref_timeout"))
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
@@ -502,7 +505,7 @@ impl Queue {
     /// ```
     pub fn put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.put(bytemuck::bytes_of(value))
-        .map_err(self.at("put_value"))
+            .map_err(self.at("put_value"))
     }
 
     /// Takes the next message as a plain-data value, waiting as long as it
@@ -527,7 +530,7 @@ impl Queue {
     /// ```
     pub fn get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.get_into(b), |q| q.get())
-        .map_err(self.at("get_value"))
+            .map_err(self.at("get_value"))
     }
 
     /// [`get_value`](Queue::get_value) if a message is there now, else
@@ -545,7 +548,7 @@ impl Queue {
     /// ```
     pub fn try_get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.try_get_into(b), |q| q.try_get())
-        .map_err(self.at("try_get_value"))
+            .map_err(self.at("try_get_value"))
     }
 
     /// [`get_value`](Queue::get_value), waiting at most `timeout`
@@ -583,7 +586,7 @@ impl Queue {
     /// ```
     pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.try_put(bytemuck::bytes_of(value))
-        .map_err(self.at("try_put_value"))
+            .map_err(self.at("try_put_value"))
     }
 
     /// [`put_value`](Queue::put_value), waiting for room at most `timeout`.
@@ -600,7 +603,7 @@ impl Queue {
     /// ```
     pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
         self.put_timeout(bytemuck::bytes_of(value), timeout)
-        .map_err(self.at("put_value_timeout"))
+            .map_err(self.at("put_value_timeout"))
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -920,7 +923,11 @@ impl Queue {
         &self,
         timeout: Duration,
     ) -> Result<T> {
-        crate::typed::decode(&self.get_timeout(timeout).map_err(self.at("get_serde_timeout"))?)
+        crate::typed::decode(
+            &self
+                .get_timeout(timeout)
+                .map_err(self.at("get_serde_timeout"))?,
+        )
     }
 
     /// [`put_serde`](Queue::put_serde) if there is room now, else

@@ -426,7 +426,10 @@ impl<'a> Rx<'a> {
     pub(crate) fn take(&mut self, len: usize, out: Out<'_>) -> Result<Option<Vec<u8>>> {
         if let Out::Buf(dst) = &out {
             if dst.len() < len {
-                return Err(Error::BufferTooSmall { needed: len, origin: ORIGIN });
+                return Err(Error::BufferTooSmall {
+                    needed: len,
+                    origin: ORIGIN,
+                });
             }
         }
         if let Some(p) = self.partial.take() {

@@ -469,7 +469,12 @@ impl RawSemaphore {
         loop {
             let c = match count(w).checked_add(n) {
                 Some(c) if c <= limit => c,
-                _ => return Err(Error::TooManyReleases { limit, origin: ORIGIN }),
+                _ => {
+                    return Err(Error::TooManyReleases {
+                        limit,
+                        origin: ORIGIN,
+                    })
+                }
             };
             let new = (w & !COUNT_MASK & !WAITERS) | u64::from(c);
             // SYNC POINT: Release hands the permit over; Acquire orders our

@@ -28,7 +28,10 @@ impl<'a> RawPipe<'a> {
             };
             if let Some(cap) = need {
                 if len > cap {
-                    return Err(Error::BufferTooSmall { needed: len, origin: ORIGIN });
+                    return Err(Error::BufferTooSmall {
+                        needed: len,
+                        origin: ORIGIN,
+                    });
                 }
             }
             Ok(rx.try_complete(len)?.then_some(len))

@@ -9,9 +9,10 @@ impl<'a> RawQueue<'a> {
     /// out to have been taken from us meanwhile, they may be torn, and the
     /// call fails.
     pub(super) fn take(&self, c: Claim, len: usize, out: &mut [u8]) -> Result<usize> {
-        let dst = out
-            .get_mut(..len)
-            .ok_or(Error::BufferTooSmall { needed: len, origin: ORIGIN })?;
+        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall {
+            needed: len,
+            origin: ORIGIN,
+        })?;
         // SAFETY: we hold the READING claim on this slot: its producer
         // published it (Release/Acquire) and nobody writes it until we free
         // it; len <= max_message was checked under the claim.

@@ -182,7 +182,10 @@ impl<'a> RawQueue<'a> {
             return Ok(true);
         }
         if hdr.state.load(Ordering::Acquire) == s {
-            return Err(Error::BufferTooSmall { needed: len, origin: ORIGIN });
+            return Err(Error::BufferTooSmall {
+                needed: len,
+                origin: ORIGIN,
+            });
         }
         Ok(false)
     }
