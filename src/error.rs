@@ -14,9 +14,11 @@ use std::sync::Arc;
 /// memory the caller manages ([`raw`](crate::raw)) knows no name: its errors
 /// carry the core's kind and operation and no name.
 ///
-/// Cloning is a reference count increment, never an allocation: the name is
-/// shared with the handle, so that making the error of a failed `try_`
-/// call does not allocate.
+/// Making one is cheap, for the error paths of `try_` calls: it never
+/// allocates, and a name of up to 46 bytes (every
+/// [`create_unique`](crate::Queue::create_unique) name, and most chosen
+/// ones) is copied into it, with no reference count to touch; a longer one
+/// is shared with the handle (an `Arc` count increment).
 ///
 /// ```
 /// let q = shmkit::Queue::create_unique(4, 64)?;
@@ -28,11 +30,71 @@ use std::sync::Arc;
 /// assert_eq!(origin.to_string(), format!("Queue {:?} try_get", q.name()));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     kind: &'static str,
-    name: Option<Arc<str>>,
+    name: Name,
     operation: &'static str,
+}
+
+/// The longest name an [`Origin`] holds in place.
+const INLINE: usize = 46;
+
+/// An object's name as an [`Origin`] holds it: in place when short, so that
+/// naming an error costs a copy of a few words and no atomic reference
+/// count (a locked instruction on each of the clone and the drop, which on
+/// the path of an empty queue's `try_get` is more than the rest of the call
+/// costs); shared when longer. A handle makes it once, when it creates or
+/// opens its segment, and errors copy it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Name {
+    /// No name: a raw core on the caller's memory, or unknown.
+    None,
+    /// Up to [`INLINE`] bytes of a `str` (the rest zero).
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A longer name, shared.
+    Shared(Arc<str>),
+}
+
+impl Name {
+    /// `name` in place if short enough, else shared (which allocates).
+    pub(crate) fn new(name: &str) -> Name {
+        Name::inline(name).unwrap_or_else(|| Name::Shared(name.into()))
+    }
+
+    /// `name` in place if short enough, else sharing `name`.
+    pub(crate) fn of_shared(name: &Arc<str>) -> Name {
+        Name::inline(name).unwrap_or_else(|| Name::Shared(Arc::clone(name)))
+    }
+
+    fn inline(name: &str) -> Option<Name> {
+        let len = u8::try_from(name.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= INLINE)?;
+        let mut bytes = [0; INLINE];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(Name::Inline { len, bytes })
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Name::None => None,
+            // Whole `str`s only are stored, so this never fails.
+            Name::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).ok(),
+            Name::Shared(s) => Some(s),
+        }
+    }
+}
+
+/// As a struct of its accessors (the name as a string).
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Origin")
+            .field("kind", &self.kind)
+            .field("name", &self.name())
+            .field("operation", &self.operation)
+            .finish()
+    }
 }
 
 impl Origin {
@@ -46,7 +108,7 @@ impl Origin {
     /// ```
     pub const UNKNOWN: Origin = Origin {
         kind: "",
-        name: None,
+        name: Name::None,
         operation: "",
     };
 
@@ -61,29 +123,33 @@ impl Origin {
     pub const fn new(kind: &'static str, operation: &'static str) -> Origin {
         Origin {
             kind,
-            name: None,
+            name: Name::None,
             operation,
         }
     }
 
     /// Operation `operation` on the object of kind `kind` in segment
-    /// `name`. The name is shared, not copied.
-    pub(crate) fn named(kind: &'static str, name: &Arc<str>, operation: &'static str) -> Origin {
+    /// `name` (a copy of the handle's [`Name`]: no allocation).
+    pub(crate) fn named(kind: &'static str, name: &Name, operation: &'static str) -> Origin {
         Origin {
             kind,
-            name: Some(Arc::clone(name)),
+            name: name.clone(),
             operation,
         }
     }
 
-    /// As [`named`](Origin::named), for a name not yet shared (this
+    /// As [`named`](Origin::named), from a plain name (a long one
     /// allocates: for paths that may, such as opening a segment).
     pub(crate) fn of_str(kind: &'static str, name: &str, operation: &'static str) -> Origin {
         Origin {
             kind,
-            name: Some(name.into()),
+            name: Name::new(name),
             operation,
         }
+    }
+
+    fn is_unknown(&self) -> bool {
+        self.kind.is_empty() && self.name == Name::None && self.operation.is_empty()
     }
 
     /// The kind of object (`"Queue"`, `"PipeSender"`, `"RawLock"`, ...),
@@ -106,7 +172,7 @@ impl Origin {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.name.as_str()
     }
 
     /// The operation that failed (`"try_get"`, `"wait_timeout"`, ...), or
@@ -129,7 +195,7 @@ impl fmt::Display for Origin {
             f.write_str(self.kind)?;
             sep = " ";
         }
-        if let Some(name) = &self.name {
+        if let Some(name) = self.name() {
             write!(f, "{sep}{name:?}")?;
             sep = " ";
         }
@@ -143,7 +209,13 @@ impl fmt::Display for Origin {
 /// Everything that can go wrong in shmkit, as variants a caller can act on.
 ///
 /// Where a segment is involved its name is carried, so that the message says
-/// which segment and what was expected.
+/// which segment and what was expected. An operation's outcome
+/// ([`Timeout`](Error::Timeout), [`Full`](Error::Full),
+/// [`Empty`](Error::Empty), [`Closed`](Error::Closed), ...) carries an
+/// [`Origin`]: the object's kind and name and the method called, read with
+/// [`origin`](Error::origin) and printed first (`Queue "jobs": try_get:
+/// empty`), so that an error passed up with `?` still says what it is
+/// about. Match those variants with `{ .. }` (or bind `origin`).
 ///
 /// ```
 /// use shmkit::{Error, Segment};
@@ -152,6 +224,14 @@ impl fmt::Display for Origin {
 ///     Err(Error::NotFound { name }) => assert_eq!(name, "shmkit-doc-no-such-segment"),
 ///     other => panic!("unexpected {other:?}"),
 /// }
+/// let q = shmkit::Queue::create_unique(4, 64)?;
+/// match q.try_get() {
+///     Err(e @ Error::Empty { .. }) => {
+///         assert_eq!(e.to_string(), format!("Queue {:?}: try_get: empty", q.name()))
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), shmkit::Error>(())
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -520,7 +600,7 @@ fn permission_hint(e: io::Error, name: &str) -> String {
 
 /// `origin: what`, or just `what` when nothing is known of the origin.
 fn at(f: &mut fmt::Formatter<'_>, origin: &Origin, what: fmt::Arguments<'_>) -> fmt::Result {
-    if *origin == Origin::UNKNOWN {
+    if origin.is_unknown() {
         f.write_fmt(what)
     } else {
         write!(f, "{origin}: {what}")
@@ -589,13 +669,13 @@ impl Error {
     /// The error with its origin set to operation `operation` on the `kind`
     /// object in segment `name` (the raw cores do not know names); other
     /// errors unchanged. For the error path only: no allocation (the name
-    /// is shared).
+    /// is copied, or shared if long).
     #[cold]
     #[inline(never)]
     pub(crate) fn named(
         mut self,
         kind: &'static str,
-        name: &Arc<str>,
+        name: &Name,
         operation: &'static str,
     ) -> Error {
         if let Some(o) = self.origin_mut() {

@@ -108,8 +108,8 @@ impl<C: Core> Named<C> {
     /// operation whose result borrows the view.
     /// The view, mutably, and the shared name, at once.
     #[inline]
-    pub(crate) fn view_mut_and_name(&mut self) -> (&mut C::View, &std::sync::Arc<str>) {
-        (&mut self.view, self.seg.name_arc())
+    pub(crate) fn view_mut_and_name(&mut self) -> (&mut C::View, &crate::error::Name) {
+        (&mut self.view, self.seg.origin_name())
     }
 
     #[inline]
@@ -118,7 +118,7 @@ impl<C: Core> Named<C> {
         kind: &'static str,
         op: &'static str,
     ) -> (&mut C::View, impl FnOnce(Error) -> Error + '_) {
-        let name = self.seg.name_arc();
+        let name = self.seg.origin_name();
         (&mut self.view, move |e: Error| e.named(kind, name, op))
     }
 
@@ -140,7 +140,7 @@ impl<C: Core> Named<C> {
         kind: &'static str,
         op: &'static str,
     ) -> impl FnOnce(Error) -> Error + '_ {
-        move |e| e.named(kind, self.seg.name_arc(), op)
+        move |e| e.named(kind, self.seg.origin_name(), op)
     }
 
     pub(crate) fn keep(&self) {

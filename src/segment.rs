@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::error::{Error, Origin, Result};
+use crate::error::{Error, Name, Origin, Result};
 use crate::raw::header::{Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN, MAGIC};
 use crate::sync::{self, TaskStamp};
 use crate::sys;
@@ -193,6 +193,9 @@ impl Options {
 /// ```
 pub struct Segment {
     name: Arc<str>,
+    /// The name as errors' [`Origin`]s carry it (made once, copied into
+    /// each).
+    origin_name: Name,
     map: MmapRaw,
     /// The object's descriptor, open (and, for a handle that marks its use,
     /// holding `LOCK_SH`) for the handle's life; after `map`, so that the
@@ -351,10 +354,10 @@ impl Segment {
         &self.name
     }
 
-    /// The name, shared (for errors' [`Origin`]s: cloning it allocates
+    /// The name as errors' [`Origin`]s carry it (cloning it allocates
     /// nothing).
-    pub(crate) fn name_arc(&self) -> &Arc<str> {
-        &self.name
+    pub(crate) fn origin_name(&self) -> &Name {
+        &self.origin_name
     }
 
     /// The number of payload bytes (the header is not counted).
@@ -526,8 +529,10 @@ impl Segment {
             .len(total)
             .map_raw(&file)
             .map_err(|e| Error::from_os(e, name))?;
+        let shared: Arc<str> = name.into();
         let seg = Segment {
-            name: name.into(),
+            origin_name: Name::of_shared(&shared),
+            name: shared,
             map,
             id: sys::fstat(&file).ok().map(|st| (st.dev, st.ino)),
             file,
@@ -629,8 +634,10 @@ impl Segment {
             .len(len)
             .map_raw(&file)
             .map_err(|e| Error::from_os(e, name))?;
+        let shared: Arc<str> = name.into();
         let seg = Segment {
-            name: name.into(),
+            origin_name: Name::of_shared(&shared),
+            name: shared,
             map,
             file,
             owner: sync::Flag::new(false),

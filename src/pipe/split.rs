@@ -102,7 +102,7 @@ impl<'a> IntoIterator for &'a mut PipeEnd {
 #[derive(Debug)]
 pub struct PipeIter<'a> {
     raw: &'a mut RawPipe<'static>,
-    name: &'a Arc<str>,
+    name: &'a crate::error::Name,
     end: Option<Error>,
 }
 
@@ -142,7 +142,7 @@ impl Iterator for PipeIter<'_> {
 /// Names the pipe in `seg` and operation `op` in an error (for `map_err`).
 #[inline]
 fn at<'a>(seg: &'a Segment, op: &'static str) -> impl FnOnce(Error) -> Error + 'a {
-    move |e| e.named("Pipe", seg.name_arc(), op)
+    move |e| e.named("Pipe", seg.origin_name(), op)
 }
 
 /// Maps a zero-timeout attempt's `Timeout` to the `try_` form's error.
@@ -535,7 +535,7 @@ impl PipeReceiver {
     pub fn iter(&mut self) -> PipeIter<'_> {
         PipeIter {
             raw: &mut self.raw,
-            name: self.seg.name_arc(),
+            name: self.seg.origin_name(),
             end: None,
         }
     }
