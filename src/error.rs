@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 
 /// Which object an operation's error came from, and which operation: the
 /// object's kind (`"Queue"`, `"Lock"`, ...), its segment name, and the
@@ -14,11 +13,11 @@ use std::sync::Arc;
 /// memory the caller manages ([`raw`](crate::raw)) knows no name: its errors
 /// carry the core's kind and operation and no name.
 ///
-/// Making one is cheap, for the error paths of `try_` calls: it never
-/// allocates, and a name of up to 46 bytes (every
-/// [`create_unique`](crate::Queue::create_unique) name, and most chosen
-/// ones) is copied into it, with no reference count to touch; a longer one
-/// is shared with the handle (an `Arc` count increment).
+/// It is `Copy`: making one for the error of a `try_` call is a copy of a
+/// few words, never an allocation or a reference count. A name of up to 46
+/// bytes (every [`create_unique`](crate::Queue::create_unique) name, and
+/// most chosen ones) is held in place; a longer one is kept once per
+/// process when a handle first creates or opens it.
 ///
 /// ```
 /// let q = shmkit::Queue::create_unique(4, 64)?;
@@ -30,7 +29,7 @@ use std::sync::Arc;
 /// assert_eq!(origin.to_string(), format!("Queue {:?} try_get", q.name()));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Origin {
     kind: &'static str,
     name: Name,
@@ -40,31 +39,45 @@ pub struct Origin {
 /// The longest name an [`Origin`] holds in place.
 const INLINE: usize = 46;
 
-/// An object's name as an [`Origin`] holds it: in place when short, so that
-/// naming an error costs a copy of a few words and no atomic reference
-/// count (a locked instruction on each of the clone and the drop, which on
-/// the path of an empty queue's `try_get` is more than the rest of the call
-/// costs); shared when longer. A handle makes it once, when it creates or
-/// opens its segment, and errors copy it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// An object's name as an [`Origin`] holds it: `Copy`, so that naming an
+/// error is a copy of a few words, with no allocation and no atomic
+/// reference count (an `Arc<str>` was measured: the locked increment and
+/// decrement of its count doubled the cost of an empty queue's `try_get`).
+/// A name of up to [`INLINE`] bytes is held in place; a longer one is
+/// interned: one copy per distinct long name for the life of the process
+/// (see [`intern`]). A handle makes it once, when it creates or opens its
+/// segment, and its errors copy it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Name {
     /// No name: a raw core on the caller's memory, or unknown.
     None,
     /// Up to [`INLINE`] bytes of a `str` (the rest zero).
     Inline { len: u8, bytes: [u8; INLINE] },
-    /// A longer name, shared.
-    Shared(Arc<str>),
+    /// A longer name, interned.
+    Interned(&'static str),
+}
+
+/// The one copy of `name` this process keeps for errors' origins: names
+/// longer than [`INLINE`] bytes are rare (segment names are at most 200
+/// bytes, `create_unique` ones 23), and each distinct one is kept once, so
+/// what this holds is bounded by the distinct long names the process uses.
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&n) = names.get(name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.into());
+    names.insert(n);
+    n
 }
 
 impl Name {
-    /// `name` in place if short enough, else shared (which allocates).
+    /// `name` in place if short enough, else interned (which may allocate,
+    /// once per distinct name: this is for creating and opening).
     pub(crate) fn new(name: &str) -> Name {
-        Name::inline(name).unwrap_or_else(|| Name::Shared(name.into()))
-    }
-
-    /// `name` in place if short enough, else sharing `name`.
-    pub(crate) fn of_shared(name: &Arc<str>) -> Name {
-        Name::inline(name).unwrap_or_else(|| Name::Shared(Arc::clone(name)))
+        Name::inline(name).unwrap_or_else(|| Name::Interned(intern(name)))
     }
 
     fn inline(name: &str) -> Option<Name> {
@@ -81,7 +94,7 @@ impl Name {
             Name::None => None,
             // Whole `str`s only are stored, so this never fails.
             Name::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).ok(),
-            Name::Shared(s) => Some(s),
+            Name::Interned(s) => Some(s),
         }
     }
 }
@@ -133,7 +146,7 @@ impl Origin {
     pub(crate) fn named(kind: &'static str, name: &Name, operation: &'static str) -> Origin {
         Origin {
             kind,
-            name: name.clone(),
+            name: *name,
             operation,
         }
     }

@@ -3,7 +3,6 @@
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
-use std::sync::Arc;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -192,7 +191,7 @@ impl Options {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Segment {
-    name: Arc<str>,
+    name: String,
     /// The name as errors' [`Origin`]s carry it (made once, copied into
     /// each).
     origin_name: Name,
@@ -529,10 +528,9 @@ impl Segment {
             .len(total)
             .map_raw(&file)
             .map_err(|e| Error::from_os(e, name))?;
-        let shared: Arc<str> = name.into();
         let seg = Segment {
-            origin_name: Name::of_shared(&shared),
-            name: shared,
+            name: name.into(),
+            origin_name: Name::new(name),
             map,
             id: sys::fstat(&file).ok().map(|st| (st.dev, st.ino)),
             file,
@@ -634,10 +632,9 @@ impl Segment {
             .len(len)
             .map_raw(&file)
             .map_err(|e| Error::from_os(e, name))?;
-        let shared: Arc<str> = name.into();
         let seg = Segment {
-            origin_name: Name::of_shared(&shared),
-            name: shared,
+            name: name.into(),
+            origin_name: Name::new(name),
             map,
             file,
             owner: sync::Flag::new(false),
