@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard, Spin};
@@ -127,9 +127,9 @@ impl<T: Pod> Array<T> {
         &self.0
     }
 
-    /// Names this array and operation `op` in an error (for `map_err`).
+    /// Names this array and operation `op` in an error (for `or_named`).
     #[inline]
-    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.named().at("Array", op)
     }
 
@@ -303,7 +303,7 @@ impl<T: Pod> Array<T> {
         let _g = self
             .raw_lock()
             .lock_one_shot(self.seg().object_id())
-            .map_err(self.at("set"))?;
+            .or_named(self.at("set"))?;
         // SAFETY: index < len; we hold the lock.
         unsafe { self.data().add(index).write(value) };
         Ok(())
@@ -360,7 +360,7 @@ impl<T: Pod> Array<T> {
         let inner = self
             .raw_lock()
             .lock_in(self.seg().object_id(), None, Spin::Adaptive)
-            .map_err(self.at("lock"))?;
+            .or_named(self.at("lock"))?;
         Ok(self.guard(inner))
     }
 
@@ -387,7 +387,7 @@ impl<T: Pod> Array<T> {
         let inner = self
             .raw_lock()
             .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)
-            .map_err(self.at("lock_timeout"))?;
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(inner))
     }
 
@@ -408,7 +408,7 @@ impl<T: Pod> Array<T> {
         let inner = self
             .raw_lock()
             .try_lock_in(self.seg().object_id())
-            .map_err(self.at("try_lock"))?;
+            .or_named(self.at("try_lock"))?;
         Ok(inner.map(|g| self.guard(g)))
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::RawBarrier;
@@ -166,9 +166,9 @@ impl Barrier {
         &self.named
     }
 
-    /// Names this barrier and operation `op` in an error (for `map_err`).
+    /// Names this barrier and operation `op` in an error (for `or_named`).
     #[inline]
-    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.named().at("Barrier", op)
     }
 
@@ -237,7 +237,7 @@ impl Barrier {
     /// ```
     pub fn wait(&self) -> Result<usize> {
         self.wait_deadline(self.timeout.map_or(Deadline::NEVER, Deadline::after))
-            .map_err(self.at("wait"))
+            .or_named(self.at("wait"))
     }
 
     /// [`wait`](Barrier::wait) for at most `timeout`. As in Python, a
@@ -259,7 +259,7 @@ impl Barrier {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
         self.wait_deadline(Deadline::after(timeout))
-            .map_err(self.at("wait_timeout"))
+            .or_named(self.at("wait_timeout"))
     }
 
     fn wait_deadline(&self, deadline: Deadline) -> Result<usize> {

@@ -64,7 +64,9 @@ pub(crate) enum Name {
 fn intern(name: &str) -> &'static str {
     static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut names = NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(&n) = names.get(name) {
         return n;
     }
@@ -463,6 +465,26 @@ pub enum Error {
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Naming an error in place: the handles' `self.raw().op(..).or_named(self.at("op"))`.
+/// Unlike `map_err`, the `Result` is not taken apart and rebuilt: an `Ok`
+/// passes through untouched (a test of the tag), and an error has its
+/// origin overwritten where it lies, by the cold
+/// [`set_origin`](Error::set_origin).
+pub(crate) trait OrNamed<T> {
+    /// The result, its error (if any) named by `name`.
+    fn or_named(self, name: impl FnOnce(&mut Error)) -> Result<T>;
+}
+
+impl<T> OrNamed<T> for Result<T> {
+    #[inline(always)]
+    fn or_named(mut self, name: impl FnOnce(&mut Error)) -> Result<T> {
+        if let Err(e) = &mut self {
+            name(e);
+        }
+        self
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -679,22 +701,16 @@ impl Error {
         }
     }
 
-    /// The error with its origin set to operation `operation` on the `kind`
-    /// object in segment `name` (the raw cores do not know names); other
-    /// errors unchanged. For the error path only: no allocation (the name
-    /// is copied, or shared if long).
+    /// Sets the origin to operation `operation` on the `kind` object in
+    /// segment `name` (the raw cores do not know names); other errors are
+    /// unchanged. For the error path only, and in place (see
+    /// [`OrNamed`]): a copy of a few words, no allocation.
     #[cold]
     #[inline(never)]
-    pub(crate) fn named(
-        mut self,
-        kind: &'static str,
-        name: &Name,
-        operation: &'static str,
-    ) -> Error {
+    pub(crate) fn set_origin(&mut self, kind: &'static str, name: &Name, operation: &'static str) {
         if let Some(o) = self.origin_mut() {
             *o = Origin::named(kind, name, operation);
         }
-        self
     }
 
     /// Maps an OS error on segment `name` to the matching variant.

@@ -117,9 +117,11 @@ impl<C: Core> Named<C> {
         &mut self,
         kind: &'static str,
         op: &'static str,
-    ) -> (&mut C::View, impl FnOnce(Error) -> Error + '_) {
+    ) -> (&mut C::View, impl FnOnce(&mut Error) + '_) {
         let name = self.seg.origin_name();
-        (&mut self.view, move |e: Error| e.named(kind, name, op))
+        (&mut self.view, move |e: &mut Error| {
+            e.set_origin(kind, name, op)
+        })
     }
 
     #[inline]
@@ -132,15 +134,11 @@ impl<C: Core> Named<C> {
     }
 
     /// What names an error of operation `op` on this `kind` object, for
-    /// `map_err`: the raw cores do not know names. The closure runs on the
+    /// [`or_named`](crate::error::OrNamed): the raw cores do not know names. The closure runs on the
     /// error path only, and shares the name (no allocation).
     #[inline]
-    pub(crate) fn at(
-        &self,
-        kind: &'static str,
-        op: &'static str,
-    ) -> impl FnOnce(Error) -> Error + '_ {
-        move |e| e.named(kind, self.seg.origin_name(), op)
+    pub(crate) fn at(&self, kind: &'static str, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        move |e| e.set_origin(kind, self.seg.origin_name(), op)
     }
 
     pub(crate) fn keep(&self) {

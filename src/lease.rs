@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{OrNamed, Result};
 use crate::raw::Lease;
 use crate::sync::Deadline;
 use crate::Queue;
@@ -54,7 +54,7 @@ impl Queue {
     pub fn get_lease(&self) -> Result<Lease<'_>> {
         self.raw()
             .get_lease_until(Some(Deadline::NEVER))
-            .map_err(self.at("get_lease"))
+            .or_named(self.at("get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease) if a message is there now, else
@@ -73,7 +73,7 @@ impl Queue {
     pub fn try_get_lease(&self) -> Result<Lease<'_>> {
         self.raw()
             .get_lease_until(None)
-            .map_err(self.at("try_get_lease"))
+            .or_named(self.at("try_get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease), waiting at most `timeout`.
@@ -91,7 +91,7 @@ impl Queue {
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
         self.raw()
             .get_lease_until(Some(Deadline::after(timeout)))
-            .map_err(self.at("get_lease_timeout"))
+            .or_named(self.at("get_lease_timeout"))
     }
 
     /// [`get_lease`](Queue::get_lease) as a future (see
@@ -138,7 +138,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn join(&self) -> Result<()> {
-        self.raw().join().map_err(self.at("join"))
+        self.raw().join().or_named(self.at("join"))
     }
 
     /// [`join`](Queue::join), waiting at most `timeout`.
@@ -160,6 +160,6 @@ impl Queue {
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         self.raw()
             .join_timeout(timeout)
-            .map_err(self.at("join_timeout"))
+            .or_named(self.at("join_timeout"))
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 #[cfg(not(loom))]
 use crate::future::Waiter;
 use crate::handle::{named_create, named_handle, Core, Named};
@@ -136,9 +136,9 @@ impl Lock {
         &self.named
     }
 
-    /// Names this lock and operation `op` in an error (for `map_err`).
+    /// Names this lock and operation `op` in an error (for `or_named`).
     #[inline]
-    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.named().at("Lock", op)
     }
 
@@ -168,7 +168,7 @@ impl Lock {
         self.raw()
             .lock_in(self.object_id(), None, self.spin.get())
             .map(|inner| LockGuard { inner })
-            .map_err(self.at("lock"))
+            .or_named(self.at("lock"))
     }
 
     /// Takes the lock if that needs no waiting.
@@ -184,7 +184,7 @@ impl Lock {
         Ok(self
             .raw()
             .try_lock_in(self.object_id())
-            .map_err(self.at("try_lock"))?
+            .or_named(self.at("try_lock"))?
             .map(|inner| LockGuard { inner }))
     }
 
@@ -202,7 +202,7 @@ impl Lock {
         self.raw()
             .lock_in(self.object_id(), Some(timeout), self.spin.get())
             .map(|inner| LockGuard { inner })
-            .map_err(self.at("lock_timeout"))
+            .or_named(self.at("lock_timeout"))
     }
 
     /// Sets how this handle's blocking calls ([`lock`](Lock::lock),
@@ -316,7 +316,7 @@ impl Lock {
             let attempt = |check_owner: bool| match raw.try_lock_as(object, slept, check_owner) {
                 Ok(None) => None,
                 Ok(Some(inner)) => Some(Ok(LockGuard { inner })),
-                Err(e) => Some(Err(self.at("lock_async")(e))),
+                Err(e) => Some(Err(e).or_named(self.at("lock_async"))),
             };
             if let Some(r) = attempt(check_dead) {
                 st.w.done();

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_create, named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::spin::{AdaptiveSpin, Spin};
@@ -136,9 +136,9 @@ impl RLock {
         &self.named
     }
 
-    /// Names this lock and operation `op` in an error (for `map_err`).
+    /// Names this lock and operation `op` in an error (for `or_named`).
     #[inline]
-    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.named().at("RLock", op)
     }
 
@@ -176,7 +176,7 @@ impl RLock {
         let a = self
             .raw()
             .acquire_in(self.object_id(), None, self.spin.get())
-            .map_err(self.at("lock"))?;
+            .or_named(self.at("lock"))?;
         Ok(self.guard(a))
     }
 
@@ -195,7 +195,7 @@ impl RLock {
         let a = self
             .raw()
             .acquire_in(self.object_id(), Some(timeout), self.spin.get())
-            .map_err(self.at("lock_timeout"))?;
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(a))
     }
 
@@ -213,7 +213,7 @@ impl RLock {
         Ok(self
             .raw()
             .try_acquire_in(self.object_id())
-            .map_err(self.at("try_lock"))?
+            .or_named(self.at("try_lock"))?
             .map(|a| self.guard(a)))
     }
 
@@ -235,7 +235,7 @@ impl RLock {
         Ok(self
             .raw()
             .acquire_in(self.object_id(), timeout, self.spin.get())
-            .map_err(self.at("acquire"))?
+            .or_named(self.at("acquire"))?
             .owner_died)
     }
 
@@ -253,7 +253,7 @@ impl RLock {
     pub fn release(&self) -> Result<()> {
         self.raw()
             .release_in(self.object_id())
-            .map_err(self.at("release"))
+            .or_named(self.at("release"))
     }
 
     /// How many times this thread holds it: 0 unless it is the owner.

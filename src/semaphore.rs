@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawSemaphore, RawSemaphoreGuard};
@@ -222,9 +222,9 @@ macro_rules! sem_handle {
             }
 
             /// Names this semaphore and operation `op` in an error (for
-            /// `map_err`).
+            /// `or_named`).
             #[inline]
-            fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+            fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
                 self.0.at(stringify!($ty), op)
             }
 
@@ -256,7 +256,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn acquire(&self) -> Result<SemaphoreGuard<'_>> {
                 self.raw().acquire().map(|g| self.wrap(g))
-                .map_err(self.at("acquire"))
+                .or_named(self.at("acquire"))
             }
 
             /// [`acquire`](Self::acquire), or
@@ -275,7 +275,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>> {
                 self.raw().acquire_timeout(timeout).map(|g| self.wrap(g))
-                .map_err(self.at("acquire_timeout"))
+                .or_named(self.at("acquire_timeout"))
             }
 
             /// A permit if one is free now (or a dead holder's can be taken
@@ -299,7 +299,7 @@ macro_rules! sem_handle {
                 Ok(self
                     .raw()
                     .try_acquire()
-                    .map_err(self.at("try_acquire"))?
+                    .or_named(self.at("try_acquire"))?
                     .map(|g| self.wrap(g)))
             }
 
@@ -325,7 +325,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn release(&self, n: u32) -> Result<()> {
                 self.raw().release(n)
-                .map_err(self.at("release"))
+                .or_named(self.at("release"))
             }
 
             /// Gives back now the guarded permits of holders that died, and

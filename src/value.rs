@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard, Spin};
@@ -187,9 +187,9 @@ impl<T: Pod> Value<T> {
         &self.0
     }
 
-    /// Names this value and operation `op` in an error (for `map_err`).
+    /// Names this value and operation `op` in an error (for `or_named`).
     #[inline]
-    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.named().at("Value", op)
     }
 
@@ -359,7 +359,7 @@ impl<T: Pod> Value<T> {
         let inner = self
             .raw_lock()
             .lock_in(self.seg().object_id(), None, Spin::Adaptive)
-            .map_err(self.at("lock"))?;
+            .or_named(self.at("lock"))?;
         Ok(self.guard(inner))
     }
 
@@ -393,7 +393,7 @@ impl<T: Pod> Value<T> {
         let inner = self
             .raw_lock()
             .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)
-            .map_err(self.at("lock_timeout"))?;
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(inner))
     }
 
@@ -414,7 +414,7 @@ impl<T: Pod> Value<T> {
         let inner = self
             .raw_lock()
             .try_lock_in(self.seg().object_id())
-            .map_err(self.at("try_lock"))?;
+            .or_named(self.at("try_lock"))?;
         Ok(inner.map(|g| self.guard(g)))
     }
 }

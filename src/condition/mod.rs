@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Origin, Result};
+use crate::error::{Error, OrNamed, Origin, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::lock::Lock;
 use crate::raw::header::Kind;
@@ -412,9 +412,9 @@ impl Condition {
         &self.named
     }
 
-    /// Names this condition and operation `op` in an error (for `map_err`).
+    /// Names this condition and operation `op` in an error (for `or_named`).
     #[inline]
-    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.named().at("Condition", op)
     }
 
@@ -463,7 +463,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.acquire_in(timeout).map_err(self.at("acquire"))
+        self.acquire_in(timeout).or_named(self.at("acquire"))
     }
 
     /// Python's `release()`: lets one level of the lock go.
@@ -484,7 +484,7 @@ impl Condition {
             Held::Lock(l) => kept_unlock(l, self.named.seg().object_id()),
             Held::GivenLock(l) => kept_unlock(l.raw(), l.object_id()),
         }
-        .map_err(self.at("release"))
+        .or_named(self.at("release"))
     }
 
     /// Takes the lock and returns a guard whose methods wait and notify;
@@ -501,7 +501,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock(&self) -> Result<ConditionGuard<'_>> {
-        let died = self.acquire_in(None).map_err(self.at("lock"))?;
+        let died = self.acquire_in(None).or_named(self.at("lock"))?;
         Ok(self.guard(died))
     }
 
@@ -518,7 +518,7 @@ impl Condition {
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
         let died = self
             .acquire_in(Some(timeout))
-            .map_err(self.at("lock_timeout"))?;
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(died))
     }
 
@@ -551,7 +551,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait(&self) -> Result<Waited> {
-        self.wait_until(Deadline::NEVER).map_err(self.at("wait"))
+        self.wait_until(Deadline::NEVER).or_named(self.at("wait"))
     }
 
     /// [`wait`](Condition::wait) for at most `timeout`: `timed_out` once it
@@ -571,7 +571,7 @@ impl Condition {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Waited> {
         self.wait_until(Deadline::after(timeout))
-            .map_err(self.at("wait_timeout"))
+            .or_named(self.at("wait_timeout"))
     }
 
     /// Python's `wait_for(predicate)`: waits until `pred` (called with the
@@ -589,7 +589,7 @@ impl Condition {
     /// ```
     pub fn wait_for(&self, pred: impl FnMut() -> bool) -> Result<Waited> {
         self.wait_for_until(pred, Deadline::NEVER)
-            .map_err(self.at("wait_for"))
+            .or_named(self.at("wait_for"))
     }
 
     /// [`wait_for`](Condition::wait_for) for at most `timeout`: `timed_out`
@@ -612,7 +612,7 @@ impl Condition {
         timeout: Duration,
     ) -> Result<Waited> {
         self.wait_for_until(pred, Deadline::after(timeout))
-            .map_err(self.at("wait_for_timeout"))
+            .or_named(self.at("wait_for_timeout"))
     }
 
     fn wait_for_until(&self, pred: impl FnMut() -> bool, deadline: Deadline) -> Result<Waited> {
@@ -671,7 +671,7 @@ impl Condition {
             return Err(Error::NotOwner {
                 origin: Origin::UNKNOWN,
             })
-            .map_err(self.at("notify"));
+            .or_named(self.at("notify"));
         }
         Ok(self.raw().notify_held(n))
     }
@@ -689,7 +689,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn notify_all(&self) -> Result<usize> {
-        self.notify(usize::MAX).map_err(self.at("notify_all"))
+        self.notify(usize::MAX).or_named(self.at("notify_all"))
     }
 
     /// How many threads wait and have not been notified (a snapshot).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 #[cfg(not(loom))]
 use crate::future::Waiter;
 use crate::handle::{named_handle, Core, Named};
@@ -294,9 +294,9 @@ impl PipeEnd {
         &mut self.0
     }
 
-    /// Names this pipe and operation `op` in an error (for `map_err`).
+    /// Names this pipe and operation `op` in an error (for `or_named`).
     #[inline]
-    fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.0.at("Pipe", op)
     }
 
@@ -326,7 +326,7 @@ impl PipeEnd {
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.raw_mut()
             .send_until(msg, Deadline::NEVER)
-            .map_err(self.at("send"))
+            .or_named(self.at("send"))
     }
 
     /// Sends a copy of `msg`, waiting for room at most `timeout`
@@ -344,7 +344,7 @@ impl PipeEnd {
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.raw_mut()
             .send_until(msg, Deadline::after(timeout))
-            .map_err(self.at("send_timeout"))
+            .or_named(self.at("send_timeout"))
     }
 
     /// [`send_timeout`](PipeEnd::send_timeout) until `deadline` (a
@@ -363,7 +363,7 @@ impl PipeEnd {
     /// ```
     pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.send_timeout(msg, crate::queue::until(deadline))
-            .map_err(self.at("send_deadline"))
+            .or_named(self.at("send_deadline"))
     }
 
     /// [`recv_timeout`](PipeEnd::recv_timeout) until `deadline`.
@@ -380,7 +380,7 @@ impl PipeEnd {
     /// ```
     pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.recv_timeout(crate::queue::until(deadline))
-            .map_err(self.at("recv_deadline"))
+            .or_named(self.at("recv_deadline"))
     }
 
     /// [`recv_into_timeout`](PipeEnd::recv_into_timeout) until `deadline`.
@@ -401,7 +401,7 @@ impl PipeEnd {
         deadline: std::time::Instant,
     ) -> Result<usize> {
         self.recv_into_timeout(buf, crate::queue::until(deadline))
-            .map_err(self.at("recv_into_deadline"))
+            .or_named(self.at("recv_into_deadline"))
     }
 
     /// Receives the next message, waiting as long as it takes.
@@ -422,7 +422,7 @@ impl PipeEnd {
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.raw_mut()
             .recv_until(Deadline::NEVER)
-            .map_err(self.at("recv"))
+            .or_named(self.at("recv"))
     }
 
     /// Receives the next message, waiting at most `timeout`
@@ -438,7 +438,7 @@ impl PipeEnd {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         self.raw_mut()
             .recv_until(Deadline::after(timeout))
-            .map_err(self.at("recv_timeout"))
+            .or_named(self.at("recv_timeout"))
     }
 
     /// Receives the next message into `buf`, waiting as long as it takes;
@@ -459,7 +459,7 @@ impl PipeEnd {
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.raw_mut()
             .recv_into_until(buf, Deadline::NEVER)
-            .map_err(self.at("recv_into"))
+            .or_named(self.at("recv_into"))
     }
 
     /// [`recv_into`](PipeEnd::recv_into) waiting at most `timeout`.
@@ -475,7 +475,7 @@ impl PipeEnd {
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw_mut()
             .recv_into_until(buf, Deadline::after(timeout))
-            .map_err(self.at("recv_into_timeout"))
+            .or_named(self.at("recv_into_timeout"))
     }
 
     /// Waits up to `timeout` for a message to be readable; never consumes
@@ -496,7 +496,7 @@ impl PipeEnd {
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
         self.raw_mut()
             .poll_until(Deadline::after(timeout))
-            .map_err(self.at("poll"))
+            .or_named(self.at("poll"))
     }
 
     /// Reserves room for a message of `len` bytes and gives it to be written
@@ -521,7 +521,7 @@ impl PipeEnd {
         let (raw, at) = self.0.view_mut_at("Pipe", "reserve");
         raw.reserve_grant(len, Deadline::NEVER)
             .map(SendGrant)
-            .map_err(at)
+            .or_named(at)
     }
 
     /// Receives the next message in place (zero-copy when it lies whole and
@@ -538,7 +538,9 @@ impl PipeEnd {
     /// ```
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
         let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref");
-        raw.recv_ref_grant(Deadline::NEVER).map(RecvRef).map_err(at)
+        raw.recv_ref_grant(Deadline::NEVER)
+            .map(RecvRef)
+            .or_named(at)
     }
 
     /// Sends the bytes of a plain-data value.
@@ -552,7 +554,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
-            .map_err(self.at("send_value"))
+            .or_named(self.at("send_value"))
     }
 
     /// Receives the next message as a plain-data value, waiting as long as
@@ -576,7 +578,8 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_value<T: Pod>(&mut self) -> Result<T> {
-        crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv()).map_err(self.at("recv_value"))
+        crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv())
+            .or_named(self.at("recv_value"))
     }
 
     /// [`recv_value`](PipeEnd::recv_value) waiting at most `timeout`.
@@ -597,7 +600,7 @@ impl PipeEnd {
             |e, b| e.recv_into_timeout(b, timeout),
             |e| e.recv_timeout(timeout),
         )
-        .map_err(self.at("recv_value_timeout"))
+        .or_named(self.at("recv_value_timeout"))
     }
 
     /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
@@ -616,7 +619,7 @@ impl PipeEnd {
     /// ```
     pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
         crate::typed::take(self, |e, b| e.try_recv_into(b), |e| e.try_recv())
-            .map_err(self.at("try_recv_value"))
+            .or_named(self.at("try_recv_value"))
     }
 
     /// [`send_value`](PipeEnd::send_value) waiting for room at most
@@ -634,7 +637,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
-            .map_err(self.at("send_value_timeout"))
+            .or_named(self.at("send_value_timeout"))
     }
 
     /// [`send_value`](PipeEnd::send_value) if there is room now, else
@@ -652,7 +655,7 @@ impl PipeEnd {
     /// ```
     pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.try_send(bytemuck::bytes_of(value))
-            .map_err(self.at("try_send_value"))
+            .or_named(self.at("try_send_value"))
     }
 
     /// Sends a copy of `msg` if the ring has room for all of it now, else
@@ -679,7 +682,7 @@ impl PipeEnd {
             Err(Error::Timeout { origin }) => Err(Error::Full { origin }),
             r => r,
         }
-        .map_err(self.at("try_send"))
+        .or_named(self.at("try_send"))
     }
 
     /// Receives the next message if one is there now, else
@@ -703,7 +706,7 @@ impl PipeEnd {
             Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
-        .map_err(self.at("try_recv"))
+        .or_named(self.at("try_recv"))
     }
 
     /// [`recv_into`](PipeEnd::recv_into) if a message is there now, else
@@ -729,7 +732,7 @@ impl PipeEnd {
             Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
-        .map_err(self.at("try_recv_into"))
+        .or_named(self.at("try_recv_into"))
     }
 
     /// [`send`](PipeEnd::send) as a future: waits for room without
@@ -810,16 +813,16 @@ impl PipeEnd {
         };
         if let Some(r) = attempt(self.raw_mut()) {
             w.done();
-            return Poll::Ready(r.map_err(self.at(name)));
+            return Poll::Ready(r.or_named(self.at(name)));
         }
         let n = match notify(self.raw()) {
             Ok(n) => n,
-            Err(e) => return Poll::Ready(Err(self.at(name)(e))),
+            Err(e) => return Poll::Ready(Err(e).or_named(self.at(name))),
         };
         let armed = n.arm();
         if let Some(r) = attempt(self.raw_mut()) {
             w.done();
-            return Poll::Ready(r.map_err(self.at(name)));
+            return Poll::Ready(r.or_named(self.at(name)));
         }
         w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
         Poll::Pending
@@ -953,7 +956,7 @@ impl PipeEnd {
     /// ```
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.send(&crate::typed::encode(value)?)
-            .map_err(self.at("send_serde"))
+            .or_named(self.at("send_serde"))
     }
 
     /// Receives the next message and decodes it; one that does not decode
@@ -970,7 +973,7 @@ impl PipeEnd {
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         // Decoded from a private copy: bytes in the ring could be changed
         // by a hostile process while the decoder reads them.
-        crate::typed::decode(&self.recv().map_err(self.at("recv_serde"))?)
+        crate::typed::decode(&self.recv().or_named(self.at("recv_serde"))?)
     }
 
     /// [`recv_serde`](PipeEnd::recv_serde) if a message is there now, else
@@ -985,7 +988,7 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        crate::typed::decode(&self.try_recv().map_err(self.at("try_recv_serde"))?)
+        crate::typed::decode(&self.try_recv().or_named(self.at("try_recv_serde"))?)
     }
 
     /// [`recv_serde`](PipeEnd::recv_serde), waiting at most `timeout`.
@@ -1004,7 +1007,7 @@ impl PipeEnd {
         crate::typed::decode(
             &self
                 .recv_timeout(timeout)
-                .map_err(self.at("recv_serde_timeout"))?,
+                .or_named(self.at("recv_serde_timeout"))?,
         )
     }
 
@@ -1020,7 +1023,7 @@ impl PipeEnd {
     /// ```
     pub fn try_send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.try_send(&crate::typed::encode(value)?)
-            .map_err(self.at("try_send_serde"))
+            .or_named(self.at("try_send_serde"))
     }
 
     /// [`send_serde`](PipeEnd::send_serde), waiting for room at most
@@ -1039,7 +1042,7 @@ impl PipeEnd {
         timeout: Duration,
     ) -> Result<()> {
         self.send_timeout(&crate::typed::encode(value)?, timeout)
-            .map_err(self.at("send_serde_timeout"))
+            .or_named(self.at("send_serde_timeout"))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::PipeEnd;
-use crate::error::{Error, Origin, Result};
+use crate::error::{Error, OrNamed, Origin, Result};
 use crate::raw::wait::Source;
 use crate::raw::{RawPipe, Spin};
 use crate::segment::Segment;
@@ -132,17 +132,19 @@ impl Iterator for PipeIter<'_> {
         match self.raw.recv_until(Deadline::NEVER) {
             Ok(m) => Some(m),
             Err(e) => {
-                self.end = Some(e.named("Pipe", self.name, "iter"));
+                let mut e = e;
+                e.set_origin("Pipe", self.name, "iter");
+                self.end = Some(e);
                 None
             }
         }
     }
 }
 
-/// Names the pipe in `seg` and operation `op` in an error (for `map_err`).
+/// Names the pipe in `seg` and operation `op` in an error (for `or_named`).
 #[inline]
-fn at<'a>(seg: &'a Segment, op: &'static str) -> impl FnOnce(Error) -> Error + 'a {
-    move |e| e.named("Pipe", seg.origin_name(), op)
+fn at<'a>(seg: &'a Segment, op: &'static str) -> impl FnOnce(&mut Error) + 'a {
+    move |e| e.set_origin("Pipe", seg.origin_name(), op)
 }
 
 /// Maps a zero-timeout attempt's `Timeout` to the `try_` form's error.
@@ -294,7 +296,7 @@ impl PipeSender {
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.raw
             .send_until(msg, Deadline::NEVER)
-            .map_err(at(&self.seg, "send"))
+            .or_named(at(&self.seg, "send"))
     }
 
     /// Sends, waiting for room at most `timeout` (see
@@ -315,7 +317,7 @@ impl PipeSender {
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.raw
             .send_until(msg, Deadline::after(timeout))
-            .map_err(at(&self.seg, "send_timeout"))
+            .or_named(at(&self.seg, "send_timeout"))
     }
 
     /// Sends if the ring has room now, else [`Error::Full`] (see
@@ -340,7 +342,7 @@ impl PipeSender {
             |origin| Error::Full { origin },
         )
         .map(drop)
-        .map_err(at(&self.seg, "try_send"))
+        .or_named(at(&self.seg, "try_send"))
     }
 
     /// Sends the bytes of a plain-data value.
@@ -358,7 +360,7 @@ impl PipeSender {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
-            .map_err(at(&self.seg, "send_value"))
+            .or_named(at(&self.seg, "send_value"))
     }
 
     /// "Room to send a message of `len` bytes" (see
@@ -394,7 +396,7 @@ impl PipeReceiver {
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.raw
             .recv_until(Deadline::NEVER)
-            .map_err(at(&self.seg, "recv"))
+            .or_named(at(&self.seg, "recv"))
     }
 
     /// Receives, waiting at most `timeout`.
@@ -413,7 +415,7 @@ impl PipeReceiver {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         self.raw
             .recv_until(Deadline::after(timeout))
-            .map_err(at(&self.seg, "recv_timeout"))
+            .or_named(at(&self.seg, "recv_timeout"))
     }
 
     /// Receives if a message is there now, else [`Error::Empty`].
@@ -433,7 +435,7 @@ impl PipeReceiver {
             Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
-        .map_err(at(&self.seg, "try_recv"))
+        .or_named(at(&self.seg, "try_recv"))
     }
 
     /// Receives into `buf` (see [`PipeEnd::recv_into`]).
@@ -453,7 +455,7 @@ impl PipeReceiver {
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.raw
             .recv_into_until(buf, Deadline::NEVER)
-            .map_err(at(&self.seg, "recv_into"))
+            .or_named(at(&self.seg, "recv_into"))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into) if a message is there now.
@@ -474,7 +476,7 @@ impl PipeReceiver {
                 .recv_into_until(buf, Deadline::after(Duration::ZERO)),
             |origin| Error::Empty { origin },
         )
-        .map_err(at(&self.seg, "try_recv_into"))
+        .or_named(at(&self.seg, "try_recv_into"))
     }
 
     /// Receives the next message as a plain-data value (see
@@ -497,7 +499,7 @@ impl PipeReceiver {
             |r, b| r.recv_into_until(b, Deadline::NEVER),
             |r| r.recv_until(Deadline::NEVER),
         )
-        .map_err(at(&self.seg, "recv_value"))
+        .or_named(at(&self.seg, "recv_value"))
     }
 
     /// Waits up to `timeout` for a message to be readable (see
@@ -518,7 +520,7 @@ impl PipeReceiver {
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
         self.raw
             .poll_until(Deadline::after(timeout))
-            .map_err(at(&self.seg, "poll"))
+            .or_named(at(&self.seg, "poll"))
     }
 
     /// The messages, each by a blocking receive (see [`PipeIter`]).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 #[cfg(not(loom))]
 use crate::future::{poll_one, Waiter};
 use crate::handle::{named_handle, Core, Named};
@@ -130,9 +130,9 @@ impl Queue {
         &self.0
     }
 
-    /// Names this queue and operation `op` in an error (for `map_err`).
+    /// Names this queue and operation `op` in an error (for `or_named`).
     #[inline]
-    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.0.at("Queue", op)
     }
 
@@ -203,7 +203,7 @@ impl Queue {
     pub fn put(&self, msg: &[u8]) -> Result<()> {
         self.raw()
             .put_until(msg, Some(Deadline::NEVER))
-            .map_err(self.at("put"))
+            .or_named(self.at("put"))
     }
 
     /// [`put_timeout`](Queue::put_timeout) with a deadline instead of a
@@ -223,7 +223,7 @@ impl Queue {
     /// ```
     pub fn put_deadline(&self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.put_timeout(msg, until(deadline))
-            .map_err(self.at("put_deadline"))
+            .or_named(self.at("put_deadline"))
     }
 
     /// [`get_timeout`](Queue::get_timeout) until `deadline`.
@@ -242,7 +242,7 @@ impl Queue {
     /// ```
     pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.get_timeout(until(deadline))
-            .map_err(self.at("get_deadline"))
+            .or_named(self.at("get_deadline"))
     }
 
     /// [`get_into_timeout`](Queue::get_into_timeout) until `deadline`.
@@ -258,7 +258,7 @@ impl Queue {
     /// ```
     pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
         self.get_into_timeout(buf, until(deadline))
-            .map_err(self.at("get_into_deadline"))
+            .or_named(self.at("get_into_deadline"))
     }
 
     /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
@@ -270,7 +270,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
-        self.raw().put_until(msg, None).map_err(self.at("try_put"))
+        self.raw().put_until(msg, None).or_named(self.at("try_put"))
     }
 
     /// Puts a copy of `msg`, waiting for room at most `timeout`, else
@@ -286,7 +286,7 @@ impl Queue {
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.raw()
             .put_until(msg, Some(Deadline::after(timeout)))
-            .map_err(self.at("put_timeout"))
+            .or_named(self.at("put_timeout"))
     }
 
     /// Takes the next message, waiting as long as it takes.
@@ -303,7 +303,7 @@ impl Queue {
     pub fn get(&self) -> Result<Vec<u8>> {
         self.raw()
             .get_until(Some(Deadline::NEVER))
-            .map_err(self.at("get"))
+            .or_named(self.at("get"))
     }
 
     /// Takes the next message if there is one now, else [`Error::Empty`].
@@ -314,7 +314,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
-        self.raw().get_until(None).map_err(self.at("try_get"))
+        self.raw().get_until(None).or_named(self.at("try_get"))
     }
 
     /// Takes the next message, waiting at most `timeout`, else
@@ -329,7 +329,7 @@ impl Queue {
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
         self.raw()
             .get_until(Some(Deadline::after(timeout)))
-            .map_err(self.at("get_timeout"))
+            .or_named(self.at("get_timeout"))
     }
 
     /// Takes the next message into `buf`, waiting as long as it takes;
@@ -349,7 +349,7 @@ impl Queue {
     pub fn get_into(&self, buf: &mut [u8]) -> Result<usize> {
         self.raw()
             .get_into_until(buf, Some(Deadline::NEVER))
-            .map_err(self.at("get_into"))
+            .or_named(self.at("get_into"))
     }
 
     /// [`get_into`](Queue::get_into) without waiting: [`Error::Empty`].
@@ -363,7 +363,7 @@ impl Queue {
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
         self.raw()
             .get_into_until(buf, None)
-            .map_err(self.at("try_get_into"))
+            .or_named(self.at("try_get_into"))
     }
 
     /// [`get_into`](Queue::get_into) waiting at most `timeout`.
@@ -378,7 +378,7 @@ impl Queue {
     pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw()
             .get_into_until(buf, Some(Deadline::after(timeout)))
-            .map_err(self.at("get_into_timeout"))
+            .or_named(self.at("get_into_timeout"))
     }
 
     /// Reserves room for a message of `len` bytes, waiting as long as it
@@ -404,7 +404,7 @@ impl Queue {
     /// ```
     pub fn reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::NEVER))
-            .map_err(self.at("reserve"))
+            .or_named(self.at("reserve"))
     }
 
     /// [`reserve`](Queue::reserve) if there is room now, else [`Error::Full`].
@@ -417,7 +417,7 @@ impl Queue {
     /// ```
     pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, None)
-            .map_err(self.at("try_reserve"))
+            .or_named(self.at("try_reserve"))
     }
 
     /// [`reserve`](Queue::reserve), waiting for room at most `timeout`
@@ -435,7 +435,7 @@ impl Queue {
     /// ```
     pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::after(timeout)))
-            .map_err(self.at("reserve_timeout"))
+            .or_named(self.at("reserve_timeout"))
     }
 
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
@@ -457,7 +457,7 @@ impl Queue {
     /// ```
     pub fn get_ref(&self) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::NEVER))
-            .map_err(self.at("get_ref"))
+            .or_named(self.at("get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref) if a message is there now, else
@@ -469,7 +469,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
-        self.get_ref_until(None).map_err(self.at("try_get_ref"))
+        self.get_ref_until(None).or_named(self.at("try_get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref), waiting at most `timeout`
@@ -488,7 +488,7 @@ impl Queue {
     /// ```
     pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::after(timeout)))
-            .map_err(self.at("get_ref_timeout"))
+            .or_named(self.at("get_ref_timeout"))
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
@@ -505,7 +505,7 @@ impl Queue {
     /// ```
     pub fn put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.put(bytemuck::bytes_of(value))
-            .map_err(self.at("put_value"))
+            .or_named(self.at("put_value"))
     }
 
     /// Takes the next message as a plain-data value, waiting as long as it
@@ -530,7 +530,7 @@ impl Queue {
     /// ```
     pub fn get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.get_into(b), |q| q.get())
-            .map_err(self.at("get_value"))
+            .or_named(self.at("get_value"))
     }
 
     /// [`get_value`](Queue::get_value) if a message is there now, else
@@ -548,7 +548,7 @@ impl Queue {
     /// ```
     pub fn try_get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.try_get_into(b), |q| q.try_get())
-            .map_err(self.at("try_get_value"))
+            .or_named(self.at("try_get_value"))
     }
 
     /// [`get_value`](Queue::get_value), waiting at most `timeout`
@@ -569,7 +569,7 @@ impl Queue {
             |q, b| q.get_into_timeout(b, timeout),
             |q| q.get_timeout(timeout),
         )
-        .map_err(self.at("get_value_timeout"))
+        .or_named(self.at("get_value_timeout"))
     }
 
     /// [`put_value`](Queue::put_value) if there is room now, else
@@ -586,7 +586,7 @@ impl Queue {
     /// ```
     pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.try_put(bytemuck::bytes_of(value))
-            .map_err(self.at("try_put_value"))
+            .or_named(self.at("try_put_value"))
     }
 
     /// [`put_value`](Queue::put_value), waiting for room at most `timeout`.
@@ -603,7 +603,7 @@ impl Queue {
     /// ```
     pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
         self.put_timeout(bytemuck::bytes_of(value), timeout)
-            .map_err(self.at("put_value_timeout"))
+            .or_named(self.at("put_value_timeout"))
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -715,7 +715,7 @@ impl Queue {
                 }
                 match self.raw().try_put(msg) {
                     Err(Error::Full { .. }) => None,
-                    r => Some(r.map_err(self.at("put_async"))),
+                    r => Some(r.or_named(self.at("put_async"))),
                 }
             };
             let n = self.raw().put_notify();
@@ -791,7 +791,7 @@ impl Queue {
                 }
                 match take(self.raw()) {
                     Err(Error::Empty { .. }) => None,
-                    r => Some(r.map_err(self.at(op))),
+                    r => Some(r.or_named(self.at(op))),
                 }
             };
             let n = self.raw().get_notify();
@@ -878,7 +878,7 @@ impl Queue {
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.put(&crate::typed::encode(value)?)
-            .map_err(self.at("put_serde"))
+            .or_named(self.at("put_serde"))
     }
 
     /// Takes the next message and decodes it, waiting as long as it takes.
@@ -894,7 +894,7 @@ impl Queue {
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         // Decoded from a private copy: bytes in shared memory may change
         // under a decoder while a hostile peer writes them.
-        crate::typed::decode(&self.get().map_err(self.at("get_serde"))?)
+        crate::typed::decode(&self.get().or_named(self.at("get_serde"))?)
     }
 
     /// [`get_serde`](Queue::get_serde) if a message is there now, else
@@ -908,7 +908,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        crate::typed::decode(&self.try_get().map_err(self.at("try_get_serde"))?)
+        crate::typed::decode(&self.try_get().or_named(self.at("try_get_serde"))?)
     }
 
     /// [`get_serde`](Queue::get_serde), waiting at most `timeout`.
@@ -926,7 +926,7 @@ impl Queue {
         crate::typed::decode(
             &self
                 .get_timeout(timeout)
-                .map_err(self.at("get_serde_timeout"))?,
+                .or_named(self.at("get_serde_timeout"))?,
         )
     }
 
@@ -941,7 +941,7 @@ impl Queue {
     /// ```
     pub fn try_put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.try_put(&crate::typed::encode(value)?)
-            .map_err(self.at("try_put_serde"))
+            .or_named(self.at("try_put_serde"))
     }
 
     /// [`put_serde`](Queue::put_serde), waiting for room at most `timeout`.
@@ -959,7 +959,7 @@ impl Queue {
         timeout: Duration,
     ) -> Result<()> {
         self.put_timeout(&crate::typed::encode(value)?, timeout)
-            .map_err(self.at("put_serde_timeout"))
+            .or_named(self.at("put_serde_timeout"))
     }
 }
 
