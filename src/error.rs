@@ -163,10 +163,6 @@ impl Origin {
         }
     }
 
-    fn is_unknown(&self) -> bool {
-        self.kind.is_empty() && self.name == Name::None && self.operation.is_empty()
-    }
-
     /// The kind of object (`"Queue"`, `"PipeSender"`, `"RawLock"`, ...),
     /// or `""` if unknown.
     ///
@@ -633,13 +629,26 @@ fn permission_hint(e: io::Error, name: &str) -> String {
     }
 }
 
-/// `origin: what`, or just `what` when nothing is known of the origin.
+/// `Kind "name": operation: what`, or just `what` when nothing is known of
+/// the origin.
 fn at(f: &mut fmt::Formatter<'_>, origin: &Origin, what: fmt::Arguments<'_>) -> fmt::Result {
-    if origin.is_unknown() {
-        f.write_fmt(what)
-    } else {
-        write!(f, "{origin}: {what}")
+    // `Queue "jobs": try_get: `, each part left out when unknown.
+    let mut sep = "";
+    if !origin.kind.is_empty() {
+        f.write_str(origin.kind)?;
+        sep = " ";
     }
+    if let Some(name) = origin.name() {
+        write!(f, "{sep}{name:?}")?;
+        sep = " ";
+    }
+    if !sep.is_empty() {
+        f.write_str(": ")?;
+    }
+    if !origin.operation.is_empty() {
+        write!(f, "{}: ", origin.operation)?;
+    }
+    f.write_fmt(what)
 }
 
 /// "a" or "an", for a kind name in a message ("an Event", "a Lock").

@@ -178,6 +178,7 @@ fn a_typed_receive_of_the_wrong_size_returns_the_message_and_the_next_one_works(
             Err(Error::WrongSize {
                 expected: 4,
                 message,
+                ..
             }) => assert_eq!(message, want),
             r => panic!("{r:?}"),
         }

@@ -142,6 +142,7 @@ fn zero_copy_and_typed() {
         Err(Error::WrongSize {
             expected: 4,
             message,
+            ..
         }) => {
             assert_eq!(message, bytemuck::bytes_of(&[7u32, 8]))
         }
@@ -153,6 +154,7 @@ fn zero_copy_and_typed() {
         Err(Error::WrongSize {
             expected: 4,
             message,
+            ..
         }) => assert_eq!(message, b"1"),
         r => panic!("{r:?}"),
     }

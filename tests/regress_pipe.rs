@@ -321,6 +321,7 @@ fn ping_pong_small_buffer(rounds: usize, use_value: bool) {
                 Err(Error::WrongSize {
                     expected: 8,
                     message,
+                    ..
                 }) => {
                     assert_eq!(message, [i as u8; 64], "round {i}")
                 }

@@ -172,14 +172,18 @@ fn recv_one(
         }
         3 => match end.poll(left()) {
             Ok(true) => end.recv_timeout(left()),
-            Ok(false) => Err(Error::Timeout { .. }),
+            Ok(false) => Err(Error::Timeout {
+                origin: shmkit::Origin::UNKNOWN,
+            }),
             Err(e) => Err(e),
         },
         4 => {
             // recv_ref has no timed form: wait for a message first.
             match end.poll(left()) {
                 Ok(true) => end.recv_ref().map(|r| r.to_vec()),
-                Ok(false) => Err(Error::Timeout { .. }),
+                Ok(false) => Err(Error::Timeout {
+                    origin: shmkit::Origin::UNKNOWN,
+                }),
                 Err(e) => Err(e),
             }
         }

@@ -1137,7 +1137,8 @@ fn clone_err(e: &Error) -> Error {
         Error::MessageTooLarge { len, max, .. } => Error::MessageTooLarge {
             len: *len,
             max: *max,
-        },
+    ..
+},
         Error::BufferTooSmall { needed, .. } => Error::BufferTooSmall { needed: *needed, .. },
         Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
         e => Error::Corrupted {

@@ -1323,7 +1323,8 @@ fn clone_err(e: &Error) -> Error {
         Error::MessageTooLarge { len, max, .. } => Error::MessageTooLarge {
             len: *len,
             max: *max,
-        },
+    ..
+},
         Error::BufferTooSmall { needed, .. } => Error::BufferTooSmall { needed: *needed, .. },
         e => Error::InvalidArgument(format!("(other) {e}")),
     }
