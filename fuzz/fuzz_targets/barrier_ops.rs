@@ -109,7 +109,9 @@ fuzz_target!(|input: Input| {
                 assert!(wait_result_ok(&r, parties, clean), "{r:?}");
                 if clean {
                     match (parties, was_broken) {
-                        (_, true) => assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}"),
+                        (_, true) => {
+                            assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}")
+                        }
                         (1, false) => assert_eq!(r.unwrap(), 0),
                         _ => {
                             assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}");

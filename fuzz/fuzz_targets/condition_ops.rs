@@ -44,9 +44,15 @@ enum Op {
     WaitWithNotifier(u8),
     Waiting,
     /// A peer writes byte `v` at `at % LEN` (`at` scaled to reach slots).
-    Scribble { at: u16, v: u8 },
+    Scribble {
+        at: u16,
+        v: u8,
+    },
     /// A peer writes a whole slot word at slot `i % COND_SLOTS`.
-    ScribbleSlot { i: u8, word: u64 },
+    ScribbleSlot {
+        i: u8,
+        word: u64,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -122,7 +128,9 @@ fuzz_target!(|input: Input| {
                     assert!(r <= usize::from(k) && r <= COND_SLOTS);
                     assert!(!(guard.is_none() && clean), "notify without the lock");
                 }
-                Err(Error::NotOwner { .. }) => assert!(!(guard.is_some() && clean), "NotOwner while holding"),
+                Err(Error::NotOwner { .. }) => {
+                    assert!(!(guard.is_some() && clean), "NotOwner while holding")
+                }
                 Err(e) => panic!("notify: {e}"),
             },
             Op::NotifyAll => match cond.notify(lock, usize::MAX) {

@@ -1132,14 +1132,17 @@ impl Run<'_> {
 
 fn clone_err(e: &Error) -> Error {
     match e {
-        Error::Timeout { .. } => Error::Timeout { .. },
-        Error::Disconnected { .. } => Error::Disconnected { .. },
-        Error::MessageTooLarge { len, max, .. } => Error::MessageTooLarge {
+        Error::Timeout { origin } => Error::Timeout { origin: *origin },
+        Error::Disconnected { origin } => Error::Disconnected { origin: *origin },
+        Error::MessageTooLarge { len, max, origin } => Error::MessageTooLarge {
             len: *len,
             max: *max,
-    ..
-},
-        Error::BufferTooSmall { needed, .. } => Error::BufferTooSmall { needed: *needed, .. },
+            origin: *origin,
+        },
+        Error::BufferTooSmall { needed, origin } => Error::BufferTooSmall {
+            needed: *needed,
+            origin: *origin,
+        },
         Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
         e => Error::Corrupted {
             name: String::new(),

@@ -1316,16 +1316,19 @@ fn end_lease(run: &Run<'_>, model: &mut Model, l: HeldLease<'_>, how: Op) {
 
 fn clone_err(e: &Error) -> Error {
     match e {
-        Error::Full { .. } => Error::Full { .. },
-        Error::Empty { .. } => Error::Empty { .. },
-        Error::Timeout { .. } => Error::Timeout { .. },
-        Error::Closed { .. } => Error::Closed { .. },
-        Error::MessageTooLarge { len, max, .. } => Error::MessageTooLarge {
+        Error::Full { origin } => Error::Full { origin: *origin },
+        Error::Empty { origin } => Error::Empty { origin: *origin },
+        Error::Timeout { origin } => Error::Timeout { origin: *origin },
+        Error::Closed { origin } => Error::Closed { origin: *origin },
+        Error::MessageTooLarge { len, max, origin } => Error::MessageTooLarge {
             len: *len,
             max: *max,
-    ..
-},
-        Error::BufferTooSmall { needed, .. } => Error::BufferTooSmall { needed: *needed, .. },
+            origin: *origin,
+        },
+        Error::BufferTooSmall { needed, origin } => Error::BufferTooSmall {
+            needed: *needed,
+            origin: *origin,
+        },
         e => Error::InvalidArgument(format!("(other) {e}")),
     }
 }

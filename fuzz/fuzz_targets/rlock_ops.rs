@@ -98,7 +98,9 @@ fuzz_target!(|input: Input| {
                             l.release().expect("release what we just took");
                         }
                     }
-                    (Err(Error::NotOwner { .. }), Some(n)) => assert_eq!(n, 0, "NotOwner at level {n}"),
+                    (Err(Error::NotOwner { .. }), Some(n)) => {
+                        assert_eq!(n, 0, "NotOwner at level {n}")
+                    }
                     (Ok(()), None) => held = held.saturating_sub(1),
                     (Err(Error::NotOwner { .. }), None) => {}
                     (Err(e), _) => panic!("release: {e}"),
