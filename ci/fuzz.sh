@@ -8,6 +8,9 @@
 #   ci/fuzz.sh                       # all targets, 30 s each
 #   FUZZ_SECONDS=600 ci/fuzz.sh raw_attach
 #   cargo +nightly fuzz run segment_open fuzz/artifacts/segment_open/crash-...  # replay
+#
+# A reproducer worth keeping goes in fuzz/regressions/<target>/ (named for
+# what it found): every run replays those first.
 set -euo pipefail
 
 cd "$(dirname "$0")/../fuzz"
@@ -35,6 +38,16 @@ trap cleanup EXIT
 
 failed=()
 for t in "${targets[@]}"; do
+    # Inputs that once found a defect (in the core or in the target's
+    # model) run first, each once: fuzz/regressions/<target>/.
+    if compgen -G "regressions/$t/*" >/dev/null; then
+        echo "+ cargo +nightly fuzz run $t regressions/$t/*"
+        if ! cargo +nightly fuzz run "$t" regressions/"$t"/* -- -timeout=10; then
+            echo "ci/fuzz.sh: $t FAILED on a saved regression input" >&2
+            failed+=("$t")
+            continue
+        fi
+    fi
     # -timeout: an input that runs longer than 10 s is a hang, reported as
     #   a crash. -len_control=0: structured inputs need their full length
     #   from the start to reach deep states.

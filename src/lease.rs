@@ -94,6 +94,26 @@ impl Queue {
             .or_named(self.at("get_lease_timeout"))
     }
 
+    /// [`get_lease_timeout`](Queue::get_lease_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`get_lease_timeout`](Queue::get_lease_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"job")?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// q.get_lease_deadline(deadline)?.ack()?;
+    /// assert!(matches!(q.get_lease_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_lease_deadline(&self, deadline: std::time::Instant) -> Result<Lease<'_>> {
+        self.get_lease_timeout(crate::queue::until(deadline))
+            .or_named(self.at("get_lease_deadline"))
+    }
+
     /// [`get_lease`](Queue::get_lease) as a future (see
     /// [`put_async`](Queue::put_async)).
     ///
@@ -161,5 +181,26 @@ impl Queue {
         self.raw()
             .join_timeout(timeout)
             .or_named(self.at("join_timeout"))
+    }
+
+    /// [`join_timeout`](Queue::join_timeout) until `deadline` (a deadline
+    /// already past looks once).
+    ///
+    /// # Errors
+    /// As [`join_timeout`](Queue::join_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(4, 16)?;
+    /// q.put(b"a")?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert!(matches!(q.join_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
+    /// q.get()?;
+    /// q.join_deadline(deadline)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn join_deadline(&self, deadline: std::time::Instant) -> Result<()> {
+        self.join_timeout(crate::queue::until(deadline))
+            .or_named(self.at("join_deadline"))
     }
 }

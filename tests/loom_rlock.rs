@@ -8,6 +8,7 @@
 //! | `nested_levels_exclude_each_other`  | two threads, each two levels deep: mutual exclusion (no overlap on the cell), the lock free after both |
 //! | `a_non_owner_changes_nothing`       | a release by a thread that does not hold it is `NotOwner`, the owner keeps its level |
 //! | `a_holder_dead_at_level_two_is_taken_over` | the owner dies two levels deep: the survivor takes it over, is told once, starts at level 1, and one release frees it |
+//! | `holder_dies_at_every_step_sweep` | the owner dies before each step of a nested lock, lock, unlock, unlock (death at every step): the survivor gets the lock with mutual exclusion, is told at most once, never after a clean release, and the lock works afterwards |
 //!
 //! Mutants run by hand when these were written: a nested acquisition that
 //! takes the lock again instead of raising the level (the first model
@@ -22,7 +23,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 use shmkit::raw::RawRLock;
-use shmkit::sync::loom_support::{self, die};
+use shmkit::sync::loom_support::{self, ack, acks, die, sweep, victim, Sweep};
 use shmkit::Error;
 
 /// A counter bumped non-atomically under the lock.
@@ -119,4 +120,49 @@ fn a_holder_dead_at_level_two_is_taken_over() {
         drop(second);
         assert!(!l.is_locked());
     });
+}
+
+#[test]
+fn holder_dies_at_every_step_sweep() {
+    let opts = Sweep {
+        max_branches: Some(20_000),
+        ..Sweep::default()
+    };
+    let swept = sweep("rlock_holder", opts, || {
+        let l = Arc::new(RawRLock::new());
+        let c = Arc::new(Counter::default());
+        let v = {
+            let (l, c) = (l.clone(), c.clone());
+            victim(move || {
+                let outer = l.lock().unwrap();
+                let inner = l.lock().unwrap();
+                c.bump();
+                ack(1);
+                drop(inner);
+                drop(outer);
+                ack(2);
+            })
+        };
+        let g = l.lock().unwrap();
+        let told_first = g.owner_died();
+        assert_eq!(l.level(), 1);
+        c.bump();
+        drop(g);
+        v.join();
+        let g = l.lock().unwrap();
+        let told_second = g.owner_died();
+        assert_eq!(l.level(), 1);
+        drop(g);
+        assert!(!l.is_locked());
+        let acks = acks();
+        assert_eq!(c.get(), 1 + u32::from(acks.contains(&1)));
+        assert!(!(told_first && told_second), "one death reported twice");
+        if acks.contains(&2) {
+            assert!(
+                !told_first && !told_second,
+                "a death reported after a clean release"
+            );
+        }
+    });
+    assert!(swept.steps > 0);
 }

@@ -180,6 +180,13 @@ fn test_bounded_semaphore() {
     assert!(matches!(s.release(2), Err(Error::TooManyReleases { .. })));
     drop(g);
     assert_eq!(s.value(), 2);
+    // A release (no holder needed, as in Python) fills the place a guard's
+    // permit would go back to: that permit is dropped, never past the bound.
+    let g = s.acquire().unwrap();
+    s.release(1).unwrap();
+    assert_eq!(s.value(), 2);
+    drop(g);
+    assert_eq!(s.value(), 2);
 }
 
 /// SEM-03, CPython's `test_timeout`: Semaphore(0) fails a non-blocking

@@ -31,6 +31,18 @@
 //! `max_message()` never change after attach, `len() <= capacity()`, and a
 //! `Timeout` never comes before its duration.
 //!
+//! # Roles
+//!
+//! Handles A and B get a role at the start (`Init::roles`), and up to
+//! `POOL` more handles are attached, given roles, used and dropped by the
+//! operations (see `src/raw/queue/links.rs`). While clean, the model
+//! (`Links`) says exactly when `is_disconnected` is true, when a
+//! receive-only handle's get must say `Disconnected` (a sender has been,
+//! no handle that sends is left, the queue is not closed, nothing is
+//! queued, reserved, given back or leased) and when it may, and when a
+//! send-only handle's put must. Dirty, role calls are only "`Ok` or an
+//! error, never a panic".
+//!
 //! # Known defects
 //!
 //! `QUEUE_FUZZ_LENIENT` (comma-separated tags) relaxes the model for
@@ -45,13 +57,15 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmkit::raw::{GetGrant, Lease, PutGrant, QueueLayout, RawQueue};
+use shmkit::raw::{GetGrant, Lease, PutGrant, QueueLayout, QueueRole, RawQueue};
 use shmkit::{Error, Result};
 
 /// Operations per input.
 const MAX_OPS: usize = 96;
+/// Handles attached by the operations, at most at once.
+const POOL: usize = 3;
 /// Microseconds of timeouts per input, in all (keeps executions fast).
-const TIMEOUT_BUDGET_US: u64 = 4_000;
+const TIMEOUT_BUDGET_US: u64 = 1_000;
 /// The slot header size assumed to find slot headers for targeted edits
 /// (`SlotHdr` in `src/raw/queue.rs`). A wrong guess only aims edits worse.
 const HDR_GUESS: usize = 16;
@@ -252,6 +266,8 @@ enum Mode {
         slack: u8,
         pre: Vec<Edit>,
         mid: Vec<Edit>,
+        /// A's role (`% 3`: both, sender, receiver), and B's (`/ 3 % 3`).
+        roles: u8,
     },
     Raw {
         /// Region length, `% 8192`.
@@ -334,6 +350,113 @@ enum Op {
         b: bool,
     },
     Scribble(Edit),
+    /// Attach another handle (a pooled one, at most [`POOL`]) and give it
+    /// the role `role % 3` (as for `Init::roles`; 0 leaves it both-ways).
+    Open {
+        role: u8,
+    },
+    /// `set_role` on pooled handle `k` (`role % 3`, as for `Init::roles`).
+    SetRole {
+        k: u8,
+        role: u8,
+    },
+    /// Drop pooled handle `k`.
+    Leave {
+        k: u8,
+    },
+    /// `try_put` of `len` bytes (`put`) or `try_get` on pooled handle `k`.
+    Pooled {
+        k: u8,
+        put: bool,
+        len: u8,
+    },
+    /// `is_disconnected` of A (`k % (2 + pooled) == 0`), B (1) or a
+    /// pooled handle.
+    IsDisconnected {
+        k: u8,
+    },
+}
+
+/// With `QUEUE_FUZZ_TRACE` set, says on stderr the first time each role
+/// case is reached in a clean run (to see that a run got there).
+fn reached(what: &'static str) {
+    static SEEN: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    if !*TRACE.get_or_init(|| std::env::var_os("QUEUE_FUZZ_TRACE").is_some()) {
+        return;
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&what) {
+        seen.push(what);
+        eprintln!("queue_ops: reached {what}");
+    }
+}
+
+fn role_of(x: u8) -> QueueRole {
+    match x % 3 {
+        0 => QueueRole::Both,
+        1 => QueueRole::Sender,
+        _ => QueueRole::Receiver,
+    }
+}
+
+fn sends(r: QueueRole) -> bool {
+    r != QueueRole::Receiver
+}
+
+fn receives(r: QueueRole) -> bool {
+    r != QueueRole::Sender
+}
+
+/// Roles and disconnect, as `src/raw/queue/links.rs` promises them for
+/// handles of one live process: `EVER_SENDER` is set by the first handle
+/// made send-only (`ever_send`), and "no sender" means no live handle
+/// whose role includes sending (a both-ways handle counts, and every
+/// handle counts from its attach, which takes its entry, to its drop).
+#[derive(Debug, Default, Clone)]
+struct Links {
+    ever_send: bool,
+    ever_recv: bool,
+    /// Live handles whose role sends (`Sender` or `Both`).
+    senders: usize,
+    /// Live handles whose role receives.
+    receivers: usize,
+}
+
+impl Links {
+    fn join(&mut self, r: QueueRole) {
+        self.senders += usize::from(sends(r));
+        self.receivers += usize::from(receives(r));
+        self.ever_send |= r == QueueRole::Sender;
+        self.ever_recv |= r == QueueRole::Receiver;
+    }
+
+    fn leave(&mut self, r: QueueRole) {
+        self.senders -= usize::from(sends(r));
+        self.receivers -= usize::from(receives(r));
+    }
+
+    /// What `is_disconnected` says for a handle of role `r`.
+    fn disconnected(&self, r: QueueRole) -> bool {
+        match r {
+            QueueRole::Both => false,
+            QueueRole::Sender => self.ever_recv && self.receivers == 0,
+            QueueRole::Receiver => self.ever_send && self.senders == 0,
+        }
+    }
+
+    /// Whether a put on a handle of role `r` is told every receiver has
+    /// gone (only a send-only handle is).
+    fn put_gone(&self, r: QueueRole) -> bool {
+        r == QueueRole::Sender && self.disconnected(r)
+    }
+
+    /// Whether a get on a handle of role `r` sees every sender gone (only
+    /// a receive-only handle does; whether it says so depends on what is
+    /// left, see `Model::check_get_as`).
+    fn get_gone(&self, r: QueueRole) -> bool {
+        r == QueueRole::Receiver && self.disconnected(r)
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -428,6 +551,7 @@ struct Model {
     capacity: usize,
     slots: usize,
     max: usize,
+    links: Links,
 }
 
 /// A get's outcome, whatever the call.
@@ -438,6 +562,7 @@ enum Got {
     Empty,
     Timeout,
     Closed,
+    Disconnected,
     // Read by `Debug`, in assertion messages.
     #[allow(dead_code)]
     Other(String),
@@ -484,6 +609,72 @@ impl Model {
         {
             self.ring_unknown = false;
         }
+    }
+
+    /// A get on a handle of role `role`: `Disconnected` where the links
+    /// allow it (else as [`check_get_any`](Model::check_get_any)). Returns
+    /// whether the message was a given-back one.
+    fn check_get_as(
+        &mut self,
+        role: QueueRole,
+        got: &Got,
+        buf: Option<usize>,
+        timed: bool,
+        what: &str,
+    ) -> bool {
+        // Nothing left that could still be got: no message, no position
+        // reserved, nothing given back, no lease that could come back, and
+        // not closed (a closed, drained queue says `Closed` first).
+        let nothing_left = !self.closed
+            && self.committed() == 0
+            && self.reserved() == 0
+            && self.given_back.is_empty()
+            && self.held_leases == 0;
+        let may = self.links.get_gone(role) && nothing_left;
+        // Abandoned positions the model kept may still lie between head
+        // and tail (the core then says `Empty`): certain only without them.
+        let must = may && self.entries.is_empty();
+        if matches!(got, Got::Disconnected) {
+            assert!(
+                may,
+                "{what} on a {role:?} handle: Disconnected, but the model says no; model {self:?}"
+            );
+            reached(if must {
+                "a get told Disconnected (certain)"
+            } else {
+                "a get told Disconnected (allowed)"
+            });
+            self.entries.clear();
+            self.settle_ring();
+            return false;
+        }
+        assert!(
+            !must,
+            "{what} on a {role:?} handle: got {got:?}, but every sender has gone and nothing is left; model {self:?}"
+        );
+        self.check_get_any(got, buf, timed, what)
+    }
+
+    /// A put (or reserve) on a handle of role `role`: `Disconnected` once
+    /// every receiver has gone (after the length check, before any other),
+    /// else as [`check_put`](Model::check_put).
+    fn check_put_as(
+        &self,
+        role: QueueRole,
+        len: usize,
+        r: &Result<()>,
+        timed: bool,
+        what: &str,
+    ) -> bool {
+        if self.links.put_gone(role) && !self.closed && len <= self.max {
+            assert!(
+                matches!(r, Err(Error::Disconnected { .. })),
+                "{what} of {len} bytes on a {role:?} handle: got {r:?}, but every receiver has gone; model {self:?}"
+            );
+            reached("a put told Disconnected");
+            return false;
+        }
+        self.check_put(len, r, timed, what)
     }
 
     /// Checks a get's outcome as [`check_get`](Model::check_get) does,
@@ -732,6 +923,7 @@ fn err_got(e: Error) -> Got {
         Error::Empty { .. } => Got::Empty,
         Error::Timeout { .. } => Got::Timeout,
         Error::Closed { .. } => Got::Closed,
+        Error::Disconnected { .. } => Got::Disconnected,
         Error::BufferTooSmall { needed, .. } => Got::TooSmall(needed),
         e => Got::Other(e.to_string()),
     }
@@ -762,12 +954,27 @@ struct Handle<'q> {
     q: RawQueue<'q>,
     capacity: usize,
     max: usize,
+    role: QueueRole,
 }
 
 impl<'q> Handle<'q> {
     fn new(q: RawQueue<'q>) -> Handle<'q> {
         let (capacity, max) = (q.capacity(), q.max_message());
-        Handle { q, capacity, max }
+        Handle {
+            q,
+            capacity,
+            max,
+            role: QueueRole::Both,
+        }
+    }
+
+    /// Gives the handle `role`; false if `set_role` failed.
+    fn set_role(&mut self, role: QueueRole) -> bool {
+        let ok = self.q.set_role(role).is_ok();
+        if ok {
+            self.role = role;
+        }
+        ok
     }
 
     /// What holds for any bytes.
@@ -798,6 +1005,11 @@ struct Run<'r> {
     clean: bool,
     budget_us: u64,
     seq: u64,
+    /// Where handles attach (for the pooled ones).
+    base: *mut u8,
+    base_len: usize,
+    /// A configuration word was changed (a new attach would see it).
+    config_touched: bool,
 }
 
 impl Run<'_> {
@@ -889,7 +1101,13 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
         capacity: a.capacity,
         slots: a.q.slots(),
         max: a.max,
+        links: Links::default(),
     };
+    model.links.join(a.role);
+    if let Some(b) = b {
+        model.links.join(b.role);
+    }
+    let mut pool: Vec<Handle<'q>> = Vec::new();
     if let Some(b) = b {
         if (b.capacity, b.max) != (a.capacity, a.max) {
             run.clean = false;
@@ -930,7 +1148,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 if run.clean && !model.given_back.is_empty() {
                     model.ring_unknown = true;
                 }
-                if run.clean && model.check_put(len, &r, timed, "put") {
+                if run.clean && model.check_put_as(h.role, len, &r, timed, "put") {
                     model.entries.push_back(Entry::Committed(msg));
                 }
             }
@@ -955,7 +1173,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     );
                 }
                 if run.clean {
-                    model.check_get_any(&to_got(r), None, timed, "get");
+                    model.check_get_as(h.role, &to_got(r), None, timed, "get");
                 }
             }
             Op::GetInto { b, size } => {
@@ -974,7 +1192,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     buf[..k].to_vec()
                 });
                 if run.clean {
-                    model.check_get_any(&to_got(r), Some(n), false, "try_get_into");
+                    model.check_get_as(h.role, &to_got(r), Some(n), false, "try_get_into");
                 }
             }
             Op::Reserve { b, len } => {
@@ -988,7 +1206,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 if run.clean && !model.given_back.is_empty() {
                     model.ring_unknown = true;
                 }
-                let ok = run.clean && model.check_put(len, &unit, false, "try_reserve");
+                let ok = run.clean && model.check_put_as(h.role, len, &unit, false, "try_reserve");
                 if let Ok(mut g) = r {
                     assert_eq!(g.len(), len, "a grant of {} bytes for {len}", g.len());
                     let data = run.next_message(len);
@@ -1055,7 +1273,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     Err(e) => err_got(clone_err(e)),
                 };
                 if run.clean {
-                    model.check_get_any(&got, None, false, "try_get_ref");
+                    model.check_get_as(h.role, &got, None, false, "try_get_ref");
                 }
                 if let Ok(g) = r {
                     let expect = match (run.clean, got) {
@@ -1106,7 +1324,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     }
                     Err(e) => err_got(clone_err(e)),
                 };
-                let back = run.clean && model.check_get_any(&got, None, timed, "get_lease");
+                let back = run.clean && model.check_get_as(h.role, &got, None, timed, "get_lease");
                 if let Ok(l) = r {
                     // Messages shorter than 8 bytes are not unique (`message`
                     // puts the sequence number in the first 8 bytes): two
@@ -1189,8 +1407,113 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                 }
             }
             Op::Scribble(e) => {
-                run.edit(e, true);
+                run.config_touched |= run.edit(e, true);
             }
+            Op::Open { role } => {
+                if pool.len() >= POOL {
+                    continue;
+                }
+                // SAFETY: `base` is where A attached: the region outlives
+                // every handle and is used only through them and edits.
+                match unsafe { RawQueue::attach(run.base, run.base_len) } {
+                    Ok(q) => {
+                        let mut h = Handle::new(q);
+                        if run.config_touched || (h.capacity, h.max) != (a.capacity, a.max) {
+                            run.clean = false;
+                        }
+                        model.links.join(h.role);
+                        let new = role_of(role);
+                        if new != QueueRole::Both {
+                            let ok = h.set_role(new);
+                            assert!(
+                                ok || !run.clean,
+                                "set_role({new:?}) on a clean queue failed"
+                            );
+                            if ok {
+                                model.links.leave(QueueRole::Both);
+                                model.links.join(new);
+                            }
+                        }
+                        pool.push(h);
+                    }
+                    Err(e) => assert!(
+                        !run.clean || run.config_touched,
+                        "attach over a clean queue failed: {e}"
+                    ),
+                }
+            }
+            Op::SetRole { k, role } => {
+                if pool.is_empty() {
+                    continue;
+                }
+                let i = usize::from(k) % pool.len();
+                let (old, new) = (pool[i].role, role_of(role));
+                let ok = pool[i].set_role(new);
+                assert!(
+                    ok || !run.clean,
+                    "set_role({new:?}) on a clean queue failed"
+                );
+                if ok {
+                    model.links.leave(old);
+                    model.links.join(new);
+                }
+            }
+            Op::Leave { k } => {
+                if pool.is_empty() {
+                    continue;
+                }
+                let h = pool.swap_remove(usize::from(k) % pool.len());
+                model.links.leave(h.role);
+                drop(h);
+            }
+            Op::Pooled { k, put, len } => {
+                if pool.is_empty() {
+                    continue;
+                }
+                let h = &pool[usize::from(k) % pool.len()];
+                if put {
+                    let len = usize::from(len) % (h.max + 3);
+                    let msg = run.next_message(len);
+                    let r = h.q.try_put(&msg);
+                    if run.clean && !model.given_back.is_empty() {
+                        model.ring_unknown = true;
+                    }
+                    if run.clean && model.check_put_as(h.role, len, &r, false, "pooled try_put") {
+                        model.entries.push_back(Entry::Committed(msg));
+                    }
+                } else {
+                    let r = h.q.try_get();
+                    if let Ok(v) = &r {
+                        assert!(v.len() <= h.max, "a get returned {} bytes", v.len());
+                    }
+                    if run.clean {
+                        model.check_get_as(h.role, &to_got(r), None, false, "pooled try_get");
+                    }
+                }
+            }
+            Op::IsDisconnected { k } => {
+                let h = match usize::from(k) % (2 + pool.len()) {
+                    0 => a,
+                    1 => pick(true),
+                    i => &pool[i - 2],
+                };
+                let d = h.q.is_disconnected();
+                if run.clean {
+                    if d {
+                        reached("is_disconnected() true");
+                    }
+                    assert_eq!(
+                        d,
+                        model.links.disconnected(h.role),
+                        "is_disconnected() of a {:?} handle; links {:?}",
+                        h.role,
+                        model.links
+                    );
+                }
+            }
+        }
+        for h in &pool {
+            h.check_invariants();
         }
         a.check_invariants();
         if let Some(b) = b {
@@ -1210,6 +1533,9 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
 
     // Give everything back, then drain: what is left must come out in order,
     // and the queue must then take and give a message again.
+    for h in pool.drain(..) {
+        model.links.leave(h.role);
+    }
     let was_clean = run.clean;
     for p in puts.drain(..) {
         let pos = model.reserved_at(p.id);
@@ -1238,7 +1564,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
             assert!(v.len() <= a.max);
         }
         if was_clean {
-            model.check_get_any(&to_got(r), None, false, "drain: try_get");
+            model.check_get_as(a.role, &to_got(r), None, false, "drain: try_get");
         }
         if stop {
             break;
@@ -1258,6 +1584,13 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
         if !model.closed {
             let msg = run.next_message(a.max.min(3));
             let r = a.q.try_put(&msg);
+            if model.links.put_gone(a.role) {
+                assert!(
+                    matches!(r, Err(Error::Disconnected { .. })),
+                    "drained queue, every receiver gone: try_put says {r:?}"
+                );
+                return;
+            }
             assert!(r.is_ok(), "drained queue: try_put says {r:?}");
             let got = b.unwrap_or(a).q.try_get();
             assert_eq!(
@@ -1342,6 +1675,7 @@ fuzz_target!(|input: Input| {
             slack,
             pre,
             mid,
+            roles,
         } => {
             let layout = QueueLayout {
                 capacity: usize::from(capacity % 9) + 1,
@@ -1359,12 +1693,15 @@ fuzz_target!(|input: Input| {
                 clean: true,
                 budget_us: TIMEOUT_BUDGET_US,
                 seq: 0,
+                base: region.ptr,
+                base_len: region.len(),
+                config_touched: false,
             };
             for e in pre.iter().take(16) {
                 run.edit(*e, false);
             }
             // SAFETY: as above.
-            let a = match unsafe { RawQueue::attach(region.ptr, region.len()) } {
+            let mut a = match unsafe { RawQueue::attach(region.ptr, region.len()) } {
                 Ok(q) => Handle::new(q),
                 Err(e) => {
                     assert!(!run.clean, "attach over a fresh queue failed: {e}");
@@ -1378,7 +1715,7 @@ fuzz_target!(|input: Input| {
                 mid_touched_config |= run.edit(*e, true);
             }
             // SAFETY: as above.
-            let b = unsafe { RawQueue::attach(region.ptr, region.len()) }
+            let mut b = unsafe { RawQueue::attach(region.ptr, region.len()) }
                 .ok()
                 .map(Handle::new);
             if b.is_none() {
@@ -1392,6 +1729,10 @@ fuzz_target!(|input: Input| {
             if run.clean {
                 assert_eq!((a.capacity, a.max), (layout.capacity, layout.max_message));
             }
+            run.config_touched = mid_touched_config;
+            let ok = a.set_role(role_of(roles))
+                & b.as_mut().is_none_or(|b| b.set_role(role_of(roles / 3)));
+            assert!(ok || !run.clean, "set_role on a clean queue failed");
             run_ops(&mut run, &a, b.as_ref(), &input.ops);
         }
         Mode::Raw {
@@ -1414,6 +1755,9 @@ fuzz_target!(|input: Input| {
                 clean: false,
                 budget_us: TIMEOUT_BUDGET_US,
                 seq: 0,
+                base: region.ptr,
+                base_len: len,
+                config_touched: false,
             };
             for e in edits.iter().take(16) {
                 run.edit(*e, false);
@@ -1422,6 +1766,8 @@ fuzz_target!(|input: Input| {
             // outlives the handles and is used only through them and edits.
             let p = unsafe { region.ptr.add(offset) };
             let n = len - offset;
+            run.base = p;
+            run.base_len = n;
             // SAFETY: as above.
             let a = unsafe { RawQueue::attach(p, n) };
             if offset % 64 != 0 {

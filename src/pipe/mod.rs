@@ -499,6 +499,25 @@ impl PipeEnd {
             .or_named(self.at("poll"))
     }
 
+    /// [`poll`](PipeEnd::poll) until `deadline`: `Ok(false)` once it has
+    /// passed (never earlier) with nothing readable.
+    ///
+    /// # Errors
+    /// As [`poll`](PipeEnd::poll).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(!b.poll_deadline(std::time::Instant::now())?);
+    /// a.send(b"x")?;
+    /// assert!(b.poll_deadline(std::time::Instant::now())?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn poll_deadline(&mut self, deadline: std::time::Instant) -> Result<bool> {
+        self.poll(crate::queue::until(deadline))
+            .or_named(self.at("poll_deadline"))
+    }
+
     /// Reserves room for a message of `len` bytes and gives it to be written
     /// in place (zero-copy), waiting for room as long as it takes. Sent by
     /// [`SendGrant::commit`]; dropping the grant sends nothing. The message
@@ -539,6 +558,146 @@ impl PipeEnd {
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
         let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref");
         raw.recv_ref_grant(Deadline::NEVER)
+            .map(RecvRef)
+            .or_named(at)
+    }
+
+    /// [`reserve`](PipeEnd::reserve) if the ring has room now, else
+    /// [`Error::Full`] (nothing is reserved).
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeEnd::reserve), and `Full`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.try_reserve(40)?.commit();
+    /// assert!(matches!(a.try_reserve(40), Err(shmkit::Error::Full { .. })));
+    /// assert_eq!(b.recv()?.len(), 40);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "try_reserve");
+        split::now_or(
+            raw.reserve_grant(len, Deadline::after(Duration::ZERO)),
+            |origin| Error::Full { origin },
+        )
+        .map(SendGrant)
+        .or_named(at)
+    }
+
+    /// [`reserve`](PipeEnd::reserve), waiting for room at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeEnd::reserve), and `Timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.reserve_timeout(40, Duration::from_millis(5))?.commit();
+    /// let r = a.reserve_timeout(40, Duration::from_millis(5));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// assert_eq!(b.recv()?.len(), 40);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendGrant<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "reserve_timeout");
+        raw.reserve_grant(len, Deadline::after(timeout))
+            .map(SendGrant)
+            .or_named(at)
+    }
+
+    /// [`reserve_timeout`](PipeEnd::reserve_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](PipeEnd::reserve_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let mut g = a.reserve_deadline(2, Instant::now() + Duration::from_secs(1))?;
+    /// g.copy_from_slice(b"ok");
+    /// g.commit();
+    /// assert_eq!(b.recv()?, b"ok");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<SendGrant<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "reserve_deadline");
+        raw.reserve_grant(len, Deadline::after(crate::queue::until(deadline)))
+            .map(SendGrant)
+            .or_named(at)
+    }
+
+    /// [`recv_ref`](PipeEnd::recv_ref) if a message is there now, else
+    /// [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and `Empty`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// assert!(matches!(b.try_recv_ref(), Err(shmkit::Error::Empty { .. })));
+    /// a.send(b"look")?;
+    /// assert_eq!(&*b.try_recv_ref()?, b"look");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "try_recv_ref");
+        split::now_or(
+            raw.recv_ref_grant(Deadline::after(Duration::ZERO)),
+            |origin| Error::Empty { origin },
+        )
+        .map(RecvRef)
+        .or_named(at)
+    }
+
+    /// [`recv_ref`](PipeEnd::recv_ref), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`recv`](PipeEnd::recv), and `Timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let r = b.recv_ref_timeout(Duration::from_millis(5)).map(drop);
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// a.send(b"look")?;
+    /// assert_eq!(&*b.recv_ref_timeout(Duration::from_secs(1))?, b"look");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvRef<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref_timeout");
+        raw.recv_ref_grant(Deadline::after(timeout))
+            .map(RecvRef)
+            .or_named(at)
+    }
+
+    /// [`recv_ref_timeout`](PipeEnd::recv_ref_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_ref_timeout`](PipeEnd::recv_ref_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_ref_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_deadline(&mut self, deadline: std::time::Instant) -> Result<RecvRef<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref_deadline");
+        raw.recv_ref_grant(Deadline::after(crate::queue::until(deadline)))
             .map(RecvRef)
             .or_named(at)
     }
@@ -603,6 +762,27 @@ impl PipeEnd {
         .or_named(self.at("recv_value_timeout"))
     }
 
+    /// [`recv_value_timeout`](PipeEnd::recv_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_value_timeout`](PipeEnd::recv_value_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value(&9u16)?;
+    /// assert_eq!(b.recv_value_deadline::<u16>(std::time::Instant::now())?, 9);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_deadline<T: Pod>(&mut self, deadline: std::time::Instant) -> Result<T> {
+        crate::typed::take(
+            self,
+            |e, b| e.recv_into_deadline(b, deadline),
+            |e| e.recv_deadline(deadline),
+        )
+        .or_named(self.at("recv_value_deadline"))
+    }
+
     /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
     /// [`Error::Empty`].
     ///
@@ -638,6 +818,27 @@ impl PipeEnd {
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
             .or_named(self.at("send_value_timeout"))
+    }
+
+    /// [`send_value_timeout`](PipeEnd::send_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeEnd::send_timeout).
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_value_deadline(&1u32, std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv_value::<u32>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_deadline<T: Pod>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(bytemuck::bytes_of(value), deadline)
+            .or_named(self.at("send_value_deadline"))
     }
 
     /// [`send_value`](PipeEnd::send_value) if there is room now, else
@@ -1011,6 +1212,26 @@ impl PipeEnd {
         )
     }
 
+    /// [`recv_serde_timeout`](PipeEnd::recv_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let r = a.recv_serde_deadline::<u8>(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_serde_deadline<T: serde::de::DeserializeOwned>(
+        &mut self,
+        deadline: std::time::Instant,
+    ) -> Result<T> {
+        crate::typed::decode(
+            &self
+                .recv_deadline(deadline)
+                .or_named(self.at("recv_serde_deadline"))?,
+        )
+    }
+
     /// [`send_serde`](PipeEnd::send_serde) if there is room now, else
     /// [`Error::Full`].
     ///
@@ -1043,6 +1264,24 @@ impl PipeEnd {
     ) -> Result<()> {
         self.send_timeout(&crate::typed::encode(value)?, timeout)
             .or_named(self.at("send_serde_timeout"))
+    }
+
+    /// [`send_serde_timeout`](PipeEnd::send_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let mut a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// a.send_serde_deadline("x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_serde_deadline<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(&crate::typed::encode(value)?, deadline)
+            .or_named(self.at("send_serde_deadline"))
     }
 }
 

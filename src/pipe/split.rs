@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::PipeEnd;
+use super::{PipeEnd, RecvRef, SendGrant};
 use crate::error::{Error, OrNamed, Origin, Result};
 use crate::raw::wait::Source;
 use crate::raw::{RawPipe, Spin};
@@ -148,7 +148,7 @@ fn at<'a>(seg: &'a Segment, op: &'static str) -> impl FnOnce(&mut Error) + 'a {
 }
 
 /// Maps a zero-timeout attempt's `Timeout` to the `try_` form's error.
-fn now_or(r: Result<usize>, not_now: fn(Origin) -> Error) -> Result<usize> {
+pub(super) fn now_or<T>(r: Result<T>, not_now: fn(Origin) -> Error) -> Result<T> {
     match r {
         Err(Error::Timeout { origin }) => Err(not_now(origin)),
         r => r,
@@ -320,6 +320,25 @@ impl PipeSender {
             .or_named(at(&self.seg, "send_timeout"))
     }
 
+    /// [`send_timeout`](PipeSender::send_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeSender::send_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.send_deadline(b"x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(b.recv()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
+        self.send_timeout(msg, crate::queue::until(deadline))
+            .or_named(at(&self.seg, "send_deadline"))
+    }
+
     /// Sends if the ring has room now, else [`Error::Full`] (see
     /// [`PipeEnd::try_send`]).
     ///
@@ -361,6 +380,160 @@ impl PipeSender {
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
             .or_named(at(&self.seg, "send_value"))
+    }
+
+    /// [`send_value`](PipeSender::send_value) if the ring has room now,
+    /// else `Full`.
+    ///
+    /// # Errors
+    /// As [`try_send`](PipeSender::try_send).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.try_send_value(&7u32)?;
+    /// assert_eq!(b.recv_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
+        self.try_send(bytemuck::bytes_of(value))
+            .or_named(at(&self.seg, "try_send_value"))
+    }
+
+    /// [`send_value`](PipeSender::send_value) waiting for room at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](PipeSender::send_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.send_value_timeout(&7u32, std::time::Duration::from_millis(1))?;
+    /// assert_eq!(b.recv_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_timeout(bytemuck::bytes_of(value), timeout)
+            .or_named(at(&self.seg, "send_value_timeout"))
+    }
+
+    /// [`send_value`](PipeSender::send_value) waiting for room until
+    /// `deadline`.
+    ///
+    /// # Errors
+    /// As [`send_deadline`](PipeSender::send_deadline).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.send_value_deadline(&7u32, std::time::Instant::now())?; // room now
+    /// assert_eq!(b.recv_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn send_value_deadline<T: Pod>(
+        &mut self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.send_deadline(bytemuck::bytes_of(value), deadline)
+            .or_named(at(&self.seg, "send_value_deadline"))
+    }
+
+    /// Reserves room for a message of `len` bytes, written in place,
+    /// waiting for room as long as it takes (see [`PipeEnd::reserve`]).
+    ///
+    /// # Errors
+    /// As [`PipeEnd::reserve`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// let mut g = tx.reserve(3)?;
+    /// g.copy_from_slice(b"abc");
+    /// g.commit();
+    /// assert_eq!(b.recv()?, b"abc");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        self.raw
+            .reserve_grant(len, Deadline::NEVER)
+            .map(SendGrant)
+            .or_named(at(&self.seg, "reserve"))
+    }
+
+    /// [`reserve`](PipeSender::reserve) if the ring has room now, else
+    /// [`Error::Full`].
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeSender::reserve), and `Full`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.try_reserve(40)?.commit();
+    /// assert!(matches!(tx.try_reserve(40), Err(shmkit::Error::Full { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        now_or(
+            self.raw.reserve_grant(len, Deadline::after(Duration::ZERO)),
+            |origin| Error::Full { origin },
+        )
+        .map(SendGrant)
+        .or_named(at(&self.seg, "try_reserve"))
+    }
+
+    /// [`reserve`](PipeSender::reserve), waiting for room at most
+    /// `timeout` ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`reserve`](PipeSender::reserve), and `Timeout`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::builder().capacity(64).create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.reserve(40)?.commit();
+    /// let r = tx.reserve_timeout(40, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendGrant<'_>> {
+        self.raw
+            .reserve_grant(len, Deadline::after(timeout))
+            .map(SendGrant)
+            .or_named(at(&self.seg, "reserve_timeout"))
+    }
+
+    /// [`reserve_timeout`](PipeSender::reserve_timeout) until `deadline`
+    /// (a deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](PipeSender::reserve_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (mut tx, _rx) = a.split();
+    /// tx.reserve_deadline(0, std::time::Instant::now())?.commit(); // room now: no wait
+    /// assert_eq!(b.recv()?, b"");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<SendGrant<'_>> {
+        self.raw
+            .reserve_grant(len, Deadline::after(crate::queue::until(deadline)))
+            .map(SendGrant)
+            .or_named(at(&self.seg, "reserve_deadline"))
     }
 
     /// "Room to send a message of `len` bytes" (see
@@ -418,6 +591,24 @@ impl PipeReceiver {
             .or_named(at(&self.seg, "recv_timeout"))
     }
 
+    /// [`recv_timeout`](PipeReceiver::recv_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](PipeReceiver::recv_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
+        self.recv_timeout(crate::queue::until(deadline))
+            .or_named(at(&self.seg, "recv_deadline"))
+    }
+
     /// Receives if a message is there now, else [`Error::Empty`].
     ///
     /// # Errors
@@ -456,6 +647,49 @@ impl PipeReceiver {
         self.raw
             .recv_into_until(buf, Deadline::NEVER)
             .or_named(at(&self.seg, "recv_into"))
+    }
+
+    /// [`recv_into`](PipeReceiver::recv_into), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`recv_into`](PipeReceiver::recv_into), and `Timeout`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_into_timeout(&mut [0; 8], std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.raw
+            .recv_into_until(buf, Deadline::after(timeout))
+            .or_named(at(&self.seg, "recv_into_timeout"))
+    }
+
+    /// [`recv_into_timeout`](PipeReceiver::recv_into_timeout) until
+    /// `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_into_timeout`](PipeReceiver::recv_into_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send(b"abc")?;
+    /// assert_eq!(rx.recv_into_deadline(&mut [0; 8], std::time::Instant::now())?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_into_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: std::time::Instant,
+    ) -> Result<usize> {
+        self.recv_into_timeout(buf, crate::queue::until(deadline))
+            .or_named(at(&self.seg, "recv_into_deadline"))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into) if a message is there now.
@@ -502,6 +736,157 @@ impl PipeReceiver {
         .or_named(at(&self.seg, "recv_value"))
     }
 
+    /// [`recv_value`](PipeReceiver::recv_value) if a message is there now,
+    /// else `Empty`.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::try_recv_value`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// assert!(matches!(rx.try_recv_value::<u16>(), Err(shmkit::Error::Empty { .. })));
+    /// b.send_value(&3u16)?;
+    /// assert_eq!(rx.try_recv_value::<u16>()?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
+        crate::typed::take(self, |r, b| r.try_recv_into(b), |r| r.try_recv())
+            .or_named(at(&self.seg, "try_recv_value"))
+    }
+
+    /// [`recv_value`](PipeReceiver::recv_value) waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::recv_value_timeout`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_value_timeout::<u16>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T> {
+        crate::typed::take(
+            self,
+            |r, b| r.recv_into_timeout(b, timeout),
+            |r| r.recv_timeout(timeout),
+        )
+        .or_named(at(&self.seg, "recv_value_timeout"))
+    }
+
+    /// [`recv_value`](PipeReceiver::recv_value) waiting until `deadline`.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::recv_value_deadline`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send_value(&3u16)?;
+    /// assert_eq!(rx.recv_value_deadline::<u16>(std::time::Instant::now())?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_value_deadline<T: Pod>(&mut self, deadline: std::time::Instant) -> Result<T> {
+        crate::typed::take(
+            self,
+            |r, b| r.recv_into_deadline(b, deadline),
+            |r| r.recv_deadline(deadline),
+        )
+        .or_named(at(&self.seg, "recv_value_deadline"))
+    }
+
+    /// Receives the next message in place, waiting as long as it takes
+    /// (see [`PipeEnd::recv_ref`]); consumed when the returned value drops.
+    ///
+    /// # Errors
+    /// As [`PipeEnd::recv`].
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send(b"look")?;
+    /// assert_eq!(&*rx.recv_ref()?, b"look");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        self.raw
+            .recv_ref_grant(Deadline::NEVER)
+            .map(RecvRef)
+            .or_named(at(&self.seg, "recv_ref"))
+    }
+
+    /// [`recv_ref`](PipeReceiver::recv_ref) if a message is there now,
+    /// else [`Error::Empty`].
+    ///
+    /// # Errors
+    /// As [`recv_ref`](PipeReceiver::recv_ref), and `Empty`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// assert!(matches!(rx.try_recv_ref(), Err(shmkit::Error::Empty { .. })));
+    /// b.send(b"x")?;
+    /// assert_eq!(&*rx.try_recv_ref()?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        now_or(
+            self.raw.recv_ref_grant(Deadline::after(Duration::ZERO)),
+            |origin| Error::Empty { origin },
+        )
+        .map(RecvRef)
+        .or_named(at(&self.seg, "try_recv_ref"))
+    }
+
+    /// [`recv_ref`](PipeReceiver::recv_ref), waiting at most `timeout`
+    /// ([`Error::Timeout`], never earlier).
+    ///
+    /// # Errors
+    /// As [`recv_ref`](PipeReceiver::recv_ref), and `Timeout`.
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let _b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// let r = rx.recv_ref_timeout(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvRef<'_>> {
+        self.raw
+            .recv_ref_grant(Deadline::after(timeout))
+            .map(RecvRef)
+            .or_named(at(&self.seg, "recv_ref_timeout"))
+    }
+
+    /// [`recv_ref_timeout`](PipeReceiver::recv_ref_timeout) until
+    /// `deadline`.
+    ///
+    /// # Errors
+    /// As [`recv_ref_timeout`](PipeReceiver::recv_ref_timeout).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// b.send(b"x")?;
+    /// assert_eq!(&*rx.recv_ref_deadline(std::time::Instant::now())?, b"x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recv_ref_deadline(&mut self, deadline: std::time::Instant) -> Result<RecvRef<'_>> {
+        self.raw
+            .recv_ref_grant(Deadline::after(crate::queue::until(deadline)))
+            .map(RecvRef)
+            .or_named(at(&self.seg, "recv_ref_deadline"))
+    }
+
     /// Waits up to `timeout` for a message to be readable (see
     /// [`PipeEnd::poll`]).
     ///
@@ -521,6 +906,26 @@ impl PipeReceiver {
         self.raw
             .poll_until(Deadline::after(timeout))
             .or_named(at(&self.seg, "poll"))
+    }
+
+    /// [`poll`](PipeReceiver::poll) until `deadline`: `Ok(false)` once it has
+    /// passed (never earlier) with nothing readable.
+    ///
+    /// # Errors
+    /// As [`poll`](PipeReceiver::poll).
+    ///
+    /// ```
+    /// let a = shmkit::Pipe::create_unique()?;
+    /// let mut b = shmkit::Pipe::open(a.name())?;
+    /// let (_tx, mut rx) = a.split();
+    /// assert!(!rx.poll_deadline(std::time::Instant::now())?);
+    /// b.send(b"x")?;
+    /// assert!(rx.poll_deadline(std::time::Instant::now())?);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn poll_deadline(&mut self, deadline: std::time::Instant) -> Result<bool> {
+        self.poll(crate::queue::until(deadline))
+            .or_named(at(&self.seg, "poll_deadline"))
     }
 
     /// The messages, each by a blocking receive (see [`PipeIter`]).

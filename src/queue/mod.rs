@@ -438,6 +438,29 @@ impl Queue {
             .or_named(self.at("reserve_timeout"))
     }
 
+    /// [`reserve_timeout`](Queue::reserve_timeout) until `deadline` (a
+    /// deadline already past tries once).
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](Queue::reserve_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// q.reserve_deadline(1, deadline)?.commit()?;
+    /// assert!(matches!(q.reserve_deadline(1, deadline), Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<PutGrant<'_>> {
+        self.reserve_timeout(len, until(deadline))
+            .or_named(self.at("reserve_deadline"))
+    }
+
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
         self.raw().reserve_until(len, deadline)
     }
@@ -489,6 +512,25 @@ impl Queue {
     pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::after(timeout)))
             .or_named(self.at("get_ref_timeout"))
+    }
+
+    /// [`get_ref_timeout`](Queue::get_ref_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_ref_timeout`](Queue::get_ref_timeout).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put(b"x")?;
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert_eq!(&*q.get_ref_deadline(deadline)?, b"x");
+    /// assert!(matches!(q.get_ref_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_deadline(&self, deadline: std::time::Instant) -> Result<GetGrant<'_>> {
+        self.get_ref_timeout(until(deadline))
+            .or_named(self.at("get_ref_deadline"))
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
@@ -572,6 +614,26 @@ impl Queue {
         .or_named(self.at("get_value_timeout"))
     }
 
+    /// [`get_value_timeout`](Queue::get_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`get_value_timeout`](Queue::get_value_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put_value(&7u32)?;
+    /// assert_eq!(q.get_value_deadline::<u32>(std::time::Instant::now())?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_value_deadline<T: Pod>(&self, deadline: std::time::Instant) -> Result<T> {
+        crate::typed::take(
+            &mut &*self,
+            |q, b| q.get_into_deadline(b, deadline),
+            |q| q.get_deadline(deadline),
+        )
+        .or_named(self.at("get_value_deadline"))
+    }
+
     /// [`put_value`](Queue::put_value) if there is room now, else
     /// [`Error::Full`].
     ///
@@ -604,6 +666,26 @@ impl Queue {
     pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
         self.put_timeout(bytemuck::bytes_of(value), timeout)
             .or_named(self.at("put_value_timeout"))
+    }
+
+    /// [`put_value_timeout`](Queue::put_value_timeout) until `deadline`.
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Queue::put_timeout).
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 16)?;
+    /// q.put_value_deadline(&7u32, std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(q.get_value::<u32>()?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_value_deadline<T: Pod>(
+        &self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.put_deadline(bytemuck::bytes_of(value), deadline)
+            .or_named(self.at("put_value_deadline"))
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -930,6 +1012,25 @@ impl Queue {
         )
     }
 
+    /// [`get_serde_timeout`](Queue::get_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// let r = q.get_serde_deadline::<u8>(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_serde_deadline<T: serde::de::DeserializeOwned>(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<T> {
+        crate::typed::decode(
+            &self
+                .get_deadline(deadline)
+                .or_named(self.at("get_serde_deadline"))?,
+        )
+    }
+
     /// [`put_serde`](Queue::put_serde) if there is room now, else
     /// [`Error::Full`].
     ///
@@ -960,6 +1061,23 @@ impl Queue {
     ) -> Result<()> {
         self.put_timeout(&crate::typed::encode(value)?, timeout)
             .or_named(self.at("put_serde_timeout"))
+    }
+
+    /// [`put_serde_timeout`](Queue::put_serde_timeout) until `deadline`.
+    ///
+    /// ```
+    /// let q = shmkit::Queue::create_unique(1, 64)?;
+    /// q.put_serde_deadline("x", std::time::Instant::now())?; // room now: no wait
+    /// assert_eq!(q.get_serde::<String>()?, "x");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_serde_deadline<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.put_deadline(&crate::typed::encode(value)?, deadline)
+            .or_named(self.at("put_serde_deadline"))
     }
 }
 

@@ -388,6 +388,62 @@ impl QueueSender {
         self.0.put_value(value)
     }
 
+    /// [`put_value`](QueueSender::put_value) if there is room now, else
+    /// `Full` (see [`Queue::try_put_value`]).
+    ///
+    /// # Errors
+    /// As [`try_put`](QueueSender::try_put).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.try_put_value(&1u32)?;
+    /// assert!(matches!(tx.try_put_value(&2u32), Err(shmkit::Error::Full { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
+        self.0.try_put_value(value)
+    }
+
+    /// [`put_value`](QueueSender::put_value) waiting for room at most
+    /// `timeout` (see [`Queue::put_value_timeout`]).
+    ///
+    /// # Errors
+    /// As [`put_timeout`](QueueSender::put_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.put_value(&1u32)?;
+    /// let r = tx.put_value_timeout(&2u32, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
+        self.0.put_value_timeout(value, timeout)
+    }
+
+    /// [`put_value`](QueueSender::put_value) waiting for room until
+    /// `deadline` (see [`Queue::put_value_deadline`]).
+    ///
+    /// # Errors
+    /// As [`put_deadline`](QueueSender::put_deadline).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.put_value_deadline(&1u32, std::time::Instant::now())?; // room now
+    /// assert_eq!(q.get_value::<u32>()?, 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_value_deadline<T: Pod>(
+        &self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.0.put_value_deadline(value, deadline)
+    }
+
     /// Reserves room for a message of `len` bytes, written in place (see
     /// [`Queue::reserve`]).
     ///
@@ -421,6 +477,45 @@ impl QueueSender {
     /// ```
     pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.0.try_reserve(len)
+    }
+
+    /// [`reserve`](QueueSender::reserve), waiting for room at most
+    /// `timeout` (see [`Queue::reserve_timeout`]).
+    ///
+    /// # Errors
+    /// As [`put_timeout`](QueueSender::put_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.put(b"a")?;
+    /// let r = tx.reserve_timeout(1, std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
+        self.0.reserve_timeout(len, timeout)
+    }
+
+    /// [`reserve`](QueueSender::reserve), waiting for room until
+    /// `deadline` (see [`Queue::reserve_deadline`]).
+    ///
+    /// # Errors
+    /// As [`put_timeout`](QueueSender::put_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 16)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.reserve_deadline(1, std::time::Instant::now())?.commit()?; // room now: no wait
+    /// assert_eq!(q.get()?.len(), 1);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn reserve_deadline(
+        &self,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<PutGrant<'_>> {
+        self.0.reserve_deadline(len, deadline)
     }
 
     /// [`put`](QueueSender::put) as a future (see [`Queue::put_async`]).
@@ -472,6 +567,66 @@ impl QueueSender {
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.0.put_serde(value)
+    }
+
+    /// [`put_serde`](QueueSender::put_serde) if there is room now, else
+    /// `Full` (see [`Queue::try_put_serde`]).
+    ///
+    /// # Errors
+    /// As [`put_serde`](QueueSender::put_serde), and `Full`.
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 64)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.try_put_serde("a")?;
+    /// assert!(matches!(tx.try_put_serde("b"), Err(shmkit::Error::Full { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.0.try_put_serde(value)
+    }
+
+    /// [`put_serde`](QueueSender::put_serde) waiting for room at most
+    /// `timeout` (see [`Queue::put_serde_timeout`]).
+    ///
+    /// # Errors
+    /// As [`put_serde`](QueueSender::put_serde), and `Timeout`.
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 64)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.put_serde("a")?;
+    /// let r = tx.put_serde_timeout("b", std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_serde_timeout<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.0.put_serde_timeout(value, timeout)
+    }
+
+    /// [`put_serde`](QueueSender::put_serde) waiting for room until
+    /// `deadline` (see [`Queue::put_serde_deadline`]).
+    ///
+    /// # Errors
+    /// As [`put_serde`](QueueSender::put_serde), and `Timeout`.
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(1, 64)?;
+    /// let tx = shmkit::Queue::open_sender(q.name())?;
+    /// tx.put_serde_deadline("a", std::time::Instant::now())?; // room now
+    /// assert_eq!(q.get_serde::<String>()?, "a");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn put_serde_deadline<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        self.0.put_serde_deadline(value, deadline)
     }
 }
 
@@ -599,6 +754,23 @@ impl QueueReceiver {
         self.0.get_into_timeout(buf, timeout)
     }
 
+    /// [`get_into`](QueueReceiver::get_into) waiting until `deadline` (see
+    /// [`Queue::get_into_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_into_timeout`](QueueReceiver::get_into_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_into_deadline(&mut [0; 16], std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
+        self.0.get_into_deadline(buf, deadline)
+    }
+
     /// Takes the next message in place (see [`Queue::get_ref`]).
     ///
     /// # Errors
@@ -630,6 +802,40 @@ impl QueueReceiver {
         self.0.try_get_ref()
     }
 
+    /// [`get_ref`](QueueReceiver::get_ref), waiting at most `timeout`
+    /// (see [`Queue::get_ref_timeout`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_ref_timeout(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
+        self.0.get_ref_timeout(timeout)
+    }
+
+    /// [`get_ref`](QueueReceiver::get_ref), waiting until `deadline` (see
+    /// [`Queue::get_ref_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// q.put(b"abc")?;
+    /// assert_eq!(&*rx.get_ref_deadline(std::time::Instant::now())?, b"abc");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_ref_deadline(&self, deadline: std::time::Instant) -> Result<GetGrant<'_>> {
+        self.0.get_ref_deadline(deadline)
+    }
+
     /// Takes a message holding exactly a `T` (see [`Queue::get_value`]).
     ///
     /// # Errors
@@ -644,6 +850,61 @@ impl QueueReceiver {
     /// ```
     pub fn get_value<T: Pod>(&self) -> Result<T> {
         self.0.get_value()
+    }
+
+    /// [`get_value`](QueueReceiver::get_value) if a message is there now,
+    /// else `Empty` (see [`Queue::try_get_value`]).
+    ///
+    /// # Errors
+    /// As [`try_get`](QueueReceiver::try_get), and
+    /// [`Error::WrongSize`](crate::Error::WrongSize).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// assert!(matches!(rx.try_get_value::<u32>(), Err(shmkit::Error::Empty { .. })));
+    /// q.put_value(&9u32)?;
+    /// assert_eq!(rx.try_get_value::<u32>()?, 9);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_value<T: Pod>(&self) -> Result<T> {
+        self.0.try_get_value()
+    }
+
+    /// [`get_value`](QueueReceiver::get_value) waiting at most `timeout`
+    /// (see [`Queue::get_value_timeout`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout), and
+    /// [`Error::WrongSize`](crate::Error::WrongSize).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_value_timeout::<u32>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T> {
+        self.0.get_value_timeout(timeout)
+    }
+
+    /// [`get_value`](QueueReceiver::get_value) waiting until `deadline`
+    /// (see [`Queue::get_value_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_deadline`](QueueReceiver::get_deadline), and
+    /// [`Error::WrongSize`](crate::Error::WrongSize).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// q.put_value(&3u16)?;
+    /// assert_eq!(rx.get_value_deadline::<u16>(std::time::Instant::now())?, 3);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_value_deadline<T: Pod>(&self, deadline: std::time::Instant) -> Result<T> {
+        self.0.get_value_deadline(deadline)
     }
 
     /// Takes the next message under a lease (see [`Queue::get_lease`]).
@@ -693,6 +954,23 @@ impl QueueReceiver {
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
         self.0.get_lease_timeout(timeout)
+    }
+
+    /// [`get_lease`](QueueReceiver::get_lease), waiting until `deadline`
+    /// (see [`Queue::get_lease_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_timeout`](QueueReceiver::get_timeout).
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 16)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_lease_deadline(std::time::Instant::now());
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_lease_deadline(&self, deadline: std::time::Instant) -> Result<Lease<'_>> {
+        self.0.get_lease_deadline(deadline)
     }
 
     /// [`get`](QueueReceiver::get) as a future (see [`Queue::get_async`]).
@@ -795,6 +1073,62 @@ impl QueueReceiver {
     /// ```
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         self.0.get_serde()
+    }
+
+    /// [`get_serde`](QueueReceiver::get_serde) if a message is there now,
+    /// else `Empty` (see [`Queue::try_get_serde`]).
+    ///
+    /// # Errors
+    /// As [`get_serde`](QueueReceiver::get_serde), and `Empty`.
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 64)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// assert!(matches!(rx.try_get_serde::<u8>(), Err(shmkit::Error::Empty { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn try_get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        self.0.try_get_serde()
+    }
+
+    /// [`get_serde`](QueueReceiver::get_serde) waiting at most `timeout`
+    /// (see [`Queue::get_serde_timeout`]).
+    ///
+    /// # Errors
+    /// As [`get_serde`](QueueReceiver::get_serde), and `Timeout`.
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 64)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// let r = rx.get_serde_timeout::<u8>(std::time::Duration::from_millis(1));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_serde_timeout<T: serde::de::DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T> {
+        self.0.get_serde_timeout(timeout)
+    }
+
+    /// [`get_serde`](QueueReceiver::get_serde) waiting until `deadline`
+    /// (see [`Queue::get_serde_deadline`]).
+    ///
+    /// # Errors
+    /// As [`get_serde`](QueueReceiver::get_serde), and `Timeout`.
+    ///
+    /// ```
+    /// # let q = shmkit::Queue::create_unique(4, 64)?;
+    /// let rx = shmkit::Queue::open_receiver(q.name())?;
+    /// q.put_serde(&7u8)?;
+    /// assert_eq!(rx.get_serde_deadline::<u8>(std::time::Instant::now())?, 7);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn get_serde_deadline<T: serde::de::DeserializeOwned>(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<T> {
+        self.0.get_serde_deadline(deadline)
     }
 }
 

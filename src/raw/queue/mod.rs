@@ -166,7 +166,14 @@ const BUDGET: u32 = if cfg!(loom) { 1_000 } else { 1 << 16 };
 /// flight at the head (or tail) before it says `Empty` (`Full`): a copy
 /// takes nanoseconds, so only a claimant that stays preempted, or is stuck,
 /// outlasts this. It spins for the first 50 µs, then yields the CPU.
+#[cfg(not(fuzzing))]
 const IN_FLIGHT: Duration = Duration::from_millis(2);
+/// Under the fuzzer, a tenth of it: there nobody else copies, so only a
+/// hostile state (a live stranger's claim) is waited for, and it is waited
+/// for in full at every `try_` call. The same code runs; the fuzzer gets
+/// through several times more inputs.
+#[cfg(fuzzing)]
+const IN_FLIGHT: Duration = Duration::from_micros(200);
 
 #[inline]
 fn p40(x: u64) -> u64 {

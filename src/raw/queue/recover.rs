@@ -60,7 +60,11 @@ pub(super) const PROCS: usize = if cfg!(loom) { 8 } else { 256 };
 const REGISTERING: u64 = 1;
 
 /// How long `settle` spins before it yields to let a preempted claimant run.
+#[cfg(not(fuzzing))]
 const SPIN_IN_FLIGHT: Duration = Duration::from_micros(50);
+/// Under the fuzzer, in proportion to its `IN_FLIGHT`.
+#[cfg(fuzzing)]
+const SPIN_IN_FLIGHT: Duration = Duration::from_micros(20);
 
 /// How long one `try_` call has waited for copies in flight (see
 /// [`RawQueue::settle`]). A call may meet several in a row: the copy at the
