@@ -319,3 +319,32 @@ fn try_get_on_an_empty_queue_does_not_allocate() {
     let _m = q.get().unwrap();
     assert!(allocs() > after, "the counting allocator counts nothing");
 }
+
+#[test]
+fn deadline_forms_name_their_own_operation() {
+    let _w = watchdog(Duration::from_secs(60));
+    let qname = unique_name("eo-qd");
+    let pname = unique_name("eo-pd");
+    let _c = Cleanup(vec![qname.clone(), pname.clone()]);
+    let now = std::time::Instant::now;
+    let q = Queue::create(&qname, 1, 8).unwrap();
+    let e = q.get_deadline(now()).unwrap_err();
+    check(&e, "Queue", &qname, "get_deadline");
+    let e = q.get_value_deadline::<u32>(now()).unwrap_err();
+    check(&e, "Queue", &qname, "get_value_deadline");
+    let e = q.get_lease_deadline(now()).unwrap_err();
+    check(&e, "Queue", &qname, "get_lease_deadline");
+    q.put(b"x").unwrap();
+    let e = q.reserve_deadline(1, now()).unwrap_err();
+    check(&e, "Queue", &qname, "reserve_deadline");
+
+    let mut a = Pipe::create(&pname).unwrap();
+    let b = Pipe::open(&pname).unwrap();
+    let e = a.recv_ref_deadline(now()).unwrap_err();
+    check(&e, "Pipe", &pname, "recv_ref_deadline");
+    let (_tx, mut rx) = b.split();
+    let e = rx.recv_value_deadline::<u64>(now()).unwrap_err();
+    check(&e, "Pipe", &pname, "recv_value_deadline");
+    let e = rx.recv_ref_deadline(now()).unwrap_err();
+    check(&e, "Pipe", &pname, "recv_ref_deadline");
+}
