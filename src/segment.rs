@@ -495,12 +495,22 @@ impl Segment {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     // A few rounds: another replacer may win each race, and
                     // then its segment lives and is not replaced.
-                    if opts.replace_stale
-                        && replaced < 4
-                        && matches!(remove_if_stale(&cname, name, false), Ok(Some(_)))
-                    {
+                    if opts.replace_stale && replaced < 4 {
                         replaced += 1;
-                        continue;
+                        match remove_if_stale(&cname, name, false) {
+                            // Removed: the name is free (unless another
+                            // creator wins it first).
+                            Ok(Some(_)) => continue,
+                            // Not removed by us, but the name is free now:
+                            // a pruner removed the stale segment first.
+                            Ok(None)
+                                if matches!(sys::shm_stat(&cname),
+                                    Err(e) if e.raw_os_error() == Some(libc::ENOENT)) =>
+                            {
+                                continue
+                            }
+                            _ => {}
+                        }
                     }
                     return Err(Error::AlreadyExists {
                         name: name.into(),
@@ -863,6 +873,12 @@ pub fn list() -> Result<Vec<SegmentInfo>> {
     let opts = Options::new().init_timeout(Duration::ZERO);
     let mut out = Vec::new();
     for name in shm_names()? {
+        // Only what carries shmkit's magic is opened (and mapped): a
+        // mapping of anyone else's object would raise SIGBUS if its owner
+        // shrank it while we read.
+        if !looks_like_shmkit(&name) {
+            continue;
+        }
         if let Ok(info) = inspect_with(&name, &opts) {
             out.push(info);
         }
@@ -1096,7 +1112,9 @@ fn take_unused(file: &File) -> std::io::Result<Option<bool>> {
 /// creator lives (nearly all of them) is never locked at all; only a
 /// candidate is locked, and judged again under the lock.
 fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<SegmentInfo>> {
-    let file = match sys::shm_open(cname, true) {
+    // Read-only: `flock` works on any descriptor, and a stale segment its
+    // creator made read-only (mode 0400) is judged like any other.
+    let file = match sys::shm_open(cname, false) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(Error::from_os(e, name)),
@@ -1112,16 +1130,11 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
     else {
         return Ok(None);
     };
-    let map = MmapOptions::new()
-        .len(HEADER_LEN)
-        .map_raw(&file)
-        .map_err(|e| Error::from_os(e, name))?;
-    // SAFETY: the mapping is page-aligned and HEADER_LEN bytes long, inside
-    // the object (`len` > HEADER_LEN); `Header` is all atomics, so any
-    // bytes are a valid value and other processes' writes are atomic.
-    let header = unsafe { &*(map.as_ptr() as *const Header) };
-    let (published, fields) = header.read_any();
-    let creator = header.creator();
+    let Some(copy) = HeaderCopy::read(&file) else {
+        return Ok(None); // shrunk since the fstat: not shmkit's, or going
+    };
+    let (published, fields) = copy.header().read_any();
+    let creator = copy.header().creator();
     // No creator recorded: being created right now, or not shmkit's.
     if fields.magic != MAGIC || creator.0 == 0 || creator_alive(creator.0, creator.1) {
         return Ok(None);
@@ -1139,7 +1152,7 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
         Ok(now) if (now.dev, now.ino) == (st.dev, st.ino) => {}
         _ => return Ok(None),
     }
-    if header.creator() != creator {
+    if HeaderCopy::read(&file).map(|c| c.header().creator()) != Some(creator) {
         return Ok(None);
     }
     let info = SegmentInfo {
@@ -1156,14 +1169,90 @@ fn remove_if_stale(cname: &CStr, name: &str, dry_run: bool) -> Result<Option<Seg
         owner_uid: st.uid,
         in_use: Some(false),
     };
-    if !dry_run {
-        match sys::shm_unlink(cname) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) => return Err(Error::from_os(e, name)),
-        }
+    if !dry_run && !unlink_if_same(cname, (st.dev, st.ino)).map_err(|e| Error::from_os(e, name))? {
+        return Ok(None);
     }
     Ok(Some(info))
+}
+
+/// Unlinks `cname` only if it names the object `id` (device, inode);
+/// whether it did. An unlink by name after a check of the name would race
+/// with a process that unlinks the name and creates a new segment under it
+/// in between: so the name is first renamed to a private one (atomic), the
+/// object now under the private name is checked, and unlinked if it is
+/// `id`; if it is not, it goes back under its name. In that race the new
+/// segment is missing from its name for the few microseconds between the
+/// two renames; and if yet another process created the name meanwhile, it
+/// stays under the private name (its users keep it mapped; a later prune
+/// removes it once stale).
+fn unlink_if_same(cname: &CStr, id: (u64, u64)) -> std::io::Result<bool> {
+    // One name per thread and moment (a thread prunes one object at a
+    // time; the time tells it from a name a crashed pruner left behind).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let private = CString::new(format!(
+        "/.shmkit-pruning-{}-{nanos}",
+        sync::current_stamp().tid()
+    ))
+    .expect("no NUL in formatted numbers");
+    match sys::shm_rename_noreplace(cname, &private) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    match sys::shm_stat(&private) {
+        Ok(now) if (now.dev, now.ino) == id => {
+            sys::shm_unlink(&private)?;
+            Ok(true)
+        }
+        _ => {
+            let _ = sys::shm_rename_noreplace(&private, cname);
+            Ok(false)
+        }
+    }
+}
+
+/// Whether the object `name` is longer than a header and its header, read
+/// with `pread`, carries shmkit's magic.
+fn looks_like_shmkit(name: &str) -> bool {
+    let Ok(cname) = os_name(name) else {
+        return false;
+    };
+    let Ok(file) = sys::shm_open(&cname, false) else {
+        return false;
+    };
+    let long_enough = sys::fstat(&file).is_ok_and(|st| st.len > HEADER_LEN as u64);
+    long_enough && HeaderCopy::read(&file).is_some_and(|c| c.header().read_any().1.magic == MAGIC)
+}
+
+/// A private copy of an object's first [`HEADER_LEN`] bytes, read with
+/// `pread`: a pruner looks at objects that may be anyone's, and a mapping
+/// of one would raise SIGBUS if its owner shrank it in the meantime.
+#[repr(C, align(64))]
+struct HeaderCopy([u8; HEADER_LEN]);
+
+const _: () = assert!(
+    std::mem::size_of::<HeaderCopy>() == std::mem::size_of::<Header>()
+        && std::mem::align_of::<HeaderCopy>() >= std::mem::align_of::<Header>()
+);
+
+impl HeaderCopy {
+    /// `None` if the object is shorter than a header now.
+    fn read(file: &std::fs::File) -> Option<HeaderCopy> {
+        use std::os::unix::fs::FileExt;
+        let mut c = HeaderCopy([0; HEADER_LEN]);
+        file.read_exact_at(&mut c.0, 0).ok()?;
+        Some(c)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the copy is as large as a `Header` and at least as
+        // aligned (checked at compile time above); `Header` is all atomic
+        // integers, so any bytes are a valid value; and the copy is ours
+        // alone, borrowed for as long as the reference lives.
+        unsafe { &*(self.0.as_ptr() as *const Header) }
+    }
 }
 
 fn creator_alive(pid: u32, start: u64) -> bool {

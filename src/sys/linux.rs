@@ -156,6 +156,38 @@ pub(crate) fn shm_stat(name: &CStr) -> io::Result<Stat> {
     })
 }
 
+/// The path of shared-memory name `name` (with its leading '/'), NUL
+/// terminated, in a stack buffer.
+fn shm_path(name: &CStr) -> io::Result<[u8; SHM_DIR.len() + NAME_MAX + 2]> {
+    let name = name.to_bytes();
+    let mut path = [0u8; SHM_DIR.len() + NAME_MAX + 2];
+    if name.len() > NAME_MAX + 1 {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    path[..SHM_DIR.len()].copy_from_slice(SHM_DIR.as_bytes());
+    path[SHM_DIR.len()..SHM_DIR.len() + name.len()].copy_from_slice(name);
+    Ok(path)
+}
+
+/// Renames shared-memory object `from` to `to` (names with their leading
+/// '/'), atomically, failing with EEXIST if `to` exists
+/// (`renameat2(RENAME_NOREPLACE)`).
+pub(crate) fn shm_rename_noreplace(from: &CStr, to: &CStr) -> io::Result<()> {
+    let (a, b) = (shm_path(from)?, shm_path(to)?);
+    // SAFETY: both paths are NUL-terminated (`shm_path`: the byte after
+    // each name is still 0); AT_FDCWD with absolute paths.
+    cvt(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr().cast(),
+            libc::AT_FDCWD,
+            b.as_ptr().cast(),
+            libc::RENAME_NOREPLACE,
+        )
+    })?;
+    Ok(())
+}
+
 /// What `fstat` tells about an open object.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stat {
