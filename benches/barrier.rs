@@ -202,7 +202,7 @@ fn death_trial(trial: usize) -> Duration {
             tx.send(unsafe { libc::gettid() }).unwrap();
             let r = b.wait();
             let t = Instant::now();
-            assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+            assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}");
             t
         })
     };

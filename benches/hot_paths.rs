@@ -145,6 +145,15 @@ fn queue(c: &mut Criterion) {
             })
         });
     }
+    // The error path a polling consumer takes most: nothing queued.
+    let q = Queue::create_unique(64, 64).unwrap();
+    let mut buf = vec![0u8; 64];
+    g.bench_function("try_get, empty", |b| {
+        b.iter(|| black_box(q.try_get()).is_err())
+    });
+    g.bench_function("try_get_into, empty", |b| {
+        b.iter(|| black_box(q.try_get_into(&mut buf)).is_err())
+    });
     g.finish();
 }
 

@@ -142,7 +142,7 @@ fn pipe_trial() -> Duration {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
         let r = p.recv();
-        assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+        assert!(matches!(r, Err(Error::Disconnected { .. })), "{r:?}");
         tx.send(Instant::now()).unwrap();
     });
     std::thread::sleep(Duration::from_millis(30));
@@ -200,20 +200,20 @@ fn idle() {
     assert!(ready.wait_timeout(Duration::from_secs(10)).unwrap());
     let p_rate = {
         let before = voluntary_switches();
-        assert!(matches!(p.recv_timeout(d), Err(Error::Timeout)));
+        assert!(matches!(p.recv_timeout(d), Err(Error::Timeout { .. })));
         (voluntary_switches() - before) as f64 / secs as f64
     };
     kill(&mut c);
     let _ = c.wait();
 
     let q = Queue::create_unique(4, 8).unwrap();
-    let q_rate = rate(&|| assert!(matches!(q.get_timeout(d), Err(Error::Timeout))));
+    let q_rate = rate(&|| assert!(matches!(q.get_timeout(d), Err(Error::Timeout { .. }))));
 
     let l = Lock::create_unique().unwrap();
     let ready = Event::create_unique().unwrap();
     let mut c = spawn("hold_lock", &[l.name(), ready.name()]);
     assert!(ready.wait_timeout(Duration::from_secs(10)).unwrap());
-    let l_rate = rate(&|| assert!(matches!(l.lock_timeout(d), Err(Error::Timeout))));
+    let l_rate = rate(&|| assert!(matches!(l.lock_timeout(d), Err(Error::Timeout { .. }))));
     kill(&mut c);
     let _ = c.wait();
     println!("Pipe recv_timeout  {p_rate:>6.1}");

@@ -140,7 +140,7 @@ impl<'a> Cores<'a> {
     fn put(&self, msg: &str) -> Result {
         loop {
             match self.queue.try_put(msg.as_bytes()) {
-                Err(Error::Full) => std::thread::sleep(Duration::from_micros(100)),
+                Err(Error::Full { .. }) => std::thread::sleep(Duration::from_micros(100)),
                 r => return Ok(r?),
             }
         }
@@ -151,7 +151,7 @@ impl<'a> Cores<'a> {
     fn get(&self) -> Result<String> {
         loop {
             match self.queue.try_get() {
-                Err(Error::Empty) => {
+                Err(Error::Empty { .. }) => {
                     common::check()?;
                     std::thread::sleep(Duration::from_micros(100));
                 }

@@ -42,7 +42,7 @@ fn worker(role: &Role) -> shmkit::Result<()> {
     loop {
         let lease = match jobs.get_lease() {
             Ok(l) => l,
-            Err(Error::Closed) => return Ok(()),
+            Err(Error::Closed { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
         let (i, n) = (word(&lease, 0), word(&lease, 1));
@@ -90,7 +90,7 @@ fn parent() -> shmkit::Result<()> {
                 redone += word(&m, 2);
             }
             Ok(_) => {}
-            Err(Error::Timeout) => {}
+            Err(Error::Timeout { .. }) => {}
             Err(e) => return Err(e),
         }
         // Supervise: a worker that died is replaced.

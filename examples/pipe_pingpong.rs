@@ -54,7 +54,7 @@ fn echo(role: &Role) -> Result {
     loop {
         match end.recv() {
             Ok(msg) => end.send(&msg)?,
-            Err(Error::Disconnected) => break,
+            Err(Error::Disconnected { .. }) => break,
             Err(e) => return Err(e.into()),
         }
         n += 1;

@@ -72,7 +72,7 @@ fn worker(role: &Role) -> Result {
     loop {
         let [start, len] = match tasks.get_value::<[u64; 2]>() {
             Ok(task) => task,
-            Err(Error::Closed) => return Ok(()),
+            Err(Error::Closed { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let mut answer = start.to_ne_bytes().to_vec();

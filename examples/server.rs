@@ -57,7 +57,7 @@ fn worker(role: &Role) -> Result {
         }
         let job = match jobs.try_get() {
             Ok(m) => u64::from_ne_bytes(m.as_slice().try_into()?),
-            Err(Error::Empty) => continue,
+            Err(Error::Empty { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
         pipe.send_value(&job)?;
@@ -153,8 +153,8 @@ fn server() -> Result {
                         );
                     }
                 }
-                Err(Error::Disconnected) => dead.push(i),
-                Err(Error::Timeout) => {}
+                Err(Error::Disconnected { .. }) => dead.push(i),
+                Err(Error::Timeout { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -71,7 +71,7 @@ fn pool_worker(role: &Role) -> Result {
     loop {
         match tasks.get_value::<[u64; 2]>() {
             Ok([i, x]) => arr.set(i as usize, x * x)?,
-            Err(Error::Closed) => break,
+            Err(Error::Closed { .. }) => break,
             Err(e) => return Err(e.into()),
         }
         done += 1;

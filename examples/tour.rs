@@ -311,7 +311,7 @@ fn worker(role: &Role) -> Result {
             loop {
                 match end.recv() {
                     Ok(msg) => end.send(&msg)?,
-                    Err(Error::Disconnected) => break,
+                    Err(Error::Disconnected { .. }) => break,
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard, Spin};
@@ -125,6 +125,12 @@ impl<T: Pod> Array<T> {
 
     fn named(&self) -> &Named<ArrayCore<T>> {
         &self.0
+    }
+
+    /// Names this array and operation `op` in an error (for `or_named`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.named().at("Array", op)
     }
 
     #[inline]
@@ -294,7 +300,10 @@ impl<T: Pod> Array<T> {
                 self.len()
             )));
         }
-        let _g = self.raw_lock().lock_one_shot(self.seg().object_id())?;
+        let _g = self
+            .raw_lock()
+            .lock_one_shot(self.seg().object_id())
+            .or_named(self.at("set"))?;
         // SAFETY: index < len; we hold the lock.
         unsafe { self.data().add(index).write(value) };
         Ok(())
@@ -350,7 +359,8 @@ impl<T: Pod> Array<T> {
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
         let inner = self
             .raw_lock()
-            .lock_in(self.seg().object_id(), None, Spin::Adaptive)?;
+            .lock_in(self.seg().object_id(), None, Spin::Adaptive)
+            .or_named(self.at("lock"))?;
         Ok(self.guard(inner))
     }
 
@@ -374,9 +384,10 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ArrayGuard<'_, T>> {
-        let inner =
-            self.raw_lock()
-                .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)?;
+        let inner = self
+            .raw_lock()
+            .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(inner))
     }
 
@@ -394,7 +405,10 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_lock(&self) -> Result<Option<ArrayGuard<'_, T>>> {
-        let inner = self.raw_lock().try_lock_in(self.seg().object_id())?;
+        let inner = self
+            .raw_lock()
+            .try_lock_in(self.seg().object_id())
+            .or_named(self.at("try_lock"))?;
         Ok(inner.map(|g| self.guard(g)))
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::RawBarrier;
@@ -166,6 +166,12 @@ impl Barrier {
         &self.named
     }
 
+    /// Names this barrier and operation `op` in an error (for `or_named`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.named().at("Barrier", op)
+    }
+
     #[inline]
     fn raw(&self) -> &RawBarrier<'static> {
         self.named.view()
@@ -203,7 +209,7 @@ impl Barrier {
     /// ```
     /// use std::time::Duration;
     /// let b = shmkit::Barrier::create_unique(2)?.with_timeout(Some(Duration::from_millis(1)));
-    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Barrier {
@@ -231,6 +237,7 @@ impl Barrier {
     /// ```
     pub fn wait(&self) -> Result<usize> {
         self.wait_deadline(self.timeout.map_or(Deadline::NEVER, Deadline::after))
+            .or_named(self.at("wait"))
     }
 
     /// [`wait`](Barrier::wait) for at most `timeout`. As in Python, a
@@ -246,12 +253,13 @@ impl Barrier {
     /// ```
     /// use std::time::Duration;
     /// let b = shmkit::Barrier::create_unique(2)?;
-    /// assert!(matches!(b.wait_timeout(Duration::from_millis(1)), Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(b.wait_timeout(Duration::from_millis(1)), Err(shmkit::Error::BrokenBarrier { .. })));
     /// assert!(b.broken());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
         self.wait_deadline(Deadline::after(timeout))
+            .or_named(self.at("wait_timeout"))
     }
 
     fn wait_deadline(&self, deadline: Deadline) -> Result<usize> {
@@ -271,7 +279,7 @@ impl Barrier {
     /// let b = shmkit::Barrier::create_unique(3)?;
     /// b.abort();
     /// assert!(b.broken());
-    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn abort(&self) {

@@ -104,6 +104,26 @@ impl<C: Core> Named<C> {
         &mut self.view
     }
 
+    /// [`view_mut`](Named::view_mut) and [`at`](Named::at) at once, for an
+    /// operation whose result borrows the view.
+    /// The view, mutably, and the shared name, at once.
+    #[inline]
+    pub(crate) fn view_mut_and_name(&mut self) -> (&mut C::View, &crate::error::Name) {
+        (&mut self.view, self.seg.origin_name())
+    }
+
+    #[inline]
+    pub(crate) fn view_mut_at(
+        &mut self,
+        kind: &'static str,
+        op: &'static str,
+    ) -> (&mut C::View, impl FnOnce(&mut Error) + '_) {
+        let name = self.seg.origin_name();
+        (&mut self.view, move |e: &mut Error| {
+            e.set_origin(kind, name, op)
+        })
+    }
+
     #[inline]
     pub(crate) fn seg(&self) -> &Segment {
         &self.seg
@@ -111,6 +131,14 @@ impl<C: Core> Named<C> {
 
     pub(crate) fn name(&self) -> &str {
         self.seg.name()
+    }
+
+    /// What names an error of operation `op` on this `kind` object, for
+    /// [`or_named`](crate::error::OrNamed): the raw cores do not know names. The closure runs on the
+    /// error path only, and shares the name (no allocation).
+    #[inline]
+    pub(crate) fn at(&self, kind: &'static str, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        move |e| e.set_origin(kind, self.seg.origin_name(), op)
     }
 
     pub(crate) fn keep(&self) {

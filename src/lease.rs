@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{OrNamed, Result};
 use crate::raw::Lease;
 use crate::sync::Deadline;
 use crate::Queue;
@@ -52,7 +52,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease(&self) -> Result<Lease<'_>> {
-        self.raw().get_lease_until(Some(Deadline::NEVER))
+        self.raw()
+            .get_lease_until(Some(Deadline::NEVER))
+            .or_named(self.at("get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease) if a message is there now, else
@@ -60,7 +62,7 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get_lease(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_lease(), Err(shmkit::Error::Empty { .. })));
     /// q.put(b"job")?;
     /// drop(q.try_get_lease()?); // given back
     /// let again = q.try_get_lease()?;
@@ -69,7 +71,9 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_lease(&self) -> Result<Lease<'_>> {
-        self.raw().get_lease_until(None)
+        self.raw()
+            .get_lease_until(None)
+            .or_named(self.at("try_get_lease"))
     }
 
     /// [`get_lease`](Queue::get_lease), waiting at most `timeout`.
@@ -81,11 +85,13 @@ impl Queue {
     /// # use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let r = q.get_lease_timeout(Duration::from_millis(5));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
-        self.raw().get_lease_until(Some(Deadline::after(timeout)))
+        self.raw()
+            .get_lease_until(Some(Deadline::after(timeout)))
+            .or_named(self.at("get_lease_timeout"))
     }
 
     /// [`get_lease_timeout`](Queue::get_lease_timeout) until `deadline` (a
@@ -100,11 +106,12 @@ impl Queue {
     /// q.put(b"job")?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// q.get_lease_deadline(deadline)?.ack()?;
-    /// assert!(matches!(q.get_lease_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_lease_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_deadline(&self, deadline: std::time::Instant) -> Result<Lease<'_>> {
         self.get_lease_timeout(crate::queue::until(deadline))
+            .or_named(self.at("get_lease_deadline"))
     }
 
     /// [`get_lease`](Queue::get_lease) as a future (see
@@ -127,7 +134,7 @@ impl Queue {
     /// ```
     #[cfg(not(loom))]
     pub fn get_lease_async(&self) -> impl Future<Output = Result<Lease<'_>>> + '_ {
-        self.get_with(move |_| self.raw().get_lease_until(None))
+        self.get_with("get_lease_async", move |_| self.raw().get_lease_until(None))
     }
 
     /// Waits until every message put has been taken, and every one taken
@@ -151,7 +158,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn join(&self) -> Result<()> {
-        self.raw().join()
+        self.raw().join().or_named(self.at("join"))
     }
 
     /// [`join`](Queue::join), waiting at most `timeout`.
@@ -165,13 +172,15 @@ impl Queue {
     /// q.put(b"a")?;
     /// let lease = q.get_lease()?;
     /// let r = q.join_timeout(Duration::from_millis(5));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// lease.ack()?;
     /// q.join_timeout(Duration::from_millis(5))?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.raw().join_timeout(timeout)
+        self.raw()
+            .join_timeout(timeout)
+            .or_named(self.at("join_timeout"))
     }
 
     /// [`join_timeout`](Queue::join_timeout) until `deadline` (a deadline
@@ -185,12 +194,13 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// q.put(b"a")?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
-    /// assert!(matches!(q.join_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.join_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
     /// q.get()?;
     /// q.join_deadline(deadline)?;
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn join_deadline(&self, deadline: std::time::Instant) -> Result<()> {
         self.join_timeout(crate::queue::until(deadline))
+            .or_named(self.at("join_deadline"))
     }
 }

@@ -96,7 +96,7 @@ mod waitset;
 pub use array::{Array, ArrayGuard};
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard, ConditionLock};
-pub use error::{Error, Result};
+pub use error::{Error, Origin, Result};
 
 /// The `bytemuck` crate, re-exported, so that a `Value`, `Array` or typed
 /// message of your own struct needs no dependency of its own. Derive

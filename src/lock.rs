@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, OrNamed, Result};
 #[cfg(not(loom))]
 use crate::future::Waiter;
 use crate::handle::{named_create, named_handle, Core, Named};
@@ -136,6 +136,12 @@ impl Lock {
         &self.named
     }
 
+    /// Names this lock and operation `op` in an error (for `or_named`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.named().at("Lock", op)
+    }
+
     pub(crate) fn object_id(&self) -> Option<(u64, u64)> {
         self.named.seg().object_id()
     }
@@ -162,6 +168,7 @@ impl Lock {
         self.raw()
             .lock_in(self.object_id(), None, self.spin.get())
             .map(|inner| LockGuard { inner })
+            .or_named(self.at("lock"))
     }
 
     /// Takes the lock if that needs no waiting.
@@ -176,7 +183,8 @@ impl Lock {
     pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>> {
         Ok(self
             .raw()
-            .try_lock_in(self.object_id())?
+            .try_lock_in(self.object_id())
+            .or_named(self.at("try_lock"))?
             .map(|inner| LockGuard { inner }))
     }
 
@@ -194,6 +202,7 @@ impl Lock {
         self.raw()
             .lock_in(self.object_id(), Some(timeout), self.spin.get())
             .map(|inner| LockGuard { inner })
+            .or_named(self.at("lock_timeout"))
     }
 
     /// Sets how this handle's blocking calls ([`lock`](Lock::lock),
@@ -307,7 +316,7 @@ impl Lock {
             let attempt = |check_owner: bool| match raw.try_lock_as(object, slept, check_owner) {
                 Ok(None) => None,
                 Ok(Some(inner)) => Some(Ok(LockGuard { inner })),
-                Err(e) => Some(Err(e)),
+                Err(e) => Some(Err(e).or_named(self.at("lock_async"))),
             };
             if let Some(r) = attempt(check_dead) {
                 st.w.done();

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_create, named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::spin::{AdaptiveSpin, Spin};
@@ -136,6 +136,12 @@ impl RLock {
         &self.named
     }
 
+    /// Names this lock and operation `op` in an error (for `or_named`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.named().at("RLock", op)
+    }
+
     #[inline]
     pub(crate) fn raw(&self) -> &'static RawRLock {
         self.named.view()
@@ -169,7 +175,8 @@ impl RLock {
     pub fn lock(&self) -> Result<RLockGuard<'_>> {
         let a = self
             .raw()
-            .acquire_in(self.object_id(), None, self.spin.get())?;
+            .acquire_in(self.object_id(), None, self.spin.get())
+            .or_named(self.at("lock"))?;
         Ok(self.guard(a))
     }
 
@@ -187,7 +194,8 @@ impl RLock {
     pub fn lock_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>> {
         let a = self
             .raw()
-            .acquire_in(self.object_id(), Some(timeout), self.spin.get())?;
+            .acquire_in(self.object_id(), Some(timeout), self.spin.get())
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(a))
     }
 
@@ -204,7 +212,8 @@ impl RLock {
     pub fn try_lock(&self) -> Result<Option<RLockGuard<'_>>> {
         Ok(self
             .raw()
-            .try_acquire_in(self.object_id())?
+            .try_acquire_in(self.object_id())
+            .or_named(self.at("try_lock"))?
             .map(|a| self.guard(a)))
     }
 
@@ -225,7 +234,8 @@ impl RLock {
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
         Ok(self
             .raw()
-            .acquire_in(self.object_id(), timeout, self.spin.get())?
+            .acquire_in(self.object_id(), timeout, self.spin.get())
+            .or_named(self.at("acquire"))?
             .owner_died)
     }
 
@@ -237,11 +247,13 @@ impl RLock {
     ///
     /// ```
     /// let lock = shmkit::RLock::create_unique()?;
-    /// assert!(matches!(lock.release(), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(lock.release(), Err(shmkit::Error::NotOwner { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn release(&self) -> Result<()> {
-        self.raw().release_in(self.object_id())
+        self.raw()
+            .release_in(self.object_id())
+            .or_named(self.at("release"))
     }
 
     /// How many times this thread holds it: 0 unless it is the owner.

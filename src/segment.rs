@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Name, Origin, Result};
 use crate::raw::header::{Fingerprint, Header, HeaderError, HeaderFields, Kind, HEADER_LEN, MAGIC};
 use crate::sync::{self, TaskStamp};
 use crate::sys;
@@ -192,6 +192,9 @@ impl Options {
 /// ```
 pub struct Segment {
     name: String,
+    /// The name as errors' [`Origin`]s carry it (made once, copied into
+    /// each).
+    origin_name: Name,
     map: MmapRaw,
     /// The object's descriptor, open (and, for a handle that marks its use,
     /// holding `LOCK_SH`) for the handle's life; after `map`, so that the
@@ -348,6 +351,12 @@ impl Segment {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name as errors' [`Origin`]s carry it (cloning it allocates
+    /// nothing).
+    pub(crate) fn origin_name(&self) -> &Name {
+        &self.origin_name
     }
 
     /// The number of payload bytes (the header is not counted).
@@ -524,13 +533,14 @@ impl Segment {
         // Before the header names a creator nothing can think the segment
         // stale (a pruner skips a header with no creator), so marking it
         // now, not in the same step as creating it, is safe.
-        mark_use(&file, name, mark_deadline(opts))?;
+        mark_use(&file, name, "create", mark_deadline(opts))?;
         let map = MmapOptions::new()
             .len(total)
             .map_raw(&file)
             .map_err(|e| Error::from_os(e, name))?;
         let seg = Segment {
             name: name.into(),
+            origin_name: Name::new(name),
             map,
             id: sys::fstat(&file).ok().map(|st| (st.dev, st.ino)),
             file,
@@ -634,6 +644,7 @@ impl Segment {
             .map_err(|e| Error::from_os(e, name))?;
         let seg = Segment {
             name: name.into(),
+            origin_name: Name::new(name),
             map,
             file,
             owner: sync::Flag::new(false),
@@ -655,7 +666,9 @@ impl Segment {
                 return Err(if pid == 0 {
                     Error::corrupted(name, "not initialised, and no creator recorded")
                 } else {
-                    Error::Timeout
+                    Error::Timeout {
+                        origin: Origin::of_str("Segment", name, "open"),
+                    }
                 });
             }
             wait();
@@ -985,7 +998,7 @@ fn mark_deadline(opts: &Options) -> sync::Deadline {
 
 /// Marks `file` as used by this process: `LOCK_SH`, waiting (up to
 /// `deadline`) only while a pruner holds its brief `LOCK_EX`.
-fn mark_use(file: &File, name: &str, deadline: sync::Deadline) -> Result<()> {
+fn mark_use(file: &File, name: &str, op: &'static str, deadline: sync::Deadline) -> Result<()> {
     let mut pause = Duration::from_micros(50);
     loop {
         match sys::try_flock(file, false) {
@@ -994,7 +1007,9 @@ fn mark_use(file: &File, name: &str, deadline: sync::Deadline) -> Result<()> {
             Err(e) => return Err(Error::from_os(e, name)),
         }
         if deadline.expired() {
-            return Err(Error::Timeout);
+            return Err(Error::Timeout {
+                origin: Origin::of_str("Segment", name, op),
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
@@ -1025,13 +1040,15 @@ fn open_file(
         if !mark {
             return Ok((file, None));
         }
-        mark_use(&file, name, deadline)?;
+        mark_use(&file, name, "open", deadline)?;
         let st = sys::fstat(&file).map_err(|e| Error::from_os(e, name))?;
         if st.nlink != 0 {
             return Ok((file, Some(st)));
         }
         if deadline.expired() {
-            return Err(Error::Timeout);
+            return Err(Error::Timeout {
+                origin: Origin::of_str("Segment", name, "open"),
+            });
         }
     }
 }

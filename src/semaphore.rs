@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawSemaphore, RawSemaphoreGuard};
@@ -221,6 +221,13 @@ macro_rules! sem_handle {
                 &self.0
             }
 
+            /// Names this semaphore and operation `op` in an error (for
+            /// `or_named`).
+            #[inline]
+            fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+                self.0.at(stringify!($ty), op)
+            }
+
             #[inline]
             fn raw(&self) -> &'static RawSemaphore {
                 self.0.view()
@@ -249,6 +256,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn acquire(&self) -> Result<SemaphoreGuard<'_>> {
                 self.raw().acquire().map(|g| self.wrap(g))
+                .or_named(self.at("acquire"))
             }
 
             /// [`acquire`](Self::acquire), or
@@ -262,11 +270,12 @@ macro_rules! sem_handle {
             /// use std::time::Duration;
             #[doc = concat!("let sem = ", $path, "::create_unique(0)?;")]
             /// let r = sem.acquire_timeout(Duration::from_millis(10));
-            /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+            /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
             /// # Ok::<(), shmkit::Error>(())
             /// ```
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>> {
                 self.raw().acquire_timeout(timeout).map(|g| self.wrap(g))
+                .or_named(self.at("acquire_timeout"))
             }
 
             /// A permit if one is free now (or a dead holder's can be taken
@@ -287,7 +296,11 @@ macro_rules! sem_handle {
             /// # Ok::<(), shmkit::Error>(())
             /// ```
             pub fn try_acquire(&self) -> Result<Option<SemaphoreGuard<'_>>> {
-                Ok(self.raw().try_acquire()?.map(|g| self.wrap(g)))
+                Ok(self
+                    .raw()
+                    .try_acquire()
+                    .or_named(self.at("try_acquire"))?
+                    .map(|g| self.wrap(g)))
             }
 
             /// Adds `n` permits and wakes the waiters (Python's
@@ -312,6 +325,7 @@ macro_rules! sem_handle {
             /// ```
             pub fn release(&self, n: u32) -> Result<()> {
                 self.raw().release(n)
+                .or_named(self.at("release"))
             }
 
             /// Gives back now the guarded permits of holders that died, and
@@ -420,7 +434,7 @@ pub struct Semaphore(Named<PlainCore>);
 /// let sem = BoundedSemaphore::create_unique(1)?;
 /// sem.acquire()?.keep();
 /// sem.release(1)?;
-/// assert!(matches!(sem.release(1), Err(Error::TooManyReleases { limit: 1 })));
+/// assert!(matches!(sem.release(1), Err(Error::TooManyReleases { limit: 1, .. })));
 /// assert_eq!(sem.value(), 1);
 /// # Ok::<(), shmkit::Error>(())
 /// ```

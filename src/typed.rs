@@ -5,7 +5,7 @@
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 
 /// Receives a `T` from `s`: first into the value itself (`into`), and, when
 /// the message is longer (`BufferTooSmall`), as an owned message (`owned`),
@@ -20,6 +20,7 @@ pub(crate) fn take<T: Pod, S: ?Sized>(
     match into(s, bytemuck::bytes_of_mut(&mut v)) {
         Ok(n) if n == size => Ok(v),
         Ok(n) => Err(Error::WrongSize {
+            origin: Origin::UNKNOWN,
             expected: size,
             message: bytemuck::bytes_of(&v)[..n.min(size)].to_vec(),
         }),
@@ -29,6 +30,7 @@ pub(crate) fn take<T: Pod, S: ?Sized>(
                 Ok(bytemuck::pod_read_unaligned(&m))
             } else {
                 Err(Error::WrongSize {
+                    origin: Origin::UNKNOWN,
                     expected: size,
                     message: m,
                 })

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::raw::header::Kind;
 use crate::raw::{RawLock, RawLockGuard, Spin};
@@ -187,6 +187,12 @@ impl<T: Pod> Value<T> {
         &self.0
     }
 
+    /// Names this value and operation `op` in an error (for `or_named`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.named().at("Value", op)
+    }
+
     fn create_inner(name: Option<&str>, init: T, opts: &Options) -> Result<Value<T>> {
         Named::create(name, 0, Self::payload_len(), opts, Self::init(init)).map(Value)
     }
@@ -352,7 +358,8 @@ impl<T: Pod> Value<T> {
     pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
         let inner = self
             .raw_lock()
-            .lock_in(self.seg().object_id(), None, Spin::Adaptive)?;
+            .lock_in(self.seg().object_id(), None, Spin::Adaptive)
+            .or_named(self.at("lock"))?;
         Ok(self.guard(inner))
     }
 
@@ -376,16 +383,17 @@ impl<T: Pod> Value<T> {
     /// std::thread::scope(|s| {
     ///     s.spawn(|| {
     ///         let r = v.lock_timeout(Duration::from_millis(10));
-    ///         assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    ///         assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     ///     });
     /// });
     /// # drop(g);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<ValueGuard<'_, T>> {
-        let inner =
-            self.raw_lock()
-                .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)?;
+        let inner = self
+            .raw_lock()
+            .lock_in(self.seg().object_id(), Some(timeout), Spin::Adaptive)
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(inner))
     }
 
@@ -403,7 +411,10 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_lock(&self) -> Result<Option<ValueGuard<'_, T>>> {
-        let inner = self.raw_lock().try_lock_in(self.seg().object_id())?;
+        let inner = self
+            .raw_lock()
+            .try_lock_in(self.seg().object_id())
+            .or_named(self.at("try_lock"))?;
         Ok(inner.map(|g| self.guard(g)))
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::wait::{self, Source};
 use crate::sync::Deadline;
 
@@ -340,7 +340,7 @@ impl<'a> WaitSet<'a> {
     /// let mut ws = shmkit::WaitSet::new();
     /// ws.add(&ev)?;
     /// let r = ws.wait_timeout(Duration::from_millis(5));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Ready> {
@@ -381,7 +381,7 @@ impl<'a> WaitSet<'a> {
     /// ```
     pub fn poll(&mut self) -> Result<Ready> {
         match self.wait_until(Deadline::after(Duration::ZERO)) {
-            Err(Error::Timeout) => Ok(Ready::default()),
+            Err(Error::Timeout { .. }) => Ok(Ready::default()),
             r => r,
         }
     }
@@ -460,7 +460,9 @@ impl<'a> WaitSet<'a> {
                 keys: self.ready.clone(),
             })
         } else {
-            Err(Error::Timeout)
+            Err(Error::Timeout {
+                origin: Origin::new("WaitSet", "wait"),
+            })
         }
     }
 }
@@ -496,7 +498,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
     };
     match r {
         Ok(ready) => Ok(ready.keys),
-        Err(Error::Timeout) => Ok(Vec::new()),
+        Err(Error::Timeout { .. }) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }

@@ -275,9 +275,9 @@ fn set_while_holding_the_guard_is_a_deadlock_error() {
     let a = Array::<u8>::create_unique(2, 0).unwrap();
     let b = Array::<u8>::open(a.name()).unwrap();
     let mut g = a.lock().unwrap();
-    assert!(matches!(a.set(0, 1), Err(Error::Deadlock)));
-    assert!(matches!(b.set(0, 1), Err(Error::Deadlock)));
-    assert!(matches!(b.lock(), Err(Error::Deadlock)));
+    assert!(matches!(a.set(0, 1), Err(Error::Deadlock { .. })));
+    assert!(matches!(b.set(0, 1), Err(Error::Deadlock { .. })));
+    assert!(matches!(b.lock(), Err(Error::Deadlock { .. })));
     g[1] = 2;
     drop(g);
     a.set(0, 1).unwrap();

@@ -193,7 +193,7 @@ fn futures_pending_on_a_killed_peer_finish() {
         c.kill();
         f.await
     });
-    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(matches!(r, Err(Error::Disconnected { .. })), "{r:?}");
 
     let q = Queue::create_unique(4, 8).unwrap();
     let ready = Event::create_unique().unwrap();

@@ -10,15 +10,15 @@ fn a_queue_of_empty_messages_carries_their_count() {
     assert_eq!(q.max_message(), 0);
     q.put(b"").unwrap();
     q.try_put(b"").unwrap();
-    assert!(matches!(q.try_put(b""), Err(Error::Full)));
+    assert!(matches!(q.try_put(b""), Err(Error::Full { .. })));
     assert!(matches!(
         q.put(b"x"),
-        Err(Error::MessageTooLarge { len: 1, max: 0 })
+        Err(Error::MessageTooLarge { len: 1, max: 0, .. })
     ));
     assert_eq!(q.len(), 2);
     assert_eq!(q.get().unwrap(), b"");
     assert_eq!(q.try_get_into(&mut []).unwrap(), 0);
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
 }
 
 #[test]
@@ -28,10 +28,10 @@ fn a_pipe_of_empty_messages_sends_only_empty_ones() {
     a.send(b"").unwrap();
     assert!(matches!(
         a.send(b"x"),
-        Err(Error::MessageTooLarge { len: 1, max: 0 })
+        Err(Error::MessageTooLarge { len: 1, max: 0, .. })
     ));
     assert_eq!(b.recv().unwrap(), b"");
-    assert!(matches!(b.try_recv(), Err(Error::Empty)));
+    assert!(matches!(b.try_recv(), Err(Error::Empty { .. })));
 }
 
 #[test]

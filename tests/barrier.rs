@@ -177,7 +177,7 @@ fn abort(args: &[String]) {
     }
     match b.wait() {
         Ok(_) => w.add(0, 1),
-        Err(Error::BrokenBarrier) => w.add(1, 1),
+        Err(Error::BrokenBarrier { .. }) => w.add(1, 1),
         Err(e) => panic!("{e}"),
     };
 }
@@ -207,7 +207,7 @@ fn reset(args: &[String]) {
     } else {
         match b.wait() {
             Ok(_) => w.add(0, 1),
-            Err(Error::BrokenBarrier) => w.add(1, 1),
+            Err(Error::BrokenBarrier { .. }) => w.add(1, 1),
             Err(e) => panic!("{e}"),
         };
     }
@@ -239,7 +239,7 @@ fn abort_and_reset(args: &[String]) {
     } else {
         match b.wait() {
             Ok(_) => w.add(0, 1),
-            Err(Error::BrokenBarrier) => w.add(1, 1),
+            Err(Error::BrokenBarrier { .. }) => w.add(1, 1),
             Err(e) => panic!("{e}"),
         };
     }
@@ -291,7 +291,7 @@ fn timeout(args: &[String]) {
     } else {
         b.wait_timeout(TIMEOUT)
     };
-    assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+    assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}");
     if !late {
         w.set(1 + i, t.elapsed().as_micros() as u64);
     }
@@ -360,7 +360,7 @@ fn queries_and_open() {
 fn expect_broken(args: &[String]) {
     let (b, w) = open(args);
     let r = b.wait();
-    assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+    assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}");
     w.add(0, 1);
 }
 

@@ -25,12 +25,12 @@ fn grant_echo(args: &[String]) {
     loop {
         let m = match end.recv_ref_timeout(LONG) {
             Ok(m) => m.to_vec(),
-            Err(Error::Disconnected) => return,
+            Err(Error::Disconnected { .. }) => return,
             Err(e) => panic!("grant_echo: recv_ref_timeout: {e}"),
         };
         let mut g = match end.reserve_deadline(m.len(), Instant::now() + LONG) {
             Ok(g) => g,
-            Err(Error::Disconnected) => return,
+            Err(Error::Disconnected { .. }) => return,
             Err(e) => panic!("grant_echo: reserve_deadline: {e}"),
         };
         g.copy_from_slice(&m);
@@ -41,7 +41,7 @@ fn grant_echo(args: &[String]) {
 fn never_early<R: std::fmt::Debug>(what: &str, f: impl FnOnce() -> shmkit::Result<R>) {
     let start = Instant::now();
     let r = f();
-    assert!(matches!(r, Err(Error::Timeout)), "{what}: {r:?}");
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{what}: {r:?}");
     assert!(
         start.elapsed() >= T,
         "{what} returned after {:?}",
@@ -170,8 +170,8 @@ fn pipe_timed_forms_never_return_early() {
     never_early("reserve_deadline", || {
         a.reserve_deadline(40, Instant::now() + T).map(drop)
     });
-    assert!(matches!(a.try_reserve(40), Err(Error::Full)));
-    assert!(matches!(a.try_recv_ref(), Err(Error::Empty)));
+    assert!(matches!(a.try_reserve(40), Err(Error::Full { .. })));
+    assert!(matches!(a.try_recv_ref(), Err(Error::Empty { .. })));
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn pipe_halves_timed_grant_forms_never_return_early() {
     never_early("PipeReceiver::recv_ref_deadline", || {
         rx.recv_ref_deadline(Instant::now() + T).map(drop)
     });
-    assert!(matches!(rx.try_recv_ref(), Err(Error::Empty)));
+    assert!(matches!(rx.try_recv_ref(), Err(Error::Empty { .. })));
     never_early("PipeReceiver::recv_deadline", || {
         rx.recv_deadline(Instant::now() + T)
     });
@@ -205,7 +205,7 @@ fn pipe_halves_timed_grant_forms_never_return_early() {
     never_early("PipeSender::reserve_deadline", || {
         tx.reserve_deadline(40, Instant::now() + T).map(drop)
     });
-    assert!(matches!(tx.try_reserve(40), Err(Error::Full)));
+    assert!(matches!(tx.try_reserve(40), Err(Error::Full { .. })));
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn pipe_grant_forms_succeed_when_the_item_is_there() {
     assert_eq!(&*b.try_recv_ref().unwrap(), b"one");
     a.reserve_timeout(3, LONG).unwrap().copy_from_slice(b"not");
     assert!(
-        matches!(b.try_recv_ref(), Err(Error::Empty)),
+        matches!(b.try_recv_ref(), Err(Error::Empty { .. })),
         "a dropped grant sends nothing"
     );
     let mut g = a.reserve_deadline(3, later()).unwrap();
@@ -326,7 +326,10 @@ fn role_and_half_typed_forms() {
     let q = Queue::create_unique(1, 16).unwrap();
     let tx = Queue::open_sender(q.name()).unwrap();
     let rx = Queue::open_receiver(q.name()).unwrap();
-    assert!(matches!(rx.try_get_value::<u32>(), Err(Error::Empty)));
+    assert!(matches!(
+        rx.try_get_value::<u32>(),
+        Err(Error::Empty { .. })
+    ));
     never_early("QueueReceiver::get_value_timeout", || {
         rx.get_value_timeout::<u32>(T)
     });
@@ -337,7 +340,7 @@ fn role_and_half_typed_forms() {
         rx.get_into_deadline(&mut [0; 16], Instant::now() + T)
     });
     tx.try_put_value(&1u32).unwrap();
-    assert!(matches!(tx.try_put_value(&2u32), Err(Error::Full)));
+    assert!(matches!(tx.try_put_value(&2u32), Err(Error::Full { .. })));
     never_early("QueueSender::put_value_timeout", || {
         tx.put_value_timeout(&2u32, T)
     });
@@ -358,7 +361,10 @@ fn role_and_half_typed_forms() {
     let b = Pipe::open(a.name()).unwrap();
     let (mut atx, _arx) = a.split();
     let (_btx, mut brx) = b.split();
-    assert!(matches!(brx.try_recv_value::<u16>(), Err(Error::Empty)));
+    assert!(matches!(
+        brx.try_recv_value::<u16>(),
+        Err(Error::Empty { .. })
+    ));
     never_early("PipeReceiver::recv_value_timeout", || {
         brx.recv_value_timeout::<u16>(T)
     });
@@ -376,7 +382,10 @@ fn role_and_half_typed_forms() {
     );
     // A full ring: the sending forms wait their time.
     atx.send(&[0; 40]).unwrap();
-    assert!(matches!(atx.try_send_value(&[0u8; 30]), Err(Error::Full)));
+    assert!(matches!(
+        atx.try_send_value(&[0u8; 30]),
+        Err(Error::Full { .. })
+    ));
     never_early("PipeSender::send_value_timeout", || {
         atx.send_value_timeout(&[0u8; 30], T)
     });
@@ -392,7 +401,7 @@ fn role_serde_forms() {
     let q = Queue::create_unique(1, 64).unwrap();
     let tx = Queue::open_sender(q.name()).unwrap();
     let rx = Queue::open_receiver(q.name()).unwrap();
-    assert!(matches!(rx.try_get_serde::<u8>(), Err(Error::Empty)));
+    assert!(matches!(rx.try_get_serde::<u8>(), Err(Error::Empty { .. })));
     never_early("QueueReceiver::get_serde_timeout", || {
         rx.get_serde_timeout::<u8>(T)
     });
@@ -400,7 +409,7 @@ fn role_serde_forms() {
         rx.get_serde_deadline::<u8>(Instant::now() + T)
     });
     tx.try_put_serde(&1u8).unwrap();
-    assert!(matches!(tx.try_put_serde(&2u8), Err(Error::Full)));
+    assert!(matches!(tx.try_put_serde(&2u8), Err(Error::Full { .. })));
     never_early("QueueSender::put_serde_timeout", || {
         tx.put_serde_timeout(&2u8, T)
     });

@@ -41,8 +41,8 @@ fn an_acked_message_is_never_delivered_again() {
     assert_eq!(l.deliveries(), 1);
     assert!(!l.redelivered());
     l.ack().unwrap();
-    assert!(matches!(q.try_get_lease(), Err(Error::Empty)));
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get_lease(), Err(Error::Empty { .. })));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
     assert!(q.is_empty());
     q.join_timeout(ms(1)).unwrap();
 }
@@ -61,7 +61,7 @@ fn a_lease_dropped_or_nacked_is_delivered_again_and_counted() {
     l.nack().unwrap();
     // A plain get takes a given-back message too.
     assert_eq!(q.get_timeout(ms(100)).unwrap(), b"job");
-    assert!(matches!(q.try_get_lease(), Err(Error::Empty)));
+    assert!(matches!(q.try_get_lease(), Err(Error::Empty { .. })));
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn producers_lapping_round_put_a_given_back_message_again_in_place() {
     q.put(b"2").unwrap();
     assert_eq!(q.get().unwrap(), b"1");
     assert_eq!(q.len(), 1);
-    assert!(matches!(q.try_put(b"3"), Err(Error::Full)));
+    assert!(matches!(q.try_put(b"3"), Err(Error::Full { .. })));
     assert_eq!(q.len(), 2);
     let mut got = Vec::new();
     while let Ok(l) = q.try_get_lease() {
@@ -118,11 +118,11 @@ fn join_waits_for_every_ack() {
     let q = Queue::create_unique(4, 16).unwrap();
     q.put(b"a").unwrap();
     q.put(b"b").unwrap();
-    assert!(matches!(q.join_timeout(ms(20)), Err(Error::Timeout)));
+    assert!(matches!(q.join_timeout(ms(20)), Err(Error::Timeout { .. })));
     let a = q.get_lease().unwrap();
     assert_eq!(q.get().unwrap(), b"b"); // a plain get: done when taken
     let start = Instant::now();
-    assert!(matches!(q.join_timeout(ms(20)), Err(Error::Timeout)));
+    assert!(matches!(q.join_timeout(ms(20)), Err(Error::Timeout { .. })));
     assert!(start.elapsed() >= ms(20));
     std::thread::scope(|s| {
         let joiner = s.spawn(|| q.join());
@@ -139,12 +139,12 @@ fn a_closed_queue_says_closed_only_once_no_lease_can_come_back() {
     let l = q.get_lease().unwrap();
     q.close();
     // Not `Closed` yet: the lease may still come back.
-    assert!(matches!(q.try_get_lease(), Err(Error::Empty)));
+    assert!(matches!(q.try_get_lease(), Err(Error::Empty { .. })));
     drop(l);
     let again = q.try_get_lease().unwrap();
     assert_eq!(&*again, b"last");
     again.ack().unwrap();
-    assert!(matches!(q.try_get_lease(), Err(Error::Closed)));
+    assert!(matches!(q.try_get_lease(), Err(Error::Closed { .. })));
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn a_lease_held_by_a_killed_process_is_delivered_again() {
     q.put(b"job").unwrap();
     let c = spawn("holder", &[&name, w.name()]);
     assert!(wait_for(LIMIT, || w.get(0) == 1), "holder took no lease");
-    assert!(matches!(q.try_get_lease(), Err(Error::Empty)));
+    assert!(matches!(q.try_get_lease(), Err(Error::Empty { .. })));
     c.kill();
     // The blocking call is woken by the death notice (or its own liveness
     // look) and finds the dead lease.
@@ -216,7 +216,7 @@ fn join_never_hangs_on_a_dead_workers_job_nor_returns_before_it_is_redone() {
     assert!(wait_for(LIMIT, || w.get(0) == 1), "holder took no lease");
     c.kill();
     // Not done: the job was given back (by join itself), not acked.
-    assert!(matches!(q.join_timeout(ms(50)), Err(Error::Timeout)));
+    assert!(matches!(q.join_timeout(ms(50)), Err(Error::Timeout { .. })));
     std::thread::scope(|s| {
         let joiner = s.spawn(|| q.join());
         let l = q.get_lease().unwrap();
@@ -244,7 +244,7 @@ fn worker(args: &[String]) {
     loop {
         let l = match q.get_lease_timeout(ms(2000)) {
             Ok(l) => l,
-            Err(Error::Closed) | Err(Error::Timeout) => return,
+            Err(Error::Closed { .. }) | Err(Error::Timeout { .. }) => return,
             Err(e) => panic!("get_lease: {e:?}"),
         };
         // Sometimes a second one, to die holding two (never waiting for
@@ -349,7 +349,7 @@ fn leases_survive_consumers_killed_while_holding_them() {
             match q.join_timeout(ms(5)) {
                 Ok(()) if producer.is_finished() && q.is_empty() => break,
                 Ok(()) => {}
-                Err(Error::Timeout) => {}
+                Err(Error::Timeout { .. }) => {}
                 Err(e) => panic!("trial {trial}: join: {e:?}"),
             }
             assert!(Instant::now() < deadline, "trial {trial}: join hung");

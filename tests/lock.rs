@@ -276,7 +276,7 @@ fn try_lock_and_lock_timeout_fail_while_another_process_holds_it() {
         let d = Duration::from_millis(ms);
         let t = Instant::now();
         match lock.lock_timeout(d) {
-            Err(Error::Timeout) => {}
+            Err(Error::Timeout { .. }) => {}
             other => panic!("lock_timeout({d:?}) on a held lock: {other:?}"),
         }
         let took = t.elapsed();
@@ -511,7 +511,7 @@ fn lock_timeout_zero_takes_over_a_dead_holder_like_try_lock() {
     );
     assert!(matches!(
         lock.lock_timeout(Duration::ZERO),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     // Killed and reaped: the holder is gone for good, and try_lock (checked in
     // the 200 trials) takes the lock at once. A zero timeout asks for no more
@@ -547,12 +547,12 @@ fn locking_twice_in_one_thread_is_a_deadlock_error() {
     let lock = Lock::create_unique().unwrap();
     let other = Lock::open(lock.name()).unwrap();
     let g = lock.lock().unwrap();
-    assert!(matches!(lock.lock(), Err(Error::Deadlock)));
-    assert!(matches!(other.lock(), Err(Error::Deadlock)));
+    assert!(matches!(lock.lock(), Err(Error::Deadlock { .. })));
+    assert!(matches!(other.lock(), Err(Error::Deadlock { .. })));
     // A timeout does not turn a certain deadlock into a wait.
     assert!(matches!(
         lock.lock_timeout(Duration::from_secs(3600)),
-        Err(Error::Deadlock)
+        Err(Error::Deadlock { .. })
     ));
     assert!(lock.try_lock().unwrap().is_none());
     assert!(other.try_lock().unwrap().is_none());
@@ -564,7 +564,7 @@ fn locking_twice_in_one_thread_is_a_deadlock_error() {
             assert!(other.try_lock().unwrap().is_none());
             let d = Duration::from_millis(30);
             let t0 = Instant::now();
-            assert!(matches!(other.lock_timeout(d), Err(Error::Timeout)));
+            assert!(matches!(other.lock_timeout(d), Err(Error::Timeout { .. })));
             assert!(t0.elapsed() >= d);
             tx.send(()).unwrap();
             let g = other.lock().unwrap();

@@ -124,7 +124,10 @@ fn abort_wakes_waiter() {
             thread::spawn(move || b.handle().wait())
         };
         b.handle().abort();
-        assert!(matches!(t.join().unwrap(), Err(Error::BrokenBarrier)));
+        assert!(matches!(
+            t.join().unwrap(),
+            Err(Error::BrokenBarrier { .. })
+        ));
         assert!(b.handle().broken());
     });
 }
@@ -148,7 +151,10 @@ fn reset_wakes_waiter() {
         b.handle().reset();
         let mine = b.handle().wait().unwrap();
         let (first, second) = t.join().unwrap();
-        assert!(matches!(first, Err(Error::BrokenBarrier)), "{first:?}");
+        assert!(
+            matches!(first, Err(Error::BrokenBarrier { .. })),
+            "{first:?}"
+        );
         assert_eq!(mine + second.unwrap(), 1);
     });
 }
@@ -200,7 +206,7 @@ fn death(label: &str, o: Sweep) {
                 autopsy(&b);
                 match b.handle().wait_timeout(LONG) {
                     Ok(i) => ack(1 + i as u64),
-                    Err(Error::BrokenBarrier) => ack(BROKEN),
+                    Err(Error::BrokenBarrier { .. }) => ack(BROKEN),
                     Err(e) => panic!("{e}"),
                 }
             })
@@ -219,7 +225,7 @@ fn death(label: &str, o: Sweep) {
             (Some(t), r) if t != BROKEN => panic!("victim released at {t}, survivor {r:?}"),
             // A live victim is never broken: nobody's timeout comes.
             (Some(_), r) => panic!("live victim broken (survivor {r:?})"),
-            (None, Ok(_)) | (None, Err(Error::BrokenBarrier)) => assert!(dead),
+            (None, Ok(_)) | (None, Err(Error::BrokenBarrier { .. })) => assert!(dead),
             (None, Err(e)) => panic!("{e}"),
         }
     });
@@ -289,7 +295,7 @@ fn death_action(label: &str, o: Sweep) {
                     "released before the action ran"
                 );
             }
-            Err(Error::BrokenBarrier) => assert!(dead, "broken while the tripper lived"),
+            Err(Error::BrokenBarrier { .. }) => assert!(dead, "broken while the tripper lived"),
             Err(e) => panic!("{e}"),
         }
         if !dead {

@@ -176,7 +176,9 @@ fn drain(q: &RawQueue<'_>, got: &mut Vec<u8>) {
                 assert_eq!(m.len(), 1, "torn message {m:?}");
                 got.push(m[0]);
             }
-            Err(Error::Timeout) | Err(Error::Empty) | Err(Error::Closed) => return,
+            Err(Error::Timeout { .. }) | Err(Error::Empty { .. }) | Err(Error::Closed { .. }) => {
+                return
+            }
             Err(e) => panic!("drain: {e:?}"),
         }
     }
@@ -396,8 +398,8 @@ fn queue_close_sweep() {
         if acks().is_empty() {
             h.close();
         }
-        assert!(matches!(s.join().unwrap(), Err(Error::Closed)));
-        assert!(matches!(h.try_put(b"z"), Err(Error::Closed)));
+        assert!(matches!(s.join().unwrap(), Err(Error::Closed { .. })));
+        assert!(matches!(h.try_put(b"z"), Err(Error::Closed { .. })));
     });
 }
 
@@ -430,7 +432,7 @@ fn pipe_send(label: &str, opts: Sweep, ring: usize, max: usize, msgs: &'static [
         loop {
             match b.recv() {
                 Ok(m) => got.push(m),
-                Err(Error::Disconnected) => break,
+                Err(Error::Disconnected { .. }) => break,
                 Err(e) => panic!("recv: {e:?}"),
             }
         }
@@ -493,7 +495,7 @@ fn pipe_recv(opts: Sweep) {
         for i in 0..2u8 {
             match a.send(&msg(40, i)) {
                 Ok(()) => assert!(!gone, "sent after Disconnected"),
-                Err(Error::Disconnected) => gone = true,
+                Err(Error::Disconnected { .. }) => gone = true,
                 Err(e) => panic!("send: {e:?}"),
             }
         }

@@ -47,7 +47,7 @@ fn finish(q: &RawQueue<'_>, got: &mut Vec<u8>) {
     for _ in 0..4 {
         match q.join_timeout(T) {
             Ok(()) => return,
-            Err(Error::Timeout) => {}
+            Err(Error::Timeout { .. }) => {}
             Err(e) => panic!("join: {e:?}"),
         }
         if let Some(m) = lease_ack_one(q) {

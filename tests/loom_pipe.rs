@@ -68,7 +68,7 @@ fn close_is_seen_after_the_last_message() {
         };
         let mut b = p.end1();
         assert_eq!(b.recv().unwrap(), b"last");
-        assert!(matches!(b.recv(), Err(Error::Disconnected)));
+        assert!(matches!(b.recv(), Err(Error::Disconnected { .. })));
         w.join().unwrap();
     });
 }
@@ -89,7 +89,7 @@ fn a_peer_that_dies_is_seen_after_its_last_message() {
             })
         };
         assert_eq!(b.recv().unwrap(), b"bye");
-        assert!(matches!(b.recv(), Err(Error::Disconnected)));
+        assert!(matches!(b.recv(), Err(Error::Disconnected { .. })));
         w.join().unwrap();
     });
 }

@@ -39,7 +39,7 @@ fn two_producers_exactly_once() {
         p2.join().unwrap();
         got.sort();
         assert_eq!(got, [b"a".to_vec(), b"x".to_vec()]);
-        assert!(matches!(h.try_get(), Err(Error::Empty)));
+        assert!(matches!(h.try_get(), Err(Error::Empty { .. })));
     });
 }
 
@@ -92,7 +92,7 @@ fn two_producers_fifo_exactly_once() {
         let pos = |m: &[u8]| got.iter().position(|g| g == m).expect("delivered");
         assert!(pos(b"a") < pos(b"b"), "FIFO per producer: {got:?}");
         assert!(got.contains(&b"x".to_vec()));
-        assert!(matches!(h.try_get(), Err(Error::Empty)));
+        assert!(matches!(h.try_get(), Err(Error::Empty { .. })));
     });
 }
 
@@ -176,7 +176,7 @@ fn producer_dead_at_its_claim_is_skipped() {
         live.join().unwrap();
         let h = q.handle();
         assert_eq!(take(&h), b"k");
-        assert!(matches!(h.try_get(), Err(Error::Empty)));
+        assert!(matches!(h.try_get(), Err(Error::Empty { .. })));
         // The skipped slot is usable again.
         give(&h, b"g");
         assert_eq!(take(&h), b"g");
@@ -227,7 +227,7 @@ fn last_sender_drop_wakes_a_blocked_receiver() {
             drop(tx);
         });
         assert_eq!(rx.get().unwrap(), b"m");
-        assert!(matches!(rx.get(), Err(Error::Disconnected)));
+        assert!(matches!(rx.get(), Err(Error::Disconnected { .. })));
         s.join().unwrap();
     });
 }
@@ -247,8 +247,8 @@ fn last_receiver_drop_wakes_a_blocked_sender() {
             // The receiver may be gone already; if not, the second put
             // blocks on the full queue until it goes.
             match tx.put(b"a") {
-                Ok(()) => assert!(matches!(tx.put(b"b"), Err(Error::Disconnected))),
-                Err(e) => assert!(matches!(e, Error::Disconnected), "{e:?}"),
+                Ok(()) => assert!(matches!(tx.put(b"b"), Err(Error::Disconnected { .. }))),
+                Err(e) => assert!(matches!(e, Error::Disconnected { .. }), "{e:?}"),
             }
         });
         drop(rx);
@@ -277,15 +277,15 @@ fn a_dead_sender_disconnects_a_waiting_receiver() {
         let got = match first {
             Ok(m) => m,
             // The sender had not opened yet: a receiver made first waits.
-            Err(Error::Timeout) => rx.get().unwrap(),
+            Err(Error::Timeout { .. }) => rx.get().unwrap(),
             Err(e) => panic!("{e:?}"),
         };
         assert_eq!(got, b"m");
         s.join().unwrap();
         loop {
             match rx.get_timeout(std::time::Duration::from_secs(1)) {
-                Err(Error::Disconnected) => break,
-                Err(Error::Timeout) => continue,
+                Err(Error::Disconnected { .. }) => break,
+                Err(Error::Timeout { .. }) => continue,
                 r => panic!("{r:?}"),
             }
         }
@@ -316,7 +316,7 @@ fn a_look_by_another_receiver_does_not_hide_the_last_senders_leave() {
             r2.set_role(QueueRole::Receiver).unwrap();
             let _ = r2.try_get();
         });
-        assert!(matches!(rx.get(), Err(Error::Disconnected)));
+        assert!(matches!(rx.get(), Err(Error::Disconnected { .. })));
         leaver.join().unwrap();
         looker.join().unwrap();
     });

@@ -133,7 +133,7 @@ fn keep_then_release_counts() {
         );
         assert!(matches!(
             again.err().or(other.err()),
-            Some(Error::TooManyReleases { limit: 1 })
+            Some(Error::TooManyReleases { limit: 1, .. })
         ));
         assert_eq!(s.value(), 1);
     });

@@ -19,7 +19,7 @@ fn echo(args: &[String]) {
     loop {
         match end.recv() {
             Ok(m) => end.send(&m).unwrap(),
-            Err(Error::Disconnected) => return,
+            Err(Error::Disconnected { .. }) => return,
             Err(e) => panic!("echo: {e}"),
         }
     }
@@ -100,7 +100,7 @@ fn recv_into_small_buffer_keeps_the_message_and_poll_never_consumes() {
     for _ in 0..2 {
         assert!(matches!(
             b.recv_into(&mut small),
-            Err(Error::BufferTooSmall { needed: 10 })
+            Err(Error::BufferTooSmall { needed: 10, .. })
         ));
     }
     assert!(b.poll(Duration::ZERO).unwrap());
@@ -124,7 +124,7 @@ fn recv_into_small_buffer_keeps_the_message_and_poll_never_consumes() {
     let mut small = [0u8; 999];
     assert!(matches!(
         d.recv_into(&mut small),
-        Err(Error::BufferTooSmall { needed: 1000 })
+        Err(Error::BufferTooSmall { needed: 1000, .. })
     ));
     let mut buf = vec![0u8; 1000];
     assert_eq!(d.recv_into(&mut buf).unwrap(), 1000);
@@ -140,21 +140,21 @@ fn timeouts_never_return_early() {
     let t = Instant::now();
     assert!(matches!(
         a.recv_timeout(Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     a.send(&[1; 56]).unwrap();
     let t = Instant::now();
     assert!(matches!(
         a.send_timeout(&[2; 56], Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let mut buf = [0u8; 8];
     let t = Instant::now();
     assert!(matches!(
         a.recv_into_timeout(&mut buf, Duration::from_millis(50)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t.elapsed() >= Duration::from_millis(50));
 }
@@ -166,7 +166,7 @@ fn limits_and_directions() {
     let mut b = Pipe::open(a.name()).unwrap();
     assert!(matches!(
         a.send(&[0; 9]),
-        Err(Error::MessageTooLarge { len: 9, max: 8 })
+        Err(Error::MessageTooLarge { len: 9, max: 8, .. })
     ));
     assert!(
         !b.poll(Duration::ZERO).unwrap(),
@@ -174,10 +174,13 @@ fn limits_and_directions() {
     );
     assert!(matches!(Pipe::open(a.name()), Err(Error::InUse { .. })));
     drop(b);
-    assert!(matches!(Pipe::open(a.name()), Err(Error::Disconnected)));
+    assert!(matches!(
+        Pipe::open(a.name()),
+        Err(Error::Disconnected { .. })
+    ));
     assert!(a.is_disconnected());
-    assert!(matches!(a.send(b"x"), Err(Error::Disconnected)));
-    assert!(matches!(a.recv(), Err(Error::Disconnected)));
+    assert!(matches!(a.send(b"x"), Err(Error::Disconnected { .. })));
+    assert!(matches!(a.recv(), Err(Error::Disconnected { .. })));
 
     let mut w = Pipe::builder()
         .direction(Direction::CreatorSends)
@@ -218,12 +221,15 @@ fn peer_killed_gives_buffered_messages_then_disconnected() {
     assert!(end.poll(Duration::ZERO).unwrap());
     assert_eq!(end.recv().unwrap(), b"");
     assert_eq!(end.recv().unwrap(), b"three");
-    assert!(matches!(end.recv(), Err(Error::Disconnected)));
+    assert!(matches!(end.recv(), Err(Error::Disconnected { .. })));
     assert!(matches!(
         end.poll(Duration::from_secs(1)),
-        Err(Error::Disconnected)
+        Err(Error::Disconnected { .. })
     ));
-    assert!(matches!(end.send(b"anyone?"), Err(Error::Disconnected)));
+    assert!(matches!(
+        end.send(b"anyone?"),
+        Err(Error::Disconnected { .. })
+    ));
 }
 
 #[test]
@@ -239,7 +245,7 @@ fn blocked_recv_wakes_when_the_peer_process_dies() {
         std::thread::sleep(Duration::from_millis(50));
         child.kill();
     });
-    assert!(matches!(end.recv(), Err(Error::Disconnected)));
+    assert!(matches!(end.recv(), Err(Error::Disconnected { .. })));
     killer.join().unwrap();
 }
 

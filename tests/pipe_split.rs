@@ -78,7 +78,7 @@ fn the_end_closes_when_its_last_half_drops_and_the_segment_goes_then() {
     drop(rx);
     assert!(b.is_disconnected());
     assert_eq!(b.recv().unwrap(), b"last");
-    assert!(matches!(b.recv(), Err(Error::Disconnected)));
+    assert!(matches!(b.recv(), Err(Error::Disconnected { .. })));
     assert!(matches!(
         shmkit::inspect(&name),
         Err(Error::NotFound { .. })
@@ -112,7 +112,10 @@ fn a_killed_peer_is_seen_by_both_halves() {
         let blocked = s.spawn(|| rx.recv());
         std::thread::sleep(Duration::from_millis(20));
         peer.kill();
-        assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected)));
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
     assert!(tx.is_disconnected());
     // A send notices a dead peer at its next liveness look (every 256th
@@ -125,7 +128,7 @@ fn a_killed_peer_is_seen_by_both_halves() {
         }
     };
     assert!(
-        matches!(end, Error::Disconnected),
+        matches!(end, Error::Disconnected { .. }),
         "{end:?} after {sent} sends"
     );
 }
@@ -142,7 +145,7 @@ fn iterating_an_end_ends_at_disconnect_after_the_last_message() {
     let mut it = a.iter();
     let got: Vec<Vec<u8>> = it.by_ref().collect();
     assert_eq!(got, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
-    assert!(matches!(it.error(), Some(Error::Disconnected)));
+    assert!(matches!(it.error(), Some(Error::Disconnected { .. })));
 }
 
 #[test]
@@ -150,16 +153,16 @@ fn try_forms_say_full_empty_and_disconnected() {
     let _w = watchdog(LIMIT);
     let mut a = Pipe::builder().capacity(64).create_unique().unwrap();
     let mut b = Pipe::open(a.name()).unwrap();
-    assert!(matches!(b.try_recv(), Err(Error::Empty)));
-    assert!(matches!(b.try_recv_value::<u8>(), Err(Error::Empty)));
+    assert!(matches!(b.try_recv(), Err(Error::Empty { .. })));
+    assert!(matches!(b.try_recv_value::<u8>(), Err(Error::Empty { .. })));
     a.try_send(&[1; 40]).unwrap();
-    assert!(matches!(a.try_send(&[2; 40]), Err(Error::Full)));
+    assert!(matches!(a.try_send(&[2; 40]), Err(Error::Full { .. })));
     assert_eq!(b.try_recv().unwrap(), [1; 40]);
     a.try_send_value(&7u64).unwrap();
     assert_eq!(b.try_recv_value::<u64>().unwrap(), 7);
     drop(a);
-    assert!(matches!(b.try_recv(), Err(Error::Disconnected)));
-    assert!(matches!(b.try_send(b"x"), Err(Error::Disconnected)));
+    assert!(matches!(b.try_recv(), Err(Error::Disconnected { .. })));
+    assert!(matches!(b.try_send(b"x"), Err(Error::Disconnected { .. })));
 }
 
 #[test]
@@ -175,6 +178,7 @@ fn a_typed_receive_of_the_wrong_size_returns_the_message_and_the_next_one_works(
             Err(Error::WrongSize {
                 expected: 4,
                 message,
+                ..
             }) => assert_eq!(message, want),
             r => panic!("{r:?}"),
         }
@@ -184,7 +188,7 @@ fn a_typed_receive_of_the_wrong_size_returns_the_message_and_the_next_one_works(
     let start = std::time::Instant::now();
     assert!(matches!(
         b.recv_value_timeout::<u32>(t),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(start.elapsed() >= t, "returned early");
 }

@@ -422,7 +422,7 @@ fn an_opener_that_marks_an_unlinked_segment_opens_the_name_again() {
         let quick = Options::new().init_timeout(Duration::from_millis(20));
         assert!(matches!(
             Segment::open_with(&name, &quick),
-            Err(Error::Timeout)
+            Err(Error::Timeout { .. })
         ));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {

@@ -48,20 +48,20 @@ fn producer_consumer_tutorial() {
 fn full_empty_timeout_in_every_form() {
     let q = Queue::create_unique(2, 8).unwrap();
     assert!(q.is_empty() && !q.is_full());
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
     let mut buf = [0u8; 8];
-    assert!(matches!(q.try_get_into(&mut buf), Err(Error::Empty)));
-    assert!(matches!(q.try_get_ref(), Err(Error::Empty)));
+    assert!(matches!(q.try_get_into(&mut buf), Err(Error::Empty { .. })));
+    assert!(matches!(q.try_get_ref(), Err(Error::Empty { .. })));
     let t = Instant::now();
     assert!(matches!(
         q.get_timeout(Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let t = Instant::now();
     assert!(matches!(
         q.get_into_timeout(&mut buf, Duration::from_millis(50)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t.elapsed() >= Duration::from_millis(50));
 
@@ -69,12 +69,12 @@ fn full_empty_timeout_in_every_form() {
     q.try_put(b"b").unwrap();
     assert!(q.is_full());
     assert_eq!(q.len(), 2);
-    assert!(matches!(q.try_put(b"c"), Err(Error::Full)));
-    assert!(matches!(q.try_reserve(1), Err(Error::Full)));
+    assert!(matches!(q.try_put(b"c"), Err(Error::Full { .. })));
+    assert!(matches!(q.try_reserve(1), Err(Error::Full { .. })));
     let t = Instant::now();
     assert!(matches!(
         q.put_timeout(b"c", Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     assert_eq!(q.get().unwrap(), b"a");
@@ -87,7 +87,7 @@ fn sizes_and_empty_messages() {
     let q = Queue::create_unique(3, 5).unwrap();
     assert!(matches!(
         q.put(b"123456"),
-        Err(Error::MessageTooLarge { len: 6, max: 5 })
+        Err(Error::MessageTooLarge { len: 6, max: 5, .. })
     ));
     assert!(q.is_empty(), "nothing is put when too large");
     q.put(b"").unwrap();
@@ -96,7 +96,7 @@ fn sizes_and_empty_messages() {
     let mut small = [0u8; 4];
     assert!(matches!(
         q.get_into(&mut small),
-        Err(Error::BufferTooSmall { needed: 5 })
+        Err(Error::BufferTooSmall { needed: 5, .. })
     ));
     assert_eq!(q.len(), 1, "the message stays queued");
     let mut buf = [0u8; 5];
@@ -142,6 +142,7 @@ fn zero_copy_and_typed() {
         Err(Error::WrongSize {
             expected: 4,
             message,
+            ..
         }) => {
             assert_eq!(message, bytemuck::bytes_of(&[7u32, 8]))
         }
@@ -153,10 +154,11 @@ fn zero_copy_and_typed() {
         Err(Error::WrongSize {
             expected: 4,
             message,
+            ..
         }) => assert_eq!(message, b"1"),
         r => panic!("{r:?}"),
     }
-    assert!(matches!(q.try_get_value::<u32>(), Err(Error::Empty)));
+    assert!(matches!(q.try_get_value::<u32>(), Err(Error::Empty { .. })));
 }
 
 #[test]
@@ -173,7 +175,7 @@ fn close_wakes_blocked_callers_and_drains() {
         std::thread::sleep(Duration::from_millis(20));
         q.close();
     }
-    assert!(matches!(getter.join().unwrap(), Err(Error::Closed)));
+    assert!(matches!(getter.join().unwrap(), Err(Error::Closed { .. })));
     let q2 = Queue::create_unique(1, 8).unwrap();
     q2.put(b"x").unwrap();
     let putter = {
@@ -182,11 +184,11 @@ fn close_wakes_blocked_callers_and_drains() {
     };
     std::thread::sleep(Duration::from_millis(20));
     q2.close();
-    assert!(matches!(putter.join().unwrap(), Err(Error::Closed)));
+    assert!(matches!(putter.join().unwrap(), Err(Error::Closed { .. })));
     assert_eq!(q2.get().unwrap(), b"x");
-    assert!(matches!(q2.get(), Err(Error::Closed)));
-    assert!(matches!(q2.try_get(), Err(Error::Closed)));
-    assert!(matches!(q2.try_put(b"z"), Err(Error::Closed)));
+    assert!(matches!(q2.get(), Err(Error::Closed { .. })));
+    assert!(matches!(q2.try_get(), Err(Error::Closed { .. })));
+    assert!(matches!(q2.try_put(b"z"), Err(Error::Closed { .. })));
 }
 
 #[test]
@@ -218,7 +220,7 @@ fn threads_in_one_process_exactly_once() {
                             last[p] = Some(i);
                             seen.push((p, i));
                         }
-                        Err(Error::Closed) => return seen,
+                        Err(Error::Closed { .. }) => return seen,
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -264,7 +266,7 @@ fn mp_consumer(args: &[String]) {
                 sum[p] += u64::from(i);
                 sq[p] += u64::from(i) * u64::from(i);
             }
-            Err(Error::Closed) => break,
+            Err(Error::Closed { .. }) => break,
             Err(e) => panic!("{e}"),
         }
     }

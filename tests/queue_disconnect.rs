@@ -68,7 +68,10 @@ fn a_receiver_is_disconnected_once_the_last_sender_drops_and_it_has_drained() {
     tx1.put(b"one").unwrap();
     drop(tx1);
     assert_eq!(rx.try_get().unwrap(), b"one");
-    assert!(matches!(rx.try_get(), Err(Error::Empty)), "tx2 is open");
+    assert!(
+        matches!(rx.try_get(), Err(Error::Empty { .. })),
+        "tx2 is open"
+    );
     assert!(!rx.is_disconnected());
     tx2.put(b"two").unwrap();
     tx2.put(b"three").unwrap();
@@ -77,13 +80,16 @@ fn a_receiver_is_disconnected_once_the_last_sender_drops_and_it_has_drained() {
     // What was put before the last sender left comes first.
     assert_eq!(rx.get().unwrap(), b"two");
     assert_eq!(rx.try_get().unwrap(), b"three");
-    assert!(matches!(rx.try_get(), Err(Error::Disconnected)));
-    assert!(matches!(rx.get(), Err(Error::Disconnected)));
+    assert!(matches!(rx.try_get(), Err(Error::Disconnected { .. })));
+    assert!(matches!(rx.get(), Err(Error::Disconnected { .. })));
     assert!(matches!(
         rx.get_timeout(Duration::from_secs(5)),
-        Err(Error::Disconnected)
+        Err(Error::Disconnected { .. })
     ));
-    assert!(matches!(rx.try_get_lease(), Err(Error::Disconnected)));
+    assert!(matches!(
+        rx.try_get_lease(),
+        Err(Error::Disconnected { .. })
+    ));
     assert!(rx.readable().is_ready(), "a disconnected receiver is ready");
 }
 
@@ -98,9 +104,9 @@ fn a_sender_is_disconnected_once_the_last_receiver_drops() {
     assert!(!tx.is_disconnected());
     drop(rx);
     assert!(tx.is_disconnected());
-    assert!(matches!(tx.put(b"b"), Err(Error::Disconnected)));
-    assert!(matches!(tx.try_put(b"b"), Err(Error::Disconnected)));
-    assert!(matches!(tx.try_reserve(1), Err(Error::Disconnected)));
+    assert!(matches!(tx.put(b"b"), Err(Error::Disconnected { .. })));
+    assert!(matches!(tx.try_put(b"b"), Err(Error::Disconnected { .. })));
+    assert!(matches!(tx.try_reserve(1), Err(Error::Disconnected { .. })));
     assert!(tx.writable().is_ready());
     // What was put stays: a receiver that comes later gets it.
     let rx = Queue::open_receiver(&name).unwrap();
@@ -119,7 +125,7 @@ fn a_both_ways_handle_keeps_everyone_connected() {
     let tx = Queue::open_sender(&name).unwrap();
     drop(tx);
     assert!(
-        matches!(rx.try_get(), Err(Error::Empty)),
+        matches!(rx.try_get(), Err(Error::Empty { .. })),
         "q can still send"
     );
     assert!(!rx.is_disconnected());
@@ -128,17 +134,17 @@ fn a_both_ways_handle_keeps_everyone_connected() {
     tx.put(b"x").unwrap();
     assert!(!tx.is_disconnected(), "q can still receive");
     assert_eq!(q.try_get().unwrap(), b"x");
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
 }
 
 #[test]
 fn a_receiver_made_before_any_sender_waits_for_the_first() {
     let _w = watchdog(LIMIT);
     let (rx, _c) = receiver_queue("dc-first", 4);
-    assert!(matches!(rx.try_get(), Err(Error::Empty)));
+    assert!(matches!(rx.try_get(), Err(Error::Empty { .. })));
     let t = Duration::from_millis(30);
     let start = Instant::now();
-    assert!(matches!(rx.get_timeout(t), Err(Error::Timeout)));
+    assert!(matches!(rx.get_timeout(t), Err(Error::Timeout { .. })));
     assert!(start.elapsed() >= t, "returned early");
     assert!(!rx.is_disconnected());
 }
@@ -148,9 +154,9 @@ fn a_sender_that_opens_later_reconnects() {
     let _w = watchdog(LIMIT);
     let (rx, _c) = receiver_queue("dc-again", 4);
     drop(Queue::open_sender(rx.name()).unwrap());
-    assert!(matches!(rx.try_get(), Err(Error::Disconnected)));
+    assert!(matches!(rx.try_get(), Err(Error::Disconnected { .. })));
     let tx = Queue::open_sender(rx.name()).unwrap();
-    assert!(matches!(rx.try_get(), Err(Error::Empty)));
+    assert!(matches!(rx.try_get(), Err(Error::Empty { .. })));
     tx.put(b"back").unwrap();
     assert_eq!(rx.get().unwrap(), b"back");
 }
@@ -166,8 +172,14 @@ fn a_blocked_get_wakes_with_disconnected_when_the_last_sender_drops() {
         // Let both block (or not: either way they must end Disconnected).
         std::thread::sleep(Duration::from_millis(20));
         drop(tx);
-        assert!(matches!(got.join().unwrap(), Err(Error::Disconnected)));
-        assert!(matches!(timed.join().unwrap(), Err(Error::Disconnected)));
+        assert!(matches!(
+            got.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
+        assert!(matches!(
+            timed.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
 }
 
@@ -183,7 +195,10 @@ fn a_blocked_put_wakes_with_disconnected_when_the_last_receiver_drops() {
         let put = s.spawn(|| tx.put(b"blocked"));
         std::thread::sleep(Duration::from_millis(20));
         drop(rx);
-        assert!(matches!(put.join().unwrap(), Err(Error::Disconnected)));
+        assert!(matches!(
+            put.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
 }
 
@@ -197,13 +212,13 @@ fn a_held_lease_keeps_receivers_from_disconnect_until_it_ends() {
     drop(tx);
     let lease = rx.get_lease().unwrap();
     // The job may come back: not disconnected yet.
-    assert!(matches!(rx2.try_get(), Err(Error::Empty)));
+    assert!(matches!(rx2.try_get(), Err(Error::Empty { .. })));
     drop(lease); // nack
     let again = rx2.get_lease().unwrap();
     assert!(again.redelivered());
     again.ack().unwrap();
-    assert!(matches!(rx2.try_get(), Err(Error::Disconnected)));
-    assert!(matches!(rx.get(), Err(Error::Disconnected)));
+    assert!(matches!(rx2.try_get(), Err(Error::Disconnected { .. })));
+    assert!(matches!(rx.get(), Err(Error::Disconnected { .. })));
 }
 
 #[test]
@@ -221,9 +236,12 @@ fn sigkill_of_the_last_sender_wakes_a_blocked_receiver_with_disconnected() {
         let blocked = s.spawn(|| rx.get());
         std::thread::sleep(Duration::from_millis(20));
         child.kill();
-        assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected)));
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(Error::Disconnected { .. })
+        ));
     });
-    assert!(matches!(rx.try_get(), Err(Error::Disconnected)));
+    assert!(matches!(rx.try_get(), Err(Error::Disconnected { .. })));
 }
 
 #[test]
@@ -246,7 +264,7 @@ fn sigkill_of_the_last_receiver_disconnects_senders() {
         }
         assert!(oks <= 4, "put past the capacity with no receiver");
     };
-    assert!(matches!(end, Error::Disconnected), "{end:?}");
+    assert!(matches!(end, Error::Disconnected { .. }), "{end:?}");
     assert!(tx.is_disconnected());
 }
 
@@ -282,7 +300,7 @@ fn iterating_a_receiver_ends_when_every_producer_has_exited() {
     assert_eq!(got, (0..3 * per).collect::<Vec<_>>());
     let mut it = rx.iter();
     assert_eq!(it.next(), None);
-    assert!(matches!(it.error(), Some(Error::Disconnected)));
+    assert!(matches!(it.error(), Some(Error::Disconnected { .. })));
 }
 
 #[test]
@@ -295,7 +313,7 @@ fn iterators_end_on_close_and_try_iter_on_empty() {
     assert_eq!(t.next().as_deref(), Some(&b"a"[..]));
     assert_eq!(t.next().as_deref(), Some(&b"b"[..]));
     assert_eq!(t.next(), None);
-    assert!(matches!(t.error(), Some(Error::Empty)));
+    assert!(matches!(t.error(), Some(Error::Empty { .. })));
     assert_eq!(t.next(), None, "an ended iterator stays ended");
     q.put(b"c").unwrap();
     q.close();
@@ -303,7 +321,7 @@ fn iterators_end_on_close_and_try_iter_on_empty() {
     assert_eq!(all, [b"c".to_vec()]);
     let mut it = q.iter();
     assert_eq!(it.next(), None);
-    assert!(matches!(it.error(), Some(Error::Closed)));
+    assert!(matches!(it.error(), Some(Error::Closed { .. })));
 }
 
 #[test]
@@ -318,7 +336,9 @@ fn a_dead_senders_entry_does_not_keep_the_queue_connected() {
     assert_eq!(ready.get_timeout(LIMIT).unwrap(), b"ready");
     assert_eq!(rx.try_get().unwrap(), 0u32.to_ne_bytes());
     child.kill();
-    let seen = wait_for(LIMIT, || matches!(rx.try_get(), Err(Error::Disconnected)));
+    let seen = wait_for(LIMIT, || {
+        matches!(rx.try_get(), Err(Error::Disconnected { .. }))
+    });
     assert!(
         seen,
         "try_get never said Disconnected after the sender died"

@@ -117,7 +117,7 @@ fn waiter_out_of_fds(args: &[String]) {
     let lock = Lock::open(&args[0]).unwrap();
     let _ex = exhaust_fds();
     match lock.lock_timeout(LOOK) {
-        Err(Error::Timeout) => {}
+        Err(Error::Timeout { .. }) => {}
         Ok(g) => {
             eprintln!("took a live holder's lock (owner_died {})", g.owner_died());
             std::process::exit(ROBBED);
@@ -147,7 +147,7 @@ fn consumer_out_of_fds(args: &[String]) {
     let timed_out = Event::open(&args[1]).unwrap();
     let _ex = exhaust_fds();
     match q.get_timeout(LOOK) {
-        Err(Error::Timeout) => {}
+        Err(Error::Timeout { .. }) => {}
         other => panic!("get_timeout with a slot claimed by a live producer: {other:?}"),
     }
     timed_out.set();
@@ -281,7 +281,7 @@ fn a_consumer_out_of_fds_never_skips_a_live_producers_slot() {
         "consumer failed (3: the live producer's message was lost)"
     );
     // The queue works on: empty, with room.
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
     q.try_put(b"x").unwrap();
     assert_eq!(q.try_get().unwrap(), b"x");
 }
@@ -326,7 +326,7 @@ fn a_stamp_that_could_not_be_read_is_not_kept() {
     );
     assert!(held.wait_timeout(REACH).unwrap(), "child never took it");
     let robbed = match lock.lock_timeout(LOOK) {
-        Err(Error::Timeout) => false,
+        Err(Error::Timeout { .. }) => false,
         Ok(g) => {
             drop(g);
             true

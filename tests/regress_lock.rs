@@ -241,10 +241,10 @@ fn a_forged_live_owner_times_out_value_and_array_calls() {
         for ms in [0, 30] {
             let d = Duration::from_millis(ms);
             let t = Instant::now();
-            assert!(matches!(v.lock_timeout(d), Err(Error::Timeout)));
+            assert!(matches!(v.lock_timeout(d), Err(Error::Timeout { .. })));
             assert!(t.elapsed() >= d);
             let t = Instant::now();
-            assert!(matches!(a.lock_timeout(d), Err(Error::Timeout)));
+            assert!(matches!(a.lock_timeout(d), Err(Error::Timeout { .. })));
             assert!(t.elapsed() >= d);
         }
     }
@@ -269,29 +269,29 @@ fn a_real_double_lock_is_still_a_deadlock() {
     let l2 = Lock::open(l.name()).unwrap();
     {
         let _g = v.lock().unwrap();
-        assert!(matches!(v.lock(), Err(Error::Deadlock)));
-        assert!(matches!(v2.lock(), Err(Error::Deadlock)));
+        assert!(matches!(v.lock(), Err(Error::Deadlock { .. })));
+        assert!(matches!(v2.lock(), Err(Error::Deadlock { .. })));
         assert!(matches!(
             v2.lock_timeout(Duration::from_secs(3600)),
-            Err(Error::Deadlock)
+            Err(Error::Deadlock { .. })
         ));
         assert!(v2.try_lock().unwrap().is_none());
     }
     {
         let _g = a.lock().unwrap();
-        assert!(matches!(a2.lock(), Err(Error::Deadlock)));
-        assert!(matches!(a2.set(0, 1), Err(Error::Deadlock)));
+        assert!(matches!(a2.lock(), Err(Error::Deadlock { .. })));
+        assert!(matches!(a2.set(0, 1), Err(Error::Deadlock { .. })));
         assert!(a2.try_lock().unwrap().is_none());
     }
     {
         let _g = l.lock().unwrap();
-        assert!(matches!(l2.lock(), Err(Error::Deadlock)));
+        assert!(matches!(l2.lock(), Err(Error::Deadlock { .. })));
     }
     // Nested guards of different locks, released out of order.
     let g1 = l.lock().unwrap();
     let g2 = v.lock().unwrap();
     drop(g1);
-    assert!(matches!(v2.lock(), Err(Error::Deadlock)));
+    assert!(matches!(v2.lock(), Err(Error::Deadlock { .. })));
     let g3 = l2.lock().unwrap();
     drop(g2);
     drop(g3);

@@ -187,7 +187,7 @@ fn a_reader_with_a_hostile_head_at_attach_reads_nothing_out_of_bounds() {
         let _ = a.send_timeout(&[3; 100], Duration::ZERO);
         let got = b.recv_timeout(Duration::ZERO);
         assert!(
-            corrupted(&got) || matches!(got, Err(Error::Timeout)),
+            corrupted(&got) || matches!(got, Err(Error::Timeout { .. })),
             "{got:?}"
         );
     }
@@ -244,7 +244,7 @@ fn a_hostile_length_prefix_allocates_only_for_bytes_that_arrive() {
     r.write(CTL + 4, &[9; 64]);
     r.set(tail(0), 68);
     let (got, largest) = largest_allocation(|| b.recv_timeout(Duration::ZERO));
-    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(matches!(got, Err(Error::Timeout { .. })), "{got:?}");
     assert!(
         largest < 1 << 20,
         "the receiver asked for {largest} bytes for 64 that arrived"
@@ -291,7 +291,7 @@ fn a_peer_rewriting_skip_records_cannot_keep_a_try_recv_busy() {
         for _ in 0..1000 {
             let got = b.recv_timeout(Duration::ZERO);
             assert!(
-                corrupted(&got) || matches!(got, Err(Error::Timeout)),
+                corrupted(&got) || matches!(got, Err(Error::Timeout { .. })),
                 "{got:?}"
             );
         }
@@ -321,6 +321,7 @@ fn ping_pong_small_buffer(rounds: usize, use_value: bool) {
                 Err(Error::WrongSize {
                     expected: 8,
                     message,
+                    ..
                 }) => {
                     assert_eq!(message, [i as u8; 64], "round {i}")
                 }
@@ -329,7 +330,7 @@ fn ping_pong_small_buffer(rounds: usize, use_value: bool) {
         } else {
             let r = b.recv_into(&mut small);
             assert!(
-                matches!(r, Err(Error::BufferTooSmall { needed: 64 })),
+                matches!(r, Err(Error::BufferTooSmall { needed: 64, .. })),
                 "round {i}: {r:?}"
             );
             assert_eq!(b.recv().unwrap(), [i as u8; 64]);

@@ -53,7 +53,7 @@ fn two_abandoned_reservations_of_one_slot_do_not_wedge() {
     let g = q.try_reserve(1).unwrap();
     drop(g);
     assert_eq!(q.try_get().unwrap(), b"b");
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
     // And it keeps working for many laps of reserve/abandon/put/get.
     for i in 0..1000u32 {
         let g = q.try_reserve(4).unwrap();
@@ -91,7 +91,7 @@ fn abandoned_reservations_in_every_order_keep_fifo() {
                     for _ in 0..n {
                         match q.try_reserve(8) {
                             Ok(g) => grants.push(g),
-                            Err(Error::Full) => break,
+                            Err(Error::Full { .. }) => break,
                             Err(e) => panic!("reserve: {e}"),
                         }
                     }
@@ -109,7 +109,7 @@ fn abandoned_reservations_in_every_order_keep_fifo() {
                         let want = model.pop_front().expect("got a message the model lacks");
                         assert_eq!(m, want.to_le_bytes(), "capacity {cap}");
                     }
-                    Err(Error::Empty) => assert!(model.is_empty(), "Empty with {model:?}"),
+                    Err(Error::Empty { .. }) => assert!(model.is_empty(), "Empty with {model:?}"),
                     Err(e) => panic!("get: {e}"),
                 },
             }
@@ -151,7 +151,7 @@ fn try_get_after_own_put_is_never_empty() {
         let t0 = Instant::now();
         match q.try_get() {
             Ok(_) => false,
-            Err(Error::Empty) => {
+            Err(Error::Empty { .. }) => {
                 let quick = t0.elapsed() < IN_FLIGHT;
                 q.get().unwrap();
                 quick
@@ -176,7 +176,7 @@ fn try_put_after_own_get_is_never_full() {
         let t0 = Instant::now();
         match q.try_put(&[1u8; 4096]) {
             Ok(()) => false,
-            Err(Error::Full) => {
+            Err(Error::Full { .. }) => {
                 let quick = t0.elapsed() < IN_FLIGHT;
                 q.put(&[1u8; 4096]).unwrap();
                 quick
@@ -227,7 +227,7 @@ fn blocked_producer_recovers_a_dead_writers_claim() {
     let _c = Cleanup(vec![q.name().to_owned()]);
     let child = spawn("reserve_and_wait", &[q.name()]);
     assert!(common::wait_for(Duration::from_secs(30), || q.len() == 1));
-    assert!(matches!(q.try_put(b"no"), Err(Error::Full)));
+    assert!(matches!(q.try_put(b"no"), Err(Error::Full { .. })));
     child.kill();
     q.put_timeout(b"in", Duration::from_secs(5)).unwrap();
     assert_eq!(q.try_get().unwrap(), b"in");
@@ -322,8 +322,8 @@ fn length_rewritten_between_check_and_copy_is_not_trusted() {
             Ok(n) => assert!(n <= buf.len()),
             Err(Error::BufferTooSmall { .. })
             | Err(Error::Corrupted { .. })
-            | Err(Error::Empty)
-            | Err(Error::Full) => {
+            | Err(Error::Empty { .. })
+            | Err(Error::Full { .. }) => {
                 // A message left queued as too large must be taken with a
                 // larger buffer to keep the queue moving.
                 let mut big = [0u8; 256];

@@ -78,7 +78,7 @@ fn abandoned_reservations_do_not_wedge_the_queue() {
     drop(g3);
     let got = q.try_get();
     assert_eq!(got.as_deref().ok(), Some(&b"m"[..]), "try_get: {got:?}");
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
     q.try_put(b"n").unwrap();
     assert_eq!(q.try_get().unwrap(), b"n");
 }
@@ -168,7 +168,7 @@ fn abandoned_positions_behind_an_open_grant_cost_no_capacity() {
         n += 1;
     }
     assert!(q.is_full());
-    assert!(matches!(q.try_put(b"x"), Err(Error::Full)));
+    assert!(matches!(q.try_put(b"x"), Err(Error::Full { .. })));
     let mut first = first;
     first[0] = 7;
     first.commit().unwrap();
@@ -199,12 +199,12 @@ fn abandoned_positions_beyond_the_spare_slots_wait_for_the_head() {
         assert!(holes < 100, "no end of holes");
         let a = match q.try_reserve(1) {
             Ok(a) => a,
-            Err(Error::Full) => break,
+            Err(Error::Full { .. }) => break,
             Err(e) => panic!("reserve: {e:?}"),
         };
         let b = match q.try_reserve(1) {
             Ok(b) => b,
-            Err(Error::Full) => break,
+            Err(Error::Full { .. }) => break,
             Err(e) => panic!("reserve: {e:?}"),
         };
         drop(a);
@@ -221,7 +221,7 @@ fn abandoned_positions_beyond_the_spare_slots_wait_for_the_head() {
     for i in 0..4u8 {
         q.try_put(&[i]).unwrap();
     }
-    assert!(matches!(q.try_put(b"x"), Err(Error::Full)));
+    assert!(matches!(q.try_put(b"x"), Err(Error::Full { .. })));
     for i in 0..4u8 {
         assert_eq!(q.try_get().unwrap(), [i]);
     }

@@ -58,7 +58,7 @@ mod procs {
                 let mut started = Some(started);
                 let poller = s.spawn(move || loop {
                     match polled.try_get() {
-                        Err(Error::Empty) => {
+                        Err(Error::Empty { .. }) => {
                             if let Some(t) = started.take() {
                                 let _ = t.send(());
                             }
@@ -98,7 +98,7 @@ mod procs {
                 let mut started = Some(started);
                 let poller = s.spawn(move || loop {
                     match polled.try_get() {
-                        Err(Error::Empty) => {
+                        Err(Error::Empty { .. }) => {
                             if let Some(t) = started.take() {
                                 let _ = t.send(());
                             }
@@ -170,7 +170,7 @@ mod procs {
         go_q.put(b"go").unwrap();
         let late = rx.get();
         p.join();
-        assert!(matches!(seen, Err(Error::Empty)), "{seen:?}");
+        assert!(matches!(seen, Err(Error::Empty { .. })), "{seen:?}");
         assert!(!disconnected);
         assert_eq!(late.unwrap(), b"late");
     }
@@ -196,11 +196,14 @@ mod procs {
         let ready_q = Queue::create(&ready, 2, 8).unwrap();
         let child = spawn("grant_sender", &[rx.name(), &ready]);
         assert_eq!(ready_q.get_timeout(LIMIT).unwrap(), b"ready");
-        assert!(matches!(rx.try_get(), Err(Error::Empty)));
+        assert!(matches!(rx.try_get(), Err(Error::Empty { .. })));
         std::thread::scope(|s| {
             let blocked = s.spawn(|| rx.get());
             child.kill();
-            assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected)));
+            assert!(matches!(
+                blocked.join().unwrap(),
+                Err(Error::Disconnected { .. })
+            ));
         });
         assert!(rx.is_empty());
     }
@@ -231,7 +234,10 @@ mod procs {
                 rx.try_get()
             });
             child.kill();
-            assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected)));
+            assert!(matches!(
+                waiter.join().unwrap(),
+                Err(Error::Disconnected { .. })
+            ));
         });
     }
 }

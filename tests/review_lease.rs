@@ -74,7 +74,7 @@ fn join_waits_for_a_message_redelivered_in_place_before_the_tail_moved() {
     // The message is there to be taken:
     assert_eq!(q.try_get().unwrap(), b"a");
     assert!(
-        matches!(joined, Err(Error::Timeout)),
+        matches!(joined, Err(Error::Timeout { .. })),
         "join returned {joined:?} while message `a` waited at the head"
     );
     assert_eq!(len, 1, "len() did not count the ready message");
@@ -146,7 +146,7 @@ fn try_get_lease_gives_back_a_dead_holders_lease() {
                 l.ack().unwrap();
                 break;
             }
-            Err(Error::Empty) => {}
+            Err(Error::Empty { .. }) => {}
             Err(e) => panic!("try_get_lease: {e:?}"),
         }
     }
@@ -171,7 +171,7 @@ fn closed_is_final_while_a_lease_is_outstanding() {
     l.nack().unwrap();
     let again = q.try_get_lease().map(|l| l.to_vec());
     assert!(
-        !matches!(r, Err(Error::Closed)),
+        !matches!(r, Err(Error::Closed { .. })),
         "Closed while a lease was held; after its nack a get returned {again:?}"
     );
 }
@@ -215,7 +215,7 @@ fn a_forked_child_does_not_end_its_parents_lease() {
     });
     let acked = l.ack();
     assert!(
-        matches!(stolen, Err(Error::Empty)),
+        matches!(stolen, Err(Error::Empty { .. })),
         "another consumer got {stolen:?} while the parent held its lease"
     );
     assert!(acked.is_ok(), "the parent's ack failed: {acked:?}");
@@ -255,7 +255,7 @@ fn join_does_not_wait_for_a_dead_producers_open_position() {
         r.is_ok(),
         "join with only a dead producer's open position: {r:?}"
     );
-    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty { .. })));
 }
 
 /// A producer asleep because the slot at the tail holds a lease
@@ -275,7 +275,7 @@ fn a_nack_wakes_a_producer_waiting_for_the_leased_slot() {
         assert_eq!(q.try_get().unwrap(), m);
     }
     // The tail's slot holds the lease on `a`: a put waits for it.
-    assert!(matches!(q.try_put(b"d"), Err(Error::Full)));
+    assert!(matches!(q.try_put(b"d"), Err(Error::Full { .. })));
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
         let q = &q;
@@ -309,7 +309,7 @@ fn plain_fifo_and_count_agree_over_many_laps() {
                     assert!(!full);
                     next_put += 1;
                 }
-                Err(Error::Full) => assert!(full && q.len() == 7),
+                Err(Error::Full { .. }) => assert!(full && q.len() == 7),
                 Err(e) => panic!("{e:?}"),
             }
         }
@@ -320,7 +320,7 @@ fn plain_fifo_and_count_agree_over_many_laps() {
                     assert_eq!(v, next_get.to_le_bytes());
                     next_get += 1;
                 }
-                Err(Error::Empty) => assert_eq!(next_get, next_put),
+                Err(Error::Empty { .. }) => assert_eq!(next_get, next_put),
                 Err(e) => panic!("{e:?}"),
             }
         }
@@ -347,8 +347,11 @@ fn lease_hints_at_u64_max_cost_a_look_only() {
     r.write(leases, u64::MAX);
     r.write(backs, u64::MAX);
     q.join_timeout(ms(1)).unwrap();
-    assert!(matches!(q.try_get_lease(), Err(Error::Empty)));
-    assert!(matches!(q.get_lease_timeout(ms(5)), Err(Error::Timeout)));
+    assert!(matches!(q.try_get_lease(), Err(Error::Empty { .. })));
+    assert!(matches!(
+        q.get_lease_timeout(ms(5)),
+        Err(Error::Timeout { .. })
+    ));
     q.try_put(b"b").unwrap();
     let l = q.try_get_lease().unwrap();
     assert_eq!(&*l, b"b");
@@ -408,7 +411,7 @@ fn wrap_at(base: u64) {
             for _ in 0..3 * slots {
                 match q.try_put(&next.to_le_bytes()) {
                     Ok(()) => next += 1,
-                    Err(Error::Full) => {}
+                    Err(Error::Full { .. }) => {}
                     Err(e) => return Err(format!("put {next}: {e:?}")),
                 }
                 match q.try_get() {
@@ -418,7 +421,7 @@ fn wrap_at(base: u64) {
                         }
                         got += 1;
                     }
-                    Err(Error::Empty) => {}
+                    Err(Error::Empty { .. }) => {}
                     Err(e) => return Err(format!("get {got}: {e:?}")),
                 }
             }
@@ -517,10 +520,10 @@ fn scribbled_lease_states_and_hints_give_answers_or_errors() {
             };
             match res {
                 Ok(())
-                | Err(Error::Empty)
-                | Err(Error::Full)
-                | Err(Error::Timeout)
-                | Err(Error::Closed)
+                | Err(Error::Empty { .. })
+                | Err(Error::Full { .. })
+                | Err(Error::Timeout { .. })
+                | Err(Error::Closed { .. })
                 | Err(Error::Corrupted { .. })
                 | Err(Error::BufferTooSmall { .. }) => {}
                 Err(e) => panic!("seed {seed:#x} trial {trial} step {step}: {e:?}"),

@@ -119,7 +119,7 @@ fn bounded_release_is_checked() {
     s.release(1).unwrap();
     assert!(matches!(
         s.release(1),
-        Err(Error::TooManyReleases { limit: 2 })
+        Err(Error::TooManyReleases { limit: 2, .. })
     ));
     assert_eq!(s.value(), 2);
 }
@@ -365,7 +365,7 @@ fn late_record_scenario(late_record: bool) {
             b.abort(); // unstick Z before failing
         }
         assert!(
-            matches!(r, Ok(Err(Error::BrokenBarrier))),
+            matches!(r, Ok(Err(Error::BrokenBarrier { .. }))),
             "Z was not told of Y's death within {REACH:?}: {r:?}"
         );
     });
@@ -404,7 +404,7 @@ fn scribbled_condition_calls_return() {
         let g = lock.lock().unwrap();
         let _ = c.notify(&lock, usize::MAX).unwrap();
         match c.wait(&lock, Some(Duration::from_millis(1))) {
-            Ok(_) | Err(Error::Full) => {}
+            Ok(_) | Err(Error::Full { .. }) => {}
             Err(e) => panic!("wait on a scribbled condition: {e:?}"),
         }
         assert!(c.notify(&lock, 1).is_ok(), "the lock is held again");
@@ -431,7 +431,7 @@ fn scribbled_barrier_calls_return() {
         let _ = (b.n_waiting(), b.broken());
         match b.wait_timeout(Duration::from_millis(1)) {
             Ok(i) => assert!(i < parties as usize),
-            Err(Error::BrokenBarrier) | Err(Error::Corrupted { .. }) => {}
+            Err(Error::BrokenBarrier { .. }) | Err(Error::Corrupted { .. }) => {}
             Err(e) => panic!("wait on a scribbled barrier: {e:?}"),
         }
         b.reset();

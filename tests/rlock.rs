@@ -68,7 +68,7 @@ fn acquire_three_times_release_three_times_then_not_owner() {
         assert_eq!(l.level(), i);
     }
     assert!(!l.is_locked());
-    assert!(matches!(l.release(), Err(Error::NotOwner)));
+    assert!(matches!(l.release(), Err(Error::NotOwner { .. })));
     assert!(!l.is_locked());
     // Guards, dropped in any order.
     let a = l.lock().unwrap();
@@ -92,12 +92,12 @@ fn a_non_owner_neither_releases_nor_takes_it() {
     let g2 = l.lock().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
-            assert!(matches!(l.release(), Err(Error::NotOwner)));
-            assert!(matches!(other.release(), Err(Error::NotOwner)));
+            assert!(matches!(l.release(), Err(Error::NotOwner { .. })));
+            assert!(matches!(other.release(), Err(Error::NotOwner { .. })));
             assert!(other.try_lock().unwrap().is_none());
             assert!(matches!(
                 other.lock_timeout(Duration::from_millis(20)),
-                Err(Error::Timeout)
+                Err(Error::Timeout { .. })
             ));
             assert_eq!(other.level(), 0);
         });
@@ -121,7 +121,7 @@ fn lock_timeout_never_returns_early() {
             let t0 = Instant::now();
             assert!(matches!(
                 l.lock_timeout(Duration::from_millis(50)),
-                Err(Error::Timeout)
+                Err(Error::Timeout { .. })
             ));
             assert!(t0.elapsed() >= Duration::from_millis(50));
         });
@@ -181,7 +181,7 @@ fn a_holder_killed_at_any_level_is_taken_over_and_reported() {
         );
         assert!(held.wait_timeout(REACH).unwrap());
         assert!(l.try_lock().unwrap().is_none(), "a live holder was robbed");
-        assert!(matches!(l.release(), Err(Error::NotOwner)));
+        assert!(matches!(l.release(), Err(Error::NotOwner { .. })));
         kid.kill();
         let g = l.lock_timeout(REACH).unwrap();
         assert!(g.owner_died(), "level {level}: not told");
@@ -237,7 +237,7 @@ fn a_scribbled_lock_word_is_not_owner_not_a_panic() {
     f.write_all_at(&0u64.to_ne_bytes(), state_at).unwrap();
     assert!(!l.is_locked());
     assert_eq!(l.level(), 0, "the lock no longer names us");
-    assert!(matches!(l.release(), Err(Error::NotOwner)));
+    assert!(matches!(l.release(), Err(Error::NotOwner { .. })));
     drop(inner); // NotOwner, ignored
     drop(g);
     let again = l.lock().unwrap();

@@ -234,7 +234,7 @@ fn creator_killed_before_ready_is_reported() {
     let opts = Options::new().init_timeout(Duration::from_millis(50));
     assert!(matches!(
         Segment::open_with(&name, &opts),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     let pid = child.pid();
     child.kill();

@@ -119,7 +119,7 @@ fn over_release(args: &[String]) {
     let before = s.value();
     assert!(matches!(
         s.release(1),
-        Err(Error::TooManyReleases { limit: 2 })
+        Err(Error::TooManyReleases { limit: 2, .. })
     ));
     assert_eq!(s.value(), before);
 }
@@ -159,14 +159,14 @@ fn test_bounded_semaphore() {
     // Two at once would pass the bound: refused whole.
     assert!(matches!(
         s.release(2),
-        Err(Error::TooManyReleases { limit: 2 })
+        Err(Error::TooManyReleases { limit: 2, .. })
     ));
     assert_eq!(s.value(), 1);
     s.release(1).unwrap();
     assert_eq!(s.value(), 2);
     assert!(matches!(
         s.release(1),
-        Err(Error::TooManyReleases { limit: 2 })
+        Err(Error::TooManyReleases { limit: 2, .. })
     ));
     let other = BoundedSemaphore::open(s.name()).unwrap();
     assert!(matches!(
@@ -198,7 +198,7 @@ fn test_timeout() {
     for ms in [0u64, 1, 100] {
         let t = Instant::now();
         let r = s.acquire_timeout(Duration::from_millis(ms));
-        assert!(matches!(r, Err(Error::Timeout)), "{ms} ms: {r:?}");
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{ms} ms: {r:?}");
         assert!(t.elapsed() >= Duration::from_millis(ms), "{ms} ms: early");
     }
 }
@@ -359,7 +359,7 @@ fn a_killed_plain_holders_permit_stays_taken() {
     assert!(s.try_acquire().unwrap().is_none());
     assert!(matches!(
         s.acquire_timeout(Duration::from_millis(50)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert_eq!(s.value(), 0);
     s.release(1).unwrap();
@@ -397,7 +397,10 @@ fn bad_input_is_an_error_and_changes_nothing() {
     assert!(matches!(s.release(0), Err(Error::InvalidArgument(_))));
     assert!(matches!(
         s.release(u32::MAX),
-        Err(Error::TooManyReleases { limit: MAX_VALUE })
+        Err(Error::TooManyReleases {
+            limit: MAX_VALUE,
+            ..
+        })
     ));
     assert!(matches!(s.release(2), Err(Error::TooManyReleases { .. })));
     assert_eq!(s.value(), MAX_VALUE - 1);
@@ -408,7 +411,7 @@ fn bad_input_is_an_error_and_changes_nothing() {
     let b = BoundedSemaphore::create_unique(0).unwrap();
     assert!(matches!(
         b.release(1),
-        Err(Error::TooManyReleases { limit: 0 })
+        Err(Error::TooManyReleases { limit: 0, .. })
     ));
 }
 
@@ -468,7 +471,7 @@ fn a_live_holder_is_never_robbed() {
     let t = Instant::now();
     assert!(matches!(
         s.acquire_timeout(Duration::from_millis(60)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t.elapsed() >= Duration::from_millis(60));
     drop(g);

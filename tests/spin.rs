@@ -33,7 +33,7 @@ fn never_spin_sleeps_and_up_to_spins() {
         for _ in 0..10 {
             assert!(matches!(
                 q.get_timeout(Duration::from_millis(20)),
-                Err(Error::Timeout)
+                Err(Error::Timeout { .. })
             ));
         }
     });
@@ -42,7 +42,7 @@ fn never_spin_sleeps_and_up_to_spins() {
     let spun = cpu_of(|| {
         assert!(matches!(
             q.get_timeout(Duration::from_millis(100)),
-            Err(Error::Timeout)
+            Err(Error::Timeout { .. })
         ));
     });
     // 200 ms of waiting without spinning costs next to no CPU; one 50 ms
@@ -60,7 +60,7 @@ fn never_spin_sleeps_and_up_to_spins() {
         for _ in 0..10 {
             assert!(matches!(
                 a.recv_timeout(Duration::from_millis(20)),
-                Err(Error::Timeout)
+                Err(Error::Timeout { .. })
             ));
         }
     });
@@ -68,7 +68,7 @@ fn never_spin_sleeps_and_up_to_spins() {
     let spun = cpu_of(|| {
         assert!(matches!(
             a.recv_timeout(Duration::from_millis(100)),
-            Err(Error::Timeout)
+            Err(Error::Timeout { .. })
         ));
     });
     assert!(
@@ -103,7 +103,7 @@ fn a_lock_spins_as_its_handle_says() {
         let spun = cpu_of(|| {
             assert!(matches!(
                 lock.lock_timeout(Duration::from_millis(100)),
-                Err(Error::Timeout)
+                Err(Error::Timeout { .. })
             ));
         });
         lock.set_spin(Spin::Never);
@@ -111,7 +111,7 @@ fn a_lock_spins_as_its_handle_says() {
             for _ in 0..10 {
                 assert!(matches!(
                     lock.lock_timeout(Duration::from_millis(20)),
-                    Err(Error::Timeout)
+                    Err(Error::Timeout { .. })
                 ));
             }
         });

@@ -106,7 +106,7 @@ fn send_one(
     let r = match rng.below(4) {
         0 => loop {
             match end.send_timeout(buf, ms(1 + rng.below(3))) {
-                Err(Error::Timeout) => {}
+                Err(Error::Timeout { .. }) => {}
                 r => break r,
             }
         },
@@ -142,7 +142,7 @@ fn recv_one(
     let r: Result<Vec<u8>, Error> = match mode {
         0 => loop {
             match end.recv_timeout(ms(1 + rng.below(3))) {
-                Err(Error::Timeout) if !left().is_zero() => {}
+                Err(Error::Timeout { .. }) if !left().is_zero() => {}
                 r => break r,
             }
         },
@@ -157,7 +157,7 @@ fn recv_one(
             // Too small first: the message stays queued and says its length.
             let mut small = [0u8; 4];
             match end.recv_into_timeout(&mut small, left()) {
-                Err(Error::BufferTooSmall { needed }) => {
+                Err(Error::BufferTooSmall { needed, .. }) => {
                     let mut buf = vec![0u8; needed];
                     end.recv_into_timeout(&mut buf, left()).map(|n| {
                         buf.truncate(n);
@@ -172,14 +172,18 @@ fn recv_one(
         }
         3 => match end.poll(left()) {
             Ok(true) => end.recv_timeout(left()),
-            Ok(false) => Err(Error::Timeout),
+            Ok(false) => Err(Error::Timeout {
+                origin: shmkit::Origin::UNKNOWN,
+            }),
             Err(e) => Err(e),
         },
         4 => {
             // recv_ref has no timed form: wait for a message first.
             match end.poll(left()) {
                 Ok(true) => end.recv_ref().map(|r| r.to_vec()),
-                Ok(false) => Err(Error::Timeout),
+                Ok(false) => Err(Error::Timeout {
+                    origin: shmkit::Origin::UNKNOWN,
+                }),
                 Err(e) => Err(e),
             }
         }
@@ -187,8 +191,8 @@ fn recv_one(
     };
     match r {
         Ok(m) => check(&m, want).map(|()| Some(m.len())),
-        Err(Error::Disconnected) => Ok(None),
-        Err(Error::Timeout) => Err(format!(
+        Err(Error::Disconnected { .. }) => Ok(None),
+        Err(Error::Timeout { .. }) => Err(format!(
             "hang: no message {want} and no Disconnected within {limit:?}"
         )),
         Err(e) => Err(format!("recv of message {want}: {e}")),
@@ -383,7 +387,7 @@ fn pipe_trial(seed: u64, trial: u64, small: bool, st: &mut PStats) -> Result<(),
         }
         // And it stays disconnected.
         match end.recv_timeout(ms(1)) {
-            Err(Error::Disconnected) => {}
+            Err(Error::Disconnected { .. }) => {}
             other => return Err(err(format!("recv after Disconnected: {other:?}"))),
         }
     } else {
@@ -415,8 +419,8 @@ fn pipe_trial(seed: u64, trial: u64, small: bool, st: &mut PStats) -> Result<(),
             fill(&mut buf, n, len);
             match end.send_timeout(&buf, HANG) {
                 Ok(()) => n += 1,
-                Err(Error::Disconnected) => break,
-                Err(Error::Timeout) => {
+                Err(Error::Disconnected { .. }) => break,
+                Err(Error::Timeout { .. }) => {
                     return Err(err(format!(
                         "hang: send {n} neither sent nor Disconnected within {HANG:?}"
                     )))
@@ -433,7 +437,7 @@ fn pipe_trial(seed: u64, trial: u64, small: bool, st: &mut PStats) -> Result<(),
         }
         st.disconnected_seen += 1;
         match end.send(b"12345678") {
-            Err(Error::Disconnected) => {}
+            Err(Error::Disconnected { .. }) => {}
             other => return Err(err(format!("send after Disconnected: {other:?}"))),
         }
     }

@@ -135,13 +135,13 @@ fn producer(args: &[String]) {
             0 | 1 => q.put(m),
             2 => loop {
                 match q.try_put(m) {
-                    Err(Error::Full) => std::thread::yield_now(),
+                    Err(Error::Full { .. }) => std::thread::yield_now(),
                     r => break r,
                 }
             },
             3 => loop {
                 match q.put_timeout(m, ms(2)) {
-                    Err(Error::Timeout) => {}
+                    Err(Error::Timeout { .. }) => {}
                     r => break r,
                 }
             },
@@ -188,13 +188,13 @@ fn consumer(args: &[String]) {
             0 => q.get().map(|m| check(&m)),
             1 => loop {
                 match q.get_timeout(ms(2)) {
-                    Err(Error::Timeout) => {}
+                    Err(Error::Timeout { .. }) => {}
                     r => break r.map(|m| check(&m)),
                 }
             },
             2 => loop {
                 match q.try_get() {
-                    Err(Error::Empty) => std::thread::yield_now(),
+                    Err(Error::Empty { .. }) => std::thread::yield_now(),
                     r => break r.map(|m| check(&m)),
                 }
             },
@@ -260,7 +260,7 @@ fn queue_works(q: &Queue, cap: usize) -> Result<(), String> {
         return Err(format!("len {len} after a full drain"));
     }
     match q.try_get() {
-        Err(Error::Empty) => {}
+        Err(Error::Empty { .. }) => {}
         other => return Err(format!("try_get on a drained queue: {other:?}")),
     }
     let mut buf = [0u8; MAX_MSG];
@@ -277,7 +277,7 @@ fn queue_works(q: &Queue, cap: usize) -> Result<(), String> {
         ));
     }
     match q.try_put(b"one too many") {
-        Err(Error::Full) => {}
+        Err(Error::Full { .. }) => {}
         other => return Err(format!("try_put on a full queue: {other:?}")),
     }
     for i in 0..cap as u32 {
@@ -636,7 +636,7 @@ fn fork_trial(seed: u64, trial: u64, stats: &Words) -> Result<(), String> {
     {
         match q.get_timeout(ms(1)) {
             Ok(m) => take(&m).map_err(&err)?,
-            Err(Error::Timeout) => {}
+            Err(Error::Timeout { .. }) => {}
             Err(e) => return Err(err(format!("get: {e}"))),
         }
     }
@@ -661,7 +661,7 @@ fn fork_trial(seed: u64, trial: u64, stats: &Words) -> Result<(), String> {
     loop {
         match q.get_timeout(ms(50)) {
             Ok(m) => take(&m).map_err(&err)?,
-            Err(Error::Timeout) => break,
+            Err(Error::Timeout { .. }) => break,
             Err(e) => return Err(err(format!("drain: {e}"))),
         }
     }
@@ -907,7 +907,7 @@ fn pid_reuse_rest(
         // must not take it from it.
         match q.get_timeout(ms(300)) {
             Ok(m) => got.push(m),
-            Err(Error::Timeout) => {}
+            Err(Error::Timeout { .. }) => {}
             Err(e) => return Err(err(format!("get while the stranger holds: {e}"))),
         }
         if got.iter().any(|m| m.starts_with(b"BB")) {
@@ -943,7 +943,7 @@ fn pid_reuse_rest(
         return Err(err(format!("delivered {got:?}, expected {expect:?}")));
     }
     match q.try_get() {
-        Err(Error::Empty) => {}
+        Err(Error::Empty { .. }) => {}
         other => return Err(err(format!("after all: {other:?}"))),
     }
     queue_works(q, cap).map_err(&err)?;
@@ -1013,7 +1013,7 @@ fn torture_producer(args: &[String]) {
             Ok(()) => {
                 acked.fetch_add(1);
             }
-            Err(Error::Closed) => return,
+            Err(Error::Closed { .. }) => return,
             Err(e) => panic!("put: {e}"),
         }
     }
@@ -1031,7 +1031,7 @@ fn torture_consumer(args: &[String]) {
                 let mut g = received.lock().unwrap();
                 g[seq] = g[seq].saturating_add(1);
             }
-            Err(Error::Closed) => return,
+            Err(Error::Closed { .. }) => return,
             Err(e) => panic!("get: {e}"),
         }
     }

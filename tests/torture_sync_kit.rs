@@ -265,7 +265,7 @@ fn take<'a>(s: &'a Sem, rng: &mut Rng) -> shmkit::Result<SemaphoreGuard<'a>> {
         0 => s.acquire(),
         1 => loop {
             match s.acquire_timeout(us(1 + rng.below(3_000))) {
-                Err(Error::Timeout) => {}
+                Err(Error::Timeout { .. }) => {}
                 r => break r,
             }
         },
@@ -847,7 +847,7 @@ fn barrier_party(args: &[String]) {
                     }
                 }
             }
-            Err(Error::BrokenBarrier) => {
+            Err(Error::BrokenBarrier { .. }) => {
                 w.set(b_broke_at(j), i);
                 w.set(b_out(j), O_BROKEN);
                 return;
@@ -1097,7 +1097,7 @@ fn rlock_worker(args: &[String]) {
             0 => l.lock(),
             1 => loop {
                 match l.lock_timeout(us(1 + rng.below(3_000))) {
-                    Err(Error::Timeout) => {}
+                    Err(Error::Timeout { .. }) => {}
                     r => break r,
                 }
             },

@@ -133,7 +133,7 @@ fn each_source_becomes_ready_in_turn_across_processes() {
             "event" => ev.clear(),
             _ => assert!(matches!(
                 dying.recv_timeout(Duration::ZERO),
-                Err(Error::Disconnected)
+                Err(Error::Disconnected { .. })
             )),
         }
     }
@@ -158,7 +158,7 @@ fn a_dead_claim_at_the_head_is_stepped_over_not_reported() {
     let t0 = Instant::now();
     assert!(matches!(
         ws.wait_timeout(Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t0.elapsed() >= Duration::from_millis(100));
     q.put(b"after").unwrap();
@@ -180,10 +180,13 @@ fn timeouts_never_return_early() {
         ws.add(&ev).unwrap();
         ws.add(&q).unwrap();
         let t0 = Instant::now();
-        assert!(matches!(ws.wait_timeout(d), Err(Error::Timeout)));
+        assert!(matches!(ws.wait_timeout(d), Err(Error::Timeout { .. })));
         assert!(t0.elapsed() >= d, "wait_timeout({d:?}) returned early");
         let t0 = Instant::now();
-        assert!(matches!(ws.wait_deadline(t0 + d), Err(Error::Timeout)));
+        assert!(matches!(
+            ws.wait_deadline(t0 + d),
+            Err(Error::Timeout { .. })
+        ));
         assert!(t0.elapsed() >= d, "wait_deadline returned early");
         let t0 = Instant::now();
         assert!(shmkit::wait(&[&ev, &q], Some(d)).unwrap().is_empty());
@@ -195,7 +198,7 @@ fn timeouts_never_return_early() {
     let t0 = Instant::now();
     assert!(matches!(
         ws.wait_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(Error::Timeout { .. })
     ));
     assert!(t0.elapsed() >= Duration::from_millis(30));
 }
@@ -330,13 +333,13 @@ fn idle_blocked_calls_wake_about_once_a_second() {
     assert!(held.wait_timeout(Duration::from_secs(30)).unwrap());
     let lock = std::thread::spawn(move || {
         let before = voluntary_switches();
-        assert!(matches!(l.lock_timeout(d), Err(Error::Timeout)));
+        assert!(matches!(l.lock_timeout(d), Err(Error::Timeout { .. })));
         voluntary_switches() - before
     });
     let q2 = q.clone();
     let queue = std::thread::spawn(move || {
         let before = voluntary_switches();
-        assert!(matches!(q2.get_timeout(d), Err(Error::Timeout)));
+        assert!(matches!(q2.get_timeout(d), Err(Error::Timeout { .. })));
         voluntary_switches() - before
     });
     let q3 = q.clone();
@@ -346,11 +349,11 @@ fn idle_blocked_calls_wake_about_once_a_second() {
         let mut ws = WaitSet::new();
         ws.add(&*q3).unwrap();
         ws.add(&ev).unwrap();
-        assert!(matches!(ws.wait_timeout(d), Err(Error::Timeout)));
+        assert!(matches!(ws.wait_timeout(d), Err(Error::Timeout { .. })));
         voluntary_switches() - before
     });
     let before = voluntary_switches();
-    assert!(matches!(p.recv_timeout(d), Err(Error::Timeout)));
+    assert!(matches!(p.recv_timeout(d), Err(Error::Timeout { .. })));
     let pipe = voluntary_switches() - before;
     let (queue, set) = (queue.join().unwrap(), set.join().unwrap());
     let lock = lock.join().unwrap();

@@ -237,7 +237,7 @@ fn scale_prod(args: &[String]) -> Res<()> {
     while c.stop.0.load(Ordering::Relaxed) == 0 {
         match q.put(&msg) {
             Ok(()) => n += 1,
-            Err(shmkit::Error::Closed) => break,
+            Err(shmkit::Error::Closed { .. }) => break,
             Err(e) => return Err(e.into()),
         }
     }
@@ -261,7 +261,7 @@ fn scale_cons(args: &[String]) -> Res<()> {
                 n += 1;
                 c.counts[id].0.store(n, Ordering::Relaxed);
             }
-            Err(shmkit::Error::Closed) => break,
+            Err(shmkit::Error::Closed { .. }) => break,
             Err(e) => return Err(e.into()),
         }
     }
@@ -934,7 +934,7 @@ fn rec_survivor(args: &[String]) -> Res<()> {
             let r = end.recv();
             let t = mono_ns();
             match r {
-                Err(shmkit::Error::Disconnected) => t,
+                Err(shmkit::Error::Disconnected { .. }) => t,
                 other => return err(format!("recv returned {other:?}")),
             }
         }

@@ -197,7 +197,7 @@ pub fn patiently<T>(mut op: impl FnMut(Duration) -> shmkit::Result<T>) -> Result
     loop {
         check()?;
         match op(Duration::from_millis(50)) {
-            Err(shmkit::Error::Timeout) => continue,
+            Err(shmkit::Error::Timeout { .. }) => continue,
             r => return Ok(r?),
         }
     }

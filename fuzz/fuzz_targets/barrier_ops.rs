@@ -71,8 +71,8 @@ struct Input {
 fn wait_result_ok(r: &Result<usize, Error>, parties: u32, clean: bool) -> bool {
     match r {
         Ok(i) => *i < parties as usize,
-        Err(Error::BrokenBarrier) | Err(Error::Corrupted { .. }) => true,
-        Err(Error::Timeout) if !clean => true,
+        Err(Error::BrokenBarrier { .. }) | Err(Error::Corrupted { .. }) => true,
+        Err(Error::Timeout { .. }) if !clean => true,
         Err(e) => panic!("unexpected error {e}"),
     }
 }
@@ -109,10 +109,12 @@ fuzz_target!(|input: Input| {
                 assert!(wait_result_ok(&r, parties, clean), "{r:?}");
                 if clean {
                     match (parties, was_broken) {
-                        (_, true) => assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}"),
+                        (_, true) => {
+                            assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}")
+                        }
                         (1, false) => assert_eq!(r.unwrap(), 0),
                         _ => {
-                            assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+                            assert!(matches!(r, Err(Error::BrokenBarrier { .. })), "{r:?}");
                             assert!(b.broken(), "a timeout breaks the barrier");
                         }
                     }
@@ -132,7 +134,7 @@ fuzz_target!(|input: Input| {
                 b.abort();
                 if clean {
                     assert!(b.broken());
-                    assert!(matches!(b.wait(), Err(Error::BrokenBarrier)));
+                    assert!(matches!(b.wait(), Err(Error::BrokenBarrier { .. })));
                 }
             }
             Op::Reset => {

@@ -44,9 +44,15 @@ enum Op {
     WaitWithNotifier(u8),
     Waiting,
     /// A peer writes byte `v` at `at % LEN` (`at` scaled to reach slots).
-    Scribble { at: u16, v: u8 },
+    Scribble {
+        at: u16,
+        v: u8,
+    },
     /// A peer writes a whole slot word at slot `i % COND_SLOTS`.
-    ScribbleSlot { i: u8, word: u64 },
+    ScribbleSlot {
+        i: u8,
+        word: u64,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -93,7 +99,7 @@ fuzz_target!(|input: Input| {
                             guard = Some(g);
                             clean = true;
                         }
-                        Err(Error::Timeout) | Err(Error::Deadlock) => {}
+                        Err(Error::Timeout { .. }) | Err(Error::Deadlock { .. }) => {}
                         Err(e) => panic!("lock_timeout: {e}"),
                     }
                 }
@@ -110,10 +116,10 @@ fuzz_target!(|input: Input| {
                             assert_eq!(lock.owner_tid(), Some(me), "wait returned unlocked");
                         }
                     }
-                    Err(Error::NotOwner) => {
+                    Err(Error::NotOwner { .. }) => {
                         assert!(!(held && clean), "NotOwner while holding the lock");
                     }
-                    Err(Error::Full) => {}
+                    Err(Error::Full { .. }) => {}
                     Err(e) => panic!("wait: {e}"),
                 }
             }
@@ -122,12 +128,14 @@ fuzz_target!(|input: Input| {
                     assert!(r <= usize::from(k) && r <= COND_SLOTS);
                     assert!(!(guard.is_none() && clean), "notify without the lock");
                 }
-                Err(Error::NotOwner) => assert!(!(guard.is_some() && clean), "NotOwner while holding"),
+                Err(Error::NotOwner { .. }) => {
+                    assert!(!(guard.is_some() && clean), "NotOwner while holding")
+                }
                 Err(e) => panic!("notify: {e}"),
             },
             Op::NotifyAll => match cond.notify(lock, usize::MAX) {
                 Ok(r) => assert!(r <= COND_SLOTS),
-                Err(Error::NotOwner) => assert!(!(guard.is_some() && clean)),
+                Err(Error::NotOwner { .. }) => assert!(!(guard.is_some() && clean)),
                 Err(e) => panic!("notify_all: {e}"),
             },
             Op::WaitWithNotifier(k) if guard.is_some() => {
@@ -149,7 +157,7 @@ fuzz_target!(|input: Input| {
                         // Garbage slots naming live threads may be released
                         // in our stead: only the lock is checked.
                         Ok(_) if clean => assert_eq!(lock.owner_tid(), Some(me)),
-                        Ok(_) | Err(Error::NotOwner) | Err(Error::Full) => {}
+                        Ok(_) | Err(Error::NotOwner { .. }) | Err(Error::Full { .. }) => {}
                         Err(e) => panic!("wait with notifier: {e}"),
                     }
                 });

@@ -408,14 +408,14 @@ enum Got {
 fn got<T>(r: &Result<T>) -> Got {
     match r {
         Ok(_) => Got::Ok,
-        Err(Error::Timeout) => Got::Timeout,
-        Err(Error::MessageTooLarge { len, max }) => Got::TooLarge {
+        Err(Error::Timeout { .. }) => Got::Timeout,
+        Err(Error::MessageTooLarge { len, max, .. }) => Got::TooLarge {
             len: *len,
             max: *max,
         },
-        Err(Error::BufferTooSmall { needed }) => Got::TooSmall(*needed),
+        Err(Error::BufferTooSmall { needed, .. }) => Got::TooSmall(*needed),
         Err(Error::InvalidArgument(_)) => Got::BadArg,
-        Err(Error::Disconnected) => Got::Disconnected,
+        Err(Error::Disconnected { .. }) => Got::Disconnected,
         Err(e) => Got::Other(e.to_string()),
     }
 }
@@ -520,7 +520,7 @@ fn message(seq: u64, len: usize) -> Vec<u8> {
 }
 
 fn check_timeout<T>(r: &Result<T>, start: Instant, t: Duration, what: &str) {
-    if let Err(Error::Timeout) = r {
+    if let Err(Error::Timeout { .. }) = r {
         let e = start.elapsed();
         assert!(e >= t, "{what}: Timeout after {e:?}, before its {t:?}");
     }
@@ -654,7 +654,7 @@ impl Run<'_> {
         let start = Instant::now();
         let r = end.send_timeout(msg, t);
         check_timeout(&r, start, t, "send_timeout");
-        if let Err(Error::MessageTooLarge { len, max }) = &r {
+        if let Err(Error::MessageTooLarge { len, max, .. }) = &r {
             assert_eq!((*len, *max), (msg.len(), self.max_of(s)), "MessageTooLarge");
         }
         if self.clean {
@@ -843,7 +843,7 @@ impl Run<'_> {
             let start = Instant::now();
             let r = end.reserve_timeout(len, t);
             check_timeout(&r, start, t, "reserve_timeout");
-            if let Err(Error::MessageTooLarge { len: l, max: m }) = &r {
+            if let Err(Error::MessageTooLarge { len: l, max: m, .. }) = &r {
                 assert_eq!((*l, *m), (len, max), "reserve: MessageTooLarge");
             }
             if self.clean {
@@ -974,7 +974,7 @@ impl Run<'_> {
                             }
                         }
                     }
-                    Err(Error::Timeout) => {
+                    Err(Error::Timeout { .. }) => {
                         if clean {
                             let ring = &mut self.model.rings[s];
                             ring.peeked();
@@ -1132,13 +1132,17 @@ impl Run<'_> {
 
 fn clone_err(e: &Error) -> Error {
     match e {
-        Error::Timeout => Error::Timeout,
-        Error::Disconnected => Error::Disconnected,
-        Error::MessageTooLarge { len, max } => Error::MessageTooLarge {
+        Error::Timeout { origin } => Error::Timeout { origin: *origin },
+        Error::Disconnected { origin } => Error::Disconnected { origin: *origin },
+        Error::MessageTooLarge { len, max, origin } => Error::MessageTooLarge {
             len: *len,
             max: *max,
+            origin: *origin,
         },
-        Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed: *needed },
+        Error::BufferTooSmall { needed, origin } => Error::BufferTooSmall {
+            needed: *needed,
+            origin: *origin,
+        },
         Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
         e => Error::Corrupted {
             name: String::new(),

@@ -668,7 +668,7 @@ impl Model {
     ) -> bool {
         if self.links.put_gone(role) && !self.closed && len <= self.max {
             assert!(
-                matches!(r, Err(Error::Disconnected)),
+                matches!(r, Err(Error::Disconnected { .. })),
                 "{what} of {len} bytes on a {role:?} handle: got {r:?}, but every receiver has gone; model {self:?}"
             );
             reached("a put told Disconnected");
@@ -853,13 +853,13 @@ impl Model {
     fn check_put(&self, len: usize, r: &Result<()>, timed: bool, what: &str) -> bool {
         let full = |r: &Result<()>| {
             if timed {
-                matches!(r, Err(Error::Timeout))
+                matches!(r, Err(Error::Timeout { .. }))
             } else {
-                matches!(r, Err(Error::Full))
+                matches!(r, Err(Error::Full { .. }))
             }
         };
-        let too_large = |r: &Result<()>| matches!(r, Err(Error::MessageTooLarge { len: l, max: m }) if *l == len && *m == self.max);
-        let closed = |r: &Result<()>| matches!(r, Err(Error::Closed));
+        let too_large = |r: &Result<()>| matches!(r, Err(Error::MessageTooLarge { len: l, max: m, .. }) if *l == len && *m == self.max);
+        let closed = |r: &Result<()>| matches!(r, Err(Error::Closed { .. }));
         let grants = self.reserved() + self.held_refs + self.given_back.len();
         let may_be_full = grants > 0 || self.ring_full() || self.ring_unknown;
         let ok = if len > self.max {
@@ -920,11 +920,11 @@ fn to_got(r: Result<Vec<u8>>) -> Got {
 
 fn err_got(e: Error) -> Got {
     match e {
-        Error::Empty => Got::Empty,
-        Error::Timeout => Got::Timeout,
-        Error::Closed => Got::Closed,
-        Error::Disconnected => Got::Disconnected,
-        Error::BufferTooSmall { needed } => Got::TooSmall(needed),
+        Error::Empty { .. } => Got::Empty,
+        Error::Timeout { .. } => Got::Timeout,
+        Error::Closed { .. } => Got::Closed,
+        Error::Disconnected { .. } => Got::Disconnected,
+        Error::BufferTooSmall { needed, .. } => Got::TooSmall(needed),
         e => Got::Other(e.to_string()),
     }
 }
@@ -1084,7 +1084,7 @@ impl Run<'_> {
 }
 
 fn check_timeout<T: std::fmt::Debug>(r: &Result<T>, start: Instant, t: Duration, what: &str) {
-    if let Err(Error::Timeout) = r {
+    if let Err(Error::Timeout { .. }) = r {
         let e = start.elapsed();
         assert!(e >= t, "{what}: Timeout after {e:?}, before its {t:?}");
     }
@@ -1380,7 +1380,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     let ok = if done {
                         r.is_ok()
                     } else {
-                        matches!(r, Err(Error::Timeout))
+                        matches!(r, Err(Error::Timeout { .. }))
                     };
                     assert!(
                         ok,
@@ -1388,7 +1388,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
                     );
                 } else if let Err(e) = &r {
                     assert!(
-                        matches!(e, Error::Timeout | Error::Corrupted { .. }),
+                        matches!(e, Error::Timeout { .. } | Error::Corrupted { .. }),
                         "join_timeout: {e:?}"
                     );
                 }
@@ -1586,7 +1586,7 @@ fn run_ops<'q>(run: &mut Run<'_>, a: &'q Handle<'q>, b: Option<&'q Handle<'q>>, 
             let r = a.q.try_put(&msg);
             if model.links.put_gone(a.role) {
                 assert!(
-                    matches!(r, Err(Error::Disconnected)),
+                    matches!(r, Err(Error::Disconnected { .. })),
                     "drained queue, every receiver gone: try_put says {r:?}"
                 );
                 return;
@@ -1649,15 +1649,19 @@ fn end_lease(run: &Run<'_>, model: &mut Model, l: HeldLease<'_>, how: Op) {
 
 fn clone_err(e: &Error) -> Error {
     match e {
-        Error::Full => Error::Full,
-        Error::Empty => Error::Empty,
-        Error::Timeout => Error::Timeout,
-        Error::Closed => Error::Closed,
-        Error::MessageTooLarge { len, max } => Error::MessageTooLarge {
+        Error::Full { origin } => Error::Full { origin: *origin },
+        Error::Empty { origin } => Error::Empty { origin: *origin },
+        Error::Timeout { origin } => Error::Timeout { origin: *origin },
+        Error::Closed { origin } => Error::Closed { origin: *origin },
+        Error::MessageTooLarge { len, max, origin } => Error::MessageTooLarge {
             len: *len,
             max: *max,
+            origin: *origin,
         },
-        Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed: *needed },
+        Error::BufferTooSmall { needed, origin } => Error::BufferTooSmall {
+            needed: *needed,
+            origin: *origin,
+        },
         e => Error::InvalidArgument(format!("(other) {e}")),
     }
 }

@@ -114,8 +114,8 @@ fuzz_target!(|input: Input| {
                         guards.push(g);
                         lock_clean = guards.len() == 1;
                     }
-                    Err(shmkit::Error::Deadlock) => {}
-                    Err(shmkit::Error::Timeout) => {
+                    Err(shmkit::Error::Deadlock { .. }) => {}
+                    Err(shmkit::Error::Timeout { .. }) => {
                         assert!(!held, "lock_timeout on our own lock: Timeout, not Deadlock");
                     }
                     Err(e) => panic!("lock_timeout failed: {e}"),

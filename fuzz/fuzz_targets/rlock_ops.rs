@@ -77,7 +77,7 @@ fuzz_target!(|input: Input| {
                         held += 1;
                         level = level.map(|n| n + 1);
                     }
-                    Err(Error::Timeout) => {
+                    Err(Error::Timeout { .. }) => {
                         if let Some(n) = level {
                             assert_eq!(n, 0, "a nested acquire timed out at level {n}");
                         }
@@ -98,9 +98,11 @@ fuzz_target!(|input: Input| {
                             l.release().expect("release what we just took");
                         }
                     }
-                    (Err(Error::NotOwner), Some(n)) => assert_eq!(n, 0, "NotOwner at level {n}"),
+                    (Err(Error::NotOwner { .. }), Some(n)) => {
+                        assert_eq!(n, 0, "NotOwner at level {n}")
+                    }
                     (Ok(()), None) => held = held.saturating_sub(1),
-                    (Err(Error::NotOwner), None) => {}
+                    (Err(Error::NotOwner { .. }), None) => {}
                     (Err(e), _) => panic!("release: {e}"),
                 }
                 if held == 0 && level.is_none() {

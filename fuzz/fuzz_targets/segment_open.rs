@@ -326,8 +326,8 @@ fn use_lock(l: &Lock, ops: &[Op]) {
                     guards.push(g);
                 }
                 // Deadlock also when the bytes name this thread as owner.
-                Err(shmkit::Error::Deadlock) => {}
-                Err(shmkit::Error::Timeout) => {
+                Err(shmkit::Error::Deadlock { .. }) => {}
+                Err(shmkit::Error::Timeout { .. }) => {
                     assert!(guards.is_empty(), "Timeout on our own lock")
                 }
                 Err(e) => panic!("Lock::lock_timeout: {e}"),
@@ -363,7 +363,7 @@ fn use_barrier(b: &Barrier, ops: &[Op]) {
             }
             Op::WaitZero => match b.wait_timeout(Duration::from_micros(100)) {
                 Ok(i) => assert!(i < parties as usize),
-                Err(Error::BrokenBarrier) | Err(Error::Corrupted { .. }) => {}
+                Err(Error::BrokenBarrier { .. }) | Err(Error::Corrupted { .. }) => {}
                 Err(e) => panic!("barrier wait: {e}"),
             },
             _ => {}
@@ -475,7 +475,7 @@ where
                     }
                     Err(shmkit::Error::InvalidArgument(_)) => assert!(i >= model.len()),
                     // The bytes may name this thread as the lock's owner.
-                    Err(shmkit::Error::Deadlock) => {}
+                    Err(shmkit::Error::Deadlock { .. }) => {}
                     Err(e) => panic!("Array::set: {e}"),
                 }
             }
@@ -504,7 +504,7 @@ fn use_queue(q: &Queue, ops: &[Op]) {
         match *op {
             Op::Put(n, x) => {
                 let msg = vec![x as u8; usize::from(n) % (max + 2)];
-                if let Err(shmkit::Error::MessageTooLarge { len, max: m }) = q.try_put(&msg) {
+                if let Err(shmkit::Error::MessageTooLarge { len, max: m, .. }) = q.try_put(&msg) {
                     assert_eq!((len, m), (msg.len(), max));
                 }
             }
@@ -544,7 +544,7 @@ fn use_pipe(p: &mut shmkit::PipeEnd, ops: &[Op]) {
         match *op {
             Op::Put(n, x) => {
                 let msg = vec![x as u8; usize::from(n) % 33];
-                if let Err(shmkit::Error::MessageTooLarge { len, max: m }) =
+                if let Err(shmkit::Error::MessageTooLarge { len, max: m, .. }) =
                     p.send_timeout(&msg, Duration::ZERO)
                 {
                     assert_eq!((len, m), (msg.len(), max));

@@ -125,7 +125,7 @@ fuzz_target!(|input: Input| {
                 let t = Duration::from_micros(u64::from(us % 2001));
                 match h.acquire_timeout(t) {
                     Ok(g) => hguards.push(g),
-                    Err(Error::Timeout) => {}
+                    Err(Error::Timeout { .. }) => {}
                     Err(e) => panic!("hostile acquire_timeout: {e}"),
                 }
                 match cl.sem.acquire_timeout(t) {
@@ -136,7 +136,7 @@ fuzz_target!(|input: Input| {
                         }
                         cl.guards.push(g);
                     }
-                    Err(Error::Timeout) => {
+                    Err(Error::Timeout { .. }) => {
                         if let Some(m) = cl.model {
                             assert_eq!(m, 0, "timed out with {m} free");
                         }

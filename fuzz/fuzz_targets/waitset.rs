@@ -299,7 +299,7 @@ fn timed<T>(what: &str, t: Duration, f: impl FnOnce() -> T) -> T {
 }
 
 fn check_timeout<T>(what: &str, r: &shmkit::Result<T>, start: Instant, t: Duration) {
-    if let Err(Error::Timeout) = r {
+    if let Err(Error::Timeout { .. }) = r {
         let e = start.elapsed();
         assert!(e >= t, "{what}: Timeout after {e:?}, before its {t:?}");
     }

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::Condition;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Origin, Result};
 use crate::raw::{RawCondition, Waited};
 use crate::sync::Deadline;
 
@@ -89,7 +89,7 @@ impl<'a> ConditionGuard<'a> {
     /// ```
     pub fn wait(&mut self) -> Result<Waited> {
         let w = self.cond.wait_waking(Deadline::NEVER, self.wake.take());
-        self.note(w)
+        self.note(w.or_named(self.cond.at("wait")))
     }
 
     /// [`Condition::wait_timeout`], with the lock this guard holds.
@@ -107,7 +107,7 @@ impl<'a> ConditionGuard<'a> {
         let w = self
             .cond
             .wait_waking(Deadline::after(timeout), self.wake.take());
-        self.note(w)
+        self.note(w.or_named(self.cond.at("wait_timeout")))
     }
 
     /// [`Condition::wait_for`], with the lock this guard holds.
@@ -123,7 +123,7 @@ impl<'a> ConditionGuard<'a> {
     /// ```
     pub fn wait_for(&mut self, pred: impl FnMut() -> bool) -> Result<Waited> {
         let w = self.cond.wait_for_waking(pred, Deadline::NEVER, &self.wake);
-        self.note(w)
+        self.note(w.or_named(self.cond.at("wait_for")))
     }
 
     /// [`Condition::wait_for_timeout`], with the lock this guard holds.
@@ -146,7 +146,7 @@ impl<'a> ConditionGuard<'a> {
         let w = self
             .cond
             .wait_for_waking(pred, Deadline::after(timeout), &self.wake);
-        self.note(w)
+        self.note(w.or_named(self.cond.at("wait_for_timeout")))
     }
 
     /// [`Condition::notify`], with the lock this guard holds.
@@ -162,7 +162,10 @@ impl<'a> ConditionGuard<'a> {
     pub fn notify(&self, n: usize) -> Result<usize> {
         let c = self.cond;
         if !RawCondition::held(c.cond_lock()) {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner {
+                origin: Origin::UNKNOWN,
+            })
+            .or_named(c.at("notify"));
         }
         // The wake-up waits until this guard lets the lock go, so that the
         // released waiters find it free instead of sleeping on it.
@@ -184,7 +187,7 @@ impl<'a> ConditionGuard<'a> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn notify_all(&self) -> Result<usize> {
-        self.notify(usize::MAX)
+        self.notify(usize::MAX).or_named(self.cond.at("notify_all"))
     }
 }
 

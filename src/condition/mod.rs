@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Origin, Result};
 use crate::handle::{named_handle, Core, Named};
 use crate::lock::Lock;
 use crate::raw::header::Kind;
@@ -296,7 +296,7 @@ impl Condition {
     /// ```
     /// let cond = shmkit::Condition::create_plain(None)?;
     /// let g = cond.lock()?;
-    /// assert!(matches!(cond.lock(), Err(shmkit::Error::Deadlock)));
+    /// assert!(matches!(cond.lock(), Err(shmkit::Error::Deadlock { .. })));
     /// # drop(g);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -412,6 +412,12 @@ impl Condition {
         &self.named
     }
 
+    /// Names this condition and operation `op` in an error (for `or_named`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.named().at("Condition", op)
+    }
+
     fn raw(&self) -> &'static RawCondition {
         self.named.view().cond
     }
@@ -457,7 +463,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.acquire_in(timeout)
+        self.acquire_in(timeout).or_named(self.at("acquire"))
     }
 
     /// Python's `release()`: lets one level of the lock go.
@@ -468,7 +474,7 @@ impl Condition {
     ///
     /// ```
     /// let cond = shmkit::Condition::create_unique()?;
-    /// assert!(matches!(cond.release(), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.release(), Err(shmkit::Error::NotOwner { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn release(&self) -> Result<()> {
@@ -478,6 +484,7 @@ impl Condition {
             Held::Lock(l) => kept_unlock(l, self.named.seg().object_id()),
             Held::GivenLock(l) => kept_unlock(l.raw(), l.object_id()),
         }
+        .or_named(self.at("release"))
     }
 
     /// Takes the lock and returns a guard whose methods wait and notify;
@@ -494,7 +501,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock(&self) -> Result<ConditionGuard<'_>> {
-        let died = self.acquire_in(None)?;
+        let died = self.acquire_in(None).or_named(self.at("lock"))?;
         Ok(self.guard(died))
     }
 
@@ -509,7 +516,9 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>> {
-        let died = self.acquire_in(Some(timeout))?;
+        let died = self
+            .acquire_in(Some(timeout))
+            .or_named(self.at("lock_timeout"))?;
         Ok(self.guard(died))
     }
 
@@ -538,11 +547,11 @@ impl Condition {
     ///
     /// ```
     /// let cond = shmkit::Condition::create_unique()?;
-    /// assert!(matches!(cond.wait(), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.wait(), Err(shmkit::Error::NotOwner { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn wait(&self) -> Result<Waited> {
-        self.wait_until(Deadline::NEVER)
+        self.wait_until(Deadline::NEVER).or_named(self.at("wait"))
     }
 
     /// [`wait`](Condition::wait) for at most `timeout`: `timed_out` once it
@@ -562,6 +571,7 @@ impl Condition {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Waited> {
         self.wait_until(Deadline::after(timeout))
+            .or_named(self.at("wait_timeout"))
     }
 
     /// Python's `wait_for(predicate)`: waits until `pred` (called with the
@@ -579,6 +589,7 @@ impl Condition {
     /// ```
     pub fn wait_for(&self, pred: impl FnMut() -> bool) -> Result<Waited> {
         self.wait_for_until(pred, Deadline::NEVER)
+            .or_named(self.at("wait_for"))
     }
 
     /// [`wait_for`](Condition::wait_for) for at most `timeout`: `timed_out`
@@ -601,6 +612,7 @@ impl Condition {
         timeout: Duration,
     ) -> Result<Waited> {
         self.wait_for_until(pred, Deadline::after(timeout))
+            .or_named(self.at("wait_for_timeout"))
     }
 
     fn wait_for_until(&self, pred: impl FnMut() -> bool, deadline: Deadline) -> Result<Waited> {
@@ -616,7 +628,9 @@ impl Condition {
         wake: &std::cell::Cell<bool>,
     ) -> Result<Waited> {
         if !RawCondition::held(self.cond_lock()) {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner {
+                origin: Origin::UNKNOWN,
+            });
         }
         let mut owner_died = false;
         loop {
@@ -646,7 +660,7 @@ impl Condition {
     ///
     /// ```
     /// let cond = shmkit::Condition::create_unique()?;
-    /// assert!(matches!(cond.notify(1), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.notify(1), Err(shmkit::Error::NotOwner { .. })));
     /// let g = cond.lock()?;
     /// assert_eq!(cond.notify(1)?, 0);
     /// # drop(g);
@@ -654,7 +668,10 @@ impl Condition {
     /// ```
     pub fn notify(&self, n: usize) -> Result<usize> {
         if !RawCondition::held(self.cond_lock()) {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner {
+                origin: Origin::UNKNOWN,
+            })
+            .or_named(self.at("notify"));
         }
         Ok(self.raw().notify_held(n))
     }
@@ -672,7 +689,7 @@ impl Condition {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn notify_all(&self) -> Result<usize> {
-        self.notify(usize::MAX)
+        self.notify(usize::MAX).or_named(self.at("notify_all"))
     }
 
     /// How many threads wait and have not been notified (a snapshot).

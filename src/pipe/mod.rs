@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 #[cfg(not(loom))]
 use crate::future::Waiter;
 use crate::handle::{named_handle, Core, Named};
@@ -290,6 +290,16 @@ impl PipeEnd {
         &self.0
     }
 
+    pub(super) fn named_mut(&mut self) -> &mut Named<RawPipe<'static>> {
+        &mut self.0
+    }
+
+    /// Names this pipe and operation `op` in an error (for `or_named`).
+    #[inline]
+    fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.0.at("Pipe", op)
+    }
+
     #[inline]
     fn raw(&self) -> &RawPipe<'static> {
         self.0.view()
@@ -314,7 +324,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.raw_mut().send_until(msg, Deadline::NEVER)
+        self.raw_mut()
+            .send_until(msg, Deadline::NEVER)
+            .or_named(self.at("send"))
     }
 
     /// Sends a copy of `msg`, waiting for room at most `timeout`
@@ -326,11 +338,13 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// a.send(&[0; 40])?;
-    /// assert!(matches!(a.send_timeout(&[0; 40], Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(a.send_timeout(&[0; 40], Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw_mut().send_until(msg, Deadline::after(timeout))
+        self.raw_mut()
+            .send_until(msg, Deadline::after(timeout))
+            .or_named(self.at("send_timeout"))
     }
 
     /// [`send_timeout`](PipeEnd::send_timeout) until `deadline` (a
@@ -349,6 +363,7 @@ impl PipeEnd {
     /// ```
     pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.send_timeout(msg, crate::queue::until(deadline))
+            .or_named(self.at("send_deadline"))
     }
 
     /// [`recv_timeout`](PipeEnd::recv_timeout) until `deadline`.
@@ -360,11 +375,12 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_deadline(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.recv_timeout(crate::queue::until(deadline))
+            .or_named(self.at("recv_deadline"))
     }
 
     /// [`recv_into_timeout`](PipeEnd::recv_into_timeout) until `deadline`.
@@ -376,7 +392,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_into_deadline(&mut [0; 8], std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into_deadline(
@@ -385,6 +401,7 @@ impl PipeEnd {
         deadline: std::time::Instant,
     ) -> Result<usize> {
         self.recv_into_timeout(buf, crate::queue::until(deadline))
+            .or_named(self.at("recv_into_deadline"))
     }
 
     /// Receives the next message, waiting as long as it takes.
@@ -399,11 +416,13 @@ impl PipeEnd {
     /// b.send(b"hi")?;
     /// drop(b);
     /// assert_eq!(a.recv()?, b"hi");
-    /// assert!(matches!(a.recv(), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(a.recv(), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        self.raw_mut().recv_until(Deadline::NEVER)
+        self.raw_mut()
+            .recv_until(Deadline::NEVER)
+            .or_named(self.at("recv"))
     }
 
     /// Receives the next message, waiting at most `timeout`
@@ -413,11 +432,13 @@ impl PipeEnd {
     /// use std::time::Duration;
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(a.recv_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(a.recv_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw_mut().recv_until(Deadline::after(timeout))
+        self.raw_mut()
+            .recv_until(Deadline::after(timeout))
+            .or_named(self.at("recv_timeout"))
     }
 
     /// Receives the next message into `buf`, waiting as long as it takes;
@@ -429,14 +450,16 @@ impl PipeEnd {
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.send(b"hello")?;
     /// let mut small = [0u8; 3];
-    /// assert!(matches!(b.recv_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// assert!(matches!(b.recv_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5, .. })));
     /// let mut buf = [0u8; 8];
     /// let n = b.recv_into(&mut buf)?;
     /// assert_eq!(&buf[..n], b"hello");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.raw_mut().recv_into_until(buf, Deadline::NEVER)
+        self.raw_mut()
+            .recv_into_until(buf, Deadline::NEVER)
+            .or_named(self.at("recv_into"))
     }
 
     /// [`recv_into`](PipeEnd::recv_into) waiting at most `timeout`.
@@ -446,12 +469,13 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let mut buf = [0u8; 8];
-    /// assert!(matches!(a.recv_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(a.recv_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw_mut()
             .recv_into_until(buf, Deadline::after(timeout))
+            .or_named(self.at("recv_into_timeout"))
     }
 
     /// Waits up to `timeout` for a message to be readable; never consumes
@@ -470,7 +494,9 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
-        self.raw_mut().poll_until(Deadline::after(timeout))
+        self.raw_mut()
+            .poll_until(Deadline::after(timeout))
+            .or_named(self.at("poll"))
     }
 
     /// [`poll`](PipeEnd::poll) until `deadline`: `Ok(false)` once it has
@@ -489,6 +515,7 @@ impl PipeEnd {
     /// ```
     pub fn poll_deadline(&mut self, deadline: std::time::Instant) -> Result<bool> {
         self.poll(crate::queue::until(deadline))
+            .or_named(self.at("poll_deadline"))
     }
 
     /// Reserves room for a message of `len` bytes and gives it to be written
@@ -510,9 +537,10 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
-        self.raw_mut()
-            .reserve_grant(len, Deadline::NEVER)
+        let (raw, at) = self.0.view_mut_at("Pipe", "reserve");
+        raw.reserve_grant(len, Deadline::NEVER)
             .map(SendGrant)
+            .or_named(at)
     }
 
     /// Receives the next message in place (zero-copy when it lies whole and
@@ -528,7 +556,10 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        self.raw_mut().recv_ref_grant(Deadline::NEVER).map(RecvRef)
+        let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref");
+        raw.recv_ref_grant(Deadline::NEVER)
+            .map(RecvRef)
+            .or_named(at)
     }
 
     /// [`reserve`](PipeEnd::reserve) if the ring has room now, else
@@ -541,17 +572,18 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.try_reserve(40)?.commit();
-    /// assert!(matches!(a.try_reserve(40), Err(shmkit::Error::Full)));
+    /// assert!(matches!(a.try_reserve(40), Err(shmkit::Error::Full { .. })));
     /// assert_eq!(b.recv()?.len(), 40);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "try_reserve");
         split::now_or(
-            self.raw_mut()
-                .reserve_grant(len, Deadline::after(Duration::ZERO)),
-            Error::Full,
+            raw.reserve_grant(len, Deadline::after(Duration::ZERO)),
+            |origin| Error::Full { origin },
         )
         .map(SendGrant)
+        .or_named(at)
     }
 
     /// [`reserve`](PipeEnd::reserve), waiting for room at most `timeout`
@@ -566,14 +598,15 @@ impl PipeEnd {
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.reserve_timeout(40, Duration::from_millis(5))?.commit();
     /// let r = a.reserve_timeout(40, Duration::from_millis(5));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// assert_eq!(b.recv()?.len(), 40);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendGrant<'_>> {
-        self.raw_mut()
-            .reserve_grant(len, Deadline::after(timeout))
+        let (raw, at) = self.0.view_mut_at("Pipe", "reserve_timeout");
+        raw.reserve_grant(len, Deadline::after(timeout))
             .map(SendGrant)
+            .or_named(at)
     }
 
     /// [`reserve_timeout`](PipeEnd::reserve_timeout) until `deadline` (a
@@ -597,7 +630,10 @@ impl PipeEnd {
         len: usize,
         deadline: std::time::Instant,
     ) -> Result<SendGrant<'_>> {
-        self.reserve_timeout(len, crate::queue::until(deadline))
+        let (raw, at) = self.0.view_mut_at("Pipe", "reserve_deadline");
+        raw.reserve_grant(len, Deadline::after(crate::queue::until(deadline)))
+            .map(SendGrant)
+            .or_named(at)
     }
 
     /// [`recv_ref`](PipeEnd::recv_ref) if a message is there now, else
@@ -609,18 +645,19 @@ impl PipeEnd {
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(b.try_recv_ref(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv_ref(), Err(shmkit::Error::Empty { .. })));
     /// a.send(b"look")?;
     /// assert_eq!(&*b.try_recv_ref()?, b"look");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
+        let (raw, at) = self.0.view_mut_at("Pipe", "try_recv_ref");
         split::now_or(
-            self.raw_mut()
-                .recv_ref_grant(Deadline::after(Duration::ZERO)),
-            Error::Empty,
+            raw.recv_ref_grant(Deadline::after(Duration::ZERO)),
+            |origin| Error::Empty { origin },
         )
         .map(RecvRef)
+        .or_named(at)
     }
 
     /// [`recv_ref`](PipeEnd::recv_ref), waiting at most `timeout`
@@ -634,15 +671,16 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// let r = b.recv_ref_timeout(Duration::from_millis(5)).map(drop);
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// a.send(b"look")?;
     /// assert_eq!(&*b.recv_ref_timeout(Duration::from_secs(1))?, b"look");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvRef<'_>> {
-        self.raw_mut()
-            .recv_ref_grant(Deadline::after(timeout))
+        let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref_timeout");
+        raw.recv_ref_grant(Deadline::after(timeout))
             .map(RecvRef)
+            .or_named(at)
     }
 
     /// [`recv_ref_timeout`](PipeEnd::recv_ref_timeout) until `deadline`.
@@ -654,11 +692,14 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_ref_deadline(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref_deadline(&mut self, deadline: std::time::Instant) -> Result<RecvRef<'_>> {
-        self.recv_ref_timeout(crate::queue::until(deadline))
+        let (raw, at) = self.0.view_mut_at("Pipe", "recv_ref_deadline");
+        raw.recv_ref_grant(Deadline::after(crate::queue::until(deadline)))
+            .map(RecvRef)
+            .or_named(at)
     }
 
     /// Sends the bytes of a plain-data value.
@@ -672,6 +713,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
+            .or_named(self.at("send_value"))
     }
 
     /// Receives the next message as a plain-data value, waiting as long as
@@ -696,6 +738,7 @@ impl PipeEnd {
     /// ```
     pub fn recv_value<T: Pod>(&mut self) -> Result<T> {
         crate::typed::take(self, |e, b| e.recv_into(b), |e| e.recv())
+            .or_named(self.at("recv_value"))
     }
 
     /// [`recv_value`](PipeEnd::recv_value) waiting at most `timeout`.
@@ -707,7 +750,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_value_timeout::<u8>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T> {
@@ -716,6 +759,7 @@ impl PipeEnd {
             |e, b| e.recv_into_timeout(b, timeout),
             |e| e.recv_timeout(timeout),
         )
+        .or_named(self.at("recv_value_timeout"))
     }
 
     /// [`recv_value_timeout`](PipeEnd::recv_value_timeout) until `deadline`.
@@ -736,6 +780,7 @@ impl PipeEnd {
             |e, b| e.recv_into_deadline(b, deadline),
             |e| e.recv_deadline(deadline),
         )
+        .or_named(self.at("recv_value_deadline"))
     }
 
     /// [`recv_value`](PipeEnd::recv_value) if a message is there now, else
@@ -747,13 +792,14 @@ impl PipeEnd {
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(b.try_recv_value::<u8>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv_value::<u8>(), Err(shmkit::Error::Empty { .. })));
     /// a.send_value(&5u8)?;
     /// assert_eq!(b.try_recv_value::<u8>()?, 5);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
         crate::typed::take(self, |e, b| e.try_recv_into(b), |e| e.try_recv())
+            .or_named(self.at("try_recv_value"))
     }
 
     /// [`send_value`](PipeEnd::send_value) waiting for room at most
@@ -771,6 +817,7 @@ impl PipeEnd {
     /// ```
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
+            .or_named(self.at("send_value_timeout"))
     }
 
     /// [`send_value_timeout`](PipeEnd::send_value_timeout) until `deadline`.
@@ -791,6 +838,7 @@ impl PipeEnd {
         deadline: std::time::Instant,
     ) -> Result<()> {
         self.send_deadline(bytemuck::bytes_of(value), deadline)
+            .or_named(self.at("send_value_deadline"))
     }
 
     /// [`send_value`](PipeEnd::send_value) if there is room now, else
@@ -808,6 +856,7 @@ impl PipeEnd {
     /// ```
     pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.try_send(bytemuck::bytes_of(value))
+            .or_named(self.at("try_send_value"))
     }
 
     /// Sends a copy of `msg` if the ring has room for all of it now, else
@@ -822,7 +871,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::builder().capacity(64).create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// a.try_send(&[0; 40])?;
-    /// assert!(matches!(a.try_send(&[0; 40]), Err(shmkit::Error::Full)));
+    /// assert!(matches!(a.try_send(&[0; 40]), Err(shmkit::Error::Full { .. })));
     /// assert_eq!(b.try_recv()?.len(), 40);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -831,9 +880,10 @@ impl PipeEnd {
             .raw_mut()
             .send_until(msg, Deadline::after(Duration::ZERO))
         {
-            Err(Error::Timeout) => Err(Error::Full),
+            Err(Error::Timeout { origin }) => Err(Error::Full { origin }),
             r => r,
         }
+        .or_named(self.at("try_send"))
     }
 
     /// Receives the next message if one is there now, else
@@ -845,18 +895,19 @@ impl PipeEnd {
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Empty { .. })));
     /// a.send(b"x")?;
     /// assert_eq!(b.try_recv()?, b"x");
     /// drop(a);
-    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(b.try_recv(), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
         match self.raw_mut().recv_until(Deadline::after(Duration::ZERO)) {
-            Err(Error::Timeout) => Err(Error::Empty),
+            Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
+        .or_named(self.at("try_recv"))
     }
 
     /// [`recv_into`](PipeEnd::recv_into) if a message is there now, else
@@ -869,7 +920,7 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// let mut buf = [0u8; 8];
-    /// assert!(matches!(b.try_recv_into(&mut buf), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv_into(&mut buf), Err(shmkit::Error::Empty { .. })));
     /// a.send(b"hi")?;
     /// assert_eq!(b.try_recv_into(&mut buf)?, 2);
     /// # Ok::<(), shmkit::Error>(())
@@ -879,9 +930,10 @@ impl PipeEnd {
             .raw_mut()
             .recv_into_until(buf, Deadline::after(Duration::ZERO))
         {
-            Err(Error::Timeout) => Err(Error::Empty),
+            Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
+        .or_named(self.at("try_recv_into"))
     }
 
     /// [`send`](PipeEnd::send) as a future: waits for room without
@@ -909,7 +961,7 @@ impl PipeEnd {
     pub fn send_async<'a>(&'a mut self, msg: &'a [u8]) -> impl Future<Output = Result<()>> + 'a {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            self.poll_end(&mut w, cx, RawPipe::send_notify, |raw| {
+            self.poll_end("send_async", &mut w, cx, RawPipe::send_notify, |raw| {
                 raw.send_until(msg, Deadline::after(Duration::ZERO))
             })
         })
@@ -938,7 +990,7 @@ impl PipeEnd {
     pub fn recv_async(&mut self) -> impl Future<Output = Result<Vec<u8>>> + '_ {
         let mut w = Waiter::new();
         std::future::poll_fn(move |cx| {
-            self.poll_end(&mut w, cx, RawPipe::recv_notify, |raw| {
+            self.poll_end("recv_async", &mut w, cx, RawPipe::recv_notify, |raw| {
                 raw.recv_until(Deadline::after(Duration::ZERO))
             })
         })
@@ -950,27 +1002,28 @@ impl PipeEnd {
     #[cfg(not(loom))]
     fn poll_end<T>(
         &mut self,
+        name: &'static str,
         w: &mut Waiter,
         cx: &std::task::Context<'_>,
         notify: fn(&RawPipe<'static>) -> Result<&'static crate::raw::notify::Notify>,
         mut op: impl FnMut(&mut RawPipe<'static>) -> Result<T>,
     ) -> Poll<Result<T>> {
         let mut attempt = |raw: &mut RawPipe<'static>| match op(raw) {
-            Err(Error::Timeout) => None,
+            Err(Error::Timeout { .. }) => None,
             r => Some(r),
         };
         if let Some(r) = attempt(self.raw_mut()) {
             w.done();
-            return Poll::Ready(r);
+            return Poll::Ready(r.or_named(self.at(name)));
         }
         let n = match notify(self.raw()) {
             Ok(n) => n,
-            Err(e) => return Poll::Ready(Err(e)),
+            Err(e) => return Poll::Ready(Err(e).or_named(self.at(name))),
         };
         let armed = n.arm();
         if let Some(r) = attempt(self.raw_mut()) {
             w.done();
-            return Poll::Ready(r);
+            return Poll::Ready(r.or_named(self.at(name)));
         }
         w.sleep(cx, &[(n.futex(), armed)], &self.raw().watch_targets());
         Poll::Pending
@@ -1104,6 +1157,7 @@ impl PipeEnd {
     /// ```
     pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.send(&crate::typed::encode(value)?)
+            .or_named(self.at("send_serde"))
     }
 
     /// Receives the next message and decodes it; one that does not decode
@@ -1120,7 +1174,7 @@ impl PipeEnd {
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         // Decoded from a private copy: bytes in the ring could be changed
         // by a hostile process while the decoder reads them.
-        crate::typed::decode(&self.recv()?)
+        crate::typed::decode(&self.recv().or_named(self.at("recv_serde"))?)
     }
 
     /// [`recv_serde`](PipeEnd::recv_serde) if a message is there now, else
@@ -1129,13 +1183,13 @@ impl PipeEnd {
     /// ```
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
-    /// assert!(matches!(b.try_recv_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(b.try_recv_serde::<u8>(), Err(shmkit::Error::Empty { .. })));
     /// a.try_send_serde(&4u8)?;
     /// assert_eq!(b.try_recv_serde::<u8>()?, 4);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        crate::typed::decode(&self.try_recv()?)
+        crate::typed::decode(&self.try_recv().or_named(self.at("try_recv_serde"))?)
     }
 
     /// [`recv_serde`](PipeEnd::recv_serde), waiting at most `timeout`.
@@ -1144,14 +1198,18 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_serde_timeout::<u8>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(
         &mut self,
         timeout: Duration,
     ) -> Result<T> {
-        crate::typed::decode(&self.recv_timeout(timeout)?)
+        crate::typed::decode(
+            &self
+                .recv_timeout(timeout)
+                .or_named(self.at("recv_serde_timeout"))?,
+        )
     }
 
     /// [`recv_serde_timeout`](PipeEnd::recv_serde_timeout) until `deadline`.
@@ -1160,14 +1218,18 @@ impl PipeEnd {
     /// let mut a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let r = a.recv_serde_deadline::<u8>(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_serde_deadline<T: serde::de::DeserializeOwned>(
         &mut self,
         deadline: std::time::Instant,
     ) -> Result<T> {
-        crate::typed::decode(&self.recv_deadline(deadline)?)
+        crate::typed::decode(
+            &self
+                .recv_deadline(deadline)
+                .or_named(self.at("recv_serde_deadline"))?,
+        )
     }
 
     /// [`send_serde`](PipeEnd::send_serde) if there is room now, else
@@ -1182,6 +1244,7 @@ impl PipeEnd {
     /// ```
     pub fn try_send_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.try_send(&crate::typed::encode(value)?)
+            .or_named(self.at("try_send_serde"))
     }
 
     /// [`send_serde`](PipeEnd::send_serde), waiting for room at most
@@ -1200,6 +1263,7 @@ impl PipeEnd {
         timeout: Duration,
     ) -> Result<()> {
         self.send_timeout(&crate::typed::encode(value)?, timeout)
+            .or_named(self.at("send_serde_timeout"))
     }
 
     /// [`send_serde_timeout`](PipeEnd::send_serde_timeout) until `deadline`.
@@ -1217,6 +1281,7 @@ impl PipeEnd {
         deadline: std::time::Instant,
     ) -> Result<()> {
         self.send_deadline(&crate::typed::encode(value)?, deadline)
+            .or_named(self.at("send_serde_deadline"))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::{PipeEnd, RecvRef, SendGrant};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Origin, Result};
 use crate::raw::wait::Source;
 use crate::raw::{RawPipe, Spin};
 use crate::segment::Segment;
@@ -65,8 +65,10 @@ impl PipeEnd {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn iter(&mut self) -> PipeIter<'_> {
+        let (raw, name) = self.named_mut().view_mut_and_name();
         PipeIter {
-            raw: self.raw_mut(),
+            raw,
+            name,
             end: None,
         }
     }
@@ -94,12 +96,13 @@ impl<'a> IntoIterator for &'a mut PipeEnd {
 /// let mut it = a.iter();
 /// assert_eq!(it.next(), Some(b"x".to_vec()));
 /// assert_eq!(it.next(), None);
-/// assert!(matches!(it.error(), Some(shmkit::Error::Disconnected)));
+/// assert!(matches!(it.error(), Some(shmkit::Error::Disconnected { .. })));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct PipeIter<'a> {
     raw: &'a mut RawPipe<'static>,
+    name: &'a crate::error::Name,
     end: Option<Error>,
 }
 
@@ -129,6 +132,8 @@ impl Iterator for PipeIter<'_> {
         match self.raw.recv_until(Deadline::NEVER) {
             Ok(m) => Some(m),
             Err(e) => {
+                let mut e = e;
+                e.set_origin("Pipe", self.name, "iter");
                 self.end = Some(e);
                 None
             }
@@ -136,10 +141,16 @@ impl Iterator for PipeIter<'_> {
     }
 }
 
+/// Names the pipe in `seg` and operation `op` in an error (for `or_named`).
+#[inline]
+fn at<'a>(seg: &'a Segment, op: &'static str) -> impl FnOnce(&mut Error) + 'a {
+    move |e| e.set_origin("Pipe", seg.origin_name(), op)
+}
+
 /// Maps a zero-timeout attempt's `Timeout` to the `try_` form's error.
-pub(super) fn now_or<T>(r: Result<T>, not_now: Error) -> Result<T> {
+pub(super) fn now_or<T>(r: Result<T>, not_now: fn(Origin) -> Error) -> Result<T> {
     match r {
-        Err(Error::Timeout) => Err(not_now),
+        Err(Error::Timeout { origin }) => Err(not_now(origin)),
         r => r,
     }
 }
@@ -283,7 +294,9 @@ impl PipeSender {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.raw.send_until(msg, Deadline::NEVER)
+        self.raw
+            .send_until(msg, Deadline::NEVER)
+            .or_named(at(&self.seg, "send"))
     }
 
     /// Sends, waiting for room at most `timeout` (see
@@ -298,11 +311,13 @@ impl PipeSender {
     /// let (mut tx, _rx) = a.split();
     /// tx.send(&[0; 40])?;
     /// let r = tx.send_timeout(&[0; 40], std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw.send_until(msg, Deadline::after(timeout))
+        self.raw
+            .send_until(msg, Deadline::after(timeout))
+            .or_named(at(&self.seg, "send_timeout"))
     }
 
     /// [`send_timeout`](PipeSender::send_timeout) until `deadline` (a
@@ -321,6 +336,7 @@ impl PipeSender {
     /// ```
     pub fn send_deadline(&mut self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.send_timeout(msg, crate::queue::until(deadline))
+            .or_named(at(&self.seg, "send_deadline"))
     }
 
     /// Sends if the ring has room now, else [`Error::Full`] (see
@@ -334,7 +350,7 @@ impl PipeSender {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (mut tx, _rx) = a.split();
     /// tx.try_send(&[0; 40])?;
-    /// assert!(matches!(tx.try_send(&[0; 40]), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_send(&[0; 40]), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
@@ -342,9 +358,10 @@ impl PipeSender {
             self.raw
                 .send_until(msg, Deadline::after(Duration::ZERO))
                 .map(|()| 0),
-            Error::Full,
+            |origin| Error::Full { origin },
         )
         .map(drop)
+        .or_named(at(&self.seg, "try_send"))
     }
 
     /// Sends the bytes of a plain-data value.
@@ -362,6 +379,7 @@ impl PipeSender {
     /// ```
     pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
+            .or_named(at(&self.seg, "send_value"))
     }
 
     /// [`send_value`](PipeSender::send_value) if the ring has room now,
@@ -380,6 +398,7 @@ impl PipeSender {
     /// ```
     pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<()> {
         self.try_send(bytemuck::bytes_of(value))
+            .or_named(at(&self.seg, "try_send_value"))
     }
 
     /// [`send_value`](PipeSender::send_value) waiting for room at most
@@ -398,6 +417,7 @@ impl PipeSender {
     /// ```
     pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<()> {
         self.send_timeout(bytemuck::bytes_of(value), timeout)
+            .or_named(at(&self.seg, "send_value_timeout"))
     }
 
     /// [`send_value`](PipeSender::send_value) waiting for room until
@@ -420,6 +440,7 @@ impl PipeSender {
         deadline: std::time::Instant,
     ) -> Result<()> {
         self.send_deadline(bytemuck::bytes_of(value), deadline)
+            .or_named(at(&self.seg, "send_value_deadline"))
     }
 
     /// Reserves room for a message of `len` bytes, written in place,
@@ -439,7 +460,10 @@ impl PipeSender {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
-        self.raw.reserve_grant(len, Deadline::NEVER).map(SendGrant)
+        self.raw
+            .reserve_grant(len, Deadline::NEVER)
+            .map(SendGrant)
+            .or_named(at(&self.seg, "reserve"))
     }
 
     /// [`reserve`](PipeSender::reserve) if the ring has room now, else
@@ -453,15 +477,16 @@ impl PipeSender {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (mut tx, _rx) = a.split();
     /// tx.try_reserve(40)?.commit();
-    /// assert!(matches!(tx.try_reserve(40), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_reserve(40), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_reserve(&mut self, len: usize) -> Result<SendGrant<'_>> {
         now_or(
             self.raw.reserve_grant(len, Deadline::after(Duration::ZERO)),
-            Error::Full,
+            |origin| Error::Full { origin },
         )
         .map(SendGrant)
+        .or_named(at(&self.seg, "try_reserve"))
     }
 
     /// [`reserve`](PipeSender::reserve), waiting for room at most
@@ -476,13 +501,14 @@ impl PipeSender {
     /// let (mut tx, _rx) = a.split();
     /// tx.reserve(40)?.commit();
     /// let r = tx.reserve_timeout(40, std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendGrant<'_>> {
         self.raw
             .reserve_grant(len, Deadline::after(timeout))
             .map(SendGrant)
+            .or_named(at(&self.seg, "reserve_timeout"))
     }
 
     /// [`reserve_timeout`](PipeSender::reserve_timeout) until `deadline`
@@ -504,7 +530,10 @@ impl PipeSender {
         len: usize,
         deadline: std::time::Instant,
     ) -> Result<SendGrant<'_>> {
-        self.reserve_timeout(len, crate::queue::until(deadline))
+        self.raw
+            .reserve_grant(len, Deadline::after(crate::queue::until(deadline)))
+            .map(SendGrant)
+            .or_named(at(&self.seg, "reserve_deadline"))
     }
 
     /// "Room to send a message of `len` bytes" (see
@@ -538,7 +567,9 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        self.raw.recv_until(Deadline::NEVER)
+        self.raw
+            .recv_until(Deadline::NEVER)
+            .or_named(at(&self.seg, "recv"))
     }
 
     /// Receives, waiting at most `timeout`.
@@ -551,11 +582,13 @@ impl PipeReceiver {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
     /// let r = rx.recv_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw.recv_until(Deadline::after(timeout))
+        self.raw
+            .recv_until(Deadline::after(timeout))
+            .or_named(at(&self.seg, "recv_timeout"))
     }
 
     /// [`recv_timeout`](PipeReceiver::recv_timeout) until `deadline`.
@@ -568,11 +601,12 @@ impl PipeReceiver {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
     /// let r = rx.recv_deadline(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_deadline(&mut self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.recv_timeout(crate::queue::until(deadline))
+            .or_named(at(&self.seg, "recv_deadline"))
     }
 
     /// Receives if a message is there now, else [`Error::Empty`].
@@ -584,14 +618,15 @@ impl PipeReceiver {
     /// let a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
-    /// assert!(matches!(rx.try_recv(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_recv(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
         match self.raw.recv_until(Deadline::after(Duration::ZERO)) {
-            Err(Error::Timeout) => Err(Error::Empty),
+            Err(Error::Timeout { origin }) => Err(Error::Empty { origin }),
             r => r,
         }
+        .or_named(at(&self.seg, "try_recv"))
     }
 
     /// Receives into `buf` (see [`PipeEnd::recv_into`]).
@@ -609,7 +644,9 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.raw.recv_into_until(buf, Deadline::NEVER)
+        self.raw
+            .recv_into_until(buf, Deadline::NEVER)
+            .or_named(at(&self.seg, "recv_into"))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into), waiting at most `timeout`
@@ -623,11 +660,13 @@ impl PipeReceiver {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
     /// let r = rx.recv_into_timeout(&mut [0; 8], std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.raw.recv_into_until(buf, Deadline::after(timeout))
+        self.raw
+            .recv_into_until(buf, Deadline::after(timeout))
+            .or_named(at(&self.seg, "recv_into_timeout"))
     }
 
     /// [`recv_into_timeout`](PipeReceiver::recv_into_timeout) until
@@ -650,6 +689,7 @@ impl PipeReceiver {
         deadline: std::time::Instant,
     ) -> Result<usize> {
         self.recv_into_timeout(buf, crate::queue::until(deadline))
+            .or_named(at(&self.seg, "recv_into_deadline"))
     }
 
     /// [`recv_into`](PipeReceiver::recv_into) if a message is there now.
@@ -661,15 +701,16 @@ impl PipeReceiver {
     /// let a = shmkit::Pipe::create_unique()?;
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
-    /// assert!(matches!(rx.try_recv_into(&mut [0; 8]), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_recv_into(&mut [0; 8]), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         now_or(
             self.raw
                 .recv_into_until(buf, Deadline::after(Duration::ZERO)),
-            Error::Empty,
+            |origin| Error::Empty { origin },
         )
+        .or_named(at(&self.seg, "try_recv_into"))
     }
 
     /// Receives the next message as a plain-data value (see
@@ -692,6 +733,7 @@ impl PipeReceiver {
             |r, b| r.recv_into_until(b, Deadline::NEVER),
             |r| r.recv_until(Deadline::NEVER),
         )
+        .or_named(at(&self.seg, "recv_value"))
     }
 
     /// [`recv_value`](PipeReceiver::recv_value) if a message is there now,
@@ -704,13 +746,14 @@ impl PipeReceiver {
     /// let a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
-    /// assert!(matches!(rx.try_recv_value::<u16>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_recv_value::<u16>(), Err(shmkit::Error::Empty { .. })));
     /// b.send_value(&3u16)?;
     /// assert_eq!(rx.try_recv_value::<u16>()?, 3);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_recv_value<T: Pod>(&mut self) -> Result<T> {
         crate::typed::take(self, |r, b| r.try_recv_into(b), |r| r.try_recv())
+            .or_named(at(&self.seg, "try_recv_value"))
     }
 
     /// [`recv_value`](PipeReceiver::recv_value) waiting at most `timeout`.
@@ -723,7 +766,7 @@ impl PipeReceiver {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
     /// let r = rx.recv_value_timeout::<u16>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T> {
@@ -732,6 +775,7 @@ impl PipeReceiver {
             |r, b| r.recv_into_timeout(b, timeout),
             |r| r.recv_timeout(timeout),
         )
+        .or_named(at(&self.seg, "recv_value_timeout"))
     }
 
     /// [`recv_value`](PipeReceiver::recv_value) waiting until `deadline`.
@@ -753,6 +797,7 @@ impl PipeReceiver {
             |r, b| r.recv_into_deadline(b, deadline),
             |r| r.recv_deadline(deadline),
         )
+        .or_named(at(&self.seg, "recv_value_deadline"))
     }
 
     /// Receives the next message in place, waiting as long as it takes
@@ -770,7 +815,10 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref(&mut self) -> Result<RecvRef<'_>> {
-        self.raw.recv_ref_grant(Deadline::NEVER).map(RecvRef)
+        self.raw
+            .recv_ref_grant(Deadline::NEVER)
+            .map(RecvRef)
+            .or_named(at(&self.seg, "recv_ref"))
     }
 
     /// [`recv_ref`](PipeReceiver::recv_ref) if a message is there now,
@@ -783,7 +831,7 @@ impl PipeReceiver {
     /// let a = shmkit::Pipe::create_unique()?;
     /// let mut b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
-    /// assert!(matches!(rx.try_recv_ref(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_recv_ref(), Err(shmkit::Error::Empty { .. })));
     /// b.send(b"x")?;
     /// assert_eq!(&*rx.try_recv_ref()?, b"x");
     /// # Ok::<(), shmkit::Error>(())
@@ -791,9 +839,10 @@ impl PipeReceiver {
     pub fn try_recv_ref(&mut self) -> Result<RecvRef<'_>> {
         now_or(
             self.raw.recv_ref_grant(Deadline::after(Duration::ZERO)),
-            Error::Empty,
+            |origin| Error::Empty { origin },
         )
         .map(RecvRef)
+        .or_named(at(&self.seg, "try_recv_ref"))
     }
 
     /// [`recv_ref`](PipeReceiver::recv_ref), waiting at most `timeout`
@@ -807,13 +856,14 @@ impl PipeReceiver {
     /// let _b = shmkit::Pipe::open(a.name())?;
     /// let (_tx, mut rx) = a.split();
     /// let r = rx.recv_ref_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvRef<'_>> {
         self.raw
             .recv_ref_grant(Deadline::after(timeout))
             .map(RecvRef)
+            .or_named(at(&self.seg, "recv_ref_timeout"))
     }
 
     /// [`recv_ref_timeout`](PipeReceiver::recv_ref_timeout) until
@@ -831,7 +881,10 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref_deadline(&mut self, deadline: std::time::Instant) -> Result<RecvRef<'_>> {
-        self.recv_ref_timeout(crate::queue::until(deadline))
+        self.raw
+            .recv_ref_grant(Deadline::after(crate::queue::until(deadline)))
+            .map(RecvRef)
+            .or_named(at(&self.seg, "recv_ref_deadline"))
     }
 
     /// Waits up to `timeout` for a message to be readable (see
@@ -850,7 +903,9 @@ impl PipeReceiver {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
-        self.raw.poll_until(Deadline::after(timeout))
+        self.raw
+            .poll_until(Deadline::after(timeout))
+            .or_named(at(&self.seg, "poll"))
     }
 
     /// [`poll`](PipeReceiver::poll) until `deadline`: `Ok(false)` once it has
@@ -870,6 +925,7 @@ impl PipeReceiver {
     /// ```
     pub fn poll_deadline(&mut self, deadline: std::time::Instant) -> Result<bool> {
         self.poll(crate::queue::until(deadline))
+            .or_named(at(&self.seg, "poll_deadline"))
     }
 
     /// The messages, each by a blocking receive (see [`PipeIter`]).
@@ -886,6 +942,7 @@ impl PipeReceiver {
     pub fn iter(&mut self) -> PipeIter<'_> {
         PipeIter {
             raw: &mut self.raw,
+            name: self.seg.origin_name(),
             end: None,
         }
     }

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 /// q.close();
 /// let mut it = q.iter();
 /// assert_eq!(it.by_ref().collect::<Vec<_>>(), [b"a".to_vec(), b"b".to_vec()]);
-/// assert!(matches!(it.error(), Some(shmkit::Error::Closed)));
+/// assert!(matches!(it.error(), Some(shmkit::Error::Closed { .. })));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl QueueIter<'_> {
     /// q.close();
     /// let mut it = q.iter();
     /// assert!(it.next().is_none());
-    /// assert!(matches!(it.error(), Some(shmkit::Error::Closed)));
+    /// assert!(matches!(it.error(), Some(shmkit::Error::Closed { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn error(&self) -> Option<&Error> {
@@ -74,7 +74,7 @@ impl Iterator for QueueIter<'_> {
 /// let mut it = q.try_iter();
 /// assert_eq!(it.next(), Some(b"a".to_vec()));
 /// assert_eq!(it.next(), None);
-/// assert!(matches!(it.error(), Some(shmkit::Error::Empty)));
+/// assert!(matches!(it.error(), Some(shmkit::Error::Empty { .. })));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 #[derive(Debug)]
@@ -90,7 +90,7 @@ impl QueueTryIter<'_> {
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut it = q.try_iter();
     /// assert!(it.next().is_none());
-    /// assert!(matches!(it.error(), Some(shmkit::Error::Empty)));
+    /// assert!(matches!(it.error(), Some(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn error(&self) -> Option<&Error> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNamed, Result};
 #[cfg(not(loom))]
 use crate::future::{poll_one, Waiter};
 use crate::handle::{named_handle, Core, Named};
@@ -56,7 +56,7 @@ use std::future::Future;
 /// assert_eq!(other.get()?, b"hello");
 /// assert_eq!(other.len(), 1);
 /// assert_eq!(other.try_get()?, b"");
-/// assert!(matches!(other.try_get(), Err(shmkit::Error::Empty)));
+/// assert!(matches!(other.try_get(), Err(shmkit::Error::Empty { .. })));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Queue(Named<RawQueue<'static>>);
@@ -130,6 +130,12 @@ impl Queue {
         &self.0
     }
 
+    /// Names this queue and operation `op` in an error (for `or_named`).
+    #[inline]
+    pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
+        self.0.at("Queue", op)
+    }
+
     #[inline]
     pub(crate) fn raw(&self) -> &RawQueue<'static> {
         self.0.view()
@@ -191,11 +197,13 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// q.put(b"abc")?;
-    /// assert!(matches!(q.put(&[0; 17]), Err(shmkit::Error::MessageTooLarge { len: 17, max: 16 })));
+    /// assert!(matches!(q.put(&[0; 17]), Err(shmkit::Error::MessageTooLarge { len: 17, max: 16, .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put(&self, msg: &[u8]) -> Result<()> {
-        self.raw().put_until(msg, Some(Deadline::NEVER))
+        self.raw()
+            .put_until(msg, Some(Deadline::NEVER))
+            .or_named(self.at("put"))
     }
 
     /// [`put_timeout`](Queue::put_timeout) with a deadline instead of a
@@ -210,11 +218,12 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// q.put_deadline(b"a", deadline)?;
-    /// assert!(matches!(q.put_deadline(b"b", deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.put_deadline(b"b", deadline), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_deadline(&self, msg: &[u8], deadline: std::time::Instant) -> Result<()> {
         self.put_timeout(msg, until(deadline))
+            .or_named(self.at("put_deadline"))
     }
 
     /// [`get_timeout`](Queue::get_timeout) until `deadline`.
@@ -228,11 +237,12 @@ impl Queue {
     /// q.put(b"a")?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// assert_eq!(q.get_deadline(deadline)?, b"a");
-    /// assert!(matches!(q.get_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
         self.get_timeout(until(deadline))
+            .or_named(self.at("get_deadline"))
     }
 
     /// [`get_into_timeout`](Queue::get_into_timeout) until `deadline`.
@@ -243,11 +253,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// let r = q.get_into_deadline(&mut [0; 16], std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
         self.get_into_timeout(buf, until(deadline))
+            .or_named(self.at("get_into_deadline"))
     }
 
     /// Puts a copy of `msg` if there is room now, else [`Error::Full`].
@@ -255,11 +266,11 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.try_put(b"a")?;
-    /// assert!(matches!(q.try_put(b"b"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_put(b"b"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
-        self.raw().put_until(msg, None)
+        self.raw().put_until(msg, None).or_named(self.at("try_put"))
     }
 
     /// Puts a copy of `msg`, waiting for room at most `timeout`, else
@@ -269,11 +280,13 @@ impl Queue {
     /// use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.put_timeout(b"a", Duration::from_millis(5))?;
-    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.raw().put_until(msg, Some(Deadline::after(timeout)))
+        self.raw()
+            .put_until(msg, Some(Deadline::after(timeout)))
+            .or_named(self.at("put_timeout"))
     }
 
     /// Takes the next message, waiting as long as it takes.
@@ -288,18 +301,20 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get(&self) -> Result<Vec<u8>> {
-        self.raw().get_until(Some(Deadline::NEVER))
+        self.raw()
+            .get_until(Some(Deadline::NEVER))
+            .or_named(self.at("get"))
     }
 
     /// Takes the next message if there is one now, else [`Error::Empty`].
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
-        self.raw().get_until(None)
+        self.raw().get_until(None).or_named(self.at("try_get"))
     }
 
     /// Takes the next message, waiting at most `timeout`, else
@@ -308,11 +323,13 @@ impl Queue {
     /// ```
     /// use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.get_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.raw().get_until(Some(Deadline::after(timeout)))
+        self.raw()
+            .get_until(Some(Deadline::after(timeout)))
+            .or_named(self.at("get_timeout"))
     }
 
     /// Takes the next message into `buf`, waiting as long as it takes;
@@ -323,14 +340,16 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// q.put(b"hello")?;
     /// let mut small = [0u8; 2];
-    /// assert!(matches!(q.get_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// assert!(matches!(q.get_into(&mut small), Err(shmkit::Error::BufferTooSmall { needed: 5, .. })));
     /// let mut buf = [0u8; 16];
     /// let n = q.get_into(&mut buf)?;
     /// assert_eq!(&buf[..n], b"hello");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into(&self, buf: &mut [u8]) -> Result<usize> {
-        self.raw().get_into_until(buf, Some(Deadline::NEVER))
+        self.raw()
+            .get_into_until(buf, Some(Deadline::NEVER))
+            .or_named(self.at("get_into"))
     }
 
     /// [`get_into`](Queue::get_into) without waiting: [`Error::Empty`].
@@ -338,11 +357,13 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut buf = [0u8; 16];
-    /// assert!(matches!(q.try_get_into(&mut buf), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_into(&mut buf), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
-        self.raw().get_into_until(buf, None)
+        self.raw()
+            .get_into_until(buf, None)
+            .or_named(self.at("try_get_into"))
     }
 
     /// [`get_into`](Queue::get_into) waiting at most `timeout`.
@@ -351,12 +372,13 @@ impl Queue {
     /// use std::time::Duration;
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let mut buf = [0u8; 16];
-    /// assert!(matches!(q.get_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_into_timeout(&mut buf, Duration::from_millis(1)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         self.raw()
             .get_into_until(buf, Some(Deadline::after(timeout)))
+            .or_named(self.at("get_into_timeout"))
     }
 
     /// Reserves room for a message of `len` bytes, waiting as long as it
@@ -382,6 +404,7 @@ impl Queue {
     /// ```
     pub fn reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::NEVER))
+            .or_named(self.at("reserve"))
     }
 
     /// [`reserve`](Queue::reserve) if there is room now, else [`Error::Full`].
@@ -389,11 +412,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.try_reserve(1)?.commit()?;
-    /// assert!(matches!(q.try_reserve(1), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_reserve(1), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
         self.reserve_until(len, None)
+            .or_named(self.at("try_reserve"))
     }
 
     /// [`reserve`](Queue::reserve), waiting for room at most `timeout`
@@ -406,11 +430,12 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.put(b"full")?;
     /// let r = q.reserve_timeout(4, std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
         self.reserve_until(len, Some(Deadline::after(timeout)))
+            .or_named(self.at("reserve_timeout"))
     }
 
     /// [`reserve_timeout`](Queue::reserve_timeout) until `deadline` (a
@@ -424,7 +449,7 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// q.reserve_deadline(1, deadline)?.commit()?;
-    /// assert!(matches!(q.reserve_deadline(1, deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.reserve_deadline(1, deadline), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve_deadline(
@@ -433,6 +458,7 @@ impl Queue {
         deadline: std::time::Instant,
     ) -> Result<PutGrant<'_>> {
         self.reserve_timeout(len, until(deadline))
+            .or_named(self.at("reserve_deadline"))
     }
 
     fn reserve_until(&self, len: usize, deadline: Option<Deadline>) -> Result<PutGrant<'_>> {
@@ -454,6 +480,7 @@ impl Queue {
     /// ```
     pub fn get_ref(&self) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::NEVER))
+            .or_named(self.at("get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref) if a message is there now, else
@@ -461,11 +488,11 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
-        self.get_ref_until(None)
+        self.get_ref_until(None).or_named(self.at("try_get_ref"))
     }
 
     /// [`get_ref`](Queue::get_ref), waiting at most `timeout`
@@ -477,13 +504,14 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// let r = q.get_ref_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// q.put(b"x")?;
     /// assert_eq!(&*q.get_ref_timeout(std::time::Duration::from_secs(1))?, b"x");
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
         self.get_ref_until(Some(Deadline::after(timeout)))
+            .or_named(self.at("get_ref_timeout"))
     }
 
     /// [`get_ref_timeout`](Queue::get_ref_timeout) until `deadline`.
@@ -497,11 +525,12 @@ impl Queue {
     /// q.put(b"x")?;
     /// let deadline = Instant::now() + Duration::from_millis(5);
     /// assert_eq!(&*q.get_ref_deadline(deadline)?, b"x");
-    /// assert!(matches!(q.get_ref_deadline(deadline), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_ref_deadline(deadline), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_ref_deadline(&self, deadline: std::time::Instant) -> Result<GetGrant<'_>> {
         self.get_ref_timeout(until(deadline))
+            .or_named(self.at("get_ref_deadline"))
     }
 
     fn get_ref_until(&self, deadline: Option<Deadline>) -> Result<GetGrant<'_>> {
@@ -518,6 +547,7 @@ impl Queue {
     /// ```
     pub fn put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.put(bytemuck::bytes_of(value))
+            .or_named(self.at("put_value"))
     }
 
     /// Takes the next message as a plain-data value, waiting as long as it
@@ -535,13 +565,14 @@ impl Queue {
     /// assert_eq!(q.get_value::<u64>()?, 7);
     /// q.put(b"abc")?;
     /// match q.get_value::<u64>() {
-    ///     Err(shmkit::Error::WrongSize { expected: 8, message }) => assert_eq!(message, b"abc"),
+    ///     Err(shmkit::Error::WrongSize { expected: 8, message, .. }) => assert_eq!(message, b"abc"),
     ///     other => panic!("{other:?}"),
     /// }
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.get_into(b), |q| q.get())
+            .or_named(self.at("get_value"))
     }
 
     /// [`get_value`](Queue::get_value) if a message is there now, else
@@ -552,13 +583,14 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
-    /// assert!(matches!(q.try_get_value::<u32>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_value::<u32>(), Err(shmkit::Error::Empty { .. })));
     /// q.put_value(&3u32)?;
     /// assert_eq!(q.try_get_value::<u32>()?, 3);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_value<T: Pod>(&self) -> Result<T> {
         crate::typed::take(&mut &*self, |q, b| q.try_get_into(b), |q| q.try_get())
+            .or_named(self.at("try_get_value"))
     }
 
     /// [`get_value`](Queue::get_value), waiting at most `timeout`
@@ -570,7 +602,7 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 16)?;
     /// let r = q.get_value_timeout::<u32>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T> {
@@ -579,6 +611,7 @@ impl Queue {
             |q, b| q.get_into_timeout(b, timeout),
             |q| q.get_timeout(timeout),
         )
+        .or_named(self.at("get_value_timeout"))
     }
 
     /// [`get_value_timeout`](Queue::get_value_timeout) until `deadline`.
@@ -598,6 +631,7 @@ impl Queue {
             |q, b| q.get_into_deadline(b, deadline),
             |q| q.get_deadline(deadline),
         )
+        .or_named(self.at("get_value_deadline"))
     }
 
     /// [`put_value`](Queue::put_value) if there is room now, else
@@ -609,11 +643,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.try_put_value(&1u8)?;
-    /// assert!(matches!(q.try_put_value(&2u8), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_put_value(&2u8), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
         self.try_put(bytemuck::bytes_of(value))
+            .or_named(self.at("try_put_value"))
     }
 
     /// [`put_value`](Queue::put_value), waiting for room at most `timeout`.
@@ -625,11 +660,12 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 16)?;
     /// q.put_value(&1u8)?;
     /// let r = q.put_value_timeout(&2u8, std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
         self.put_timeout(bytemuck::bytes_of(value), timeout)
+            .or_named(self.at("put_value_timeout"))
     }
 
     /// [`put_value_timeout`](Queue::put_value_timeout) until `deadline`.
@@ -649,6 +685,7 @@ impl Queue {
         deadline: std::time::Instant,
     ) -> Result<()> {
         self.put_deadline(bytemuck::bytes_of(value), deadline)
+            .or_named(self.at("put_value_deadline"))
     }
 
     /// Messages in the queue now (a snapshot, as Python's `qsize`).
@@ -714,9 +751,9 @@ impl Queue {
     /// q.put(b"last")?;
     /// q.close();
     /// assert!(q.is_closed());
-    /// assert!(matches!(q.put(b"x"), Err(shmkit::Error::Closed)));
+    /// assert!(matches!(q.put(b"x"), Err(shmkit::Error::Closed { .. })));
     /// assert_eq!(q.get()?, b"last");
-    /// assert!(matches!(q.get(), Err(shmkit::Error::Closed)));
+    /// assert!(matches!(q.get(), Err(shmkit::Error::Closed { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn close(&self) {
@@ -759,8 +796,8 @@ impl Queue {
                     self.raw().put_ready(true);
                 }
                 match self.raw().try_put(msg) {
-                    Err(Error::Full) => None,
-                    r => Some(r),
+                    Err(Error::Full { .. }) => None,
+                    r => Some(r.or_named(self.at("put_async"))),
                 }
             };
             let n = self.raw().put_notify();
@@ -794,7 +831,7 @@ impl Queue {
     /// ```
     #[cfg(not(loom))]
     pub fn get_async(&self) -> impl Future<Output = Result<Vec<u8>>> + '_ {
-        self.get_with(|raw| raw.try_get())
+        self.get_with("get_async", |raw| raw.try_get())
     }
 
     /// [`get_into`](Queue::get_into) as a future (see
@@ -819,12 +856,13 @@ impl Queue {
         &'a self,
         buf: &'a mut [u8],
     ) -> impl Future<Output = Result<usize>> + 'a {
-        self.get_with(move |raw| raw.try_get_into(buf))
+        self.get_with("get_into_async", move |raw| raw.try_get_into(buf))
     }
 
     #[cfg(not(loom))]
     pub(crate) fn get_with<'a, T>(
         &'a self,
+        op: &'static str,
         mut take: impl FnMut(&RawQueue<'static>) -> Result<T> + 'a,
     ) -> impl Future<Output = Result<T>> + 'a {
         let mut w = Waiter::new();
@@ -834,8 +872,8 @@ impl Queue {
                     self.raw().get_ready(true);
                 }
                 match take(self.raw()) {
-                    Err(Error::Empty) => None,
-                    r => Some(r),
+                    Err(Error::Empty { .. }) => None,
+                    r => Some(r.or_named(self.at(op))),
                 }
             };
             let n = self.raw().get_notify();
@@ -922,6 +960,7 @@ impl Queue {
     /// ```
     pub fn put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.put(&crate::typed::encode(value)?)
+            .or_named(self.at("put_serde"))
     }
 
     /// Takes the next message and decodes it, waiting as long as it takes.
@@ -937,7 +976,7 @@ impl Queue {
     pub fn get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         // Decoded from a private copy: bytes in shared memory may change
         // under a decoder while a hostile peer writes them.
-        crate::typed::decode(&self.get()?)
+        crate::typed::decode(&self.get().or_named(self.at("get_serde"))?)
     }
 
     /// [`get_serde`](Queue::get_serde) if a message is there now, else
@@ -945,13 +984,13 @@ impl Queue {
     ///
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 64)?;
-    /// assert!(matches!(q.try_get_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_serde::<u8>(), Err(shmkit::Error::Empty { .. })));
     /// q.try_put_serde(&1u8)?;
     /// assert_eq!(q.try_get_serde::<u8>()?, 1);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        crate::typed::decode(&self.try_get()?)
+        crate::typed::decode(&self.try_get().or_named(self.at("try_get_serde"))?)
     }
 
     /// [`get_serde`](Queue::get_serde), waiting at most `timeout`.
@@ -959,14 +998,18 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(4, 64)?;
     /// let r = q.get_serde_timeout::<u8>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_serde_timeout<T: serde::de::DeserializeOwned>(
         &self,
         timeout: Duration,
     ) -> Result<T> {
-        crate::typed::decode(&self.get_timeout(timeout)?)
+        crate::typed::decode(
+            &self
+                .get_timeout(timeout)
+                .or_named(self.at("get_serde_timeout"))?,
+        )
     }
 
     /// [`get_serde_timeout`](Queue::get_serde_timeout) until `deadline`.
@@ -974,14 +1017,18 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 64)?;
     /// let r = q.get_serde_deadline::<u8>(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_serde_deadline<T: serde::de::DeserializeOwned>(
         &self,
         deadline: std::time::Instant,
     ) -> Result<T> {
-        crate::typed::decode(&self.get_deadline(deadline)?)
+        crate::typed::decode(
+            &self
+                .get_deadline(deadline)
+                .or_named(self.at("get_serde_deadline"))?,
+        )
     }
 
     /// [`put_serde`](Queue::put_serde) if there is room now, else
@@ -990,11 +1037,12 @@ impl Queue {
     /// ```
     /// let q = shmkit::Queue::create_unique(1, 64)?;
     /// q.try_put_serde("a")?;
-    /// assert!(matches!(q.try_put_serde("b"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_put_serde("b"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.try_put(&crate::typed::encode(value)?)
+            .or_named(self.at("try_put_serde"))
     }
 
     /// [`put_serde`](Queue::put_serde), waiting for room at most `timeout`.
@@ -1003,7 +1051,7 @@ impl Queue {
     /// let q = shmkit::Queue::create_unique(1, 64)?;
     /// q.put_serde("a")?;
     /// let r = q.put_serde_timeout("b", std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_serde_timeout<T: serde::Serialize + ?Sized>(
@@ -1012,6 +1060,7 @@ impl Queue {
         timeout: Duration,
     ) -> Result<()> {
         self.put_timeout(&crate::typed::encode(value)?, timeout)
+            .or_named(self.at("put_serde_timeout"))
     }
 
     /// [`put_serde_timeout`](Queue::put_serde_timeout) until `deadline`.
@@ -1028,6 +1077,7 @@ impl Queue {
         deadline: std::time::Instant,
     ) -> Result<()> {
         self.put_deadline(&crate::typed::encode(value)?, deadline)
+            .or_named(self.at("put_serde_deadline"))
     }
 }
 

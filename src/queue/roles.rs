@@ -43,7 +43,7 @@ impl Queue {
     /// tx.put(b"job")?;
     /// drop(tx); // the last sender goes
     /// assert_eq!(rx.get()?, b"job");
-    /// assert!(matches!(rx.get(), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(rx.get(), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_sender(name: &str) -> Result<QueueSender> {
@@ -63,7 +63,7 @@ impl Queue {
     /// let rx = shmkit::Queue::open_receiver(tx.name())?;
     /// tx.put(b"a")?;
     /// drop(rx); // the last receiver goes
-    /// assert!(matches!(tx.put(b"b"), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(tx.put(b"b"), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn open_receiver(name: &str) -> Result<QueueReceiver> {
@@ -97,7 +97,7 @@ impl Queue {
     ///
     /// ```
     /// let rx = shmkit::Queue::create_unique(4, 16)?.into_receiver()?;
-    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty))); // no sender yet
+    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty { .. }))); // no sender yet
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn into_receiver(mut self) -> Result<QueueReceiver> {
@@ -332,7 +332,7 @@ impl QueueSender {
     /// # let q = shmkit::Queue::create_unique(1, 16)?;
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.try_put(b"a")?;
-    /// assert!(matches!(tx.try_put(b"b"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_put(b"b"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
@@ -349,7 +349,7 @@ impl QueueSender {
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.put(b"a")?;
     /// let r = tx.put_timeout(b"b", std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
@@ -398,7 +398,7 @@ impl QueueSender {
     /// # let q = shmkit::Queue::create_unique(1, 16)?;
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.try_put_value(&1u32)?;
-    /// assert!(matches!(tx.try_put_value(&2u32), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_put_value(&2u32), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<()> {
@@ -416,7 +416,7 @@ impl QueueSender {
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.put_value(&1u32)?;
     /// let r = tx.put_value_timeout(&2u32, std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<()> {
@@ -472,7 +472,7 @@ impl QueueSender {
     /// # let q = shmkit::Queue::create_unique(1, 16)?;
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.try_reserve(1)?.commit();
-    /// assert!(matches!(tx.try_reserve(1), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_reserve(1), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_reserve(&self, len: usize) -> Result<PutGrant<'_>> {
@@ -490,7 +490,7 @@ impl QueueSender {
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.put(b"a")?;
     /// let r = tx.reserve_timeout(1, std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<PutGrant<'_>> {
@@ -579,7 +579,7 @@ impl QueueSender {
     /// # let q = shmkit::Queue::create_unique(1, 64)?;
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.try_put_serde("a")?;
-    /// assert!(matches!(tx.try_put_serde("b"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(tx.try_put_serde("b"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put_serde<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
@@ -597,7 +597,7 @@ impl QueueSender {
     /// let tx = shmkit::Queue::open_sender(q.name())?;
     /// tx.put_serde("a")?;
     /// let r = tx.put_serde_timeout("b", std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_serde_timeout<T: serde::Serialize + ?Sized>(
@@ -665,7 +665,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
@@ -681,7 +681,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
@@ -698,7 +698,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_deadline(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_deadline(&self, deadline: std::time::Instant) -> Result<Vec<u8>> {
@@ -731,7 +731,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_into(&mut [0; 16]), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_into(&mut [0; 16]), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
@@ -747,7 +747,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_into_timeout(&mut [0; 16], std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
@@ -764,7 +764,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_into_deadline(&mut [0; 16], std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_into_deadline(&self, buf: &mut [u8], deadline: std::time::Instant) -> Result<usize> {
@@ -795,7 +795,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_ref(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_ref(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
@@ -812,7 +812,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_ref_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_ref_timeout(&self, timeout: Duration) -> Result<GetGrant<'_>> {
@@ -862,7 +862,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_value::<u32>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_value::<u32>(), Err(shmkit::Error::Empty { .. })));
     /// q.put_value(&9u32)?;
     /// assert_eq!(rx.try_get_value::<u32>()?, 9);
     /// # Ok::<(), shmkit::Error>(())
@@ -882,7 +882,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_value_timeout::<u32>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T> {
@@ -933,7 +933,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_lease(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_lease(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_lease(&self) -> Result<Lease<'_>> {
@@ -949,7 +949,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_lease_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
@@ -966,7 +966,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 16)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_lease_deadline(std::time::Instant::now());
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_deadline(&self, deadline: std::time::Instant) -> Result<Lease<'_>> {
@@ -1084,7 +1084,7 @@ impl QueueReceiver {
     /// ```
     /// # let q = shmkit::Queue::create_unique(4, 64)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
-    /// assert!(matches!(rx.try_get_serde::<u8>(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(rx.try_get_serde::<u8>(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
@@ -1101,7 +1101,7 @@ impl QueueReceiver {
     /// # let q = shmkit::Queue::create_unique(4, 64)?;
     /// let rx = shmkit::Queue::open_receiver(q.name())?;
     /// let r = rx.get_serde_timeout::<u8>(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_serde_timeout<T: serde::de::DeserializeOwned>(

@@ -91,11 +91,15 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::lock::RawLock;
 use crate::raw::rlock::RawRLock;
 use crate::raw::spin::Spin;
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, Ordering, TaskStamp};
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawCondition", "");
 
 /// How many threads can wait on one condition at once.
 #[cfg(not(loom))]
@@ -409,7 +413,7 @@ impl RawCondition {
     /// ```
     /// use shmkit::raw::{RawCondition, RawRLock};
     /// let (lock, cond) = (RawRLock::new(), RawCondition::new());
-    /// assert!(matches!(cond.wait(&lock, None), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.wait(&lock, None), Err(shmkit::Error::NotOwner { .. })));
     /// let g = lock.lock()?;
     /// let w = cond.wait(&lock, Some(std::time::Duration::ZERO))?;
     /// assert!(w.timed_out && !w.owner_died);
@@ -443,7 +447,7 @@ impl RawCondition {
     /// ```
     /// use shmkit::raw::{RawCondition, RawLock};
     /// let (lock, cond) = (RawLock::new(), RawCondition::new());
-    /// assert!(matches!(cond.notify(&lock, 1), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(cond.notify(&lock, 1), Err(shmkit::Error::NotOwner { .. })));
     /// let g = lock.lock()?;
     /// assert_eq!(cond.notify(&lock, usize::MAX)?, 0);
     /// # drop(g);
@@ -451,7 +455,7 @@ impl RawCondition {
     /// ```
     pub fn notify<'l>(&self, lock: impl Into<CondLock<'l>>, n: usize) -> Result<usize> {
         if !lock.into().held() {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner { origin: ORIGIN });
         }
         Ok(self.notify_held(n))
     }
@@ -468,7 +472,7 @@ impl RawCondition {
         wake_first: bool,
     ) -> Result<Waited> {
         if !lock.held() {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner { origin: ORIGIN });
         }
         let t = match self.enqueue() {
             Ok(t) => t,
@@ -535,7 +539,7 @@ impl RawCondition {
                 self.reap();
             }
         }
-        Err(Error::Full)
+        Err(Error::Full { origin: ORIGIN })
     }
 
     /// Frees the slots of dead waiters (waiting or released) and scribbled

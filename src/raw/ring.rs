@@ -36,9 +36,13 @@
 //! start) is `Corrupted`, so a peer rewriting skip records cannot keep a
 //! reader stepping over them.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::notify::Notify;
 use crate::sync::{AtomicU64, Ordering};
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawPipe", "");
 
 /// The length prefix of every record.
 pub(crate) const LEN_BYTES: u64 = 4;
@@ -422,7 +426,10 @@ impl<'a> Rx<'a> {
     pub(crate) fn take(&mut self, len: usize, out: Out<'_>) -> Result<Option<Vec<u8>>> {
         if let Out::Buf(dst) = &out {
             if dst.len() < len {
-                return Err(Error::BufferTooSmall { needed: len });
+                return Err(Error::BufferTooSmall {
+                    needed: len,
+                    origin: ORIGIN,
+                });
             }
         }
         if let Some(p) = self.partial.take() {

@@ -37,10 +37,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::lock::RawLock;
 use crate::raw::spin::Spin;
 use crate::sync;
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawRLock", "");
 
 /// A recursive robust lock; see the module documentation.
 #[repr(C)]
@@ -211,7 +215,7 @@ impl RawRLock {
     ///
     /// ```
     /// let l = shmkit::raw::RawRLock::new();
-    /// assert!(matches!(l.release(), Err(shmkit::Error::NotOwner)));
+    /// assert!(matches!(l.release(), Err(shmkit::Error::NotOwner { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn release(&self) -> Result<()> {
@@ -337,7 +341,7 @@ impl RawRLock {
     /// its outermost release.
     pub(crate) fn release_all(&self, object: Option<(u64, u64)>) -> Result<u32> {
         if !self.lock.held_by_me(object) {
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner { origin: ORIGIN });
         }
         let (level, told) = self.level_of(object);
         self.set_level(object, 0, false);

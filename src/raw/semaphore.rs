@@ -93,8 +93,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, Ordering, Target, TaskStamp};
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawSemaphore", "");
 
 /// How many guard holders the table records. 30 entries: the table and the
 /// count share one 64-bit word.
@@ -409,7 +413,7 @@ impl RawSemaphore {
     /// ```
     /// use std::time::Duration;
     /// let s = shmkit::raw::RawSemaphore::new(0, false)?;
-    /// assert!(matches!(s.acquire_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(s.acquire_timeout(Duration::from_millis(5)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<RawSemaphoreGuard<'_>> {
@@ -446,7 +450,7 @@ impl RawSemaphore {
     /// let g = s.acquire()?;
     /// g.keep();
     /// s.release(1)?;
-    /// assert!(matches!(s.release(1), Err(shmkit::Error::TooManyReleases { limit: 1 })));
+    /// assert!(matches!(s.release(1), Err(shmkit::Error::TooManyReleases { limit: 1, .. })));
     /// assert_eq!(s.value(), 1);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -465,7 +469,12 @@ impl RawSemaphore {
         loop {
             let c = match count(w).checked_add(n) {
                 Some(c) if c <= limit => c,
-                _ => return Err(Error::TooManyReleases { limit }),
+                _ => {
+                    return Err(Error::TooManyReleases {
+                        limit,
+                        origin: ORIGIN,
+                    })
+                }
             };
             let new = (w & !COUNT_MASK & !WAITERS) | u64::from(c);
             // SYNC POINT: Release hands the permit over; Acquire orders our
@@ -684,7 +693,7 @@ impl RawSemaphore {
                     last_checked = true;
                     continue;
                 }
-                return Err(Error::Timeout);
+                return Err(Error::Timeout { origin: ORIGIN });
             }
             // SYNC POINT: Release, so that the releaser that reads this CAS
             // (Acquire) bumps `wake` after our read of it above.

@@ -101,10 +101,14 @@ use std::time::Duration;
 use super::notify::Notify;
 
 mod party;
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Liveness, Ordering, Target, TaskStamp};
 #[cfg(loom)]
 pub use party::model;
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawBarrier", "");
 
 const COUNT_MASK: u64 = (1 << 22) - 1;
 const TRIPPING: u64 = 1 << 22;
@@ -395,7 +399,7 @@ impl<'a> RawBarrier<'a> {
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
     /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 144, 4)? };
     /// b.abort();
-    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(b.wait(), Err(shmkit::Error::BrokenBarrier { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn abort(&self) {
@@ -480,7 +484,7 @@ impl<'a> RawBarrier<'a> {
     /// # // SAFETY: `buf` outlives `b` and is used only through it.
     /// # let b = unsafe { shmkit::raw::RawBarrier::init_in(buf.as_mut_ptr().cast(), 80, 2)? };
     /// let r = b.wait_timeout(std::time::Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::BrokenBarrier)));
+    /// assert!(matches!(r, Err(shmkit::Error::BrokenBarrier { .. })));
     /// assert!(b.broken());
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -523,7 +527,7 @@ impl<'a> RawBarrier<'a> {
                 .checked_sub(1)
                 .ok_or_else(|| Error::corrupted("", "barrier state keeps changing"))?;
             if s & BROKEN != 0 {
-                return Err(Error::BrokenBarrier);
+                return Err(Error::BrokenBarrier { origin: ORIGIN });
             }
             if s & TRIPPING != 0 {
                 // Full: the next generation starts once the tripper is done.
@@ -623,7 +627,7 @@ impl<'a> RawBarrier<'a> {
             (Err(p), _) => resume_unwind(p),
             (Ok(()), Ok(_)) => Ok(index as usize),
             // Broken or reset while the action ran.
-            (Ok(()), Err(_)) => Err(Error::BrokenBarrier),
+            (Ok(()), Err(_)) => Err(Error::BrokenBarrier { origin: ORIGIN }),
         }
     }
 
@@ -653,11 +657,11 @@ impl<'a> RawBarrier<'a> {
             return Some(if tripped {
                 Ok(index)
             } else {
-                Err(Error::BrokenBarrier)
+                Err(Error::BrokenBarrier { origin: ORIGIN })
             });
         }
         if s & BROKEN != 0 {
-            return Some(Err(Error::BrokenBarrier));
+            return Some(Err(Error::BrokenBarrier { origin: ORIGIN }));
         }
         None
     }
@@ -697,7 +701,7 @@ impl<'a> RawBarrier<'a> {
                     // A verdict about exactly `s`: if the barrier moved on,
                     // the CAS fails and nothing breaks.
                     if self.break_from(s) {
-                        return Ok(Look::Done(Err(Error::BrokenBarrier)));
+                        return Ok(Look::Done(Err(Error::BrokenBarrier { origin: ORIGIN })));
                     }
                     // The state moved on: judge again from the new one.
                     check_dead = true;
@@ -716,10 +720,10 @@ impl<'a> RawBarrier<'a> {
                     // Waiting for another generation's tripper: not a party
                     // of it, so its timeout breaks nothing (in Python it
                     // would wait for the action without a timeout).
-                    return Ok(Look::Done(Err(Error::Timeout)));
+                    return Ok(Look::Done(Err(Error::Timeout { origin: ORIGIN })));
                 }
                 if self.break_from(s) {
-                    return Ok(Look::Done(Err(Error::BrokenBarrier)));
+                    return Ok(Look::Done(Err(Error::BrokenBarrier { origin: ORIGIN })));
                 }
                 s = self.ctl.state.load(Ordering::Acquire);
                 continue;

@@ -58,7 +58,7 @@ impl RawLock {
         let key = self.key(object);
         if !self.held_by_me(object) {
             sync::held_remove(key, me.tid());
-            return Err(Error::NotOwner);
+            return Err(Error::NotOwner { origin: ORIGIN });
         }
         sync::held_remove(key, me.tid());
         if told {

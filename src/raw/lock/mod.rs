@@ -81,11 +81,15 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::spin::Spin;
 use crate::sync::{
     self, AtomicU32, AtomicU64, Deadline, Futex, HeldKey, Ordering, Target, TaskStamp,
 };
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawLock", "");
 
 /// In `aux`: a holder died, and no guard that reported it has dropped yet.
 const DIED: u32 = 1 << 31;
@@ -311,7 +315,7 @@ impl RawLock {
     /// ```
     /// let lock = shmkit::raw::RawLock::new();
     /// let g = lock.lock()?;
-    /// assert!(matches!(lock.lock(), Err(shmkit::Error::Deadlock)));
+    /// assert!(matches!(lock.lock(), Err(shmkit::Error::Deadlock { .. })));
     /// # drop(g);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
@@ -559,7 +563,7 @@ impl RawLock {
                     }
                     continue;
                 }
-                Verdict::Deadlock => return Err(Error::Deadlock),
+                Verdict::Deadlock => return Err(Error::Deadlock { origin: ORIGIN }),
                 Verdict::Busy => {}
             }
             if deadline_hit || deadline.expired() {
@@ -570,7 +574,7 @@ impl RawLock {
                     last_checked = true;
                     continue;
                 }
-                return Err(Error::Timeout);
+                return Err(Error::Timeout { origin: ORIGIN });
             }
             // SYNC POINT: Release, so that the unlocker that reads this CAS
             // (Acquire) bumps `wake` after our read of it above.

@@ -40,11 +40,15 @@ use grant::RefInner;
 pub use grant::{RawRecvRef, RawSendGrant};
 use peer::{peer_targets, Peer};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::notify::Notify;
 use crate::raw::ring::{record_len, Out, RingCtl, Rx, Tx, LEN_BYTES, SKIP};
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Futex, Ordering, Target, TaskStamp};
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawPipe", "");
 
 /// One end's record.
 #[repr(C, align(64))]
@@ -383,7 +387,7 @@ impl<'a> RawPipe<'a> {
                         name: String::new(),
                     }
                 } else {
-                    Error::Disconnected
+                    Error::Disconnected { origin: ORIGIN }
                 },
             );
         }

@@ -197,7 +197,7 @@ impl<'a> Peer<'a> {
                 if ready()? {
                     return Ok(());
                 }
-                return Err(Error::Disconnected);
+                return Err(Error::Disconnected { origin: ORIGIN });
             }
             if deadline.expired() {
                 if ready()? {
@@ -207,9 +207,9 @@ impl<'a> Peer<'a> {
                 // (as a WaitSet reported it ready), with `/proc` read at
                 // most once per LIVENESS_INTERVAL / 4.
                 return Err(if self.gone_timed() {
-                    Error::Disconnected
+                    Error::Disconnected { origin: ORIGIN }
                 } else {
-                    Error::Timeout
+                    Error::Timeout { origin: ORIGIN }
                 });
             }
             // Have the peer's exit wake us (see `sync::watch`): then the

@@ -28,7 +28,10 @@ impl<'a> RawPipe<'a> {
             };
             if let Some(cap) = need {
                 if len > cap {
-                    return Err(Error::BufferTooSmall { needed: len });
+                    return Err(Error::BufferTooSmall {
+                        needed: len,
+                        origin: ORIGIN,
+                    });
                 }
             }
             Ok(rx.try_complete(len)?.then_some(len))
@@ -104,7 +107,7 @@ impl<'a> RawPipe<'a> {
             .wait(notify, deadline, || Ok(rx.peek_len()?.is_some()))
         {
             Ok(()) => Ok(true),
-            Err(Error::Timeout) => Ok(false),
+            Err(Error::Timeout { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -145,7 +148,7 @@ impl<'a> RawPipe<'a> {
     /// # // SAFETY: as above.
     /// # let _b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
     /// a.send_timeout(&[1; 40], Duration::ZERO)?;
-    /// assert!(matches!(a.send_timeout(&[2; 40], Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(a.send_timeout(&[2; 40], Duration::ZERO), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
@@ -167,7 +170,7 @@ impl<'a> RawPipe<'a> {
     /// # let mut a = unsafe { RawPipe::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// # // SAFETY: as above.
     /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
-    /// assert!(matches!(b.recv_timeout(Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(b.recv_timeout(Duration::ZERO), Err(shmkit::Error::Timeout { .. })));
     /// a.send(b"x")?;
     /// assert_eq!(b.recv_timeout(Duration::ZERO)?, b"x");
     /// # Ok::<(), shmkit::Error>(())
@@ -195,7 +198,7 @@ impl<'a> RawPipe<'a> {
     /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
     /// a.send(b"hello")?;
     /// let mut small = [0u8; 2];
-    /// assert!(matches!(b.recv_into_timeout(&mut small, Duration::ZERO), Err(shmkit::Error::BufferTooSmall { needed: 5 })));
+    /// assert!(matches!(b.recv_into_timeout(&mut small, Duration::ZERO), Err(shmkit::Error::BufferTooSmall { needed: 5, .. })));
     /// let mut buf = [0u8; 8];
     /// assert_eq!(b.recv_into_timeout(&mut buf, Duration::ZERO)?, 5);
     /// # Ok::<(), shmkit::Error>(())
@@ -248,7 +251,7 @@ impl<'a> RawPipe<'a> {
     /// # let mut b = unsafe { RawPipe::attach(seg.as_ptr(), seg.len())? };
     /// a.send(b"look")?;
     /// assert_eq!(&*b.recv_ref_timeout(Duration::ZERO)?, b"look");
-    /// assert!(matches!(b.recv_ref_timeout(Duration::ZERO), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(b.recv_ref_timeout(Duration::ZERO), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RawRecvRef<'_, 'a>> {

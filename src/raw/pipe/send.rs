@@ -18,11 +18,12 @@ impl<'a> RawPipe<'a> {
             return Err(Error::MessageTooLarge {
                 len,
                 max: self.max_message,
+                origin: ORIGIN,
             });
         }
         self.tx()?;
         if self.peer.gone(false) {
-            return Err(Error::Disconnected);
+            return Err(Error::Disconnected { origin: ORIGIN });
         }
         Ok(())
     }

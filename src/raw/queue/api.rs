@@ -9,9 +9,10 @@ impl<'a> RawQueue<'a> {
     /// out to have been taken from us meanwhile, they may be torn, and the
     /// call fails.
     pub(super) fn take(&self, c: Claim, len: usize, out: &mut [u8]) -> Result<usize> {
-        let dst = out
-            .get_mut(..len)
-            .ok_or(Error::BufferTooSmall { needed: len })?;
+        let dst = out.get_mut(..len).ok_or(Error::BufferTooSmall {
+            needed: len,
+            origin: ORIGIN,
+        })?;
         // SAFETY: we hold the READING claim on this slot: its producer
         // published it (Release/Acquire) and nobody writes it until we free
         // it; len <= max_message was checked under the claim.
@@ -79,7 +80,7 @@ impl<'a> RawQueue<'a> {
     /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
     /// # // SAFETY: the segment outlives `q`.
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
-    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_ref(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_ref(&self) -> Result<GetGrant<'_>> {
@@ -137,7 +138,7 @@ impl<'a> RawQueue<'a> {
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// use std::time::Duration;
     /// q.put_timeout(b"a", Duration::from_millis(1))?;
-    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(1)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
@@ -154,7 +155,7 @@ impl<'a> RawQueue<'a> {
     /// # // SAFETY: the segment outlives `q`.
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// use std::time::Duration;
-    /// assert!(matches!(q.get_timeout(Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(1)), Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
@@ -179,7 +180,7 @@ impl<'a> RawQueue<'a> {
     /// # let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout)?)?;
     /// # // SAFETY: the segment outlives `q`.
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
-    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Empty { .. })));
     /// q.try_put(b"")?;
     /// assert_eq!(q.try_get()?, b"");
     /// # Ok::<(), shmkit::Error>(())

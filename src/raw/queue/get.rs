@@ -21,8 +21,8 @@ impl<'a> RawQueue<'a> {
             Ok(Try::Empty) => match self.claim_back(need, flags, check_dead)? {
                 Some(got) => Ok(Try::Done(got)),
                 None => match self.empty_or_disconnected(check_dead) {
-                    Err(Error::Disconnected) => {
-                        self.nothing_given_back(need, flags, Error::Disconnected)
+                    Err(Error::Disconnected { .. }) => {
+                        self.nothing_given_back(need, flags, Error::Disconnected { origin: ORIGIN })
                     }
                     r => r,
                 },
@@ -31,10 +31,10 @@ impl<'a> RawQueue<'a> {
             // dead holder's lease, looked for with liveness now) is still
             // to be delivered; a live lease may yet come back, so `Closed`
             // is said only once none is held.
-            Err(Error::Closed) => match self.claim_back(need, flags, true)? {
+            Err(Error::Closed { .. }) => match self.claim_back(need, flags, true)? {
                 Some(got) => Ok(Try::Done(got)),
                 None if self.lease_held() => Ok(Try::Empty),
-                None => self.nothing_given_back(need, flags, Error::Closed),
+                None => self.nothing_given_back(need, flags, Error::Closed { origin: ORIGIN }),
             },
             r => r,
         }
@@ -155,7 +155,7 @@ impl<'a> RawQueue<'a> {
 
     pub(super) fn empty_or_closed<T>(&self, h: u64) -> Result<Try<T>> {
         if self.is_closed() && self.closed_and_drained(h) {
-            Err(Error::Closed)
+            Err(Error::Closed { origin: ORIGIN })
         } else {
             Ok(Try::Empty)
         }
@@ -182,7 +182,10 @@ impl<'a> RawQueue<'a> {
             return Ok(true);
         }
         if hdr.state.load(Ordering::Acquire) == s {
-            return Err(Error::BufferTooSmall { needed: len });
+            return Err(Error::BufferTooSmall {
+                needed: len,
+                origin: ORIGIN,
+            });
         }
         Ok(false)
     }

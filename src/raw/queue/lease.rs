@@ -297,7 +297,7 @@ impl<'a> RawQueue<'a> {
     /// let again = q.try_get_lease()?;
     /// assert!(again.redelivered());
     /// again.ack()?;
-    /// assert!(matches!(q.try_get_lease(), Err(shmkit::Error::Empty)));
+    /// assert!(matches!(q.try_get_lease(), Err(shmkit::Error::Empty { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_lease(&self) -> Result<Lease<'_>> {
@@ -337,7 +337,7 @@ impl<'a> RawQueue<'a> {
     /// # // SAFETY: the segment outlives `q`.
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// let r = q.get_lease_timeout(Duration::from_millis(1));
-    /// assert!(matches!(r, Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(r, Err(shmkit::Error::Timeout { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn get_lease_timeout(&self, timeout: Duration) -> Result<Lease<'_>> {
@@ -379,7 +379,7 @@ impl<'a> RawQueue<'a> {
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// q.try_put(b"job")?;
     /// let lease = q.try_get_lease()?;
-    /// assert!(matches!(q.join_timeout(Duration::from_millis(1)), Err(shmkit::Error::Timeout)));
+    /// assert!(matches!(q.join_timeout(Duration::from_millis(1)), Err(shmkit::Error::Timeout { .. })));
     /// lease.ack()?;
     /// q.join_timeout(Duration::from_millis(1))?;
     /// # Ok::<(), shmkit::Error>(())

@@ -122,7 +122,7 @@ impl RawQueue<'_> {
     /// tx.put(b"last")?;
     /// drop(tx);
     /// assert_eq!(rx.get()?, b"last");
-    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Disconnected)));
+    /// assert!(matches!(rx.try_get(), Err(shmkit::Error::Disconnected { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn set_role(&mut self, role: QueueRole) -> Result<()> {
@@ -240,14 +240,14 @@ impl RawQueue<'_> {
     #[cold]
     pub(super) fn put_gate(&self, c: u32, check_dead: bool) -> Result<()> {
         if c & CLOSED != 0 {
-            return Err(Error::Closed);
+            return Err(Error::Closed { origin: ORIGIN });
         }
         if c & EVER_RECEIVER == 0 || self.role & RECV != 0 {
             return Ok(());
         }
         let due = c & CHECK_RECEIVERS != 0 || check_dead || self.look_due();
         if due && self.gone(RECV) {
-            return Err(Error::Disconnected);
+            return Err(Error::Disconnected { origin: ORIGIN });
         }
         Ok(())
     }
@@ -268,7 +268,7 @@ impl RawQueue<'_> {
         if !self.closed_and_drained(h) || self.lease_held() {
             return Ok(Try::Empty);
         }
-        Err(Error::Disconnected)
+        Err(Error::Disconnected { origin: ORIGIN })
     }
 
     /// For sleepers and readiness: might the other side have gone (a check

@@ -124,10 +124,14 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::raw::notify::Notify;
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
+
+/// The origin of this core's errors: it knows no name (the handle over
+/// it adds its name and the operation).
+const ORIGIN: Origin = Origin::new("RawQueue", "");
 
 pub use links::QueueRole;
 use links::CLOSED;
@@ -786,9 +790,9 @@ impl<'a> RawQueue<'a> {
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// q.try_put(b"last")?;
     /// q.close();
-    /// assert!(matches!(q.try_put(b"more"), Err(shmkit::Error::Closed)));
+    /// assert!(matches!(q.try_put(b"more"), Err(shmkit::Error::Closed { .. })));
     /// assert_eq!(q.try_get()?, b"last");
-    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Closed)));
+    /// assert!(matches!(q.try_get(), Err(shmkit::Error::Closed { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn close(&self) {

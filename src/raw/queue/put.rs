@@ -184,6 +184,7 @@ impl<'a> RawQueue<'a> {
             return Err(Error::MessageTooLarge {
                 len,
                 max: self.max_message,
+                origin: ORIGIN,
             });
         }
         Ok(())
@@ -208,7 +209,7 @@ impl<'a> RawQueue<'a> {
     /// # // SAFETY: the segment outlives `q`.
     /// # let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout)? };
     /// q.try_put(b"one")?;
-    /// assert!(matches!(q.try_put(b"two"), Err(shmkit::Error::Full)));
+    /// assert!(matches!(q.try_put(b"two"), Err(shmkit::Error::Full { .. })));
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {

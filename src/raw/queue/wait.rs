@@ -22,8 +22,8 @@ impl<'a> RawQueue<'a> {
         loop {
             let not_now = match claim(check_dead)? {
                 Try::Done(v) => return Ok(v),
-                Try::Full => Error::Full,
-                Try::Empty => Error::Empty,
+                Try::Full => Error::Full { origin: ORIGIN },
+                Try::Empty => Error::Empty { origin: ORIGIN },
             };
             let Some(deadline) = deadline else {
                 return Err(not_now);
@@ -45,7 +45,7 @@ impl<'a> RawQueue<'a> {
                 // so that a zero timeout still steps over a dead claim.
                 return match claim(true)? {
                     Try::Done(v) => Ok(v),
-                    _ => Err(Error::Timeout),
+                    _ => Err(Error::Timeout { origin: ORIGIN }),
                 };
             }
             // Have a participant's exit wake us (see `sync::watch`): then
@@ -65,7 +65,7 @@ impl<'a> RawQueue<'a> {
                 // One last look, then Timeout.
                 return match claim(true)? {
                     Try::Done(v) => Ok(v),
-                    _ => Err(Error::Timeout),
+                    _ => Err(Error::Timeout { origin: ORIGIN }),
                 };
             }
             check_dead = !woken || sync::deaths() != deaths;
