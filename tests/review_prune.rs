@@ -60,13 +60,18 @@ fn prune_name_role(args: &[String]) {
     let _ = shmkit::prune_name(&args[0], false);
 }
 
-/// `create_with(args[0], replace_stale)`: must succeed, since the name is
-/// taken by a stale segment or by nothing at all; keeps what it made.
+/// `create_with(args[0], replace_stale)`; keeps what it made. Exits 3 if
+/// the create fails (the tests say whether it may: it must not when the
+/// name is taken by a stale segment or by nothing, and must when a live
+/// segment took the name meanwhile).
 fn replace_stale_role(args: &[String]) {
     let opts = Options::new().replace_stale(true);
     match Segment::create_with(&args[0], 64, &opts) {
         Ok(seg) => seg.keep(),
-        Err(e) => panic!("replace_stale create of a stale name failed: {e:?}"),
+        Err(e) => {
+            eprintln!("replace_stale create failed: {e}");
+            std::process::exit(3);
+        }
     }
 }
 
@@ -465,6 +470,10 @@ fn replace_stale_never_replaces_a_live_segment_made_after_its_name_check() {
         ino(&name),
         Some(mine),
         "a replacer (exit code {code}) replaced a segment whose creator lives and holds it"
+    );
+    assert_eq!(
+        code, 3,
+        "the replacer's create must fail: a live segment has the name"
     );
     drop(live);
 }
