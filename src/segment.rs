@@ -549,7 +549,7 @@ impl Segment {
         let header = seg.header();
         // An unknown start time (0, /proc did not answer) names the pid only.
         let me = sync::current_process();
-        header.claim(me.tid(), me.start());
+        header.claim(me.tid(), creator_start_word(me.start()));
         header.write(&HeaderFields::new(
             spec.kind,
             spec.fingerprint,
@@ -1258,7 +1258,43 @@ impl HeaderCopy {
     }
 }
 
-fn creator_alive(pid: u32, start: u64) -> bool {
+/// The bits of the header's `creator_start` word that hold the start time;
+/// the bits above hold [`ns_tag`]. Start times are clock ticks since boot:
+/// 2^40 of them at 100 Hz is over 300 years.
+const START_BITS: u32 = 40;
+
+/// A tag of this process's pid namespace, 1..2^24, kept in the high bits of
+/// the header's `creator_start` word: a creator's pid means nothing to a
+/// process in another pid namespace (a container sharing `/dev/shm`), whose
+/// `/proc` would call it dead or take it for someone else. 0: the
+/// namespace could not be read (the creator is then judged by pid alone,
+/// as before the tag).
+fn ns_tag() -> u64 {
+    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| {
+        sys::pid_namespace().map_or(0, |ino| ino % ((1 << (64 - START_BITS)) - 1) + 1)
+    })
+}
+
+/// What `create` records as the creator's start: its start time and its
+/// pid namespace's tag (a start time that does not fit is recorded as
+/// unknown, 0).
+fn creator_start_word(start: u64) -> u64 {
+    if start >> START_BITS != 0 {
+        return 0;
+    }
+    start | ns_tag() << START_BITS
+}
+
+/// Whether the creator recorded in a header may be alive. A creator in
+/// another pid namespace is unknown, so alive: its pid cannot be looked up
+/// here, and unknown never counts as dead.
+fn creator_alive(pid: u32, word: u64) -> bool {
+    let tag = word >> START_BITS;
+    if tag != 0 && tag != ns_tag() {
+        return true;
+    }
+    let start = word & ((1 << START_BITS) - 1);
     let stamp = (start != 0).then(|| TaskStamp::new(pid, start));
     sync::task_alive(pid, stamp)
 }

@@ -861,7 +861,6 @@ fn a_stale_read_only_segment_is_pruned() {
 /// such task, so "dead", and the kept segment of a creator that runs is
 /// removed. Needs root (or CAP_SYS_ADMIN) and unshare(1).
 #[test]
-#[ignore = "review: a creator in another pid namespace is judged dead, so its kept segment is pruned while it runs"]
 fn a_creator_in_another_pid_namespace_is_not_judged_dead() {
     let _w = watchdog(Duration::from_secs(120));
     let _s = serial();

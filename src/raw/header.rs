@@ -14,7 +14,7 @@
 //! | 32     | total_len      | length of the whole segment, header included         |
 //! | 40     | state          | `INIT` (0) until the creator publishes `READY` (1)   |
 //! | 44     | creator_pid    | the creator's pid, written first                     |
-//! | 48     | creator_start  | the creator's start time, so a reused pid can't fool |
+//! | 48     | creator_start  | the creator's start time (bits 0..40), so a reused pid can't fool; its pid namespace's tag (bits 40..64, 0 if unknown), so a pid of another namespace is not looked up here |
 //! | 56     | aux            | kind-specific: an Array's element count, else 0      |
 //!
 //! Protocol: the creator writes `creator_pid`/`creator_start` as soon as the

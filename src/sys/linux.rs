@@ -211,6 +211,16 @@ pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
 }
 
 /// The real user id of this process.
+/// The inode of the calling process's pid namespace (`/proc/self/ns/pid`),
+/// which tells one namespace from another; `None` if it cannot be read.
+pub(crate) fn pid_namespace() -> Option<u64> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated literal path; `st` is writable.
+    let r = unsafe { libc::stat(c"/proc/self/ns/pid".as_ptr(), &mut st) };
+    (r == 0).then_some(st.st_ino)
+}
+
 pub(crate) fn uid() -> u32 {
     // SAFETY: getuid cannot fail and has no preconditions.
     unsafe { libc::getuid() }
