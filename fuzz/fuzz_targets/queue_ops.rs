@@ -1653,6 +1653,7 @@ fn clone_err(e: &Error) -> Error {
         Error::Empty { origin } => Error::Empty { origin: *origin },
         Error::Timeout { origin } => Error::Timeout { origin: *origin },
         Error::Closed { origin } => Error::Closed { origin: *origin },
+        Error::Disconnected { origin } => Error::Disconnected { origin: *origin },
         Error::MessageTooLarge { len, max, origin } => Error::MessageTooLarge {
             len: *len,
             max: *max,
