@@ -481,6 +481,28 @@ impl<T> OrNamed<T> for Result<T> {
     }
 }
 
+/// The `origin` field of the variants that carry one, through `&` or
+/// `&mut` alike (written once for [`Error::origin`] and `origin_mut`).
+macro_rules! origin_of {
+    ($e:expr) => {
+        match $e {
+                Error::Timeout { origin }
+                | Error::Full { origin }
+                | Error::Empty { origin }
+                | Error::MessageTooLarge { origin, .. }
+                | Error::BufferTooSmall { origin, .. }
+                | Error::WrongSize { origin, .. }
+                | Error::Disconnected { origin }
+                | Error::Closed { origin }
+                | Error::Deadlock { origin }
+                | Error::NotOwner { origin }
+                | Error::TooManyReleases { origin, .. }
+                | Error::BrokenBarrier { origin } => Some(origin),
+                _ => None,
+        }
+    };
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -675,39 +697,11 @@ impl Error {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn origin(&self) -> Option<&Origin> {
-        match self {
-            Error::Timeout { origin }
-            | Error::Full { origin }
-            | Error::Empty { origin }
-            | Error::MessageTooLarge { origin, .. }
-            | Error::BufferTooSmall { origin, .. }
-            | Error::WrongSize { origin, .. }
-            | Error::Disconnected { origin }
-            | Error::Closed { origin }
-            | Error::Deadlock { origin }
-            | Error::NotOwner { origin }
-            | Error::TooManyReleases { origin, .. }
-            | Error::BrokenBarrier { origin } => Some(origin),
-            _ => None,
-        }
+        origin_of!(self)
     }
 
     fn origin_mut(&mut self) -> Option<&mut Origin> {
-        match self {
-            Error::Timeout { origin }
-            | Error::Full { origin }
-            | Error::Empty { origin }
-            | Error::MessageTooLarge { origin, .. }
-            | Error::BufferTooSmall { origin, .. }
-            | Error::WrongSize { origin, .. }
-            | Error::Disconnected { origin }
-            | Error::Closed { origin }
-            | Error::Deadlock { origin }
-            | Error::NotOwner { origin }
-            | Error::TooManyReleases { origin, .. }
-            | Error::BrokenBarrier { origin } => Some(origin),
-            _ => None,
-        }
+        origin_of!(self)
     }
 
     /// Sets the origin to operation `operation` on the `kind` object in

@@ -1134,6 +1134,8 @@ fn clone_err(e: &Error) -> Error {
     match e {
         Error::Timeout { origin } => Error::Timeout { origin: *origin },
         Error::Disconnected { origin } => Error::Disconnected { origin: *origin },
+        Error::Full { origin } => Error::Full { origin: *origin },
+        Error::Empty { origin } => Error::Empty { origin: *origin },
         Error::MessageTooLarge { len, max, origin } => Error::MessageTooLarge {
             len: *len,
             max: *max,

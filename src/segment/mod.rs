@@ -239,6 +239,29 @@ fn unique_name() -> String {
 }
 
 impl Segment {
+    /// Maps the first `len` bytes of `file` as the segment `name` (`owner`:
+    /// whether dropping it removes the name).
+    fn map(
+        name: &str,
+        file: File,
+        len: usize,
+        id: Option<(u64, u64)>,
+        owner: bool,
+    ) -> Result<Segment> {
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(|e| Error::from_os(e, name))?;
+        Ok(Segment {
+            name: name.into(),
+            origin_name: Name::new(name),
+            map,
+            id,
+            file,
+            owner: sync::Flag::new(owner),
+        })
+    }
+
     /// Creates a segment of `len` payload bytes (zeroed) named `name`.
     ///
     /// # Errors
@@ -539,18 +562,8 @@ impl Segment {
         // stale (a pruner skips a header with no creator), so marking it
         // now, not in the same step as creating it, is safe.
         mark_use(&file, name, "create", mark_deadline(opts))?;
-        let map = MmapOptions::new()
-            .len(total)
-            .map_raw(&file)
-            .map_err(|e| Error::from_os(e, name))?;
-        let seg = Segment {
-            name: name.into(),
-            origin_name: Name::new(name),
-            map,
-            id: sys::fstat(&file).ok().map(|st| (st.dev, st.ino)),
-            file,
-            owner: sync::Flag::new(true),
-        };
+        let id = sys::fstat(&file).ok().map(|st| (st.dev, st.ino));
+        let seg = Segment::map(name, file, total, id, true)?;
         let header = seg.header();
         // An unknown start time (0, /proc did not answer) names the pid only.
         let me = sync::current_process();
@@ -643,18 +656,7 @@ impl Segment {
                     format!("length {} cannot hold a header and a payload", st.len),
                 )
             })?;
-        let map = MmapOptions::new()
-            .len(len)
-            .map_raw(&file)
-            .map_err(|e| Error::from_os(e, name))?;
-        let seg = Segment {
-            name: name.into(),
-            origin_name: Name::new(name),
-            map,
-            file,
-            owner: sync::Flag::new(false),
-            id: Some((st.dev, st.ino)),
-        };
+        let seg = Segment::map(name, file, len, Some((st.dev, st.ino)), false)?;
         let header = seg.header();
         let fields = loop {
             if let Some(f) = header.read() {
