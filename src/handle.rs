@@ -13,7 +13,7 @@
 //! object is made from differs (a capacity, an initial value, nothing), as
 //! one-line calls of [`Named::create`].
 
-use crate::error::{Error, Result};
+use crate::error::{named_now, Error, Origin, Result};
 use crate::segment::{Options, Segment, Spec};
 
 /// A raw core that a named handle holds in a segment's payload.
@@ -139,6 +139,19 @@ impl<C: Core> Named<C> {
     #[inline]
     pub(crate) fn at(&self, kind: &'static str, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         move |e| e.set_origin(kind, self.seg.origin_name(), op)
+    }
+
+    /// A non-blocking call's answer, named for this handle (see
+    /// `error::named_now`).
+    #[inline(always)]
+    pub(crate) fn now<T>(
+        &self,
+        r: Result<Option<T>>,
+        kind: &'static str,
+        op: &'static str,
+        not_now: fn(Origin) -> Error,
+    ) -> Result<T> {
+        named_now(r, kind, self.seg.origin_name(), op, not_now)
     }
 
     pub(crate) fn keep(&self) {

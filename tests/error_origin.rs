@@ -296,6 +296,32 @@ fn an_unknown_origin_prints_as_before() {
 }
 
 #[test]
+fn a_raw_queue_names_its_kind_and_call_but_no_name() {
+    use shmkit::raw::{QueueLayout, RawQueue};
+    let _w = watchdog(Duration::from_secs(60));
+    let layout = QueueLayout {
+        capacity: 1,
+        max_message: 8,
+    };
+    let seg = shmkit::Segment::create_unique(RawQueue::required_size(&layout).unwrap()).unwrap();
+    // SAFETY: the segment is fresh, outlives `q`, and is used only through it.
+    let q = unsafe { RawQueue::init_in(seg.as_ptr(), seg.len(), &layout) }.unwrap();
+    for (e, op) in [
+        (q.try_get().unwrap_err(), "try_get"),
+        (q.try_get_into(&mut [0; 8]).unwrap_err(), "try_get_into"),
+    ] {
+        assert!(matches!(e, Error::Empty { .. }), "{e:?}");
+        let o = e.origin().unwrap();
+        assert_eq!((o.kind(), o.name(), o.operation()), ("RawQueue", None, op));
+        assert_eq!(e.to_string(), format!("RawQueue: {op}: empty"));
+    }
+    q.try_put(b"a").unwrap();
+    let e = q.try_put(b"b").unwrap_err();
+    assert!(matches!(e, Error::Full { .. }), "{e:?}");
+    assert_eq!(e.to_string(), "RawQueue: try_put: full");
+}
+
+#[test]
 fn try_get_on_an_empty_queue_does_not_allocate() {
     let _w = watchdog(Duration::from_secs(60));
     let q = Queue::create_unique(4, 64).unwrap();
@@ -305,15 +331,24 @@ fn try_get_on_an_empty_queue_does_not_allocate() {
         assert!(q.try_get().is_err());
         assert!(q.try_get_into(&mut buf).is_err());
     }
+    let full = Queue::create_unique(1, 8).unwrap();
+    full.put(b"x").unwrap();
+    assert!(full.try_put(b"y").is_err());
     let before = allocs();
     for _ in 0..1000 {
+        let e = full.try_put(b"y").unwrap_err();
+        assert!(matches!(e, Error::Full { .. }));
         let e = q.try_get().unwrap_err();
         assert!(matches!(e, Error::Empty { .. }));
         let e = q.try_get_into(&mut buf).unwrap_err();
         assert!(matches!(e, Error::Empty { .. }));
     }
     let after = allocs();
-    assert_eq!(after - before, 0, "allocations in 1000 empty try_gets");
+    assert_eq!(
+        after - before,
+        0,
+        "allocations in 1000 empty try_gets and full try_puts"
+    );
     // The count works: a put allocates nothing, a get does.
     q.put(b"x").unwrap();
     let _m = q.get().unwrap();

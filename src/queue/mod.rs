@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, OrNamed, Result};
+use crate::error::{Error, OrNamed, Origin, Result};
 #[cfg(not(loom))]
 use crate::future::{poll_one, Waiter};
 use crate::handle::{named_handle, Core, Named};
@@ -134,6 +134,17 @@ impl Queue {
     #[inline]
     pub(crate) fn at(&self, op: &'static str) -> impl FnOnce(&mut Error) + '_ {
         self.0.at("Queue", op)
+    }
+
+    /// A non-blocking call's answer, named (see `error::named_now`).
+    #[inline(always)]
+    fn now<T>(
+        &self,
+        r: Result<Option<T>>,
+        op: &'static str,
+        not_now: fn(Origin) -> Error,
+    ) -> Result<T> {
+        self.0.now(r, "Queue", op, not_now)
     }
 
     #[inline]
@@ -270,7 +281,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
-        self.raw().put_until(msg, None).or_named(self.at("try_put"))
+        self.now(self.raw().put_now(msg), "try_put", Error::full)
     }
 
     /// Puts a copy of `msg`, waiting for room at most `timeout`, else
@@ -314,7 +325,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<Vec<u8>> {
-        self.raw().get_until(None).or_named(self.at("try_get"))
+        self.now(self.raw().get_now(), "try_get", Error::empty)
     }
 
     /// Takes the next message, waiting at most `timeout`, else
@@ -361,9 +372,7 @@ impl Queue {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_get_into(&self, buf: &mut [u8]) -> Result<usize> {
-        self.raw()
-            .get_into_until(buf, None)
-            .or_named(self.at("try_get_into"))
+        self.now(self.raw().get_into_now(buf), "try_get_into", Error::empty)
     }
 
     /// [`get_into`](Queue::get_into) waiting at most `timeout`.

@@ -124,14 +124,16 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use crate::error::{Error, Origin, Result};
+use crate::error::{named_now, Error, Name, Origin, Result};
 use crate::raw::notify::Notify;
 use crate::raw::spin::{AdaptiveSpin, Spin};
 use crate::sync::{self, AtomicU32, AtomicU64, Deadline, Ordering};
 
 /// The origin of this core's errors: it knows no name (the handle over
 /// it adds its name and the operation).
-const ORIGIN: Origin = Origin::new("RawQueue", "");
+/// The kind a raw queue's errors name.
+const RAW: &str = "RawQueue";
+const ORIGIN: Origin = Origin::new(RAW, "");
 
 pub use links::QueueRole;
 use links::CLOSED;

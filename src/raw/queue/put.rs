@@ -213,7 +213,25 @@ impl<'a> RawQueue<'a> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn try_put(&self, msg: &[u8]) -> Result<()> {
-        self.put_until(msg, None)
+        named_now(self.put_now(msg), RAW, &Name::None, "try_put", Error::full)
+    }
+
+    /// `try_put` for a handle: `Ok(None)` where `try_put` says `Full` (see
+    /// [`get_now`](RawQueue::get_now)).
+    pub(crate) fn put_now(&self, msg: &[u8]) -> Result<Option<()>> {
+        self.check_len(msg.len())?;
+        // As `put_until`: a claim taken from us is retried, at most twice.
+        let mut attempt = 1;
+        loop {
+            let Try::Done(c) = self.claim_put(false, false)? else {
+                return Ok(None);
+            };
+            match self.publish(c, msg.len(), |buf| buf.copy_from_slice(msg)) {
+                Ok(()) => return Ok(Some(())),
+                Err(e) if attempt == 3 => return Err(e),
+                Err(_) => attempt += 1,
+            }
+        }
     }
 
     /// Puts a copy of `msg`, waiting for room until `deadline` (`None`:
