@@ -323,15 +323,11 @@ impl RawRLock {
             self.set_level(object, 0, false);
             return self.lock.unlock_kept(object, false);
         }
-        match self.level_of(object) {
-            (0 | 1, told) => {
-                self.set_level(object, 0, false);
-                self.lock.unlock_kept(object, told)
-            }
-            (n, told) => {
-                self.set_level(object, n - 1, told);
-                Ok(())
-            }
+        // One step down: a level of 1 (or none) is forgotten, and the lock
+        // let go.
+        match self.level_step(object, false) {
+            (0 | 1, told) => self.lock.unlock_kept(object, told),
+            _ => Ok(()),
         }
     }
 
@@ -367,16 +363,17 @@ impl RawRLock {
         if !self.lock.held_by_me(object) {
             return Ok(None);
         }
-        match self.level_of(object) {
+        match self.level_step(object, true) {
             (u32::MAX, _) => Err(Error::InvalidArgument(
                 "RLock: acquired u32::MAX times by one thread".into(),
             )),
             // Held, with no level recorded (a guard-less `lock_kept` whose
             // record was lost in thread teardown): the one level it has.
-            (n, told) => {
-                self.set_level(object, n.max(1) + 1, told);
+            (0, told) => {
+                self.set_level(object, 2, told);
                 Ok(Some(Acquired { owner_died: false }))
             }
+            _ => Ok(Some(Acquired { owner_died: false })),
         }
     }
 
@@ -388,6 +385,10 @@ impl RawRLock {
 
     fn level_of(&self, object: Option<(u64, u64)>) -> (u32, bool) {
         sync::level_get(self.lock.key(object), sync::current_stamp().tid())
+    }
+
+    fn level_step(&self, object: Option<(u64, u64)>, up: bool) -> (u32, bool) {
+        sync::level_step(self.lock.key(object), sync::current_stamp().tid(), up)
     }
 
     fn set_level(&self, object: Option<(u64, u64)>, level: u32, told: bool) {

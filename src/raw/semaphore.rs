@@ -202,7 +202,23 @@ impl Permit {
     fn slot(self) -> Option<usize> {
         (self.slot != NO_SLOT).then_some(usize::from(self.slot))
     }
+
+    /// As a guard holds it: `PRESENT`, `recovered` at bit 8, the slot below.
+    fn word(self) -> u64 {
+        PRESENT | u64::from(self.recovered) << 8 | u64::from(self.slot)
+    }
+
+    /// The permit of [`word`](Permit::word)'s low 32 bits, `None` for 0.
+    fn from_word(w: u32) -> Option<Permit> {
+        (u64::from(w) & PRESENT != 0).then_some(Permit {
+            slot: w as u8,
+            recovered: w & 1 << 8 != 0,
+        })
+    }
 }
+
+/// In [`Permit::word`]: a permit is there.
+const PRESENT: u64 = 1 << 9;
 
 /// What one look at the semaphore found.
 enum Look {
@@ -400,6 +416,7 @@ impl RawSemaphore {
     /// # drop(g);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline(always)]
     pub fn acquire(&self) -> Result<RawSemaphoreGuard<'_>> {
         self.acquire_until(Deadline::NEVER).map(|p| self.guard(p))
     }
@@ -434,6 +451,7 @@ impl RawSemaphore {
     /// # drop(g);
     /// # Ok::<(), shmkit::Error>(())
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<Option<RawSemaphoreGuard<'_>>> {
         Ok(self.try_permit().map(|p| self.guard(p)))
     }
@@ -493,11 +511,12 @@ impl RawSemaphore {
 
     // ---- internals ---------------------------------------------------------
 
+    #[inline]
     pub(crate) fn guard(&self, (p, stamp): (Permit, TaskStamp)) -> RawSemaphoreGuard<'_> {
+        debug_assert_eq!(stamp, sync::current_process());
         RawSemaphoreGuard {
             sem: self,
-            permit: Some(p),
-            stamp,
+            word: p.word() | u64::from(sync::fork_gen()) << 32,
         }
     }
 
@@ -653,7 +672,7 @@ impl RawSemaphore {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire_until(&self, deadline: Deadline) -> Result<(Permit, TaskStamp)> {
         let me = sync::current_process();
         if let Look::Got(p) = self.look(me) {
@@ -800,12 +819,31 @@ fn check_value(value: u32) -> Result<()> {
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 pub struct RawSemaphoreGuard<'a> {
     sem: &'a RawSemaphore,
-    permit: Option<Permit>,
-    /// The process that took it (a forked child's copy gives nothing back).
-    stamp: TaskStamp,
+    /// The permit ([`Permit::word`]; 0 once given back or kept) and, above
+    /// bit 32, the fork generation of the process that took it (a forked
+    /// child's copy gives nothing back): one word, so that the guard is two
+    /// words and moves in registers. A guard of an `Option<Permit>` and a
+    /// stamp was copied through memory, each copy reading whole what had
+    /// just been stored byte by byte (a store-forwarding stall each).
+    word: u64,
 }
 
 impl RawSemaphoreGuard<'_> {
+    /// The permit, if not given back or kept yet.
+    fn permit(&self) -> Option<Permit> {
+        Permit::from_word(self.word as u32)
+    }
+
+    /// Takes the permit out if this process took it (in a forked child's
+    /// copy of its parent's guard the permit is the parent's to give back:
+    /// `None`).
+    fn take_mine(&mut self) -> Option<Permit> {
+        let p = self.permit()?;
+        let gen = (self.word >> 32) as u32;
+        self.word = 0;
+        (gen == sync::fork_gen()).then_some(p)
+    }
+
     /// Whether the table records this permit, so that it comes back to the
     /// pool if this process dies (false when the table was full).
     ///
@@ -815,7 +853,7 @@ impl RawSemaphoreGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn is_protected(&self) -> bool {
-        self.permit.is_some_and(|p| p.slot().is_some())
+        self.permit().is_some_and(|p| p.slot().is_some())
     }
 
     /// Whether this permit was taken over from a process that died
@@ -827,7 +865,7 @@ impl RawSemaphoreGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recovered(&self) -> bool {
-        self.permit.is_some_and(|p| p.recovered)
+        self.permit().is_some_and(|p| p.recovered)
     }
 
     /// Keeps the permit without a guard (Python's `acquire()`): give it
@@ -842,22 +880,16 @@ impl RawSemaphoreGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn keep(mut self) {
-        if let Some(p) = self.permit.take() {
-            if sync::current_process() == self.stamp {
-                self.sem.keep_permit(p, self.stamp);
-            }
+        if let Some(p) = self.take_mine() {
+            self.sem.keep_permit(p, sync::current_process());
         }
     }
 }
 
 impl Drop for RawSemaphoreGuard<'_> {
     fn drop(&mut self) {
-        if let Some(p) = self.permit.take() {
-            // A forked child's copy of its parent's guard: the permit is
-            // the parent's to give back.
-            if sync::current_process() == self.stamp {
-                self.sem.give_back(p, self.stamp);
-            }
+        if let Some(p) = self.take_mine() {
+            self.sem.give_back(p, sync::current_process());
         }
     }
 }

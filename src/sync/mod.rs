@@ -425,6 +425,34 @@ pub(crate) fn level_set(key: HeldKey, tid: u32, level: u32, told: bool) {
     LEVELS.with(f);
 }
 
+/// Steps the calling thread's level of `key` by one, up (`up`, not past
+/// `u32::MAX`) or down (a level of 1 is forgotten), in one look; returns
+/// the level and flag before the step, `(0, false)` (and no change) if
+/// there is none. A nested acquisition and release are one look each,
+/// not a `level_get` and a `level_set`.
+pub(crate) fn level_step(key: HeldKey, tid: u32, up: bool) -> (u32, bool) {
+    let f = |l: &std::cell::RefCell<Vec<Level>>| {
+        let mut l = l.borrow_mut();
+        let Some(i) = l.iter().rposition(|e| e.1 == tid && e.0.same_lock(&key)) else {
+            return (0, false);
+        };
+        let (n, told) = (l[i].2, l[i].3);
+        match (up, n) {
+            (true, u32::MAX) => {}
+            (true, n) => l[i].2 = n + 1,
+            (false, 0 | 1) => {
+                l.swap_remove(i);
+            }
+            (false, n) => l[i].2 = n - 1,
+        }
+        (n, told)
+    };
+    #[cfg(not(loom))]
+    return LEVELS.try_with(f).unwrap_or((0, false));
+    #[cfg(loom)]
+    return LEVELS.with(f);
+}
+
 #[cfg(loom)]
 loom::thread_local! {
     static HELD: std::cell::RefCell<Vec<Held>> = std::cell::RefCell::new(Vec::new());

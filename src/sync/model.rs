@@ -439,6 +439,11 @@ pub(crate) fn current_process() -> TaskStamp {
     current_stamp()
 }
 
+/// A model has no fork: one generation.
+pub(crate) fn fork_gen() -> u32 {
+    0
+}
+
 /// A model thread's liveness: dead once it called [`support::die`] (or
 /// never existed), "unknown" when the model said so with
 /// [`support::set_unknown`], else running since tick 1.
