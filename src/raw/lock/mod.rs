@@ -668,7 +668,7 @@ impl RawLock {
         sync::held_insert(key, me.tid());
         RawLockGuard {
             lock: self,
-            word: me.0 | u64::from(owner_died) * OWNER_DIED,
+            word: me.0 | (u64::from(owner_died) * OWNER_DIED),
             _not_send: PhantomData,
         }
     }
