@@ -4,12 +4,22 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
 use crate::report::{
-    fmt_bytes_rate, fmt_ns, fmt_rate, Results, Row, Unit, G_RT64, G_RT64_1CPU, G_RT8, G_TP1M,
-    G_TP4K, G_TP64,
+    fmt_bytes_rate, fmt_ns, fmt_rate, Results, Row, Unit, G_RT4K, G_RT64, G_RT64_1CPU,
+    G_RT64_LOADED, G_RT8, G_TP1M, G_TP4K, G_TP64, G_TP64_LOADED,
 };
 use crate::util::Res;
 
-const PANELS: [&str; 6] = [G_RT8, G_RT64, G_RT64_1CPU, G_TP64, G_TP4K, G_TP1M];
+const PANELS: [&str; 9] = [
+    G_RT8,
+    G_RT64,
+    G_RT4K,
+    G_RT64_1CPU,
+    G_RT64_LOADED,
+    G_TP64,
+    G_TP4K,
+    G_TP1M,
+    G_TP64_LOADED,
+];
 
 fn color(r: &Row) -> RGBColor {
     if r.contender.starts_with("shmkit") {
