@@ -123,14 +123,32 @@ impl Endpoint for IceEnd {
     }
 }
 
+impl IceEnd {
+    /// Each side sends one message and takes the other's. A publisher
+    /// whose subscriber has not yet connected its side of the connection
+    /// drops what does not fit in the buffer, even when told to retry: a
+    /// producer that started streaming at once lost messages. Once both
+    /// sides have received, both connections are up.
+    fn handshake(mut self, size: usize) -> Res<IceEnd> {
+        let mut hello = vec![0u8; size];
+        self.send(&hello)?;
+        self.recv(&mut hello)?;
+        Ok(self)
+    }
+}
+
 /// Side A: creates both services (iceoryx2 names may not hold '-').
 pub fn prepare_a(cfg: &Cfg) -> Res<(String, Pending)> {
     let base = cfg.name.replace('-', "_");
     let e = end(cfg, &base, 0)?;
-    Ok((base, Box::new(move || Ok(Box::new(e) as _))))
+    let size = cfg.size;
+    Ok((
+        base,
+        Box::new(move || Ok(Box::new(e.handshake(size)?) as _)),
+    ))
 }
 
 /// Side B: opens them.
 pub fn open_b(cfg: &Cfg) -> Res<Box<dyn Endpoint>> {
-    Ok(Box::new(end(cfg, &cfg.token, 1)?))
+    Ok(Box::new(end(cfg, &cfg.token, 1)?.handshake(cfg.size)?))
 }

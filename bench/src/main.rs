@@ -536,8 +536,10 @@ fn transport_note(t: Transport) -> &'static str {
         Transport::Interprocess => "local socket (abstract Unix socket), write_all / read_exact",
         Transport::RawSyncEvent => "two auto-reset Events (pthread cond) + a shared buffer",
         Transport::Iceoryx2 => {
-            "publish-subscribe of [u8]: loan_slice_uninit + write_from_slice + send / \
-             receive + copy out; the receiver polls (spins), as iceoryx2 has no blocking receive"
+            "0.10, publish-subscribe of [u8]: loan_slice_uninit + write_from_slice + send / \
+             receive + copy out; the receiver polls (spins): a subscriber has no blocking \
+             receive; lossless: facing a full buffer the publisher retries \
+             (RetryUntilDelivered: it spins, yields, then sleeps 100 µs to 10 ms)"
         }
     }
 }
