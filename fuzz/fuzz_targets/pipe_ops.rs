@@ -23,9 +23,15 @@
 //!
 //! A message larger than the ring is streamed: its send returns only when
 //! the receiver has taken all but the last ring's worth. So such a send
-//! runs on a scoped thread while this thread receives; if the message has
-//! not come through within `STREAM_WALL` (a hostile ring can stall it for
-//! ever), the receiving end is dropped, which must end the send with an
+//! runs on a scoped thread while this thread receives. Each round of the
+//! receive loop first looks whether the send has ended: once it has, every
+//! byte it sent is in the ring, so the receives that follow must bring the
+//! whole message (after any queued before it) without waiting, and a
+//! `Timeout` then, with the send `Ok`, is a lost message. While clean, the
+//! loop waits as long as the send runs (a clean stream that never ends is a
+//! hang, which libFuzzer's `-timeout` reports). While dirty, a send still
+//! running after `STREAM_WALL` is stalled (a hostile ring can stall it for
+//! ever): the receiving end is dropped, which must end the send with an
 //! error at once.
 //!
 //! # What is checked
@@ -52,6 +58,7 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -64,8 +71,9 @@ use shmkit::{Error, Result, Spin};
 const MAX_OPS: usize = 64;
 /// Microseconds of timeouts per input, in all (keeps executions fast).
 const TIMEOUT_BUDGET_US: u64 = 4_000;
-/// How long this thread goes on receiving a streamed message.
-const STREAM_WALL: Duration = Duration::from_millis(20);
+/// How long this thread goes on receiving a streamed message over a dirty
+/// pipe before it calls the send stalled (never while clean).
+const STREAM_WALL: Duration = Duration::from_millis(10);
 /// Each receive's timeout while a streamed message comes in.
 const STREAM_RECV: Duration = Duration::from_millis(1);
 /// Streamed sends per input.
@@ -931,7 +939,6 @@ impl Run<'_> {
         let mut big_got = false;
         let mut dropped_rx = false;
         let clean = self.clean;
-        let wall = if clean { STREAM_WALL } else { STREAM_WALL / 2 };
         let msg = &msg[..];
         let (tx, res) = std::thread::scope(|sc| {
             let h = sc.spawn(move || {
@@ -941,8 +948,24 @@ impl Run<'_> {
                 (tx, res)
             });
             let start = Instant::now();
-            while !big_got && start.elapsed() < wall {
+            while !big_got {
+                // Whether the send had ended before this round's receive
+                // began: then all its bytes are in the ring. (`is_finished`
+                // may load with `Relaxed`; the fence makes that load pair
+                // with the thread's last release, the drop of its share of
+                // the result, so that this receive sees those bytes.)
                 let finished = h.is_finished();
+                fence(Ordering::Acquire);
+                // The wall is looked at only while the send still runs, and
+                // the decision is acted on at once: a send that ends after
+                // this look is cut off by the drop, not mistaken for one
+                // that ended in time (the drop marks the run dirty).
+                if !finished && !clean && start.elapsed() >= STREAM_WALL {
+                    // Stalled: dropping the receiving end must end the send.
+                    self.ends[r] = None;
+                    dropped_rx = true;
+                    break;
+                }
                 let rx = self.ends[r].as_mut().expect("present");
                 let got_now: Result<Vec<u8>> = match how % 3 {
                     0 => rx.recv_timeout(STREAM_RECV),
@@ -993,8 +1016,11 @@ impl Run<'_> {
                     }
                 }
             }
-            if !big_got && !h.is_finished() {
-                // Stalled: dropping the receiving end must end the send.
+            if !big_got && !dropped_rx && !h.is_finished() {
+                // A receive failed while the send ran (only a dirty pipe
+                // gets here: a clean one's errors fail above); the send may
+                // wait for ever for room: cut it off.
+                assert!(!clean, "a clean stream's receive loop ended early");
                 self.ends[r] = None;
                 dropped_rx = true;
             }
@@ -1014,6 +1040,8 @@ impl Run<'_> {
         }
         match got(&res) {
             Got::Ok => {
+                // The loop ended on a receive that found nothing after the
+                // send had ended.
                 assert!(big_got, "a streamed send returned Ok; the message was lost");
                 let ring = &mut self.model.rings[s];
                 assert!(ring.recs.is_empty(), "streamed: records left {ring:?}");

@@ -324,21 +324,30 @@ pub(crate) fn held_insert(key: HeldKey, tid: u32) {
     });
 }
 
-/// Forgets one record of `held_insert(key, tid)`.
+/// Forgets the latest record of `held_insert(key, tid)` with `key.addr ==
+/// addr`. A thread holds a lock at one address at most once (a second
+/// `lock` through it is `Deadlock`), so the address and the thread name the
+/// record, and a guard need not carry the whole key.
 #[cfg(not(loom))]
-pub(crate) fn held_remove(key: HeldKey, tid: u32) {
+pub(crate) fn held_remove(addr: usize, tid: u32) {
+    let mine = |e: &Held| e.0.addr == addr && e.1 == tid;
     let _ = HELD.try_with(|h| {
         let n = h.len.get();
         let mut a = h.inline.borrow_mut();
-        if let Some(i) = a[..n].iter().rposition(|e| *e == (key, tid)) {
-            a[i] = a[n - 1];
+        if let Some(i) = a[..n].iter().rposition(mine) {
+            // Locks are mostly let go in the reverse order of taking: then
+            // the entry is the last and nothing moves (a copy of the entry
+            // just stored, read back whole, stalls on the store buffer).
+            if i + 1 != n {
+                a[i] = a[n - 1];
+            }
             h.len.set(n - 1);
             return;
         }
         if h.more.get() > 0 {
             let _ = HELD_MORE.try_with(|m| {
                 let mut m = m.borrow_mut();
-                if let Some(i) = m.iter().rposition(|e| *e == (key, tid)) {
+                if let Some(i) = m.iter().rposition(mine) {
                     m.swap_remove(i);
                     h.more.set(h.more.get() - 1);
                 }
@@ -427,12 +436,13 @@ pub(crate) fn held_insert(key: HeldKey, tid: u32) {
     HELD.with(|h| h.borrow_mut().push((key, tid)));
 }
 
-/// Forgets one record of `held_insert(key, tid)`.
+/// Forgets the latest record of `held_insert(key, tid)` with `key.addr ==
+/// addr`.
 #[cfg(loom)]
-pub(crate) fn held_remove(key: HeldKey, tid: u32) {
+pub(crate) fn held_remove(addr: usize, tid: u32) {
     HELD.with(|h| {
         let mut h = h.borrow_mut();
-        if let Some(i) = h.iter().rposition(|e| *e == (key, tid)) {
+        if let Some(i) = h.iter().rposition(|e| e.0.addr == addr && e.1 == tid) {
             h.swap_remove(i);
         }
     });

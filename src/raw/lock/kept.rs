@@ -17,7 +17,7 @@ impl RawLock {
         spin: Spin,
     ) -> Result<bool> {
         let g = self.lock_in(object, timeout, spin)?;
-        let died = g.owner_died;
+        let died = g.owner_died();
         // The guard's drop would unlock: the holder keeps the lock, and
         // the record of it, until `unlock_kept`.
         std::mem::forget(g);
@@ -27,7 +27,7 @@ impl RawLock {
     /// [`lock_kept`](RawLock::lock_kept) without waiting: `None` if busy.
     pub(crate) fn try_lock_kept(&self, object: Option<(u64, u64)>) -> Result<Option<bool>> {
         Ok(self.try_lock_in(object)?.map(|g| {
-            let died = g.owner_died;
+            let died = g.owner_died();
             std::mem::forget(g);
             died
         }))
@@ -57,10 +57,10 @@ impl RawLock {
         let me = sync::current_stamp();
         let key = self.key(object);
         if !self.held_by_me(object) {
-            sync::held_remove(key, me.tid());
+            sync::held_remove(key.addr, me.tid());
             return Err(Error::NotOwner { origin: ORIGIN });
         }
-        sync::held_remove(key, me.tid());
+        sync::held_remove(key.addr, me.tid());
         if told {
             self.aux.fetch_and(!DIED, Ordering::Relaxed);
         }

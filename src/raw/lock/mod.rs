@@ -668,10 +668,7 @@ impl RawLock {
         sync::held_insert(key, me.tid());
         RawLockGuard {
             lock: self,
-            stamp: me.0,
-            key,
-            owner_died,
-            defer: false,
+            word: me.0 | u64::from(owner_died) * OWNER_DIED,
             _not_send: PhantomData,
         }
     }
@@ -744,16 +741,23 @@ impl RawLock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RawLockGuard<'a> {
     lock: &'a RawLock,
-    /// The holder's stamp (what `state` holds).
-    stamp: u64,
-    /// The lock's name in the holder's record of held locks.
-    key: HeldKey,
-    owner_died: bool,
-    /// Leave the "a holder died" mark for the next guard: set by crate
-    /// internals that lock for one read or write and cannot repair.
-    defer: bool,
+    /// The holder's stamp (what `state` holds, below bit 62) and, above
+    /// it, `OWNER_DIED` and `DEFER`. One word, so that the guard is two
+    /// words, which a `Result` or `Option` of it moves in registers: a
+    /// guard of a stamp and two `bool`s (and the held-lock key, 56 bytes in
+    /// all) was copied through memory three times per `Lock::lock`, each
+    /// copy reading whole what had just been stored field by field, which
+    /// stalled on the store buffer.
+    word: u64,
     _not_send: PhantomData<*const ()>,
 }
+
+/// In [`RawLockGuard::word`]: this acquisition reports a dead holder.
+const OWNER_DIED: u64 = 1 << 62;
+/// In [`RawLockGuard::word`]: leave the "a holder died" mark for the next
+/// guard (set by crate internals that lock for one read or write and cannot
+/// repair).
+const DEFER: u64 = 1 << 63;
 
 impl RawLockGuard<'_> {
     /// True when this acquisition took the lock over from a thread or
@@ -768,38 +772,39 @@ impl RawLockGuard<'_> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn owner_died(&self) -> bool {
-        self.owner_died
+        self.word & OWNER_DIED != 0
     }
 
     /// Keeps the "a holder died" mark for the next guard, for callers that
     /// take the lock for one read or write and cannot repair the data.
     pub(crate) fn defer_owner_died(&mut self) {
-        self.defer = true;
+        self.word |= DEFER;
     }
 }
 
 impl Drop for RawLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        let tid = TaskStamp(self.stamp).tid();
-        sync::held_remove(self.key, tid);
+        let stamp = self.word & STAMP_MASK;
+        let tid = TaskStamp(stamp).tid();
+        sync::held_remove(self.lock as *const RawLock as usize, tid);
         if sync::current_stamp().tid() != tid {
             // A forked child's copy of its parent's guard: the lock is the
             // parent thread's, not ours to release.
             return;
         }
-        if self.owner_died && !self.defer {
+        if self.word & (OWNER_DIED | DEFER) == OWNER_DIED {
             // The holder that was told has had its chance to repair.
             self.lock.aux.fetch_and(!DIED, Ordering::Relaxed);
         }
-        self.lock.unlock(self.stamp);
+        self.lock.unlock(stamp);
     }
 }
 
 impl fmt::Debug for RawLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawLockGuard")
-            .field("owner_died", &self.owner_died)
+            .field("owner_died", &self.owner_died())
             .finish()
     }
 }
