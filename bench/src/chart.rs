@@ -4,12 +4,22 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
 use crate::report::{
-    fmt_bytes_rate, fmt_ns, fmt_rate, Results, Row, Unit, G_RT64, G_RT64_1CPU, G_RT8, G_TP1M,
-    G_TP4K, G_TP64,
+    fmt_bytes_rate, fmt_ns, fmt_rate, Results, Row, Unit, G_RT4K, G_RT64, G_RT64_1CPU,
+    G_RT64_LOADED, G_RT8, G_TP1M, G_TP4K, G_TP64, G_TP64_LOADED,
 };
 use crate::util::Res;
 
-const PANELS: [&str; 6] = [G_RT8, G_RT64, G_RT64_1CPU, G_TP64, G_TP4K, G_TP1M];
+const PANELS: [&str; 9] = [
+    G_RT8,
+    G_RT64,
+    G_RT4K,
+    G_RT64_1CPU,
+    G_RT64_LOADED,
+    G_TP64,
+    G_TP4K,
+    G_TP1M,
+    G_TP64_LOADED,
+];
 
 fn color(r: &Row) -> RGBColor {
     if r.contender.starts_with("shmkit") {
@@ -78,8 +88,15 @@ pub fn draw(res: &Results, path: &std::path::Path) -> Res<()> {
             .flat_map(|r| [r.median, r.p99].into_iter().flatten().map(|v| shown(r, v)))
             .filter(|v| *v > 0.0)
             .collect();
-        let lo = vals.iter().cloned().fold(f64::MAX, f64::min) / 2.0;
-        let hi = vals.iter().cloned().fold(0.0, f64::max) * 4.0;
+        // Whole decades, so that every panel's axis is labelled at powers
+        // of ten (a narrow range got crowded minor labels and none at its
+        // low end).
+        let decade = |v: f64, up: bool| {
+            let e = v.log10();
+            10f64.powf(if up { e.ceil() } else { e.floor() })
+        };
+        let lo = decade(vals.iter().cloned().fold(f64::MAX, f64::min) / 1.5, false);
+        let hi = decade(vals.iter().cloned().fold(0.0, f64::max) * 3.0, true);
         let n = rows.len() as i32;
         let x_desc = match unit {
             Unit::Ns => "µs per round trip (lower is better)",
@@ -88,6 +105,7 @@ pub fn draw(res: &Results, path: &std::path::Path) -> Res<()> {
         let mut chart = ChartBuilder::on(&area)
             .caption(*group, ("sans-serif", 15).into_font())
             .margin(6)
+            .margin_right(40)
             .x_label_area_size(28)
             .y_label_area_size(300)
             .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())?;

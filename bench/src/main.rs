@@ -29,13 +29,16 @@ use util::{close, ctl, spawn, stats, Kid, Res, Said, SpawnOpts, Stats};
 const G_VALUE: &str = "Value<u64> update, uncontended (one process)";
 
 /// The order of the report's sections.
-const GROUP_ORDER: [&str; 13] = [
+const GROUP_ORDER: [&str; 16] = [
     G_RT8,
     G_RT64,
+    G_RT4K,
     G_RT64_1CPU,
     G_TP64,
     G_TP4K,
     G_TP1M,
+    G_RT64_LOADED,
+    G_TP64_LOADED,
     G_SCALE,
     G_LOCK,
     G_VALUE,
@@ -140,6 +143,11 @@ impl Plan {
             ),
             format!("segments: {} create + map + unlink", self.seg_n),
             format!(
+                "loaded: one busy-loop process per CPU ({}), pinned to it, at normal priority, \
+                 from before the section's first row to after its last",
+                util::cpus().len()
+            ),
+            format!(
                 "recovery: {} trials per contender, fresh processes each; the kill comes once the \
                  survivor's thread has slept {} ms in its blocking call; CLOCK_MONOTONIC read by \
                  the harness just before kill(2) to the survivor's read right after it noticed",
@@ -183,7 +191,7 @@ fn usage() -> ! {
          --render       measure nothing: rewrite results.md, chart.svg and the document\n\
                         from DIR/results.json\n\
          --only LIST    comma-separated sections:\n\
-                        rt,cpu1,tp,scale,lock,contend,counter,seg,recover,py,mem"
+                        rt,cpu1,tp,loaded,scale,lock,contend,counter,seg,recover,py,mem"
     );
     std::process::exit(2)
 }
@@ -359,16 +367,20 @@ fn measure(cli: &Cli) -> Res<Results> {
     };
     let mut memory = Vec::new();
     if on("rt") {
-        latency(&mut run, 8, G_RT8, None)?;
-        latency(&mut run, 64, G_RT64, None)?;
+        latency(&mut run, 8, G_RT8, None, &RT_ALL)?;
+        latency(&mut run, 64, G_RT64, None, &RT_ALL)?;
+        latency(&mut run, 4096, G_RT4K, None, &RT_ALL)?;
     }
     if on("cpu1") {
-        latency(&mut run, 64, G_RT64_1CPU, Some(0))?;
+        latency(&mut run, 64, G_RT64_1CPU, Some(0), &RT_1CPU)?;
     }
     if on("tp") {
         for (size, g) in [(64, G_TP64), (4096, G_TP4K), (1 << 20, G_TP1M)] {
-            throughput(&mut run, size, g)?;
+            throughput(&mut run, size, g, &TP_ALL)?;
         }
+    }
+    if on("loaded") {
+        loaded(&mut run)?;
     }
     if on("scale") {
         scaling(&mut run)?;
@@ -492,15 +504,8 @@ fn base_cfg(t: Transport, size: usize) -> Cfg {
         secs: 0.0,
         warm_secs: 0.0,
         ctl: String::new(),
+        stream: false,
     }
-}
-
-fn iceoryx_skip(t: Transport) -> Option<String> {
-    (t == Transport::Iceoryx2 && !ice::BUILT).then(|| {
-        "behind the `iceoryx2` cargo feature (needs libclang): \
-         `cargo run --release --features iceoryx2`"
-            .to_string()
-    })
 }
 
 fn transport_note(t: Transport) -> &'static str {
@@ -531,52 +536,82 @@ fn transport_note(t: Transport) -> &'static str {
         Transport::Interprocess => "local socket (abstract Unix socket), write_all / read_exact",
         Transport::RawSyncEvent => "two auto-reset Events (pthread cond) + a shared buffer",
         Transport::Iceoryx2 => {
-            "publish-subscribe of [u8]: loan_slice_uninit + write_from_slice + send / \
-             receive + copy out; the receiver polls (spins), as iceoryx2 has no blocking receive"
+            "0.10, publish-subscribe of [u8]: loan_slice_uninit + write_from_slice + send / \
+             receive + copy out; the receiver polls (spins): a subscriber has no blocking \
+             receive; lossless: facing a full buffer the publisher retries \
+             (RetryUntilDelivered: it spins, yields, then sleeps 100 µs to 10 ms)"
         }
     }
 }
 
-fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<()> {
-    let list: Vec<Transport> = if cpu.is_some() {
-        vec![
-            Transport::ShmPipe,
-            Transport::ShmQueue,
-            Transport::ShmPipeNever,
-            Transport::ShmQueueNever,
-            Transport::OsPipe,
-            Transport::SocketPair,
-            Transport::Futex,
-        ]
-    } else {
-        vec![
-            Transport::ShmPipe,
-            Transport::ShmQueue,
-            Transport::Spin,
-            // Next to the row they are held against (issue 9's target).
-            Transport::ShmPipeNever,
-            Transport::ShmQueueNever,
-            Transport::Futex,
-            Transport::OsPipe,
-            Transport::SocketPair,
-            Transport::PosixMq,
-            Transport::IpcChannel,
-            Transport::Interprocess,
-            Transport::RawSyncEvent,
-            Transport::Iceoryx2,
-        ]
-    };
-    for t in list {
+/// The round-trip contenders on CPUs the scheduler picks.
+const RT_ALL: [Transport; 13] = [
+    Transport::ShmPipe,
+    Transport::ShmQueue,
+    Transport::Spin,
+    // Next to the row they are held against (issue 9's target).
+    Transport::ShmPipeNever,
+    Transport::ShmQueueNever,
+    Transport::Futex,
+    Transport::OsPipe,
+    Transport::SocketPair,
+    Transport::PosixMq,
+    Transport::IpcChannel,
+    Transport::Interprocess,
+    Transport::RawSyncEvent,
+    Transport::Iceoryx2,
+];
+
+/// With both processes on one CPU (no spinner: it would wait for preemption).
+const RT_1CPU: [Transport; 7] = [
+    Transport::ShmPipe,
+    Transport::ShmQueue,
+    Transport::ShmPipeNever,
+    Transport::ShmQueueNever,
+    Transport::OsPipe,
+    Transport::SocketPair,
+    Transport::Futex,
+];
+
+const TP_ALL: [Transport; 11] = [
+    Transport::ShmPipe,
+    Transport::ShmPipeZc,
+    Transport::ShmQueue,
+    Transport::ShmQueueZc,
+    Transport::ShmQueueLease,
+    Transport::OsPipe,
+    Transport::SocketPair,
+    Transport::PosixMq,
+    Transport::IpcChannel,
+    Transport::Interprocess,
+    Transport::Iceoryx2,
+];
+
+/// Under load (issue 13): shmkit with default settings and blocking-only,
+/// against the two that always sleep.
+const LOADED: [Transport; 6] = [
+    Transport::ShmPipe,
+    Transport::ShmQueue,
+    Transport::ShmPipeNever,
+    Transport::ShmQueueNever,
+    Transport::Futex,
+    Transport::OsPipe,
+];
+
+fn latency(
+    run: &mut Run,
+    size: usize,
+    group: &str,
+    cpu: Option<usize>,
+    list: &[Transport],
+) -> Res<()> {
+    for &t in list {
         let mut row = Row::new(group, t.label(), Unit::Ns).note(transport_note(t));
         if t == Transport::ShmPipe {
             row = row.reference();
         }
         if matches!(t, Transport::ShmQueue | Transport::ShmQueueNever) {
             row = row.note("capacity 64");
-        }
-        if let Some(why) = iceoryx_skip(t) {
-            run.push(row.skip(why));
-            continue;
         }
         let mut cfg = base_cfg(t, size);
         cfg.n = run.plan.lat_n;
@@ -586,21 +621,12 @@ fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<(
             Transport::Iceoryx2 => 4,
             _ => 0,
         };
+        row.bytes = Some(size);
         let cpus = cpu.map(|c| (c, c));
-        match two_party(&run.plan, "lat-a", "lat-b", &cfg, cpus)? {
-            Outcome::Done(j, rss) => {
-                let s: Stats = serde_json::from_str(&j)?;
-                row.median = Some(s.median);
-                row.p99 = Some(s.p99);
-                row.n = s.n;
-                row.rss_kib = rss;
-                row.bytes = Some(size);
-                run.push(row);
-            }
-            Outcome::Skipped(why) => run.push(row.skip(why)),
-        }
+        let out = two_party(&run.plan, "lat-a", "lat-b", &cfg, cpus)?;
+        stats_row(run, row, out)?;
     }
-    if cpu.is_none() && size == 64 {
+    if group == G_RT64 {
         // shmkit Pipe's spin budget adapts per process pair: measure fresh
         // pairs again, to show whether it settles the same way each time.
         for rep in 1..=2 {
@@ -624,29 +650,12 @@ fn latency(run: &mut Run, size: usize, group: &str, cpu: Option<usize>) -> Res<(
     Ok(())
 }
 
-fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
-    let list = [
-        Transport::ShmPipe,
-        Transport::ShmPipeZc,
-        Transport::ShmQueue,
-        Transport::ShmQueueZc,
-        Transport::ShmQueueLease,
-        Transport::OsPipe,
-        Transport::SocketPair,
-        Transport::PosixMq,
-        Transport::IpcChannel,
-        Transport::Interprocess,
-        Transport::Iceoryx2,
-    ];
-    for t in list {
+fn throughput(run: &mut Run, size: usize, group: &str, list: &[Transport]) -> Res<()> {
+    for &t in list {
         let mut row = Row::new(group, t.label(), Unit::PerSec).note(transport_note(t));
         row.bytes = Some(size);
         if t == Transport::ShmPipe {
             row = row.reference();
-        }
-        if let Some(why) = iceoryx_skip(t) {
-            run.push(row.skip(why));
-            continue;
         }
         let mut cfg = base_cfg(t, size);
         cfg.secs = run.plan.tp_secs;
@@ -655,6 +664,7 @@ fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
             Transport::ShmQueue
             | Transport::ShmQueueZc
             | Transport::ShmQueueLease
+            | Transport::ShmQueueNever
             | Transport::Iceoryx2 => (65536 / size).max(4),
             // A zero-copy message must fit in the ring (twice, for wrapping).
             Transport::ShmPipeZc if 2 * size + 64 > shmkit::DEFAULT_PIPE_CAPACITY => {
@@ -663,8 +673,18 @@ fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
             _ => 0,
         };
         match t {
-            Transport::ShmQueue | Transport::ShmQueueZc | Transport::ShmQueueLease => {
+            Transport::ShmQueue
+            | Transport::ShmQueueZc
+            | Transport::ShmQueueLease
+            | Transport::ShmQueueNever
+            | Transport::Iceoryx2 => {
                 row = row.note(format!("capacity {} × {}", cfg.cap, fmt_size(size as u64)))
+            }
+            Transport::Futex => {
+                row = row.note(
+                    "one slot: the producer sleeps (FUTEX_WAIT) until the consumer has \
+                     taken each message, and the consumer wakes it (FUTEX_WAKE) for every one",
+                )
             }
             Transport::ShmPipeZc if cfg.cap > 0 => {
                 row = row.note(format!(
@@ -679,6 +699,7 @@ fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
         }
         let (ctl_name, _ctl) = new_ctl()?;
         cfg.ctl = ctl_name;
+        cfg.stream = true;
         match two_party(&run.plan, "tp-a", "tp-b", &cfg, None)? {
             Outcome::Done(j, rss) => {
                 let r: TpResult = serde_json::from_str(&j)?;
@@ -692,6 +713,54 @@ fn throughput(run: &mut Run, size: usize, group: &str) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// The loaded section: the 64 B round trip and throughput of `LOADED`
+/// while one CPU-bound process per CPU runs (issue 13).
+fn loaded(run: &mut Run) -> Res<()> {
+    let mut hogs = Hogs::start(&run.plan)?;
+    latency(run, 64, G_RT64_LOADED, None, &LOADED)?;
+    throughput(run, 64, G_TP64_LOADED, &LOADED)?;
+    // The load must have lasted the whole section.
+    if let Some(why) = hogs.ended() {
+        for r in run.rows.iter_mut() {
+            if r.group == G_RT64_LOADED || r.group == G_TP64_LOADED {
+                r.note = format!("{}; {why}: the load may not have lasted", r.note);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long a hog may run before its own alarm ends it (a watchdog only:
+/// it dies with the harness, and the section drops it when done).
+const HOG_LIMIT_SECS: u32 = 3600;
+
+/// One busy-looping process pinned to each CPU, at normal priority; they
+/// are killed when this is dropped.
+struct Hogs(Vec<Kid>);
+
+impl Hogs {
+    fn start(plan: &Plan) -> Res<Hogs> {
+        let mut kids = Vec::new();
+        for cpu in util::cpus() {
+            let mut o = plan.opts();
+            o.cpu = Some(cpu);
+            o.limit_secs = HOG_LIMIT_SECS;
+            let mut k = spawn("hog", &[], &o)?;
+            expect_ready(&mut k, plan.answer_limit(), &mut [])?;
+            kids.push(k);
+        }
+        Ok(Hogs(kids))
+    }
+
+    /// Says which hog ended before it was killed, if one did.
+    fn ended(&mut self) -> Option<String> {
+        self.0.iter_mut().find_map(|k| {
+            k.poll_exit()
+                .map(|(st, _)| format!("hog {} ended ({st:#x})", k.pid))
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -846,6 +915,7 @@ fn uncontended(run: &mut Run) -> Res<()> {
             G_LOCK,
             vec![
                 LockKind::ShmLock,
+                LockKind::CasStore,
                 LockKind::Pthread,
                 LockKind::PthreadRobust,
                 LockKind::RawSync,
@@ -1514,15 +1584,7 @@ fn gather_meta(cli: &Cli) -> Meta {
         };
         format!("{env}cargo bench --bench compare -- {}", args.join(" "))
     } else {
-        let features = if ice::BUILT {
-            " --features iceoryx2"
-        } else {
-            ""
-        };
-        format!(
-            "cd bench && cargo run --release{features} -- {}",
-            args.join(" ")
-        )
+        format!("cd bench && cargo run --release -- {}", args.join(" "))
     };
     Meta {
         date_utc: utc_now(),
@@ -1540,7 +1602,7 @@ fn gather_meta(cli: &Cli) -> Meta {
         load_before: loadavg(),
         load_after: String::new(),
         clock_ns: 0.0,
-        iceoryx2_built: ice::BUILT,
+        iceoryx2_built: true,
         settings: vec![],
     }
 }

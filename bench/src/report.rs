@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 
 pub const G_RT8: &str = "Round trip, 8 B";
 pub const G_RT64: &str = "Round trip, 64 B";
+pub const G_RT4K: &str = "Round trip, 4 KiB";
 pub const G_RT64_1CPU: &str = "Round trip, 64 B, both processes on one CPU";
+pub const G_RT64_LOADED: &str = "Round trip, 64 B, under load (a CPU-bound process on every CPU)";
+pub const G_TP64_LOADED: &str =
+    "Throughput, 64 B messages, under load (a CPU-bound process on every CPU)";
 pub const G_TP64: &str = "Throughput, 64 B messages";
 pub const G_TP4K: &str = "Throughput, 4 KiB messages";
 pub const G_TP1M: &str = "Throughput, 1 MiB messages";
@@ -225,11 +229,35 @@ pub fn find<'a>(rows: &'a [Row], group: &str, contender: &str) -> Option<&'a Row
 // Targets (issue 6).
 
 pub struct Target {
-    pub what: &'static str,
-    pub how: &'static str,
-    pub goal: &'static str,
+    pub what: String,
+    pub how: String,
+    pub goal: String,
     pub value: Option<f64>,
     pub met: Option<bool>,
+}
+
+impl Target {
+    /// Met when `value` is at most `max`.
+    fn at_most(what: impl Into<String>, how: &str, value: Option<f64>, max: f64) -> Target {
+        Target {
+            what: what.into(),
+            how: how.into(),
+            goal: format!("≤ {max}"),
+            value,
+            met: value.map(|x| x <= max),
+        }
+    }
+
+    /// Met when `value` is at least `min`.
+    fn at_least(what: impl Into<String>, how: &str, value: Option<f64>, min: f64) -> Target {
+        Target {
+            what: what.into(),
+            how: how.into(),
+            goal: format!("≥ {min}"),
+            value,
+            met: value.map(|x| x >= min),
+        }
+    }
 }
 
 pub fn targets(rows: &[Row]) -> Vec<Target> {
@@ -238,13 +266,12 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     let pipe64 = med(G_RT64, "shmkit Pipe");
     let mut t = Vec::new();
     let v = div(pipe64, med(G_RT64, "spin on shared atomic (floor)"));
-    t.push(Target {
-        what: "Pipe 64 B round trip vs the spin floor",
-        how: "Pipe median ÷ spin median",
-        goal: "≤ 2",
-        value: v,
-        met: v.map(|x| x <= 2.0),
-    });
+    t.push(Target::at_most(
+        "Pipe 64 B round trip vs the spin floor",
+        "Pipe median ÷ spin median",
+        v,
+        2.0,
+    ));
     let best = [
         "shmkit Pipe",
         "shmkit Pipe, repeat 1",
@@ -254,48 +281,51 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     .filter_map(|c| med(G_RT64, c))
     .reduce(f64::min);
     let v = div(best, med(G_RT64, "spin on shared atomic (floor)"));
-    t.push(Target {
-        what: "… the same, best of the three fresh process pairs",
-        how: "best Pipe median ÷ spin median",
-        goal: "≤ 2",
-        value: v,
-        met: v.map(|x| x <= 2.0),
-    });
+    t.push(Target::at_most(
+        "… the same, best of the three fresh process pairs",
+        "best Pipe median ÷ spin median",
+        v,
+        2.0,
+    ));
     let v = div(med(G_RT64, "pipe(2)"), pipe64);
-    t.push(Target {
-        what: "Pipe 64 B round trip vs pipe(2)",
-        how: "pipe(2) median ÷ Pipe median",
-        goal: "≥ 10",
-        value: v,
-        met: v.map(|x| x >= 10.0),
-    });
+    t.push(Target::at_least(
+        "Pipe 64 B round trip vs pipe(2)",
+        "pipe(2) median ÷ Pipe median",
+        v,
+        10.0,
+    ));
     let v = div(med(G_RT64, "ipc-channel"), pipe64);
-    t.push(Target {
-        what: "Pipe 64 B round trip vs ipc-channel",
-        how: "ipc-channel median ÷ Pipe median",
-        goal: "≥ 10",
-        value: v,
-        met: v.map(|x| x >= 10.0),
-    });
+    t.push(Target::at_least(
+        "Pipe 64 B round trip vs ipc-channel",
+        "ipc-channel median ÷ Pipe median",
+        v,
+        10.0,
+    ));
     let v = div(med(G_TP64, "shmkit Queue"), med(G_TP64, "pipe(2)"));
-    t.push(Target {
-        what: "Queue 64 B messages/s vs pipe(2)",
-        how: "Queue (copying) msg/s ÷ pipe(2) msg/s",
-        goal: "≥ 6",
-        value: v,
-        met: v.map(|x| x >= 6.0),
-    });
+    t.push(Target::at_least(
+        "Queue 64 B messages/s vs pipe(2)",
+        "Queue (copying) msg/s ÷ pipe(2) msg/s",
+        v,
+        6.0,
+    ));
+    let lock = med(G_LOCK, "shmkit Lock");
+    let v = div(lock, med(G_LOCK, "pthread mutex (process-shared, robust)"));
+    t.push(Target::at_most(
+        "Lock uncontended vs robust pthread mutex",
+        "Lock ns ÷ robust pthread ns",
+        v,
+        0.8,
+    ));
     let v = div(
-        med(G_LOCK, "shmkit Lock"),
-        med(G_LOCK, "pthread mutex (process-shared, robust)"),
+        lock,
+        med(G_LOCK, "bare CAS lock / store unlock in shm (floor)"),
     );
-    t.push(Target {
-        what: "Lock uncontended vs robust pthread mutex",
-        how: "Lock ns ÷ robust pthread ns",
-        goal: "≤ 0.8",
-        value: v,
-        met: v.map(|x| x <= 0.8),
-    });
+    t.push(Target::at_most(
+        "Lock uncontended vs the CAS-lock / store-unlock floor",
+        "Lock ns ÷ CAS/store ns",
+        v,
+        1.3,
+    ));
     let futex64 = med(G_RT64, "bare shared futex");
     for (what, c) in [
         (
@@ -308,67 +338,126 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         ),
     ] {
         let v = div(med(G_RT64, c), futex64);
-        t.push(Target {
+        t.push(Target::at_most(
             what,
-            how: "Spin::Never median ÷ bare futex median",
-            goal: "≤ 1.1",
-            value: v,
-            met: v.map(|x| x <= 1.1),
-        });
+            "Spin::Never median ÷ bare futex median",
+            v,
+            1.1,
+        ));
     }
+    loaded_targets(rows, &mut t);
+    ice_targets(rows, &mut t);
     let py = med(G_COUNTER, "Python mp.Value, with get_lock()");
     let v = div(py, med(G_COUNTER, "shmkit Value<u64>, lock + 1"));
-    t.push(Target {
-        what: "locked Value counter vs Python's, per increment",
-        how: "Python ns ÷ shmkit Value lock ns",
-        goal: "≥ 30",
-        value: v,
-        met: v.map(|x| x >= 30.0),
-    });
+    t.push(Target::at_least(
+        "locked Value counter vs Python's, per increment",
+        "Python ns ÷ shmkit Value lock ns",
+        v,
+        30.0,
+    ));
     let v = div(py, med(G_COUNTER, "shmkit Value<u64>::fetch_add"));
-    t.push(Target {
-        what: "Value::fetch_add vs Python's locked counter",
-        how: "Python ns ÷ shmkit fetch_add ns",
-        goal: "≥ 100",
-        value: v,
-        met: v.map(|x| x >= 100.0),
-    });
-    for (what_med, what_p90, c) in [
-        (
-            "Lock recovery after SIGKILL, median",
-            "Lock recovery after SIGKILL, p90",
-            RECOVER_LOCK,
-        ),
-        (
-            "Pipe recovery after SIGKILL, median",
-            "Pipe recovery after SIGKILL, p90",
-            RECOVER_PIPE,
-        ),
-        (
-            "Queue recovery after SIGKILL, median",
-            "Queue recovery after SIGKILL, p90",
-            RECOVER_QUEUE,
-        ),
+    t.push(Target::at_least(
+        "Value::fetch_add vs Python's locked counter",
+        "Python ns ÷ shmkit fetch_add ns",
+        v,
+        100.0,
+    ));
+    // Issue 9's goals for the median and p90; the p99 goal is issue 13's
+    // (it asks for the p99 and leaves the goal to the waiting issue).
+    for (kind, c) in [
+        ("Lock", RECOVER_LOCK),
+        ("Pipe", RECOVER_PIPE),
+        ("Queue", RECOVER_QUEUE),
     ] {
         let r = find(rows, G_RECOVER, c);
-        let v = r.and_then(|r| r.median).map(|x| x / 1e6);
-        t.push(Target {
-            what: what_med,
-            how: "kill(2) → survivor's notice, median, ms",
-            goal: "≤ 2",
-            value: v,
-            met: v.map(|x| x <= 2.0),
-        });
-        let v = r.and_then(|r| r.p90).map(|x| x / 1e6);
-        t.push(Target {
-            what: what_p90,
-            how: "kill(2) → survivor's notice, p90, ms",
-            goal: "≤ 5",
-            value: v,
-            met: v.map(|x| x <= 5.0),
-        });
+        for (q, ns, max) in [
+            ("median", r.and_then(|r| r.median), 2.0),
+            ("p90", r.and_then(|r| r.p90), 5.0),
+            ("p99", r.and_then(|r| r.p99), 10.0),
+        ] {
+            t.push(Target::at_most(
+                format!("{kind} recovery after SIGKILL, {q}"),
+                &format!("kill(2) → survivor's notice, {q}, ms"),
+                ns.map(|x| x / 1e6),
+                max,
+            ));
+        }
     }
     t
+}
+
+/// How many times slower row `a` of group `g` is than row `b`, from the
+/// medians (for rates, the inverse ratio): 1 is a tie.
+fn slower(rows: &[Row], g: &str, a: &str, b: &str) -> Option<f64> {
+    ratio(find(rows, g, a)?, find(rows, g, b)?)
+}
+
+/// Issue 13, under load: shmkit's defaults at least as fast as the faster
+/// of pipe(2) and the bare futex on every row, and blocking-only within
+/// 1.1× of the bare futex.
+fn loaded_targets(rows: &[Row], t: &mut Vec<Target>) {
+    for (g, metric, rt) in [
+        (G_RT64_LOADED, "64 B round trip", true),
+        (G_TP64_LOADED, "64 B messages/s", false),
+    ] {
+        let (how_default, how_never) = if rt {
+            (
+                "default median ÷ the faster peer's median",
+                "Spin::Never median ÷ bare futex median",
+            )
+        } else {
+            (
+                "the faster peer's msg/s ÷ default msg/s",
+                "bare futex msg/s ÷ Spin::Never msg/s",
+            )
+        };
+        for kind in ["Pipe", "Queue"] {
+            let c = format!("shmkit {kind}");
+            // Against the faster of the two: the larger slowdown.
+            let vs_both = [
+                slower(rows, g, &c, "pipe(2)"),
+                slower(rows, g, &c, "bare shared futex"),
+            ]
+            .into_iter()
+            .collect::<Option<Vec<f64>>>()
+            .and_then(|v| v.into_iter().reduce(f64::max));
+            let never = format!("shmkit {kind}, blocking-only");
+            let vs_futex = slower(rows, g, &never, "bare shared futex");
+            t.push(Target::at_most(
+                format!("under load, {kind} {metric} vs pipe(2) and the bare futex"),
+                how_default,
+                vs_both,
+                1.0,
+            ));
+            t.push(Target::at_most(
+                format!("under load, {kind} {metric}, blocking-only, vs bare futex"),
+                how_never,
+                vs_futex,
+                1.1,
+            ));
+        }
+    }
+}
+
+/// Issue 13, against iceoryx2's publish-subscribe: Pipe's round trip at
+/// least 3× faster, Queue's throughput at least 3× higher.
+fn ice_targets(rows: &[Row], t: &mut Vec<Target>) {
+    let rt = "iceoryx2 median ÷ Pipe median";
+    let tp = "Queue (copying) msg/s ÷ iceoryx2 msg/s";
+    for (g, c, metric, how) in [
+        (G_RT64, "shmkit Pipe", "Pipe 64 B round trip", rt),
+        (G_RT4K, "shmkit Pipe", "Pipe 4 KiB round trip", rt),
+        (G_TP64, "shmkit Queue", "Queue 64 B messages/s", tp),
+        (G_TP4K, "shmkit Queue", "Queue 4 KiB messages/s", tp),
+    ] {
+        let v = slower(rows, g, "iceoryx2", c);
+        t.push(Target::at_least(
+            format!("{metric} vs iceoryx2"),
+            how,
+            v,
+            3.0,
+        ));
+    }
 }
 
 /// The recovery rows the targets read.

@@ -26,6 +26,7 @@ pub fn run(role: &str, args: &[String]) -> ! {
         "rec-survivor" => rec_survivor(args),
         "rec-victim" => rec_victim(args),
         "idle" => Ok(()),
+        "hog" => hog(),
         _ => err(format!("unknown role {role}")),
     };
     match r {
@@ -67,6 +68,16 @@ pub fn dump_samples(tag: &str, samples: &[f64]) -> Res<()> {
         std::fs::write(path, text.join("\n"))?;
     }
     Ok(())
+}
+
+/// A CPU-bound busy loop at normal priority (the loaded section): says
+/// READY and spins until the parent kills it.
+fn hog() -> Res<()> {
+    say("READY", "");
+    let mut x = 0u64;
+    loop {
+        x = black_box(x.wrapping_add(1));
+    }
 }
 
 /// The sequence number that ends a stream (fits any message of >= 8 bytes).
@@ -283,6 +294,9 @@ pub enum LockKind {
     ValueLock,
     ValueFetchAdd,
     BareAtomic,
+    /// A u64 in shared memory: lock = compare_exchange(0, 1, Acquire),
+    /// unlock = store(0, Release). Not robust: the floor under a lock.
+    CasStore,
 }
 
 impl LockKind {
@@ -296,6 +310,7 @@ impl LockKind {
             LockKind::ValueLock => "shmkit Value<u64>, lock + 1",
             LockKind::ValueFetchAdd => "shmkit Value<u64>::fetch_add",
             LockKind::BareAtomic => "bare AtomicU64::fetch_add in shm (floor)",
+            LockKind::CasStore => "bare CAS lock / store unlock in shm (floor)",
         }
     }
 
@@ -555,6 +570,63 @@ impl Ctr for AtomicCtr {
 // SAFETY: only atomics are accessed through the mapping.
 unsafe impl Sync for AtomicCtr {}
 
+/// The lock word at the start of the region, the counter it guards on the
+/// next cache line.
+struct CasCtr(Shm);
+
+const CAS_CTR_OFF: usize = 64;
+
+impl CasCtr {
+    fn word(&self) -> &AtomicU64 {
+        // SAFETY: an AtomicU64 at the page-aligned start of the region.
+        unsafe { self.0.at::<AtomicU64>(0) }
+    }
+
+    fn lock(&self) {
+        while self
+            .word()
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn unlock(&self) {
+        self.word().store(0, Ordering::Release);
+    }
+
+    fn ctr(&self) -> *mut u64 {
+        // SAFETY: inside the 4096-byte region.
+        unsafe { self.0.ptr().add(CAS_CTR_OFF).cast() }
+    }
+}
+
+impl Ctr for CasCtr {
+    fn lock_unlock(&self) -> Res<()> {
+        self.lock();
+        self.unlock();
+        Ok(())
+    }
+    fn incr(&self) -> Res<()> {
+        self.lock();
+        // SAFETY: we hold the lock that guards the counter.
+        unsafe { bump(self.ctr()) };
+        self.unlock();
+        Ok(())
+    }
+    fn get(&self) -> u64 {
+        self.lock();
+        // SAFETY: as above.
+        let v = unsafe { self.ctr().read_volatile() };
+        self.unlock();
+        v
+    }
+}
+
+// SAFETY: the word is an atomic; the counter is only touched under it.
+unsafe impl Sync for CasCtr {}
+
 /// What the parent keeps alive while children use a shared lock.
 pub struct LockHolder {
     pub ctr: Option<Box<dyn Ctr>>,
@@ -581,7 +653,7 @@ pub fn create_lock(kind: LockKind, name: &str) -> Res<LockHolder> {
         LockKind::ValueLock | LockKind::ValueFetchAdd => {
             keep.push(Box::new(shmkit::Value::create(name, 0u64)?));
         }
-        LockKind::BareAtomic => keep.push(Box::new(Shm::create(name, 4096)?)),
+        LockKind::BareAtomic | LockKind::CasStore => keep.push(Box::new(Shm::create(name, 4096)?)),
         LockKind::StdMutex => {}
     }
     let ctr = if kind.shared() {
@@ -609,6 +681,7 @@ pub fn open_lock(kind: LockKind, name: &str) -> Res<Box<dyn Ctr>> {
             fetch_add: kind == LockKind::ValueFetchAdd,
         }),
         LockKind::BareAtomic => Box::new(AtomicCtr(Shm::open(name)?)),
+        LockKind::CasStore => Box::new(CasCtr(Shm::open(name)?)),
     })
 }
 

@@ -79,6 +79,11 @@ pub struct Cfg {
     pub warm_secs: f64,
     /// The control block's name.
     pub ctl: String,
+    /// Throughput: side B sends without waiting for replies, so a
+    /// one-message transport (the bare futex, the spin) must wait until
+    /// the peer has taken the previous message.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// One side's connection: sends and receives whole messages.
@@ -405,8 +410,11 @@ impl Drop for Mq {
 // ---------------------------------------------------------------------------
 // One message at a time over a shared region: bare futex, spin, raw_sync.
 
-/// Region layout: two flags, then two 4 KiB buffers (A→B, B→A).
+/// Region layout: two flags, two acknowledgements (for streaming), then
+/// two 4 KiB buffers (A→B, B→A), each flag and acknowledgement on a cache
+/// line of its own.
 const SLOT_FLAGS: usize = 0;
+const SLOT_ACKS: usize = 128;
 const SLOT_BUF: usize = 1024;
 const SLOT_MAX: usize = 4096;
 const SLOT_LEN: usize = SLOT_BUF + 2 * SLOT_MAX;
@@ -417,13 +425,53 @@ struct Slots {
     sent: u32,
     got: u32,
     sleep: bool,
+    /// Wait for the peer's acknowledgement before reusing the slot
+    /// (throughput); a round trip needs none, the reply is one.
+    stream: bool,
 }
 
 impl Slots {
-    fn flag(&self, dir: usize) -> &AtomicU32 {
-        // SAFETY: two cache lines of atomics at offset 0, inside the region.
-        let lines = unsafe { self.shm.at::<[Line<AtomicU32>; 2]>(SLOT_FLAGS) };
+    fn new(shm: Shm, side: usize, cfg: &Cfg) -> Slots {
+        Slots {
+            shm,
+            side,
+            sent: 0,
+            got: 0,
+            sleep: cfg.transport == Transport::Futex,
+            stream: cfg.stream,
+        }
+    }
+
+    fn word(&self, off: usize, dir: usize) -> &AtomicU32 {
+        // SAFETY: two cache lines of atomics at `off` (SLOT_FLAGS or
+        // SLOT_ACKS), inside the region.
+        let lines = unsafe { self.shm.at::<[Line<AtomicU32>; 2]>(off) };
         &lines[dir].0
+    }
+
+    /// How many messages the sender of `dir` has sent.
+    fn flag(&self, dir: usize) -> &AtomicU32 {
+        self.word(SLOT_FLAGS, dir)
+    }
+
+    /// How many messages of `dir` its receiver has taken (streaming only).
+    fn ack(&self, dir: usize) -> &AtomicU32 {
+        self.word(SLOT_ACKS, dir)
+    }
+
+    /// Waits until `word` holds `want`: sleeping in FUTEX_WAIT, or spinning.
+    fn wait_for(&self, word: &AtomicU32, want: u32) {
+        loop {
+            let v = word.load(Ordering::Acquire);
+            if v == want {
+                return;
+            }
+            if self.sleep {
+                futex_wait(word, v);
+            } else {
+                std::hint::spin_loop();
+            }
+        }
     }
 
     fn buf(&self, dir: usize) -> *mut u8 {
@@ -438,9 +486,13 @@ impl Endpoint for Slots {
             return err("message too large for the slot");
         }
         let dir = self.side;
+        if self.stream {
+            self.wait_for(self.ack(dir), self.sent);
+        }
         // SAFETY: the peer reads this buffer only after the flag below, and
-        // writes nothing to it; ping-pong keeps us from overwriting a
-        // message it has not read.
+        // writes nothing to it; ping-pong (or, streaming, its
+        // acknowledgement) keeps us from overwriting a message it has not
+        // read.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.buf(dir), msg.len()) };
         self.sent = self.sent.wrapping_add(1);
         self.flag(dir).store(self.sent, Ordering::Release);
@@ -453,21 +505,17 @@ impl Endpoint for Slots {
     fn recv(&mut self, buf: &mut [u8]) -> Res<()> {
         let dir = 1 - self.side;
         let want = self.got.wrapping_add(1);
-        loop {
-            let v = self.flag(dir).load(Ordering::Acquire);
-            if v == want {
-                break;
-            }
-            if self.sleep {
-                futex_wait(self.flag(dir), v);
-            } else {
-                std::hint::spin_loop();
-            }
-        }
+        self.wait_for(self.flag(dir), want);
         self.got = want;
         // SAFETY: the flag's Acquire makes the peer's bytes visible; it does
-        // not write them again until we reply.
+        // not write them again until we reply (or acknowledge, below).
         unsafe { std::ptr::copy_nonoverlapping(self.buf(dir), buf.as_mut_ptr(), buf.len()) };
+        if self.stream {
+            self.ack(dir).store(want, Ordering::Release);
+            if self.sleep {
+                futex_wake(self.ack(dir));
+            }
+        }
         Ok(())
     }
 }
@@ -629,15 +677,7 @@ pub fn prepare_a(cfg: &Cfg) -> Res<(String, Pending)> {
             (name, Box::new(move || Ok(Box::new(mq) as _)))
         }
         Transport::Futex | Transport::Spin => {
-            let shm = Shm::create(&name, SLOT_LEN)?;
-            let sleep = cfg.transport == Transport::Futex;
-            let s = Slots {
-                shm,
-                side: 0,
-                sent: 0,
-                got: 0,
-                sleep,
-            };
+            let s = Slots::new(Shm::create(&name, SLOT_LEN)?, 0, cfg);
             (name, Box::new(move || Ok(Box::new(s) as _)))
         }
         Transport::RawSyncEvent => {
@@ -714,13 +754,7 @@ pub fn open_b(cfg: &Cfg) -> Res<Box<dyn Endpoint>> {
                 owner: false,
             })
         }
-        Transport::Futex | Transport::Spin => Box::new(Slots {
-            shm: Shm::open(token)?,
-            side: 1,
-            sent: 0,
-            got: 0,
-            sleep: cfg.transport == Transport::Futex,
-        }),
+        Transport::Futex | Transport::Spin => Box::new(Slots::new(Shm::open(token)?, 1, cfg)),
         Transport::RawSyncEvent => Box::new(RawSyncEnd::new(Shm::open(token)?, 1, false)?),
         Transport::IpcChannel => {
             let boot = ipc_channel::ipc::IpcSender::<IpcBoot>::connect(token.to_owned())?;

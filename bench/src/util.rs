@@ -461,6 +461,25 @@ fn describe_status(st: Option<i32>) -> String {
     }
 }
 
+/// The CPUs this process may run on (its affinity mask).
+pub fn cpus() -> Vec<usize> {
+    // SAFETY: `set` is plain data written by sched_getaffinity before it
+    // is read.
+    let (r, set) = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let r = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (r, set)
+    };
+    if r != 0 {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return (0..n).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
 /// CLOCK_MONOTONIC in ns: one clock for every process of the machine (an
 /// `Instant` cannot cross a process boundary).
 pub fn mono_ns() -> u64 {
