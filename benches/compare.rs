@@ -3,11 +3,13 @@
 //!
 //! The comparison lives in `bench/`, a crate of its own so that the main
 //! build never compiles the peers (ipc-channel, interprocess, raw_sync,
-//! shared_memory, plotters, optionally iceoryx2). This bench only builds
+//! shared_memory, plotters, iceoryx2 0.10). This bench only builds
 //! and runs it, passing ARGS on (`--quick`, `--out DIR`, `--no-doc`, …; see
 //! `bench/src/main.rs`). A full run takes about five minutes and writes
 //! `bench/results/` and the generated section of `BENCHMARKS.md`.
-//! `SHMKIT_COMPARE_FEATURES=iceoryx2` adds iceoryx2 (it needs libclang).
+//! iceoryx2 0.10 is built and measured in every run (it needs no libclang);
+//! `SHMKIT_COMPARE_FEATURES` passes cargo features to the comparison crate
+//! (`iceoryx2`, once needed for it, is kept as a no-op).
 #![allow(missing_docs)]
 
 use std::process::Command;
@@ -23,7 +25,7 @@ fn main() {
     let mut cmd = Command::new(cargo);
     cmd.args(["run", "--release", "--manifest-path"])
         .arg(format!("{root}/bench/Cargo.toml"));
-    // SHMKIT_COMPARE_FEATURES=iceoryx2 also measures iceoryx2 (needs libclang).
+    // SHMKIT_COMPARE_FEATURES: cargo features for the comparison crate.
     if let Ok(f) = std::env::var("SHMKIT_COMPARE_FEATURES") {
         cmd.arg("--features").arg(f);
     }
