@@ -11,16 +11,6 @@
 //! have fallen back to sleeping, each reply needs one, and a shorter probe
 //! would never see spinning pay.
 //!
-//! While the budget is none, a wait first yields the CPU a few times
-//! (`YIELDS`), looking after each: on a busy machine the scheduler puts
-//! both sides of a ping-pong on one CPU, where spinning cannot pay but a
-//! yield runs the peer at once, and its answer comes without a futex sleep
-//! and wake-up. Measured with two fuzzers at nice 19 on this 2-core VM: a
-//! Pipe's 64 B round trip took 0.68–0.71× as long (2.2 µs, not 3.1–3.2 µs),
-//! also with a CPU-bound process pinned on every CPU (0.70×). A peer on
-//! another CPU costs a waiter that yields in vain about a microsecond
-//! before it sleeps. `Spin::Never` and `Spin::UpTo` never yield.
-//!
 //! The state is process-local (in the handle), shared by the handle's
 //! threads through relaxed atomics: it is a heuristic, races only blur it.
 
@@ -77,9 +67,6 @@ const ADAPTIVE: u64 = u64::MAX;
 const START_NS: u64 = if cfg!(loom) { 0 } else { 20_000 };
 const PROBE_EVERY: u32 = 256;
 const PROBE_NS: u64 = 60_000;
-/// Yields (each followed by a look) before sleeping while the budget is
-/// none (see the module documentation).
-const YIELDS: u32 = 8;
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -131,16 +118,7 @@ impl AdaptiveSpin {
         let mut budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == 0 {
             let n = self.waits_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
-            if cfg!(loom) {
-                return None;
-            }
-            if n < PROBE_EVERY {
-                for _ in 0..YIELDS {
-                    sync::yield_now();
-                    if let Some(v) = ready() {
-                        return Some(v);
-                    }
-                }
+            if n < PROBE_EVERY || cfg!(loom) {
                 return None;
             }
             self.waits_since_probe.store(0, Ordering::Relaxed);
