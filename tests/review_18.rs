@@ -300,3 +300,34 @@ fn queue_try_get_takes_a_given_back_message() {
     assert_eq!(q.try_get().unwrap(), b"job");
     assert!(matches!(q.try_get(), Err(Error::Closed { .. })));
 }
+
+/// A guard leaked, its lock's segment closed and unmapped (the record of
+/// it stays, as a leaked guard's does), and a new lock mapped where it was
+/// (mmap reuses the hole): the new lock is another lock. A stamp of ours
+/// forged into it is waited for (`Timeout`), never `Deadlock` by the old
+/// record's address.
+#[test]
+fn a_leaked_guards_record_is_not_a_new_lock_at_its_address() {
+    let _w = watchdog(WATCHDOG);
+    for _ in 0..20 {
+        let old = Lock::create_unique().unwrap();
+        let seg = map_object(old.name());
+        let mut g = None;
+        let (at, stamp) = my_stamp_word(&seg, || g = Some(old.lock().unwrap()));
+        std::mem::forget(g);
+        drop(seg);
+        // The creating handle's drop removes the name and unmaps.
+        drop(old);
+
+        let new = Lock::create_unique().unwrap();
+        let _c = Cleanup(vec![new.name().to_owned()]);
+        let seg = map_object(new.name());
+        seg_write(&seg, at, stamp);
+        let r = new.lock_timeout(SHORT).map(drop);
+        seg_write(&seg, at, 0);
+        assert!(
+            matches!(r, Err(Error::Timeout { .. })),
+            "a forged stamp of ours in a new lock taken for the leaked one: {r:?}"
+        );
+    }
+}
