@@ -331,3 +331,61 @@ fn a_leaked_guards_record_is_not_a_new_lock_at_its_address() {
         );
     }
 }
+
+/// A forked child's copies of its parent's guards (of a `Lock`, nested
+/// under an `RLock` level, more than the inline number) are not its own:
+/// dropping them lets nothing go, the child waits for the parent's locks
+/// (`Timeout`, not `Deadlock`), and the parent still holds them all.
+#[test]
+fn a_forked_childs_inherited_guards_let_nothing_go() {
+    let _w = watchdog(WATCHDOG);
+    let r = RLock::create_unique().unwrap();
+    let locks: Vec<Lock> = (0..10).map(|_| Lock::create_unique().unwrap()).collect();
+    let mut names: Vec<String> = locks.iter().map(|l| l.name().to_owned()).collect();
+    names.push(r.name().to_owned());
+    let _c = Cleanup(names);
+    assert!(!r.acquire(None).unwrap());
+    let guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap()).collect();
+    // SAFETY: fork(2); the child only calls shmkit and exits with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut code = 0;
+        // Out of order: the last first, then the rest.
+        let mut guards = guards;
+        drop(guards.pop());
+        drop(guards);
+        for l in &locks {
+            if !l.is_locked() {
+                code |= 1;
+            }
+            if !matches!(l.lock_timeout(SHORT), Err(Error::Timeout { .. })) {
+                code |= 2;
+            }
+        }
+        if !matches!(r.acquire(Some(SHORT)), Err(Error::Timeout { .. })) {
+            code |= 4;
+        }
+        if !matches!(r.release(), Err(Error::NotOwner { .. })) {
+            code |= 8;
+        }
+        // SAFETY: _exit(2) in the forked child.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waitpid(2) on our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "child status {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "child's failures (bits)");
+    for l in &locks {
+        assert!(l.is_locked());
+        assert!(matches!(l.lock_timeout(SHORT), Err(Error::Deadlock { .. })));
+    }
+    assert_eq!(r.level(), 1);
+    drop(guards);
+    for l in &locks {
+        drop(l.try_lock().unwrap().expect("free"));
+    }
+    r.release().unwrap();
+    assert!(!r.is_locked());
+}
