@@ -735,7 +735,7 @@ fn kept_unlock(l: &RawLock, object: Option<(u64, u64)>) -> Result<()> {
     if l.held_by_me(object) {
         sync::level_set(key, tid, 0, false);
     }
-    l.unlock_kept(object, told)
+    l.unlock_kept(object, told).map(drop)
 }
 
 mod guard;

@@ -220,9 +220,12 @@ impl<'a> From<&'a RawRLock> for CondLock<'a> {
     }
 }
 
-/// What a wait released and must restore: an `RLock`'s level.
+/// What a wait released and must restore: an `RLock`'s level, and a plain
+/// lock's record as it was (it may have been made through another mapping
+/// of the lock, by a guard that forgets it by that address).
 struct Saved {
     level: u32,
+    record: Option<sync::HeldKey>,
 }
 
 impl<'a> CondLock<'a> {
@@ -248,11 +251,15 @@ impl<'a> CondLock<'a> {
                 let tid = sync::current_stamp().tid();
                 let (level, told) = sync::level_get(key, tid);
                 sync::level_set(key, tid, 0, false);
-                l.unlock_kept(self.object, told)?;
-                Ok(Saved { level })
+                let record = l.unlock_kept(self.object, told)?;
+                Ok(Saved {
+                    level,
+                    record: Some(record),
+                })
             }
             LockKind::RLock(r) => Ok(Saved {
                 level: r.release_all(self.object)?,
+                record: None,
             }),
         }
     }
@@ -263,6 +270,9 @@ impl<'a> CondLock<'a> {
         match self.kind {
             LockKind::Lock(l) => {
                 let died = l.lock_kept(self.object, None, spin)?;
+                if let Some(record) = saved.record {
+                    l.rekey_kept(self.object, record);
+                }
                 if saved.level > 0 {
                     let tid = sync::current_stamp().tid();
                     sync::level_set(l.key(self.object), tid, 1, died);

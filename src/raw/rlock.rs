@@ -321,12 +321,12 @@ impl RawRLock {
             // Forgets stale records of ours, if any (a lock taken over by
             // another task since); changes nothing else.
             self.set_level(object, 0, false);
-            return self.lock.unlock_kept(object, false);
+            return self.lock.unlock_kept(object, false).map(drop);
         }
         // One step down: a level of 1 (or none) is forgotten, and the lock
         // let go.
         match self.level_step(object, false) {
-            (0 | 1, told) => self.lock.unlock_kept(object, told),
+            (0 | 1, told) => self.lock.unlock_kept(object, told).map(drop),
             _ => Ok(()),
         }
     }

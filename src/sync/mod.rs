@@ -255,8 +255,15 @@ pub(crate) struct HeldKey {
 }
 
 impl HeldKey {
+    /// Two keys name one lock if they name one object, or, when either
+    /// object is unknown, one address. Two known, different objects are two
+    /// locks even at one address: the first was unmapped (a guard of it
+    /// leaked, so its record stays) and the second mapped where it was.
     fn same_lock(&self, other: &HeldKey) -> bool {
-        self.addr == other.addr || (self.object.is_some() && self.object == other.object)
+        match (self.object, other.object) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.addr == other.addr,
+        }
     }
 }
 
@@ -354,6 +361,48 @@ pub(crate) fn held_remove(addr: usize, tid: u32) {
             });
         }
     });
+}
+
+/// Forgets the calling thread's (`tid`'s) record of the lock `key` names,
+/// made through whichever mapping of its object: the record of `key`
+/// itself if there is one, else the latest of the same lock (taken through
+/// one handle of a segment and let go through another). Returns the
+/// forgotten record's key. For the releases that know the whole key (a
+/// lock kept without a guard); a guard's drop uses [`held_remove`].
+#[cfg(not(loom))]
+pub(crate) fn held_forget(key: HeldKey, tid: u32) -> Option<HeldKey> {
+    held_take(|e| e.1 == tid && e.0 == key)
+        .or_else(|| held_take(|e| e.1 == tid && e.0.same_lock(&key)))
+}
+
+/// Removes the latest record that `pick` chooses (of the inline ones,
+/// else of the spill); its key.
+#[cfg(not(loom))]
+fn held_take(pick: impl Fn(&Held) -> bool) -> Option<HeldKey> {
+    HELD.try_with(|h| {
+        let n = h.len.get();
+        let mut a = h.inline.borrow_mut();
+        if let Some(i) = a[..n].iter().rposition(&pick) {
+            let k = a[i].0;
+            a[i] = a[n - 1];
+            h.len.set(n - 1);
+            return Some(k);
+        }
+        if h.more.get() == 0 {
+            return None;
+        }
+        HELD_MORE
+            .try_with(|m| {
+                let mut m = m.borrow_mut();
+                let i = m.iter().rposition(&pick)?;
+                h.more.set(h.more.get() - 1);
+                Some(m.swap_remove(i).0)
+            })
+            .ok()
+            .flatten()
+    })
+    .ok()
+    .flatten()
 }
 
 /// Whether thread `tid` (the caller) holds the lock `key` (through any
@@ -474,6 +523,20 @@ pub(crate) fn held_remove(addr: usize, tid: u32) {
             h.swap_remove(i);
         }
     });
+}
+
+/// Forgets the calling thread's record of the lock `key` names (see the
+/// non-loom `held_forget`).
+#[cfg(loom)]
+pub(crate) fn held_forget(key: HeldKey, tid: u32) -> Option<HeldKey> {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        let i = h
+            .iter()
+            .rposition(|e| e.1 == tid && e.0 == key)
+            .or_else(|| h.iter().rposition(|e| e.1 == tid && e.0.same_lock(&key)))?;
+        Some(h.swap_remove(i).0)
+    })
 }
 
 /// Whether thread `tid` (the caller) holds the lock `key`.

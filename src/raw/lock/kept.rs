@@ -53,18 +53,36 @@ impl RawLock {
     /// [`Error::NotOwner`] if the calling thread does not hold it (nothing
     /// changes, except that a stale record of a lock taken over by another
     /// task is forgotten).
-    pub(crate) fn unlock_kept(&self, object: Option<(u64, u64)>, told: bool) -> Result<()> {
+    ///
+    /// The record forgotten is the lock's, through whichever handle it was
+    /// taken (another mapping of the segment); its key is returned, so that
+    /// a condition's wait can restore it as it was.
+    pub(crate) fn unlock_kept(&self, object: Option<(u64, u64)>, told: bool) -> Result<HeldKey> {
         let me = sync::current_stamp();
         let key = self.key(object);
         if !self.held_by_me(object) {
-            sync::held_remove(key.addr, me.tid());
+            sync::held_forget(key, me.tid());
             return Err(Error::NotOwner { origin: ORIGIN });
         }
-        sync::held_remove(key.addr, me.tid());
+        let record = sync::held_forget(key, me.tid()).unwrap_or(key);
         if told {
             self.aux.fetch_and(!DIED, Ordering::Relaxed);
         }
         self.unlock(me.0);
-        Ok(())
+        Ok(record)
+    }
+
+    /// After [`lock_kept`](RawLock::lock_kept) through this mapping: the
+    /// record it made is named `record` again, the key a release
+    /// ([`unlock_kept`](RawLock::unlock_kept)) returned, so that a guard
+    /// of another handle, which forgets its record by its own address,
+    /// finds it (a condition's wait under that guard).
+    pub(crate) fn rekey_kept(&self, object: Option<(u64, u64)>, record: HeldKey) {
+        let key = self.key(object);
+        if record != key {
+            let tid = sync::current_stamp().tid();
+            sync::held_forget(key, tid);
+            sync::held_insert(record, tid);
+        }
     }
 }

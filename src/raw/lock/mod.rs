@@ -666,6 +666,9 @@ impl RawLock {
             self.aux.load(Ordering::Relaxed) & DIED != 0
         };
         sync::held_insert(key, me.tid());
+        // A thread id is below 2^22 (Linux's PID_MAX_LIMIT), so a stamp
+        // (id << 40 | start) leaves bits 62 and 63 for the guard's flags.
+        debug_assert_eq!(me.0 & !STAMP_MASK, 0, "a stamp above bit 61");
         RawLockGuard {
             lock: self,
             word: me.0 | (u64::from(owner_died) * OWNER_DIED),
