@@ -16,54 +16,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{watchdog, Cleanup};
+use common::{gettid, watchdog, Cleanup, Mapped};
 use shmkit::{Condition, Error, Lock, Queue, RLock};
 
 const WATCHDOG: Duration = Duration::from_secs(120);
 /// How long a locker waits on a forged stamp before it says `Timeout`.
 const SHORT: Duration = Duration::from_millis(20);
 
-/// The whole object `name` (header included) mapped a second time, as a
-/// peer process that writes over it would.
-type Map = memmap2::MmapRaw;
-
-fn map_object(name: &str) -> Map {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/{name}"))
-        .unwrap();
-    memmap2::MmapRaw::map_raw(&file).unwrap()
-}
-
-fn words(seg: &Map) -> Vec<u64> {
-    (0..seg.len() / 8).map(|i| seg_read(seg, i * 8)).collect()
-}
-
-fn seg_read(seg: &Map, at: usize) -> u64 {
-    assert!(at + 8 <= seg.len() && at % 8 == 0);
-    // SAFETY: in bounds and aligned (asserted).
-    unsafe { seg.as_mut_ptr().add(at).cast::<u64>().read_volatile() }
-}
-
-fn seg_write(seg: &Map, at: usize, v: u64) {
-    assert!(at + 8 <= seg.len() && at % 8 == 0);
-    // SAFETY: in bounds and aligned (asserted); the word is an atomic that
-    // the lock's users read, as another process would write it.
-    unsafe { seg.as_mut_ptr().add(at).cast::<u64>().write_volatile(v) }
-}
-
-fn gettid() -> u32 {
-    // SAFETY: gettid(2) has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
-}
-
 /// The offset and value of the lock word that `take` (which takes the lock
 /// of segment `seg`) changed to the calling thread's stamp.
-fn my_stamp_word(seg: &Map, take: impl FnOnce()) -> (usize, u64) {
-    let before = words(seg);
+fn my_stamp_word(seg: &Mapped, take: impl FnOnce()) -> (usize, u64) {
+    let before = seg.words();
     take();
-    let after = words(seg);
+    let after = seg.words();
     let tid = u64::from(gettid());
     let i = (0..before.len())
         .find(|&i| before[i] != after[i] && (after[i] >> 40) & ((1 << 22) - 1) == tid)
@@ -83,18 +48,18 @@ fn rlock_released_through_another_handle_leaves_no_record() {
     let a = RLock::create_unique().unwrap();
     let _c = Cleanup(vec![a.name().to_owned()]);
     let b = RLock::open(a.name()).unwrap();
-    let seg = map_object(a.name());
+    let seg = Mapped::open(a.name());
     let (at, stamp) = my_stamp_word(&seg, || assert!(!a.acquire(None).unwrap()));
     b.acquire(None).unwrap();
     assert_eq!(a.level(), 2);
     a.release().unwrap();
     b.release().unwrap();
     assert!(!a.is_locked());
-    assert_eq!(seg_read(&seg, at), 0);
+    assert_eq!(seg.read(at), 0);
 
-    seg_write(&seg, at, stamp);
+    seg.write(at, stamp);
     let r = a.acquire(Some(SHORT));
-    seg_write(&seg, at, 0);
+    seg.write(at, 0);
     assert!(
         matches!(r, Err(Error::Timeout { .. })),
         "a forged stamp of ours taken for a held level: {r:?}"
@@ -113,7 +78,7 @@ fn condition_wait_under_another_handles_guard_leaves_no_record() {
     let l1 = Lock::create_unique().unwrap();
     let mut c = Cleanup(vec![l1.name().to_owned()]);
     let l2 = Lock::open(l1.name()).unwrap();
-    let seg = map_object(l1.name());
+    let seg = Mapped::open(l1.name());
     let cond = Condition::create_over(None, l1).unwrap();
     c.0.push(cond.name().to_owned());
 
@@ -123,11 +88,11 @@ fn condition_wait_under_another_handles_guard_leaves_no_record() {
     assert!(w.timed_out);
     drop(g);
     assert!(!l2.is_locked());
-    assert_eq!(seg_read(&seg, at), 0);
+    assert_eq!(seg.read(at), 0);
 
-    seg_write(&seg, at, stamp);
+    seg.write(at, stamp);
     let r = l2.lock_timeout(SHORT).map(drop);
-    seg_write(&seg, at, 0);
+    seg.write(at, 0);
     assert!(
         matches!(r, Err(Error::Timeout { .. })),
         "a forged stamp of ours taken for a lock held: {r:?}"
@@ -150,16 +115,16 @@ fn condition_used_through_two_handles_leaves_no_record() {
         };
         let _c = Cleanup(vec![c1.name().to_owned()]);
         let c2 = Condition::open(c1.name()).unwrap();
-        let seg = map_object(c1.name());
+        let seg = Mapped::open(c1.name());
         let (at, stamp) = my_stamp_word(&seg, || assert!(!c1.acquire(None).unwrap()));
         let w = c2.wait_timeout(Duration::from_millis(1)).unwrap();
         assert!(w.timed_out);
         c1.release().unwrap();
-        assert_eq!(seg_read(&seg, at), 0, "plain: {plain}");
+        assert_eq!(seg.read(at), 0, "plain: {plain}");
 
-        seg_write(&seg, at, stamp);
+        seg.write(at, stamp);
         let r = c1.acquire(Some(SHORT));
-        seg_write(&seg, at, 0);
+        seg.write(at, 0);
         assert!(
             matches!(r, Err(Error::Timeout { .. })),
             "plain: {plain}: a forged stamp of ours taken for a lock held: {r:?}"
@@ -178,7 +143,7 @@ fn forged_stamp_is_never_deadlock_with_many_locks_held() {
     let target = Lock::create_unique().unwrap();
     let mut c = Cleanup(vec![target.name().to_owned()]);
     let other = Lock::open(target.name()).unwrap();
-    let seg = map_object(target.name());
+    let seg = Mapped::open(target.name());
     let (at, stamp) = {
         let mut g = None;
         let r = my_stamp_word(&seg, || g = Some(target.lock().unwrap()));
@@ -192,12 +157,12 @@ fn forged_stamp_is_never_deadlock_with_many_locks_held() {
     for i in (0..guards.len()).step_by(3) {
         guards[i] = None;
     }
-    seg_write(&seg, at, stamp);
+    seg.write(at, stamp);
     for l in [&target, &other] {
         let r = l.lock_timeout(SHORT).map(drop);
         assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
     }
-    seg_write(&seg, at, 0);
+    seg.write(at, 0);
     for g in guards.iter_mut() {
         *g = None;
     }
@@ -311,7 +276,7 @@ fn a_leaked_guards_record_is_not_a_new_lock_at_its_address() {
     let _w = watchdog(WATCHDOG);
     for _ in 0..20 {
         let old = Lock::create_unique().unwrap();
-        let seg = map_object(old.name());
+        let seg = Mapped::open(old.name());
         let mut g = None;
         let (at, stamp) = my_stamp_word(&seg, || g = Some(old.lock().unwrap()));
         std::mem::forget(g);
@@ -321,10 +286,10 @@ fn a_leaked_guards_record_is_not_a_new_lock_at_its_address() {
 
         let new = Lock::create_unique().unwrap();
         let _c = Cleanup(vec![new.name().to_owned()]);
-        let seg = map_object(new.name());
-        seg_write(&seg, at, stamp);
+        let seg = Mapped::open(new.name());
+        seg.write(at, stamp);
         let r = new.lock_timeout(SHORT).map(drop);
-        seg_write(&seg, at, 0);
+        seg.write(at, 0);
         assert!(
             matches!(r, Err(Error::Timeout { .. })),
             "a forged stamp of ours in a new lock taken for the leaked one: {r:?}"

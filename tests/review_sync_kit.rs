@@ -10,7 +10,7 @@ mod common;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::time::Duration;
 
-use common::{dispatch, spawn, wait_for, watchdog, Cleanup};
+use common::{dispatch, gettid, spawn, wait_for, watchdog, Cleanup, Mapped};
 use shmkit::raw::{RawBarrier, RawCondition, RawLock, RawSemaphore, MAX_PARTIES};
 use shmkit::{Barrier, Error};
 
@@ -245,23 +245,10 @@ fn barrier_wait_any(args: &[String]) {
     let _ = b.wait();
 }
 
-/// The whole object `name` (header included) mapped a second time, as a
-/// peer process that writes over it would.
-type Map = memmap2::MmapRaw;
-
-fn map_object(name: &str) -> Map {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/{name}"))
-        .unwrap();
-    memmap2::MmapRaw::map_raw(&file).unwrap()
-}
-
 /// The byte offset, in the mapping `seg`, of the state word of a barrier of
 /// `parties` parties whose state is `state` (layout: state, parties, notify,
 /// then the slots).
-fn find_barrier_state(seg: &Map, state: u64, parties: u32) -> usize {
+fn find_barrier_state(seg: &Mapped, state: u64, parties: u32) -> usize {
     let p = seg.as_mut_ptr();
     (0..seg.len().saturating_sub(16))
         .step_by(8)
@@ -276,19 +263,6 @@ fn find_barrier_state(seg: &Map, state: u64, parties: u32) -> usize {
             w == state && n == parties
         })
         .expect("the barrier's state word")
-}
-
-fn seg_read(seg: &Map, at: usize) -> u64 {
-    assert!(at + 8 <= seg.len() && at % 8 == 0);
-    // SAFETY: in bounds and aligned (asserted).
-    unsafe { seg.as_mut_ptr().add(at).cast::<u64>().read_volatile() }
-}
-
-fn seg_write(seg: &Map, at: usize, v: u64) {
-    assert!(at + 8 <= seg.len() && at % 8 == 0);
-    // SAFETY: in bounds and aligned (asserted); the word is an atomic that
-    // the barrier's peers read, as another process would write it.
-    unsafe { seg.as_mut_ptr().add(at).cast::<u64>().write_volatile(v) }
 }
 
 /// `record` (src/raw/barrier/party.rs) CASes the slot's stamp and then its
@@ -325,7 +299,7 @@ fn late_record_scenario(late_record: bool) {
     let _w = watchdog(WATCHDOG);
     let b = Barrier::create_unique(3).unwrap();
     let _c = Cleanup(vec![b.name().to_owned()]);
-    let seg = map_object(b.name());
+    let seg = Mapped::open(b.name());
     // Generation 0: three parties (threads of this process) pass.
     std::thread::scope(|s| {
         let t: Vec<_> = (0..2).map(|_| s.spawn(|| b.wait().unwrap())).collect();
@@ -340,18 +314,18 @@ fn late_record_scenario(late_record: bool) {
     // 3 slots of 16 bytes, used by alternate generations).
     let (key0, stamp0) = (st + 16, st + 24);
     let key1 = key0 + 3 * 16;
-    assert_eq!(seg_read(&seg, key0), 1 << 32, "slot 0 tagged generation 0");
-    let x = seg_read(&seg, stamp0); // X: the generation-0 party of slot 0
-                                    // Y arrives in generation 1 as index 0 and sleeps.
+    assert_eq!(seg.read(key0), 1 << 32, "slot 0 tagged generation 0");
+    let x = seg.read(stamp0); // X: the generation-0 party of slot 0
+                              // Y arrives in generation 1 as index 0 and sleeps.
     let y = spawn("barrier_wait_any", &[b.name()]);
     assert!(wait_for(REACH, || b.n_waiting() == 1
-        && seg_read(&seg, key1) == (1 << 32) | 1
+        && seg.read(key1) == (1 << 32) | 1
         && all_in(y.pid(), 'S')));
     // X's late record(0, 0, X): into slot 0 of generation 0's bank (before
     // the banks, the slot Y had just written).
     if late_record {
-        seg_write(&seg, stamp0, x);
-        seg_write(&seg, key0, 1 << 32);
+        seg.write(stamp0, x);
+        seg.write(key0, 1 << 32);
     }
     y.kill();
     // Z arrives in generation 1 (index 1) and must be told of Y's death.
@@ -444,11 +418,6 @@ fn barrier_wait_pass(args: &[String]) {
     b.wait().expect("released");
 }
 
-fn gettid() -> u32 {
-    // SAFETY: gettid(2) has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
-}
-
 /// The other interleaving of the race above: X (of generation g, late)
 /// CASes the stamp after Y (of g+1) did, but its key CAS lands before
 /// Y's, so the slot ends `(X, VALID | g+1)`: X, which is no party of g+1,
@@ -474,7 +443,7 @@ fn late_stamp_scenario(late_stamp: bool) {
     let _w = watchdog(WATCHDOG);
     let b = Barrier::create_unique(3).unwrap();
     let _c = Cleanup(vec![b.name().to_owned()]);
-    let seg = map_object(b.name());
+    let seg = Mapped::open(b.name());
     // Generation 0: X (a child) arrives first (slot 0), then two threads.
     let xp = spawn("barrier_wait_pass", &[b.name()]);
     assert!(wait_for(REACH, || b.n_waiting() == 1));
@@ -488,17 +457,17 @@ fn late_stamp_scenario(late_stamp: bool) {
     let st = find_barrier_state(&seg, (1 << 32) | (1 << 24), 3);
     let (key0, stamp0) = (st + 16, st + 24);
     let (key1, stamp1) = (key0 + 3 * 16, stamp0 + 3 * 16);
-    let x = seg_read(&seg, stamp0);
+    let x = seg.read(stamp0);
     // Y arrives in generation 1 as index 0 (generation 1's bank) and sleeps.
     let y = spawn("barrier_wait_ok", &[b.name()]);
     assert!(wait_for(REACH, || b.n_waiting() == 1
-        && seg_read(&seg, key1) == (1 << 32) | 1
+        && seg.read(key1) == (1 << 32) | 1
         && all_in(y.pid(), 'S')));
-    assert_ne!(seg_read(&seg, stamp1), x);
+    assert_ne!(seg.read(stamp1), x);
     // X's late stamp write: into slot 0 of generation 0's bank (before the
     // banks, over Y's stamp).
     if late_stamp {
-        seg_write(&seg, stamp0, x);
+        seg.write(stamp0, x);
     }
     // Z (a thread of ours) arrives as index 1 and sleeps.
     let (tx, rx) = std::sync::mpsc::channel();

@@ -418,3 +418,54 @@ impl Drop for Region {
         unsafe { dealloc(self.ptr, self.layout) }
     }
 }
+
+/// A whole shmkit object (header included) mapped a second time, as a peer
+/// process that reads and writes over it would: the reviews' scribbler.
+pub struct Mapped(memmap2::MmapRaw);
+
+impl Mapped {
+    /// `/dev/shm/<name>`, mapped read-write.
+    pub fn open(name: &str) -> Mapped {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/shm/{name}"))
+            .unwrap();
+        Mapped(memmap2::MmapRaw::map_raw(&file).unwrap())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.0.as_mut_ptr()
+    }
+
+    /// The 64-bit word at byte `at` (8-aligned, in bounds: asserted).
+    pub fn read(&self, at: usize) -> u64 {
+        assert!(at + 8 <= self.len() && at % 8 == 0);
+        // SAFETY: in bounds and aligned (asserted); the mapping lives as
+        // long as `self`.
+        unsafe { self.as_mut_ptr().add(at).cast::<u64>().read_volatile() }
+    }
+
+    /// Writes the 64-bit word at byte `at`, as another process would.
+    pub fn write(&self, at: usize, v: u64) {
+        assert!(at + 8 <= self.len() && at % 8 == 0);
+        // SAFETY: in bounds and aligned (asserted); the word is one the
+        // object's users access atomically, as another process writes it.
+        unsafe { self.as_mut_ptr().add(at).cast::<u64>().write_volatile(v) }
+    }
+
+    /// Every 64-bit word of the object.
+    pub fn words(&self) -> Vec<u64> {
+        (0..self.len() / 8).map(|i| self.read(i * 8)).collect()
+    }
+}
+
+/// The calling thread's id.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid(2) has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
