@@ -223,11 +223,7 @@ impl<'a> RawQueue<'a> {
     /// cost an empty queue's `try_get` half again as much.
     pub(crate) fn get_now(&self) -> Result<Option<Vec<u8>>> {
         match self.claim_get(None, 0, false)? {
-            Try::Done((c, len, _)) => {
-                let mut v = vec![0u8; len];
-                self.take(c, len, &mut v)?;
-                Ok(Some(v))
-            }
+            Try::Done((c, len, _)) => self.take_vec(c, len).map(Some),
             _ => Ok(None),
         }
     }
@@ -242,6 +238,11 @@ impl<'a> RawQueue<'a> {
 
     pub(crate) fn get_until(&self, deadline: Option<Deadline>) -> Result<Vec<u8>> {
         let (c, len, _) = self.claim_get_until(None, 0, deadline)?;
+        self.take_vec(c, len)
+    }
+
+    /// [`take`](RawQueue::take) into a new `Vec` of the message's length.
+    fn take_vec(&self, c: Claim, len: usize) -> Result<Vec<u8>> {
         let mut v = vec![0u8; len];
         self.take(c, len, &mut v)?;
         Ok(v)

@@ -219,33 +219,39 @@ impl<'a> RawQueue<'a> {
     /// `try_put` for a handle: `Ok(None)` where `try_put` says `Full` (see
     /// [`get_now`](RawQueue::get_now)).
     pub(crate) fn put_now(&self, msg: &[u8]) -> Result<Option<()>> {
-        self.check_len(msg.len())?;
-        // As `put_until`: a claim taken from us is retried, at most twice.
-        let mut attempt = 1;
-        loop {
-            let Try::Done(c) = self.claim_put(false, false)? else {
-                return Ok(None);
-            };
-            match self.publish(c, msg.len(), |buf| buf.copy_from_slice(msg)) {
-                Ok(()) => return Ok(Some(())),
-                Err(e) if attempt == 3 => return Err(e),
-                Err(_) => attempt += 1,
-            }
-        }
+        self.put_with(msg, || {
+            Ok(match self.claim_put(false, false)? {
+                Try::Done(c) => Some(c),
+                _ => None,
+            })
+        })
     }
 
     /// Puts a copy of `msg`, waiting for room until `deadline` (`None`:
     /// only try once; `Some(Deadline::NEVER)`: as long as it takes).
     pub(crate) fn put_until(&self, msg: &[u8], deadline: Option<Deadline>) -> Result<()> {
+        self.put_with(msg, || self.claim_put_until(false, deadline).map(Some))
+            .map(drop)
+    }
+
+    /// Puts a copy of `msg` at the position `claim` gets (`None`: no room
+    /// now, and nothing is put). A claim taken from us by a mistaken
+    /// recovery is retried at a new position (the message is still ours to
+    /// copy); a few such losses in a row mean someone keeps writing over
+    /// our claims.
+    fn put_with(
+        &self,
+        msg: &[u8],
+        mut claim: impl FnMut() -> Result<Option<Claim>>,
+    ) -> Result<Option<()>> {
         self.check_len(msg.len())?;
-        // A claim taken from us by a mistaken recovery is retried at a new
-        // position (the message is still ours to copy); a few such losses
-        // in a row mean someone keeps writing over our claims.
         let mut attempt = 1;
         loop {
-            let c = self.claim_put_until(false, deadline)?;
+            let Some(c) = claim()? else {
+                return Ok(None);
+            };
             match self.publish(c, msg.len(), |buf| buf.copy_from_slice(msg)) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Some(())),
                 Err(e) if attempt == 3 => return Err(e),
                 Err(_) => attempt += 1,
             }
