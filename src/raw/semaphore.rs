@@ -512,8 +512,8 @@ impl RawSemaphore {
     // ---- internals ---------------------------------------------------------
 
     #[inline]
-    pub(crate) fn guard(&self, (p, stamp): (Permit, TaskStamp)) -> RawSemaphoreGuard<'_> {
-        debug_assert_eq!(stamp, sync::current_process());
+    /// The guard of permit `p`, just taken by this process.
+    pub(crate) fn guard(&self, p: Permit) -> RawSemaphoreGuard<'_> {
         RawSemaphoreGuard {
             sem: self,
             word: p.word() | u64::from(sync::fork_gen()) << 32,
@@ -660,25 +660,25 @@ impl RawSemaphore {
     }
 
     #[inline]
-    pub(crate) fn try_permit(&self) -> Option<(Permit, TaskStamp)> {
+    pub(crate) fn try_permit(&self) -> Option<Permit> {
         let me = sync::current_process();
         match self.look(me) {
-            Look::Got(p) => Some((p, me)),
+            Look::Got(p) => Some(p),
             Look::Busy => None,
             Look::Zero(_) => match self.recover(me) {
-                Recovered::Took(p) => Some((p, me)),
+                Recovered::Took(p) => Some(p),
                 _ => None,
             },
         }
     }
 
     #[inline(always)]
-    pub(crate) fn acquire_until(&self, deadline: Deadline) -> Result<(Permit, TaskStamp)> {
+    pub(crate) fn acquire_until(&self, deadline: Deadline) -> Result<Permit> {
         let me = sync::current_process();
         if let Look::Got(p) = self.look(me) {
-            return Ok((p, me));
+            return Ok(p);
         }
-        self.acquire_slow(me, deadline).map(|p| (p, me))
+        self.acquire_slow(me, deadline)
     }
 
     #[cold]
